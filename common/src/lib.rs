@@ -1,0 +1,35 @@
+//! Shared support for the callback-driver samples.
+//!
+//! Everything a driver in this suite needs that is not the lesson of the driver itself:
+//!
+//! - [`sys`]: the kernel FFI. Types come from windows-sys' `Wdk` bindings where they are right;
+//!   what windows-sys lacks, links to a user-mode DLL, or declares wrongly is declared here against
+//!   the kernel module (`ntoskrnl.exe`) with `raw-dylib`.
+//! - [`log`]: `DbgPrintEx` logging, formatted into a bounded stack buffer (no heap).
+//! - [`panic`]: a panic is a bugcheck with a distinct code and the source location.
+//! - Unload bookkeeping, as types ([`teardown`], [`barrier`], [`slot`], [`pool`], [`ex`]): every
+//!   registration is a guard that undoes itself when dropped, guards live on a [`teardown`] stack
+//!   so they are undone in reverse order of registration, and a [`barrier`] covers families whose
+//!   unregistration does not promise "no more callbacks".
+//!
+//! The kernel-facing parts compile only for Windows targets; the bookkeeping logic is plain Rust and
+//! is unit-tested on the host.
+#![cfg_attr(not(test), no_std)]
+
+pub mod barrier;
+pub mod log;
+pub mod slot;
+pub mod teardown;
+pub mod unicode;
+
+#[cfg(target_os = "windows")]
+pub mod ex;
+#[cfg(target_os = "windows")]
+pub mod rt;
+#[cfg(all(target_os = "windows", not(test)))]
+pub mod panic;
+#[cfg(target_os = "windows")]
+pub mod pool;
+pub mod sys;
+
+pub use sys::NTSTATUS;

@@ -1,0 +1,353 @@
+//! Logging through `DbgPrintEx`, with no heap.
+//!
+//! `log!(Level::Info, "registered {} callbacks", n)` formats into a fixed buffer on the stack
+//! (truncating with `...` if the line is too long), prefixes the driver's crate name and the level,
+//! and hands the finished, NUL-terminated line to `DbgPrintEx` as the argument of a constant `"%s"`
+//! format, so nothing in a message can be taken for a conversion.
+//!
+//! IRQL: any. `core::fmt` touches only the stack and the (non-paged) image, and `DbgPrintEx` with a
+//! plain `%s` of ASCII text is callable at any IRQL. To see the output on a test machine, enable the
+//! component (`ed nt!Kd_IHVDRIVER_Mask 0xf` in WinDbg, or the `Debug Print Filter` registry key).
+
+use core::fmt::{self, Write};
+
+/// Longest line, in bytes, including the prefix and the terminating NUL.
+pub const LINE_CAPACITY: usize = 256;
+
+/// Severity, mapped to the `DPFLTR_*_LEVEL` values `DbgPrintEx` filters on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Level {
+    /// `DPFLTR_ERROR_LEVEL` (0): always shown.
+    Error = 0,
+    /// `DPFLTR_WARNING_LEVEL` (1).
+    Warning = 1,
+    /// `DPFLTR_TRACE_LEVEL` (2).
+    Trace = 2,
+    /// `DPFLTR_INFO_LEVEL` (3).
+    Info = 3,
+}
+
+impl Level {
+    const fn label(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warning => "WARN",
+            Level::Trace => "TRACE",
+            Level::Info => "INFO",
+        }
+    }
+}
+
+/// A fixed-size line buffer that truncates instead of failing.
+pub struct LineBuffer {
+    bytes: [u8; LINE_CAPACITY],
+    len: usize,
+    truncated: bool,
+}
+
+impl LineBuffer {
+    const MARK: &'static [u8] = b"...";
+
+    /// An empty line.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { bytes: [0; LINE_CAPACITY], len: 0, truncated: false }
+    }
+
+    /// Formats `[driver] LEVEL: message` and NUL-terminates it.
+    pub fn format(&mut self, driver: &str, level: Level, args: fmt::Arguments<'_>) -> &[u8] {
+        self.len = 0;
+        self.truncated = false;
+        // Writing to a LineBuffer never fails; errors from a Display impl just end the message.
+        let _ = write!(self, "[{driver}] {}: ", level.label());
+        let _ = self.write_fmt(args);
+        let _ = self.write_str("\n");
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> &[u8] {
+        // Room for the NUL is always kept back by write_str.
+        self.bytes[self.len] = 0;
+        &self.bytes[..=self.len]
+    }
+
+    /// Whether the last line did not fit.
+    #[must_use]
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl Default for LineBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for LineBuffer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.truncated {
+            return Ok(());
+        }
+        // Keep one byte for the NUL; replace any NUL in the text so the line is not cut short.
+        let room = LINE_CAPACITY - 1 - self.len;
+        if s.len() <= room {
+            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(s.as_bytes()) {
+                *dst = if b == 0 { b'?' } else { b };
+            }
+            self.len += s.len();
+        } else {
+            // Truncate: keep the end of the buffer for "...\n".
+            let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
+            let take = keep.saturating_sub(self.len).min(s.len());
+            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(&s.as_bytes()[..take]) {
+                *dst = if b == 0 { b'?' } else { b };
+            }
+            self.len += take;
+            self.bytes[self.len..self.len + Self::MARK.len()].copy_from_slice(Self::MARK);
+            self.len += Self::MARK.len();
+            self.bytes[self.len] = b'\n';
+            self.len += 1;
+            self.truncated = true;
+        }
+        Ok(())
+    }
+}
+
+/// Formats and prints one line. Use the [`log!`](crate::log!) macro rather than calling this.
+#[cfg(target_os = "windows")]
+pub fn write(driver: &str, level: Level, args: fmt::Arguments<'_>) {
+    let mut line = LineBuffer::new();
+    let text = line.format(driver, level, args);
+    // SAFETY: both the format and the argument are NUL-terminated byte strings that live across the
+    // call; "%s" consumes exactly the one variadic argument we pass.
+    unsafe {
+        crate::sys::DbgPrintEx(
+            crate::sys::DPFLTR_IHVDRIVER_ID,
+            level as u32,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        );
+    }
+}
+
+/// Host builds have no kernel debugger: logging is a no-op there.
+#[cfg(not(target_os = "windows"))]
+pub fn write(_driver: &str, _level: Level, _args: fmt::Arguments<'_>) {}
+
+/// Logs one line at a [`Level`], prefixed with the calling crate's name.
+///
+/// `log!(Level::Info, "callback {} fired", n)`
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($arg:tt)+) => {
+        $crate::log::write(env!("CARGO_PKG_NAME"), $level, format_args!($($arg)+))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(args: fmt::Arguments<'_>) -> (String, bool) {
+        let mut b = LineBuffer::new();
+        let bytes = b.format("ex-callback", Level::Info, args).to_vec();
+        assert_eq!(*bytes.last().unwrap(), 0, "always NUL-terminated");
+        assert_eq!(bytes.iter().filter(|&&c| c == 0).count(), 1, "exactly one NUL");
+        (String::from_utf8(bytes[..bytes.len() - 1].to_vec()).unwrap(), b.truncated())
+    }
+
+    #[test]
+    fn prefix_level_and_newline() {
+        let (text, truncated) = line(format_args!("registered {} callbacks", 3));
+        assert_eq!(text, "[ex-callback] INFO: registered 3 callbacks\n");
+        assert!(!truncated);
+    }
+
+    #[test]
+    fn percent_signs_are_plain_text() {
+        let (text, _) = line(format_args!("100% %s %wZ"));
+        assert!(text.ends_with("100% %s %wZ\n"));
+    }
+
+    #[test]
+    fn long_lines_are_truncated_not_overflowed() {
+        let long = "x".repeat(1000);
+        let (text, truncated) = line(format_args!("{long}"));
+        assert!(truncated);
+        assert_eq!(text.len(), LINE_CAPACITY - 1);
+        assert!(text.ends_with("...\n"));
+    }
+
+    #[test]
+    fn embedded_nul_does_not_cut_the_line() {
+        let (text, _) = line(format_args!("a{}b", '\0'));
+        assert!(text.ends_with("a?b\n"));
+    }
+
+    #[test]
+    fn exact_fit_is_not_truncated() {
+        let prefix = "[ex-callback] INFO: ".len();
+        let body = "y".repeat(LINE_CAPACITY - 1 - prefix - 1);
+        let (text, truncated) = line(format_args!("{body}"));
+        assert!(!truncated);
+        assert_eq!(text.len(), LINE_CAPACITY - 1);
+    }
+}
+
+// ---- klog!: formatting done by the kernel, for hot paths -------------------------------------
+
+/// An argument of [`klog!`](crate::klog!): every conversion it allows reads one pointer-sized
+/// integer, so every argument is passed as one.
+pub trait KernelArg {
+    /// The argument as the word `DbgPrintEx` will read.
+    fn word(self) -> usize;
+}
+
+macro_rules! kernel_arg_unsigned {
+    ($($t:ty),*) => {$(
+        impl KernelArg for $t {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_lossless)]
+            fn word(self) -> usize { self as usize }
+        }
+    )*};
+}
+macro_rules! kernel_arg_signed {
+    ($($t:ty),*) => {$(
+        impl KernelArg for $t {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_lossless)]
+            fn word(self) -> usize { self as isize as usize }
+        }
+    )*};
+}
+kernel_arg_unsigned!(u8, u16, u32, u64, usize);
+kernel_arg_signed!(i8, i16, i32, i64, isize);
+impl KernelArg for bool {
+    fn word(self) -> usize {
+        usize::from(self)
+    }
+}
+impl<T> KernelArg for *const T {
+    fn word(self) -> usize {
+        self as usize
+    }
+}
+impl<T> KernelArg for *mut T {
+    fn word(self) -> usize {
+        self as usize
+    }
+}
+
+/// Checks a [`klog!`](crate::klog!) format at compile time: only `%%` and the pointer-sized integer
+/// conversions `%Iu`, `%Id`, `%Ix`, `%IX` and `%p` (optionally with `0`/width flags, e.g.
+/// `%08Ix`), exactly `args` of them, and a single NUL at the end. So no argument can ever be read as
+/// a pointer to text, and the count always matches.
+///
+/// # Panics
+/// At compile time, on any other conversion or a count mismatch.
+pub const fn check_kernel_format(format: &str, args: usize) {
+    let b = format.as_bytes();
+    assert!(!b.is_empty() && b[b.len() - 1] == 0, "format must end with one NUL");
+    let mut i = 0;
+    let mut conversions = 0;
+    while i < b.len() - 1 {
+        assert!(b[i] != 0, "embedded NUL in format");
+        if b[i] == b'%' {
+            i += 1;
+            if b[i] == b'%' {
+                i += 1;
+                continue;
+            }
+            while b[i] >= b'0' && b[i] <= b'9' {
+                i += 1;
+            }
+            if b[i] == b'p' {
+                i += 1;
+            } else {
+                assert!(b[i] == b'I', "klog! allows only %Iu %Id %Ix %IX %p");
+                i += 1;
+                assert!(
+                    b[i] == b'u' || b[i] == b'd' || b[i] == b'x' || b[i] == b'X',
+                    "klog! allows only %Iu %Id %Ix %IX %p"
+                );
+                i += 1;
+            }
+            conversions += 1;
+        } else {
+            i += 1;
+        }
+    }
+    assert!(conversions == args, "klog!: number of conversions and arguments differ");
+}
+
+/// Logs one line with the kernel doing the formatting: `klog!(Info, "event %Iu of %Iu", n, total)`.
+///
+/// For hot paths such as callbacks: the driver only passes the arguments, and `DbgPrintEx` discards
+/// a filtered-out message before formatting anything. The format is checked at compile time
+/// ([`check_kernel_format`]), which is what makes the variadic call below sound. Callable at any
+/// IRQL (no Unicode conversions are allowed).
+#[macro_export]
+macro_rules! klog {
+    ($level:ident, $format:literal $(, $arg:expr)* $(,)?) => {{
+        const FORMAT: &str = concat!(
+            "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
+        );
+        const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
+        #[cfg(target_os = "windows")]
+        // SAFETY: FORMAT is NUL-terminated and, as checked at compile time, has exactly one
+        // pointer-sized integer conversion per argument, and every argument is passed as a usize.
+        unsafe {
+            $crate::sys::DbgPrintEx(
+                $crate::sys::DPFLTR_IHVDRIVER_ID,
+                $crate::log::Level::$level as u32,
+                FORMAT.as_ptr().cast()
+                $(, $crate::log::KernelArg::word($arg))*
+            );
+        }
+        #[cfg(not(target_os = "windows"))]
+        { $(let _ = $crate::log::KernelArg::word($arg);)* }
+    }};
+}
+
+#[cfg(test)]
+mod kernel_format_tests {
+    use super::check_kernel_format;
+
+    #[test]
+    fn accepted_formats() {
+        check_kernel_format("plain\0", 0);
+        check_kernel_format("100%% done\0", 0);
+        check_kernel_format("%Iu %Id %Ix %IX %p %08Ix\0", 6);
+    }
+
+    #[test]
+    #[should_panic(expected = "only %Iu")]
+    fn string_conversions_are_refused() {
+        check_kernel_format("%s\0", 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "only %Iu")]
+    fn unicode_conversions_are_refused() {
+        check_kernel_format("%wZ\0", 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "differ")]
+    fn count_mismatch_is_refused() {
+        check_kernel_format("%Iu %Iu\0", 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "NUL")]
+    fn missing_terminator_is_refused() {
+        check_kernel_format("%Iu", 1);
+    }
+
+    #[test]
+    fn the_macro_counts_arguments() {
+        crate::klog!(Info, "a %Iu b %Ix", 1u32, 2usize);
+        crate::klog!(Error, "no arguments");
+    }
+}

@@ -1,0 +1,80 @@
+//! Non-paged pool allocations that free themselves.
+//!
+//! [`PoolBox<T>`] is a `Box` for kernel pool: `ExAllocatePoolWithTag(NonPagedPoolNx)`, dropped with
+//! `ExFreePoolWithTag`. Non-paged because callback contexts are read at DISPATCH_LEVEL, where a page
+//! fault is a bugcheck; `Nx` because memory integrity (HVCI) forbids executable data.
+//!
+//! Why not `ExAllocatePool2`: it exists only from Windows 10 2004, and importing it stops a driver
+//! from loading on anything older (windows-drivers-rs #149). `ExAllocatePoolWithTag` is deprecated
+//! but present on every supported release; the pool memory is not zeroed, so `PoolBox` always
+//! writes a complete value into it.
+
+use core::ffi::c_void;
+use core::mem::{align_of, size_of};
+use core::ops::Deref;
+use core::ptr::NonNull;
+
+use crate::sys::{ExAllocatePoolWithTag, ExFreePoolWithTag, NON_PAGED_POOL_NX};
+
+/// A pool tag from four ASCII characters, as it shows in `!poolused`: `pool_tag(b"ExCb")`.
+#[must_use]
+pub const fn pool_tag(tag: &[u8; 4]) -> u32 {
+    u32::from_le_bytes(*tag)
+}
+
+/// A value in non-paged, non-executable pool, freed when dropped.
+pub struct PoolBox<T> {
+    ptr: NonNull<T>,
+    tag: u32,
+}
+
+impl<T> PoolBox<T> {
+    /// Allocates pool for `value` and moves it there. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Errors
+    /// `Err(value)` when the pool allocation fails (the kernel returns NULL; callers usually report
+    /// `STATUS_INSUFFICIENT_RESOURCES`).
+    pub fn try_new(value: T, tag: u32) -> Result<Self, T> {
+        // Pool blocks are 16-byte aligned on 64-bit Windows; anything stricter is not supported.
+        const { assert!(align_of::<T>() <= 16, "pool memory is only 16-byte aligned") };
+        const { assert!(size_of::<T>() > 0, "zero-sized values need no pool") };
+        // SAFETY: plain allocation call with a valid pool type and a non-zero size.
+        let raw = unsafe { ExAllocatePoolWithTag(NON_PAGED_POOL_NX, size_of::<T>(), tag) };
+        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
+            return Err(value);
+        };
+        // SAFETY: `ptr` is a fresh allocation of the right size and alignment, owned by us.
+        unsafe { ptr.as_ptr().write(value) };
+        Ok(Self { ptr, tag })
+    }
+
+    /// The address of the value, for passing as a callback context.
+    #[must_use]
+    pub fn as_context(&self) -> *const c_void {
+        self.ptr.as_ptr().cast::<c_void>().cast_const()
+    }
+}
+
+impl<T> Deref for PoolBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the allocation holds an initialised T until drop.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Drop for PoolBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: we own the value and the allocation; the value is dropped (which may wait, e.g. a
+        // barrier) before the memory is returned with the tag it was allocated with.
+        unsafe {
+            self.ptr.as_ptr().drop_in_place();
+            ExFreePoolWithTag(self.ptr.as_ptr().cast::<c_void>(), self.tag);
+        }
+    }
+}
+
+// SAFETY: PoolBox owns its T like Box does.
+unsafe impl<T: Send> Send for PoolBox<T> {}
+// SAFETY: shared access only hands out &T.
+unsafe impl<T: Sync> Sync for PoolBox<T> {}
