@@ -113,7 +113,7 @@ pub unsafe extern "system" fn DriverEntry(
         Ok(state) => state,
         Err(status) => {
             // Whatever set_up built was dropped as it returned, in reverse order.
-            klog!(Error, "DriverEntry failed with %08Ix; nothing is left registered", status);
+            klog!(Error, "DriverEntry failed with %08Ix; nothing is left registered", status.cast_unsigned());
             return status;
         }
     };
@@ -141,12 +141,12 @@ pub unsafe extern "system" fn DriverEntry(
 fn set_up() -> Result<State, NTSTATUS> {
     // 1. The objects. ExCreateCallback runs at PASSIVE_LEVEL (we are in DriverEntry).
     let sample = CallbackObject::create(unicode!("\\Callback\\ExCallbackSample"), true)
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\ExCallbackSample) failed: %08Ix", *s))?;
+        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\ExCallbackSample) failed: %08Ix", s.cast_unsigned()))?;
     // The system objects exist on every system; Create = FALSE so we never create an impostor.
     let power = CallbackObject::open(unicode!("\\Callback\\PowerState"))
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\PowerState) failed: %08Ix", *s))?;
+        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\PowerState) failed: %08Ix", s.cast_unsigned()))?;
     let time = CallbackObject::open(unicode!("\\Callback\\SetSystemTime"))
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\SetSystemTime) failed: %08Ix", *s))?;
+        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\SetSystemTime) failed: %08Ix", s.cast_unsigned()))?;
 
     // 2. The context, in non-paged pool, with its barrier opened at its final address before any
     //    callback can see it.

@@ -1,0 +1,281 @@
+"""Callback objects, modelled from the documentation (speakeasy has none of these routines).
+
+ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   PASSIVE_LEVEL
+  - opens the named object, or creates it when Create is TRUE; the caller gets a reference it must
+    release with ObDereferenceObject. No name: STATUS_UNSUCCESSFUL. Not found and Create FALSE:
+    STATUS_OBJECT_NAME_NOT_FOUND. AllowMultipleCallbacks is ignored when the object exists.
+ExRegisterCallback(Object, Function, Context) -> registration handle, or NULL on failure, including
+  when the object allows a single registration and already has one.
+ExNotifyCallback(Object, Argument1, Argument2)   <= DISPATCH_LEVEL
+  - calls every registered routine, in registration order, at the caller's IRQL, before returning.
+  - drivers must not call it on the system-defined objects (\\Callback\\PowerState, \\Callback\\SetSystemTime).
+ExUnregisterCallback(Registration)   <= APC_LEVEL
+  - the handle must be one ExRegisterCallback returned; nothing is promised about a call in progress.
+ObfDereferenceObject(Object)   <= DISPATCH_LEVEL
+  - a temporary object is deleted when its last reference goes; its registrations go with it.
+
+What the model enforces beyond that (each a way a real kernel would corrupt memory or bugcheck):
+unregistering an unknown or already-unregistered handle; dereferencing an object the driver holds
+no reference to; an object deleted while registrations on it remain (ExUnregisterCallback would
+then touch freed memory); a callback entered after its unregistration returned.
+"""
+
+from .errors import KernelStop, bugcheck, violation
+from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
+
+STATUS_SUCCESS = 0
+STATUS_UNSUCCESSFUL = 0xC0000001
+STATUS_INVALID_PARAMETER = 0xC000000D
+STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
+STATUS_OBJECT_NAME_COLLISION = 0xC0000035
+STATUS_INSUFFICIENT_RESOURCES = 0xC000009A
+
+OBJ_CASE_INSENSITIVE = 0x40
+OBJ_PERMANENT = 0x10
+OBJECT_ATTRIBUTES_SIZE = 48
+
+REFERENCE_BY_POINTER = 0x18
+SYSTEM_OBJECTS = ('\\Callback\\PowerState', '\\Callback\\SetSystemTime')
+
+
+class CallbackObject:
+    def __init__(self, name, address, system, allow_multiple, permanent):
+        self.name = name
+        self.address = address
+        self.system = system              # created by the kernel at boot; it keeps a reference
+        self.allow_multiple = allow_multiple
+        self.permanent = permanent
+        self.driver_refs = 0
+        self.registrations = []           # live Registration objects, in registration order
+        self.deleted = False
+
+    def total_refs(self):
+        return self.driver_refs + (1 if self.system or self.permanent else 0)
+
+
+class Registration:
+    def __init__(self, handle, obj, function, context):
+        self.handle = handle
+        self.obj = obj
+        self.function = function
+        self.context = context
+        self.state = 'registered'         # registered -> unregistering -> unregistered
+
+
+class ExCallbacks:
+    def __init__(self, machine, system_objects=SYSTEM_OBJECTS):
+        self.m = machine
+        self.objects = {}                 # upper-case name -> CallbackObject
+        self.by_address = {}
+        self.registrations = {}           # handle -> Registration (including unregistered ones)
+        self.references_taken = 0
+        self.references_released = 0
+        self.deliveries = []              # stack of Registration currently being called
+        self.late_entries = []            # (function, why)
+        self.deleted_with_registrations = []
+        self.armed_races = []             # (object name, argument1, argument2)
+        self.callback_counts = []         # (event label, instructions)
+        self._entry_hooks = set()
+        for name in system_objects:
+            self._new_object(name, system=True, allow_multiple=True, permanent=True)
+        machine.attach('ntoskrnl', 'ExCreateCallback', 4, self.create, fallible=self._create_failure)
+        machine.attach('ntoskrnl', 'ExRegisterCallback', 3, self.register,
+                       fallible=lambda argv: (0, 'NULL'))
+        machine.attach('ntoskrnl', 'ExNotifyCallback', 3, self.notify)
+        machine.attach('ntoskrnl', 'ExUnregisterCallback', 1, self.unregister)
+        machine.attach('ntoskrnl', 'ObfDereferenceObject', 1, self.dereference)
+
+    # ---- objects ------------------------------------------------------------------------------
+
+    def _new_object(self, name, system, allow_multiple, permanent):
+        address = self.m.alloc(0x40, 'CallbackObject')
+        obj = CallbackObject(name, address, system, allow_multiple, permanent)
+        self.objects[name.upper()] = obj
+        self.by_address[address] = obj
+        return obj
+
+    def _create_failure(self, argv):
+        if argv[2] & 0xFF:
+            return STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'
+        return STATUS_OBJECT_NAME_NOT_FOUND, 'STATUS_OBJECT_NAME_NOT_FOUND'
+
+    def create(self, argv, orig):
+        out, attributes, create, allow_multiple = argv[0], argv[1], argv[2] & 0xFF, argv[3] & 0xFF
+        require(self.m, 'ExCreateCallback', PASSIVE_LEVEL)
+        if attributes == 0 or self.m.read_u32(attributes) != OBJECT_ATTRIBUTES_SIZE:
+            return STATUS_INVALID_PARAMETER
+        name_ptr = self.m.read_u64(attributes + 16)
+        flags = self.m.read_u32(attributes + 24)
+        if name_ptr == 0:
+            return STATUS_UNSUCCESSFUL  # "Unnamed callback objects are not permitted."
+        name = self.m.read_unicode_string(name_ptr)
+        if not name:
+            return STATUS_UNSUCCESSFUL
+        key = name.upper()
+        obj = self.objects.get(key)
+        if obj is not None and not (flags & OBJ_CASE_INSENSITIVE) and obj.name != name:
+            obj = None  # a case-sensitive lookup does not match a differently-cased name
+        if obj is None or obj.deleted:
+            if not create:
+                return STATUS_OBJECT_NAME_NOT_FOUND
+            obj = self._new_object(name, system=False, allow_multiple=bool(allow_multiple),
+                                   permanent=bool(flags & OBJ_PERMANENT))
+        obj.driver_refs += 1
+        self.references_taken += 1
+        self.m.write_u64(out, obj.address)
+        return STATUS_SUCCESS
+
+    def _object(self, routine, address):
+        obj = self.by_address.get(address)
+        if obj is None or obj.deleted:
+            raise bugcheck(REFERENCE_BY_POINTER, 'REFERENCE_BY_POINTER',
+                           '%s(0x%x): not a live callback object' % (routine, address), address)
+        return obj
+
+    def dereference(self, argv, orig):
+        address = argv[0]
+        require(self.m, 'ObfDereferenceObject', DISPATCH_LEVEL)
+        obj = self.by_address.get(address)
+        if obj is None:
+            # Not a callback object: speakeasy tracks its own objects.
+            return orig(list(argv)) if orig else 0
+        if obj.deleted or obj.driver_refs == 0:
+            raise bugcheck(REFERENCE_BY_POINTER, 'REFERENCE_BY_POINTER',
+                           'ObDereferenceObject(%s): the driver holds no reference to it (released '
+                           'twice?)' % obj.name, address)
+        obj.driver_refs -= 1
+        self.references_released += 1
+        if obj.total_refs() == 0:
+            obj.deleted = True
+            if obj.registrations:
+                self.deleted_with_registrations.append(
+                    '%s deleted by its last ObDereferenceObject while %d registration(s) remained: '
+                    'unregister before dereferencing' % (obj.name, len(obj.registrations)))
+        return 0
+
+    # ---- registrations ------------------------------------------------------------------------
+
+    def register(self, argv, orig):
+        address, function, context = argv
+        obj = self._object('ExRegisterCallback', address)
+        if obj.registrations and not obj.allow_multiple:
+            return 0
+        handle = self.m.alloc(0x30, 'CallbackRegistration')
+        reg = Registration(handle, obj, function, context)
+        obj.registrations.append(reg)
+        self.registrations[handle] = reg
+        self._watch_entry(function)
+        return handle
+
+    def unregister(self, argv, orig):
+        handle = argv[0]
+        require(self.m, 'ExUnregisterCallback', APC_LEVEL)
+        reg = self.registrations.get(handle)
+        if reg is None or reg.state != 'registered':
+            raise KernelStop('bugcheck', 'ExUnregisterCallback(0x%x): %s; the kernel would free the '
+                             'registration twice or touch freed memory' % (
+                                 handle, 'not a handle ExRegisterCallback returned' if reg is None
+                                 else 'already unregistered'))
+        if reg.obj.deleted:
+            raise violation('ExUnregisterCallback on %s after the object was deleted by its last '
+                            'ObDereferenceObject: the registration went with it' % reg.obj.name)
+        reg.obj.registrations.remove(reg)
+        reg.state = 'unregistering'
+        races = [r for r in self.armed_races if r[0].upper() == reg.obj.name.upper()]
+        if races:
+            # A notification the kernel had already dispatched to this routine completes while
+            # ExUnregisterCallback runs (the documentation promises nothing either way).
+            for r in races:
+                self.armed_races.remove(r)
+            calls = [(reg.function, [reg.context, r[1], r[2]]) for r in races]
+            label = 'in flight during ExUnregisterCallback on %s' % reg.obj.name
+            self.m.call_back_before_return(
+                calls,
+                before=lambda i: self._enter(reg, label),
+                after=lambda i: self._leave(reg, label, last=(i == len(calls) - 1)))
+        else:
+            reg.state = 'unregistered'
+        return None
+
+    # ---- notifications ------------------------------------------------------------------------
+
+    def notify(self, argv, orig):
+        address, argument1, argument2 = argv
+        require(self.m, 'ExNotifyCallback', DISPATCH_LEVEL)
+        obj = self._object('ExNotifyCallback', address)
+        if obj.system:
+            raise violation('ExNotifyCallback on %s: drivers must not notify the system-defined '
+                            'callback objects' % obj.name)
+        regs = list(obj.registrations)
+        if regs:
+            label = 'ExNotifyCallback(%s, 0x%x, 0x%x) from the driver' % (obj.name, argument1, argument2)
+            self.m.call_back_before_return(
+                [(r.function, [r.context, argument1, argument2]) for r in regs],
+                before=lambda i: self._enter(regs[i], label),
+                after=lambda i: self._leave(regs[i], label))
+        return None
+
+    def deliver(self, name, argument1, argument2, irql):
+        """A kernel event: the component that owns `name` notifies it (harness-side ExNotifyCallback)."""
+        obj = self.objects.get(name.upper())
+        if obj is None or obj.deleted:
+            return 'no callback object %s exists' % name
+        label = 'notify %s (0x%x, 0x%x) at %s' % (name, argument1, argument2, irql_name(irql))
+        for reg in list(obj.registrations):
+            self._enter(reg, label)
+            self.m.call(reg.function, [reg.context, argument1, argument2], phase=label, irql=irql)
+            self._leave(reg, label)
+            if self.m.stop is not None:
+                break
+        return '%d routine(s) called' % len(obj.registrations)
+
+    def arm_race(self, name, argument1, argument2):
+        self.armed_races.append((name, argument1, argument2))
+
+    def _enter(self, reg, label):
+        self.deliveries.append(reg)
+        self.m.instructions = 0
+        self.m.counting = True
+
+    def _leave(self, reg, label, last=False):
+        self.m.counting = False
+        self.callback_counts.append((label, reg.function, self.m.instructions))
+        if self.deliveries and self.deliveries[-1] is reg:
+            self.deliveries.pop()
+        if last and reg.state == 'unregistering':
+            reg.state = 'unregistered'
+
+    def _watch_entry(self, function):
+        if function in self._entry_hooks or not self.m.in_image(function):
+            return
+        self._entry_hooks.add(function)
+        self.m.se.add_code_hook(lambda emu, addr, size, ctx: self._entered(addr), begin=function,
+                                end=function)
+
+    def _entered(self, function):
+        if any(r.function == function for r in self.deliveries):
+            return
+        regs = [r for r in self.registrations.values() if r.function == function]
+        if regs and all(r.state == 'unregistered' for r in regs):
+            self.late_entries.append('callback 0x%x entered after its unregistration returned'
+                                     % function)
+
+    # ---- audit --------------------------------------------------------------------------------
+
+    def audit(self):
+        regs = list(self.registrations.values())
+        left = ['%s (routine 0x%x)' % (r.obj.name, r.function) for r in regs if r.state != 'unregistered']
+        held = ['%s (%d)' % (o.name, o.driver_refs) for o in self.by_address.values() if o.driver_refs]
+        checks = []
+        if regs or self.references_taken:
+            checks.append(('every callback registration undone', not left,
+                           '%d registered, %d unregistered' % (len(regs), len(regs) - len(left))
+                           + ('; still registered: ' + ', '.join(left) if left else '')))
+            checks.append(('every callback-object reference released', not held,
+                           '%d taken, %d released' % (self.references_taken, self.references_released)
+                           + ('; still held: ' + ', '.join(held) if held else '')))
+            checks.append(('no object deleted while registered', not self.deleted_with_registrations,
+                           '; '.join(self.deleted_with_registrations) or 'unregistered before dereferencing'))
+            checks.append(('no callback entered after its unregistration returned', not self.late_entries,
+                           '; '.join(self.late_entries) or 'none'))
+        return checks

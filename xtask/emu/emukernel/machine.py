@@ -1,0 +1,333 @@
+"""The emulated machine: one driver image loaded in speakeasy, with the harness's routines attached.
+
+A `Machine` owns one speakeasy instance and one run of a driver: DriverEntry, the scenario's kernel
+events, DriverUnload. Kernel routines reach the harness through speakeasy API hooks; each is
+either *observed* (speakeasy's own handler does the work, the harness records and checks it) or
+*modelled* (the harness implements it from the documentation, including its failures).
+
+Nested calls. Some routines call back into the driver synchronously (ExNotifyCallback runs every
+registered callback before it returns). speakeasy cannot re-enter emulation from inside a hook, so
+the harness writes a small x64 trampoline into emulated memory that calls each routine in turn and
+then jumps back to the instruction after the original call, and points the routine's return
+address at it. To the driver this is indistinguishable from the kernel calling its callbacks on the
+same thread.
+"""
+
+import struct
+from collections import Counter, deque
+
+import speakeasy
+import speakeasy.winenv.arch as _arch
+
+from .errors import HarnessError, KernelStop
+from .irql import PASSIVE_LEVEL, irql_name
+
+# How many instructions one run (DriverEntry, a callback, DriverUnload) may take before it is
+# declared hung. The drivers here execute a few thousand at most.
+MAX_INSTRUCTIONS_PER_RUN = 5_000_000
+
+STDCALL = _arch.CALL_CONV_STDCALL
+CDECL = _arch.CALL_CONV_CDECL
+
+
+def _config():
+    import json
+    import os
+    path = os.path.join(os.path.dirname(speakeasy.__file__), 'configs', 'default.json')
+    with open(path, 'r', encoding='utf-8') as f:
+        cfg = json.load(f)
+    cfg['timeout'] = 60
+    cfg['max_api_count'] = 100000
+    cfg['max_instructions'] = MAX_INSTRUCTIONS_PER_RUN
+    cfg['keep_memory_on_free'] = False  # freed pool is unmapped: a later access faults
+    cfg.setdefault('analysis', {})['strings'] = False
+    return cfg
+
+
+class CallRecord:
+    """One kernel routine call made by the driver."""
+
+    def __init__(self, routine, args, handled_by, phase, irql):
+        self.routine = routine
+        self.args = args
+        self.ret = None
+        self.handled_by = handled_by
+        self.phase = phase
+        self.irql = irql
+        self.note = ''
+
+    def format(self):
+        args = ', '.join(_fmt_arg(a) for a in self.args)
+        ret = '' if self.ret is None else ' -> ' + _fmt_arg(self.ret)
+        note = ' (%s)' % self.note if self.note else ''
+        return '%s(%s)%s%s' % (self.routine, args, ret, note)
+
+
+def _fmt_arg(value):
+    if isinstance(value, int):
+        return hex(value) if value > 9 else str(value)
+    return repr(value)
+
+
+class Fault:
+    """One injected failure: the `occurrence`-th call of `routine` fails with `value`."""
+
+    def __init__(self, routine, occurrence, value, label):
+        self.routine = routine
+        self.occurrence = occurrence
+        self.value = value
+        self.label = label
+
+    def to_json(self):
+        return {'routine': self.routine, 'occurrence': self.occurrence, 'injected': self.label}
+
+
+class Machine:
+    """A driver image in an emulated kernel, with call recording, fault injection and IRQL."""
+
+    def __init__(self, image_path, fault=None, count_instructions=False):
+        self.se = speakeasy.Speakeasy(config=_config())
+        self.module = self.se.load_module(image_path)
+        self.image_base = self.module.base
+        self.image_end = self.module.base + self.module.image_size
+        self.calls = []
+        self.log = []
+        self.fault = fault
+        self.fault_hit = False
+        self.occurrences = Counter()
+        self.phase = 'DriverEntry'
+        self.irql = PASSIVE_LEVEL
+        self.stop = None          # KernelStop raised by a model, if any
+        self.routines = {}        # routine -> 'speakeasy' | 'model'
+        self.fallible = {}        # routine -> callable(argv) -> (value, label) for fault runs
+        self.fallible_calls = []  # (routine, occurrence) made during DriverEntry, in order
+        self.instructions = 0
+        self.counting = False
+        self.recent_calls = deque(maxlen=8)
+        self._trampoline_area = None
+        self._trampoline_next = 0
+        self._pc_hooks = {}
+        self.driver = None
+        if count_instructions:
+            self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
+
+    # ---- routine registration ---------------------------------------------------------------
+
+    def attach(self, module, name, argc, impl, handled_by='model', conv=STDCALL, fallible=None):
+        """Routes `module!name` to `impl(argv, orig)`.
+
+        `handled_by` is 'model' when `impl` does the work itself, 'speakeasy' when it only observes
+        and delegates to speakeasy's handler (`orig`). `fallible(argv)` returns the failure
+        (value, label) a fault run injects for this routine.
+        """
+        routine = '%s.%s' % (module.split('.')[0].lower(), name)
+
+        def hook(emu, api_name, orig, argv):
+            return self._dispatch(routine, impl, orig, argv)
+
+        self.se.add_api_hook(hook, module.split('.')[0], name, argc=argc, call_conv=conv)
+        self.routines[routine] = handled_by
+        if fallible:
+            self.fallible[routine] = fallible
+
+    def _dispatch(self, routine, impl, orig, argv):
+        record = CallRecord(routine, list(argv), self.routines[routine], self.phase, self.irql)
+        self.calls.append(record)
+        self.recent_calls.append(record)
+        if self.stop is not None:
+            # A model already stopped the machine; speakeasy may still finish the current call.
+            return 0
+        try:
+            if routine in self.fallible and self.phase == 'DriverEntry':
+                self.occurrences[routine] += 1
+                n = self.occurrences[routine]
+                self.fallible_calls.append((routine, n))
+                f = self.fault
+                if f is not None and f.routine == routine and f.occurrence == n:
+                    self.fault_hit = True
+                    record.ret = f.value
+                    record.note = 'injected failure: %s' % f.label
+                    return f.value
+            rv = impl(argv, orig)
+            record.ret = rv
+            return rv
+        except KernelStop as stop:
+            self.stop = stop
+            record.note = stop.kind
+            self.se.emu.stop()
+            raise
+
+    # ---- helpers for models -----------------------------------------------------------------
+
+    def read(self, address, size):
+        return bytes(self.se.mem_read(address, size))
+
+    def write(self, address, data):
+        self.se.mem_write(address, data)
+
+    def read_u16(self, address):
+        return struct.unpack('<H', self.read(address, 2))[0]
+
+    def read_u32(self, address):
+        return struct.unpack('<I', self.read(address, 4))[0]
+
+    def read_u64(self, address):
+        return struct.unpack('<Q', self.read(address, 8))[0]
+
+    def write_u64(self, address, value):
+        self.write(address, struct.pack('<Q', value & 0xFFFFFFFFFFFFFFFF))
+
+    def read_unicode_string(self, address):
+        """Reads a UNICODE_STRING (Length, MaximumLength, Buffer) at `address`."""
+        length = self.read_u16(address)
+        buffer = self.read_u64(address + 8)
+        if length == 0:
+            return ''
+        return self.read(buffer, length).decode('utf-16-le', errors='replace')
+
+    def alloc(self, size, tag):
+        """Emulated memory owned by the harness (kernel objects, trampolines)."""
+        return self.se.mem_alloc(size, tag='harness.' + tag)
+
+    def cdecl_args(self, count):
+        """The first `count` arguments of a variadic (cdecl) call, read from registers and stack."""
+        return self.se.emu.get_func_argv(CDECL, count)
+
+    def log_line(self, text):
+        self.log.append(text)
+
+    # ---- running driver code ----------------------------------------------------------------
+
+    def run_driver_entry(self):
+        """Runs DriverEntry; returns its NTSTATUS (unsigned), or None if it never returned."""
+        self.phase = 'DriverEntry'
+        self.irql = PASSIVE_LEVEL
+        self.se.run_module(self.module)
+        self.driver = next((d for d in self.se.emu.drivers if d.pe == self.module), None)
+        run = self._last_run()
+        if run is None or run.error or self.stop:
+            return None
+        return None if run.ret_val is None else run.ret_val & 0xFFFFFFFF
+
+    def call(self, address, args, phase, irql=PASSIVE_LEVEL):
+        """Calls driver code at `address` with `args`, as the kernel would; returns rax or None."""
+        if self.stop is not None:
+            return None
+        self.phase = phase
+        self.irql = irql
+        self.se.emu.emu_complete = False
+        self.se.call(address, list(args))
+        run = self._last_run()
+        self.irql = PASSIVE_LEVEL
+        if run is None or run.error or self.stop:
+            return None
+        return run.ret_val
+
+    def unload_routine(self):
+        """DriverObject->DriverUnload as DriverEntry left it (0 if not set)."""
+        if self.driver is None:
+            return 0
+        self.driver.read_back()
+        return self.driver.on_unload or 0
+
+    def driver_object(self):
+        return self.driver.address if self.driver else 0
+
+    def run_error(self):
+        """The first abnormal end of any run: a model's stop, or speakeasy's error."""
+        if self.stop is not None:
+            return self.stop.to_json(self._last_calls())
+        for run in self.se.emu.runs:
+            err = getattr(run, 'error', None)
+            if err:
+                return self._speakeasy_error(err)
+            if run.instr_cnt and run.instr_cnt >= MAX_INSTRUCTIONS_PER_RUN:
+                return {'kind': 'timeout', 'message': '%s did not return within %d instructions'
+                        % (run.type, MAX_INSTRUCTIONS_PER_RUN), 'pc': None,
+                        'last_calls': self._last_calls()}
+        return None
+
+    def _speakeasy_error(self, err):
+        desc = err.get('type', 'error')
+        kind = 'invalid_memory' if 'invalid' in desc or 'unmapped' in desc else 'emulator'
+        if desc == 'unsupported_api':
+            kind = 'unsupported_api'
+            desc = 'the driver called %s, which neither speakeasy nor the harness implements' % (
+                err.get('api_name', '?'))
+        else:
+            desc = '%s at %s (instruction: %s, address %s)' % (
+                desc, err.get('pc'), err.get('instr', '?'), err.get('address', '?'))
+        return {'kind': kind, 'message': desc, 'pc': err.get('pc'), 'last_calls': self._last_calls()}
+
+    def _last_calls(self):
+        return [c.format() for c in self.recent_calls]
+
+    def _last_run(self):
+        runs = self.se.emu.runs
+        return runs[-1] if runs else None
+
+    def _count(self, emu, addr, size, ctx):
+        if self.counting:
+            self.instructions += 1
+
+    def in_image(self, address):
+        return self.image_base <= address < self.image_end
+
+    # ---- synchronous callbacks from inside a routine ----------------------------------------
+
+    def on_pc(self, address, callback):
+        """Calls `callback()` whenever execution reaches `address` (harness-owned code only)."""
+        self._pc_hooks[address] = callback
+        self.se.add_code_hook(lambda emu, addr, size, ctx: self._pc_hook(addr), begin=address,
+                              end=address)
+
+    def _pc_hook(self, address):
+        cb = self._pc_hooks.get(address)
+        if cb is not None:
+            cb()
+
+    def call_back_before_return(self, calls, before=None, after=None):
+        """From inside a routine's hook: make the routine, before returning to the driver, call
+        each `(function, [arg0, arg1, arg2])` in `calls` in order. `before(i)` / `after(i)` run
+        (in the harness) just before and after the i-th call."""
+        ret = self.se.emu.get_ret_address()
+        code = bytearray()
+        marks = []
+        base = self._code_space(32 + len(calls) * 64)
+        for i, (function, args) in enumerate(calls):
+            a = list(args) + [0] * (3 - len(args))
+            code += b'\x48\x83\xec\x28'                       # sub rsp, 0x28
+            code += b'\x48\xb9' + struct.pack('<Q', a[0])      # mov rcx, imm64
+            code += b'\x48\xba' + struct.pack('<Q', a[1])      # mov rdx, imm64
+            code += b'\x49\xb8' + struct.pack('<Q', a[2])      # mov r8, imm64
+            code += b'\x48\xb8' + struct.pack('<Q', function)  # mov rax, imm64
+            call_at = base + len(code)
+            code += b'\xff\xd0'                                # call rax
+            back_at = base + len(code)
+            code += b'\x48\x83\xc4\x28'                       # add rsp, 0x28
+            marks.append((i, call_at, back_at))
+        code += b'\x48\xb8' + struct.pack('<Q', ret)           # mov rax, original return
+        code += b'\xff\xe0'                                    # jmp rax
+        self.write(base, bytes(code))
+        for i, call_at, back_at in marks:
+            if before:
+                self.on_pc(call_at, lambda i=i: before(i))
+            if after:
+                self.on_pc(back_at, lambda i=i: after(i))
+        # speakeasy returns to whatever the stack's return address is once the hook is done.
+        self.se.emu.set_ret_address(base)
+
+    def _code_space(self, size):
+        if self._trampoline_area is None or self._trampoline_next + size > 0x10000:
+            self._trampoline_area = self.alloc(0x10000, 'trampolines')
+            self._trampoline_next = 0
+        address = self._trampoline_area + self._trampoline_next
+        self._trampoline_next += (size + 15) & ~15
+        return address
+
+
+def describe_irql(irql):
+    return irql_name(irql)
+
+
+__all__ = ['Machine', 'Fault', 'CallRecord', 'HarnessError', 'KernelStop', 'STDCALL', 'CDECL']

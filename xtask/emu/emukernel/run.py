@@ -1,0 +1,182 @@
+"""One driver, all its runs: the scenario run, then (with --faults) one run per fallible call."""
+
+import logging
+import os
+
+from .callbacks import ExCallbacks
+from .debug import Debug
+from .errors import HarnessError
+from .machine import Fault, Machine
+from .pool import Pool
+from .rundown import Rundown
+
+logging.getLogger('speakeasy').setLevel(logging.CRITICAL)
+
+
+def _nt_success(status):
+    return status is not None and status < 0x80000000
+
+
+def _status(value):
+    return 'none' if value is None else '0x%08X' % value
+
+
+class Run:
+    """One emulation of the driver: DriverEntry, the scenario's events, DriverUnload, the audit."""
+
+    def __init__(self, image, scenario, fault=None, count_instructions=False):
+        self.scenario = scenario
+        self.fault = fault
+        self.m = Machine(image, fault=fault, count_instructions=count_instructions)
+        self.models = [Debug(self.m), Pool(self.m), Rundown(self.m),
+                       ExCallbacks(self.m, scenario.system_objects)]
+        self.ex = self.models[3]
+        self.steps = []
+        self.unloaded = False
+        self.status = None
+
+    def execute(self, run_steps):
+        m = self.m
+        self.status = m.run_driver_entry()
+        if not _nt_success(self.status) or m.stop is not None:
+            return
+        if run_steps:
+            for step in self.scenario.steps:
+                detail = self.ex.deliver(step.object, step.argument1, step.argument2, step.irql)
+                ok = m.stop is None and not detail.startswith('no ')
+                self.steps.append({'step': step.label(), 'ok': ok, 'detail': detail})
+                if m.run_error():
+                    return
+            for race in self.scenario.races:
+                self.ex.arm_race(race.object, race.argument1, race.argument2)
+        unload = m.unload_routine()
+        if unload:
+            m.call(unload, [m.driver_object()], phase='DriverUnload')
+            self.unloaded = m.run_error() is None
+
+    def report(self, name, kind):
+        m = self.m
+        error = m.run_error()
+        audit = []
+        expected = 'success' if self.fault is None else 'failure'
+        entry_ok = _nt_success(self.status)
+        if self.fault is None:
+            audit.append(('DriverEntry succeeded', entry_ok, 'returned %s' % _status(self.status)))
+        else:
+            audit.append(self._fault_check())
+        if entry_ok:
+            has_unload = bool(m.unload_routine()) or self.unloaded
+            audit.append(('DriverUnload set, so the driver can be unloaded', has_unload,
+                          'DriverObject->DriverUnload = %s' % ('set' if has_unload else 'NULL')))
+        for model in self.models:
+            if hasattr(model, 'audit'):
+                audit.extend(model.audit())
+        if self.fault is None and self.scenario.expect_log:
+            audit.append(self._log_check())
+        audit.append(('the kernel was never stopped (no bugcheck, fault, deadlock or rule broken)',
+                      error is None, error['message'] if error else 'clean'))
+        failures = ['%s: %s' % (check, detail) for check, ok, detail in audit if not ok]
+        failures += ['step failed: %s (%s)' % (s['step'], s['detail']) for s in self.steps if not s['ok']]
+        return {
+            'name': name,
+            'kind': kind,
+            'fault': self.fault.to_json() if self.fault else None,
+            'passed': not failures,
+            'driver_entry': {'status': self.status, 'expected': expected},
+            'unloaded': self.unloaded,
+            'log': list(m.log),
+            'steps': self.steps,
+            'audit': [{'check': c, 'ok': ok, 'detail': d} for c, ok, d in audit],
+            'failures': failures,
+            'error': error,
+            'callbacks': [{'callback': '0x%x' % fn, 'event': label, 'instructions': n}
+                          for label, fn, n in self.ex.callback_counts],
+        }
+
+    def _fault_check(self):
+        f = self.fault
+        if not self.m.fault_hit:
+            return ('the injected failure was reached', False,
+                    '%s call #%d never happened in this run' % (f.routine, f.occurrence))
+        if _nt_success(self.status):
+            return ('DriverEntry tolerated the failure and still set up completely', True,
+                    'returned %s; the unload audit below applies' % _status(self.status))
+        if f.value >= 0x80000000 and self.status != f.value:
+            return ('DriverEntry propagated the failure status', False,
+                    'the routine failed with %s but DriverEntry returned %s' % (f.label, _status(self.status)))
+        return ('DriverEntry failed and reported it', True, 'returned %s' % _status(self.status))
+
+    def _log_check(self):
+        position = 0
+        missing = []
+        for want in self.scenario.expect_log:
+            for i in range(position, len(self.m.log)):
+                if want in self.m.log[i]:
+                    position = i + 1
+                    break
+            else:
+                missing.append(want)
+        return ('the expected log lines appeared, in order', not missing,
+                'missing: ' + '; '.join(repr(x) for x in missing) if missing
+                else '%d expected lines found' % len(self.scenario.expect_log))
+
+    def routines(self):
+        used = {}
+        for call in self.m.calls:
+            used[call.routine] = call.handled_by
+        for run in self.m.se.emu.runs:
+            for api in getattr(run, 'apis', []):
+                name = api.get('api_name') if isinstance(api, dict) else None
+                if name:
+                    key = name.split('.')[0].lower() + '.' + name.split('.', 1)[-1]
+                    used.setdefault(key, 'speakeasy')
+        return used
+
+
+def run_all(image, scenario, faults, count_instructions, progress):
+    driver = os.path.basename(os.path.dirname(os.path.abspath(scenario.path)))
+    routines = {}
+    runs = []
+
+    progress('%s: scenario run' % driver)
+    first = Run(image, scenario, count_instructions=count_instructions)
+    first.execute(run_steps=True)
+    runs.append(first.report('scenario', 'scenario'))
+    routines.update(first.routines())
+
+    if faults:
+        if not _nt_success(first.status):
+            raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
+                               'DriverEntry that succeeds' % _status(first.status))
+        plan = list(first.m.fallible_calls)
+        for index, (routine, occurrence) in enumerate(plan, 1):
+            probe = first.m.fallible[routine]
+            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence))
+            value, label = probe(args)
+            name = 'fault %d/%d: %s call #%d fails (%s)' % (index, len(plan), routine, occurrence, label)
+            progress('%s: %s' % (driver, name))
+            run = Run(image, scenario, fault=Fault(routine, occurrence, value, label))
+            run.execute(run_steps=False)
+            runs.append(run.report(name, 'fault'))
+            routines.update({k: v for k, v in run.routines().items() if k not in routines})
+
+    split = {'speakeasy': sorted(k for k, v in routines.items() if v == 'speakeasy'),
+             'modelled': sorted(k for k, v in routines.items() if v == 'model')}
+    return {
+        'schema': 1,
+        'driver': driver,
+        'image': image,
+        'passed': all(r['passed'] for r in runs),
+        'routines': split,
+        'runs': runs,
+    }
+
+
+def _nth_call(calls, routine, occurrence):
+    seen = 0
+    for call in calls:
+        if call.routine == routine and call.phase == 'DriverEntry':
+            seen += 1
+            if seen == occurrence:
+                yield call
+                return

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Runs a driver image in the emulated kernel and audits its teardown. See REPORT.md."""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from emukernel import run as runner  # noqa: E402
+from emukernel.errors import HarnessError  # noqa: E402
+from emukernel.scenario import load  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Run a driver in the emulated kernel and audit it.')
+    parser.add_argument('--image', required=True, help='the x64 .sys to run')
+    parser.add_argument('--scenario', required=True, help="the driver's scenario.toml")
+    parser.add_argument('--report', required=True, help='where to write the JSON report')
+    parser.add_argument('--faults', action='store_true',
+                        help='also run once per fallible call DriverEntry makes, with that call failing')
+    parser.add_argument('--count-instructions', action='store_true',
+                        help='count the instructions each callback executes inside the image')
+    args = parser.parse_args(argv)
+
+    try:
+        scenario = load(args.scenario)
+        if not os.path.isfile(args.image):
+            raise HarnessError('no image at %s (build it first: cargo xtask build)' % args.image)
+        with open(args.image, 'rb') as f:
+            head = f.read(2)
+        if head != b'MZ':
+            raise HarnessError('%s is not a PE image' % args.image)
+        report = runner.run_all(os.path.abspath(args.image), scenario, args.faults,
+                                args.count_instructions, progress=_progress)
+    except HarnessError as e:
+        print('harness: error: %s' % e, file=sys.stderr)
+        return 2
+
+    _write_atomically(args.report, json.dumps(report, indent=2) + '\n')
+    return 0 if report['passed'] else 1
+
+
+def _progress(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def _write_atomically(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.report-', dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+if __name__ == '__main__':
+    sys.exit(main())
