@@ -157,6 +157,12 @@ class Machine:
             self.se.emu.stop()
             raise
 
+    def halt(self, stop):
+        """Stops the machine from inside an emulator hook (where exceptions cannot propagate)."""
+        if self.stop is None:
+            self.stop = stop
+        self.se.emu.stop()
+
     # ---- helpers for models -----------------------------------------------------------------
 
     def read(self, address, size):

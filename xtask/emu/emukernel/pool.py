@@ -1,9 +1,11 @@
 """Pool: ExAllocatePoolWithTag / ExFreePoolWithTag, observed on top of speakeasy's allocator."""
 
-from .errors import bugcheck
+from .errors import KernelStop, bugcheck
 from .irql import APC_LEVEL, DISPATCH_LEVEL, require
 
 BAD_POOL_CALLER = 0xC2
+PAGE_FAULT_IN_NONPAGED_AREA = 0x50
+POISON = 0xDD
 PAGED_POOL = 1
 NON_PAGED_POOL_NX = 512
 
@@ -23,6 +25,7 @@ class Pool:
         self.live = {}   # address -> (size, tag, pool type, phase)
         self.allocated = 0
         self.freed = 0
+        self.freed_blocks = {}  # address -> (size, tag, phase freed): poisoned and watched
         machine.attach('ntoskrnl', 'ExAllocatePoolWithTag', 3, self.allocate, handled_by='speakeasy',
                        fallible=lambda argv: (0, 'NULL (pool exhausted)'))
         machine.attach('ntoskrnl', 'ExFreePoolWithTag', 2, self.free, handled_by='speakeasy')
@@ -32,6 +35,8 @@ class Pool:
         require(self.m, 'ExAllocatePoolWithTag', APC_LEVEL if pool_type & 1 == PAGED_POOL else DISPATCH_LEVEL)
         address = orig(list(argv))
         if address:
+            for old in [a for a, (s, _t, _p) in self.freed_blocks.items() if a < address + size and address < a + s]:
+                del self.freed_blocks[old]  # the allocator reused the range: it is live again
             self.live[address] = (size, tag, pool_type, self.m.phase)
             self.allocated += 1
         return address
@@ -51,7 +56,30 @@ class Pool:
         del self.live[address]
         self.freed += 1
         orig(list(argv))
+        self._poison(address, block[0], tag)
         return None
+
+    def _poison(self, address, size, tag):
+        """Fills a freed block with 0xDD and stops the machine on any later access to it, as
+        special pool (Driver Verifier) would: freed memory that is still mapped must not look valid."""
+        try:
+            self.m.write(address, bytes([POISON]) * size)
+        except Exception:  # speakeasy unmapped the page: any access faults by itself
+            return
+        self.freed_blocks[address] = (size, tag, self.m.phase)
+
+        def touched(emu, access, where, length, value, ctx):
+            block = self.freed_blocks.get(address)
+            if block is None or self.m.stop is not None:
+                return
+            self.m.halt(KernelStop(
+                'bugcheck', 'PAGE_FAULT_IN_NONPAGED_AREA: use after free: %d-byte access at 0x%x inside '
+                'pool block 0x%x (%d bytes, tag %r) freed during %s; the access came during %s'
+                % (length, where, address, block[0], _tag(block[1]), block[2], self.m.phase),
+                code=PAGE_FAULT_IN_NONPAGED_AREA, params=(where,)))
+
+        self.m.se.add_mem_read_hook(touched, begin=address, end=address + size - 1)
+        self.m.se.add_mem_write_hook(touched, begin=address, end=address + size - 1)
 
     def audit(self):
         leaks = ['0x%x (%d bytes, tag %r, allocated during %s)' % (a, s, _tag(t), p)

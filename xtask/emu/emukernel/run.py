@@ -77,6 +77,10 @@ class Run:
                       error is None, error['message'] if error else 'clean'))
         failures = ['%s: %s' % (check, detail) for check, ok, detail in audit if not ok]
         failures += ['step failed: %s (%s)' % (s['step'], s['detail']) for s in self.steps if not s['ok']]
+        if self.unloaded:
+            failures += ['race never happened: %s %s (no registration on it was unregistered)'
+                         % (kind_, name_) for name_, _a1, _a2 in self.ex.armed_races
+                         for kind_ in ['notify-during-unregister']]
         return {
             'name': name,
             'kind': kind,

@@ -19,7 +19,8 @@ argument2 = 0
 
 [expect]
 log = ["loaded", "unloaded"]   # substrings that must appear in the log, in this order
-failures = []                  # for fixture drivers only: failures xtask expects the audit to find
+failures = []                  # fixture drivers only: failures xtask expects the audit to find
+fault_sweep = false            # fixture drivers only: xtask runs this scenario with --faults
 ```
 """
 
@@ -101,5 +102,8 @@ def load(path):
     failures = expect.get('failures', [])
     if not all(isinstance(x, str) for x in log) or not all(isinstance(x, str) for x in failures):
         raise HarnessError('scenario %s: expect.log and expect.failures are lists of strings' % path)
+    unknown = set(expect) - {'log', 'failures', 'fault_sweep'}
+    if unknown:
+        raise HarnessError('scenario %s: unknown key(s) in [expect]: %s' % (path, ', '.join(sorted(unknown))))
     system = data.get('system_callback_objects', ['\\Callback\\PowerState', '\\Callback\\SetSystemTime'])
     return Scenario(path, data.get('description', ''), system, steps, races, log, failures)
