@@ -1,1 +1,3 @@
+mod pe;
+
 fn main() {}
