@@ -1,3 +1,4 @@
+mod lint;
 mod pe;
 
 fn main() {}
