@@ -1,0 +1,192 @@
+//! `cargo xtask build`: cargo for the Windows targets, then the lint gate, then the placed image.
+//!
+//! Only an image that passes the lint is placed at `target/drivers/<arch>/<profile>/NAME/NAME.sys`;
+//! when a build or a lint fails, a previously placed image of that driver is removed so that no
+//! later stage can pick up an old one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::cli::BuildArgs;
+use crate::error::{Error, Result, bail};
+use crate::layout::{Arch, Profile, display_path};
+use crate::process::{elapsed, run_teeing_stderr};
+use crate::workspace::{Driver, Workspace, cargo};
+use crate::{files, lint};
+
+/// What happened to one driver for one architecture and profile.
+#[derive(Debug)]
+pub struct Built {
+    /// The driver's package name.
+    pub driver: String,
+    /// The architecture.
+    pub arch: Arch,
+    /// The profile.
+    pub profile: Profile,
+    /// The placed image, or why there is none.
+    pub result: Result<PathBuf>,
+}
+
+/// The `build` command.
+pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
+    let drivers = ws.select(&args.packages)?;
+    let built = build(ws, &drivers, &args.arches, args.profile)?;
+    let failed = built.iter().filter(|b| b.result.is_err()).count();
+    if failed > 0 {
+        bail!("build: {failed} of {} images failed (see above); none of them was placed", built.len());
+    }
+    Ok(())
+}
+
+/// Builds, lints and places each of `drivers` for each of `arches`. An `Err` means nothing could be
+/// built (a missing Windows target); one image failing is reported in its [`Built`].
+pub fn build(ws: &Workspace, drivers: &[&Driver], arches: &[Arch], profile: Profile) -> Result<Vec<Built>> {
+    if drivers.is_empty() {
+        bail!("no drivers to build: no workspace package has a [package.metadata.driver] table");
+    }
+    for &arch in arches {
+        check_target_installed(ws, arch)?;
+    }
+    let mut built = Vec::new();
+    for &arch in arches {
+        for driver in drivers {
+            let result = build_one(ws, driver, arch, profile);
+            if let Err(e) = &result {
+                eprintln!("  {} ({arch}, {profile}): FAILED: {e}", driver.name);
+                // A failed build or lint must leave no placed image behind.
+                for stale in [
+                    ws.layout.placed_sys(&driver.name, arch, profile),
+                    ws.layout.placed_pdb(&driver.name, arch, profile),
+                ] {
+                    if let Err(e) = files::remove_if_exists(&stale) {
+                        eprintln!("  warning: {e}");
+                    }
+                }
+            }
+            built.push(Built { driver: driver.name.clone(), arch, profile, result });
+        }
+    }
+    Ok(built)
+}
+
+fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> Result<PathBuf> {
+    let name = &driver.name;
+    eprintln!("  building {name} ({arch}, {profile})...");
+    let start = Instant::now();
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&ws.root).args(["build", "-p", name, "--target", arch.triple()]);
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    let (status, stderr) = run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}"))?;
+    if !status.success() {
+        if let Some(fix) = diagnose_cargo_failure(&stderr, arch) {
+            bail!("{fix}");
+        }
+        bail!("cargo build failed ({status})");
+    }
+    let image = ws.layout.cargo_image(name, arch, profile);
+    if !image.is_file() {
+        bail!(
+            "cargo built {name} but there is no {}: is it a `cdylib` (crate-type = [\"cdylib\"])?",
+            image.display()
+        );
+    }
+    eprintln!("  {name} ({arch}, {profile}): built in {}", elapsed(start.elapsed()));
+    lint_gate(&image, arch)?;
+    eprintln!("  {name} ({arch}, {profile}): linted ok");
+
+    let sys = ws.layout.placed_sys(name, arch, profile);
+    files::copy_atomic(&image, &sys)?;
+    let pdb = ws.layout.cargo_pdb(name, arch, profile);
+    let placed_pdb = ws.layout.placed_pdb(name, arch, profile);
+    if pdb.is_file() {
+        files::copy_atomic(&pdb, &placed_pdb)?;
+    } else {
+        files::remove_if_exists(&placed_pdb)?;
+    }
+    eprintln!(
+        "  {name} ({arch}, {profile}): placed at {} ({})",
+        display_path(&sys, &ws.root),
+        elapsed(start.elapsed())
+    );
+    Ok(sys)
+}
+
+/// Lints `image` for `arch`; every violation is printed and the image is refused.
+fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
+    let violations = lint::lint_file(image, &lint::LintOptions::for_machine(arch.machine()))
+        .map_err(|e| Error::new(format!("linting {}: {e}", image.display())))?;
+    if violations.is_empty() {
+        return Ok(());
+    }
+    for v in &violations {
+        eprintln!("    lint: {v}");
+    }
+    bail!("{} lint violation(s) in {}: the image is not placed", violations.len(), image.display())
+}
+
+/// Makes sure the standard library for `arch`'s target is installed, before cargo says it less
+/// clearly.
+fn check_target_installed(ws: &Workspace, arch: Arch) -> Result<()> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    // rustc runs in the workspace so that rust-toolchain.toml picks the toolchain.
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).current_dir(&ws.root).output() else {
+        return Ok(()); // cargo will say what is wrong
+    };
+    if !out.status.success() {
+        return Ok(());
+    }
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if sysroot.join("lib/rustlib").join(arch.triple()).join("lib").is_dir() {
+        Ok(())
+    } else {
+        Err(Error::new(missing_target(arch)))
+    }
+}
+
+fn missing_target(arch: Arch) -> String {
+    format!(
+        "the Rust target {triple} is not installed: run `rustup target add {triple}` \
+         (rustup normally adds it from rust-toolchain.toml when it installs the toolchain)",
+        triple = arch.triple()
+    )
+}
+
+/// The fix for a cargo failure we recognise.
+fn diagnose_cargo_failure(stderr: &str, arch: Arch) -> Option<String> {
+    let target_missing = stderr.contains("can't find crate for `core`")
+        || stderr.contains("can't find crate for `compiler_builtins`")
+        || stderr.contains("target may not be installed");
+    if target_missing {
+        return Some(missing_target(arch));
+    }
+    if stderr.contains("linker `rust-lld` not found") {
+        return Some(
+            "rust-lld was not found: it ships with rustup's toolchains; reinstall with \
+             `rustup toolchain install` in the workspace (rust-toolchain.toml)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_target_is_recognised_and_names_the_fix() {
+        let stderr = "error[E0463]: can't find crate for `core`\n  |\n  = note: the \
+                      `aarch64-pc-windows-msvc` target may not be installed\n  = help: consider \
+                      downloading the target with `rustup target add aarch64-pc-windows-msvc`";
+        let fix = diagnose_cargo_failure(stderr, Arch::Arm64).unwrap();
+        assert!(fix.contains("rustup target add aarch64-pc-windows-msvc"), "{fix}");
+    }
+
+    #[test]
+    fn ordinary_compile_errors_are_left_to_cargo() {
+        assert_eq!(diagnose_cargo_failure("error[E0308]: mismatched types", Arch::X64), None);
+    }
+}

@@ -1,0 +1,441 @@
+//! The command line: a small hand-written parser (no dependency to compile) and the help texts.
+
+use crate::deploy::Target;
+use crate::error::{Result, bail};
+use crate::layout::{Arch, Profile};
+
+/// What `cargo xtask ...` asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print this help text and exit successfully.
+    Help(&'static str),
+    /// `build`
+    Build(BuildArgs),
+    /// `lint`
+    Lint(LintArgs),
+    /// `emulate`
+    Emulate(EmulateArgs),
+    /// `deploy`
+    Deploy(DeployArgs),
+    /// `test`
+    Test,
+    /// `bench`
+    Bench(BenchArgs),
+}
+
+/// `cargo xtask build`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BuildArgs {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+}
+
+/// `cargo xtask lint`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LintArgs {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+    /// `--json`.
+    pub json: bool,
+    /// Explicit images to lint instead of the placed ones.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// `cargo xtask emulate`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EmulateArgs {
+    /// Drivers to run; empty = every driver.
+    pub drivers: Vec<String>,
+    /// `--json`.
+    pub json: bool,
+    /// `--faults`.
+    pub faults: bool,
+    /// `--release`.
+    pub profile: Profile,
+}
+
+/// `cargo xtask deploy`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeployArgs {
+    /// `--target`; default the emulator.
+    pub target: Target,
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--release`.
+    pub profile: Profile,
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BenchArgs {
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Parses the arguments after `cargo xtask`.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    if args.is_empty() {
+        return Ok(Command::Help(HELP));
+    }
+    let command = args.remove(0);
+    let mut p = Parser { args };
+    let help = |text: &'static str, p: &mut Parser| p.flag(&["-h", "--help"]).then_some(Command::Help(text));
+    Ok(match command.as_str() {
+        "-h" | "--help" | "help" => Command::Help(match p.args.first().map(String::as_str) {
+            None => HELP,
+            Some(c) => help_for(c).ok_or_else(|| unknown_command(c))?,
+        }),
+        "build" => {
+            if let Some(h) = help(BUILD_HELP, &mut p) {
+                return Ok(h);
+            }
+            let args = BuildArgs { profile: p.profile(), packages: p.packages()?, arches: p.arches()? };
+            p.finish()?;
+            Command::Build(args)
+        }
+        "lint" => {
+            if let Some(h) = help(LINT_HELP, &mut p) {
+                return Ok(h);
+            }
+            let profile = p.profile();
+            let json = p.flag(&["--json"]);
+            let packages = p.packages()?;
+            let arches = p.arches()?;
+            let files: Vec<std::path::PathBuf> = p.positional()?.into_iter().map(Into::into).collect();
+            if !files.is_empty() {
+                if !packages.is_empty() {
+                    bail!("lint: give either files or -p NAME, not both");
+                }
+                if arches.len() > 1 {
+                    bail!("lint: explicit files are checked for one machine: use --arch x64 or --arch arm64");
+                }
+            }
+            Command::Lint(LintArgs { packages, arches, profile, json, files })
+        }
+        "emulate" => {
+            if let Some(h) = help(EMULATE_HELP, &mut p) {
+                return Ok(h);
+            }
+            let profile = p.profile();
+            let json = p.flag(&["--json"]);
+            let faults = p.flag(&["--faults"]);
+            let mut drivers = p.packages()?;
+            drivers.extend(p.positional()?);
+            Command::Emulate(EmulateArgs { drivers, json, faults, profile })
+        }
+        "deploy" => {
+            if let Some(h) = help(DEPLOY_HELP, &mut p) {
+                return Ok(h);
+            }
+            let profile = p.profile();
+            let target = match p.value(&["--target"])? {
+                Some(t) => t.parse()?,
+                None => Target::Emu,
+            };
+            let args = DeployArgs { target, packages: p.packages()?, profile };
+            p.finish()?;
+            Command::Deploy(args)
+        }
+        "test" => {
+            if let Some(h) = help(TEST_HELP, &mut p) {
+                return Ok(h);
+            }
+            p.finish()?;
+            Command::Test
+        }
+        "bench" => {
+            if let Some(h) = help(BENCH_HELP, &mut p) {
+                return Ok(h);
+            }
+            let json = p.flag(&["--json"]);
+            p.finish()?;
+            Command::Bench(BenchArgs { json })
+        }
+        other => return Err(unknown_command(other)),
+    })
+}
+
+fn unknown_command(c: &str) -> crate::error::Error {
+    crate::error::Error::new(format!(
+        "unknown command `{c}`: the commands are build, lint, emulate, deploy, test, bench (cargo xtask --help)"
+    ))
+}
+
+fn help_for(command: &str) -> Option<&'static str> {
+    Some(match command {
+        "build" => BUILD_HELP,
+        "lint" => LINT_HELP,
+        "emulate" => EMULATE_HELP,
+        "deploy" => DEPLOY_HELP,
+        "test" => TEST_HELP,
+        "bench" => BENCH_HELP,
+        _ => return None,
+    })
+}
+
+/// The arguments not yet consumed; each method takes what it recognises.
+struct Parser {
+    args: Vec<String>,
+}
+
+impl Parser {
+    /// Whether any of `names` is present (every occurrence is consumed).
+    fn flag(&mut self, names: &[&str]) -> bool {
+        let before = self.args.len();
+        self.args.retain(|a| !names.contains(&a.as_str()));
+        self.args.len() != before
+    }
+
+    /// Every value of an option given as `NAME VALUE` or `NAME=VALUE`, in order.
+    fn values(&mut self, names: &[&str]) -> Result<Vec<String>> {
+        let mut values = Vec::new();
+        let mut i = 0;
+        while i < self.args.len() {
+            let arg = &self.args[i];
+            if names.contains(&arg.as_str()) {
+                if i + 1 >= self.args.len() || self.args[i + 1].starts_with('-') {
+                    bail!("{arg} needs a value");
+                }
+                values.push(self.args.remove(i + 1));
+                self.args.remove(i);
+            } else if let Some(v) = names.iter().find_map(|n| arg.strip_prefix(n).and_then(|r| r.strip_prefix('='))) {
+                if v.is_empty() {
+                    bail!("{arg} needs a value");
+                }
+                values.push(v.to_owned());
+                self.args.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(values)
+    }
+
+    /// The value of an option given at most once.
+    fn value(&mut self, names: &[&str]) -> Result<Option<String>> {
+        let mut values = self.values(names)?;
+        if values.len() > 1 {
+            bail!("{} given more than once", names[0]);
+        }
+        Ok(values.pop())
+    }
+
+    fn packages(&mut self) -> Result<Vec<String>> {
+        self.values(&["-p", "--package"])
+    }
+
+    fn profile(&mut self) -> Profile {
+        Profile::from_release_flag(self.flag(&["--release", "-r"]))
+    }
+
+    fn arches(&mut self) -> Result<Vec<Arch>> {
+        match self.value(&["--arch"])? {
+            Some(v) => Arch::parse_selection(&v),
+            None => Ok(vec![Arch::X64]),
+        }
+    }
+
+    /// What is left, which must not contain options.
+    fn positional(self) -> Result<Vec<String>> {
+        if let Some(opt) = self.args.iter().find(|a| a.starts_with('-')) {
+            bail!("unknown option `{opt}` (see --help)");
+        }
+        Ok(self.args)
+    }
+
+    /// Nothing may be left.
+    fn finish(self) -> Result<()> {
+        if let Some(arg) = self.args.first() {
+            if arg.starts_with('-') {
+                bail!("unknown option `{arg}` (see --help)");
+            }
+            bail!("unexpected argument `{arg}` (see --help)");
+        }
+        Ok(())
+    }
+}
+
+/// `cargo xtask --help`.
+pub const HELP: &str = "\
+cargo xtask: build, check and run the driver samples
+
+USAGE: cargo xtask <COMMAND> [OPTIONS]
+
+COMMANDS:
+    build     cross-build the drivers, lint each image, place it under target/drivers/
+    lint      check placed (or given) images against the kernel loader's rules
+    emulate   run the built x64 drivers in the emulated kernel (speakeasy) and audit their teardown
+    deploy    build -> lint -> run on a target (default: the emulator)
+    test      everything: host tests, both architectures, lint, emulation with fault sweep, fixtures
+    bench     clean build time, image sizes, instructions per callback, against their budgets
+
+`cargo xtask <COMMAND> --help` tells more.
+";
+
+const BUILD_HELP: &str = "\
+cargo xtask build: cross-build the drivers, lint each image, place it
+
+USAGE: cargo xtask build [--release] [-p NAME]... [--arch x64|arm64|all]
+
+Builds each driver with cargo for the Windows target, lints the image, and only if it passes places
+it at target/drivers/<arch>/<profile>/NAME/NAME.sys (and NAME.pdb). An image that fails the lint is
+not placed, and a previously placed one is removed.
+
+OPTIONS:
+    --release            the release profile (default: debug)
+    -p, --package NAME   this driver only (repeatable; default: every driver)
+    --arch ARCH          x64 (default), arm64 or all
+";
+
+const LINT_HELP: &str = "\
+cargo xtask lint: check images against what the kernel loader and memory integrity require
+
+USAGE: cargo xtask lint [--release] [-p NAME]... [--arch x64|arm64|all] [--json]
+       cargo xtask lint [--arch x64|arm64] [--json] FILE...
+
+Without FILE, lints the placed images target/drivers/<arch>/<profile>/NAME/NAME.sys (build first).
+Exits non-zero if any image breaks a rule.
+
+OPTIONS:
+    --release            the release images (default: debug)
+    -p, --package NAME   this driver only (repeatable; default: every driver)
+    --arch ARCH          x64 (default), arm64 or all; for FILEs, the machine they must be for
+    --json               print one JSON document instead of text
+";
+
+const EMULATE_HELP: &str = "\
+cargo xtask emulate: run the built x64 drivers in the emulated kernel and audit their teardown
+
+USAGE: cargo xtask emulate [NAME]... [--faults] [--release] [--json]
+
+For each driver (default: every driver), runs target/drivers/x64/<profile>/NAME/NAME.sys with the
+harness xtask/emu/harness.py in speakeasy: DriverEntry, the driver's scenario.toml, DriverUnload,
+then the audit. The report goes to target/emu/NAME/report.json. Build first (cargo xtask build).
+On first use, creates a Python venv at target/emu-venv and installs speakeasy into it.
+
+OPTIONS:
+    --faults     also one run per fallible kernel call DriverEntry makes, with that call failing
+    --release    the release image (default: debug)
+    --json       print one JSON document aggregating the reports instead of text
+";
+
+const DEPLOY_HELP: &str = "\
+cargo xtask deploy: build -> lint -> run the drivers on a target
+
+USAGE: cargo xtask deploy [--target emu] [-p NAME]... [--release]
+
+OPTIONS:
+    --target TARGET      emu (default): the emulated kernel, printing each driver's log and audit.
+                         ssh://user@host[:port] and hyperv:VMNAME are reserved (not implemented yet)
+    -p, --package NAME   this driver only (repeatable; default: every driver)
+    --release            the release profile (default: debug)
+";
+
+const TEST_HELP: &str = "\
+cargo xtask test: run every test of the suite
+
+USAGE: cargo xtask test
+
+Stages, in order: host unit tests (cargo test -p common -p xtask); build every driver for x64 and
+arm64, debug and release (each image linted); lint the placed images; emulate every driver with the
+fault sweep (debug and release); the negative fixtures (a leaking driver must be caught).
+Ends with a line `N passed, M failed`; exits non-zero if anything failed.
+";
+
+const BENCH_HELP: &str = "\
+cargo xtask bench: measure against the budgets
+
+USAGE: cargo xtask bench [--json]
+
+Measures the clean release build time of the drivers and common for x64 (in target/bench, deleted
+first), the size of each release x64 .sys, and the instructions each callback executes in the
+emulator. Budgets come from [package.metadata.driver] size-budget and callback-instruction-budget.
+Marks OVER BUDGET; exits non-zero only if a measurement could not be made.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Command> {
+        parse(s.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn build_defaults_to_every_driver_debug_x64() {
+        assert_eq!(
+            parse_str("build").unwrap(),
+            Command::Build(BuildArgs { packages: vec![], arches: vec![Arch::X64], profile: Profile::Debug })
+        );
+    }
+
+    #[test]
+    fn build_takes_packages_in_every_spelling() {
+        let Command::Build(b) = parse_str("build -p a --package b --package=c --release --arch all").unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.packages, ["a", "b", "c"]);
+        assert_eq!(b.arches, Arch::ALL);
+        assert_eq!(b.profile, Profile::Release);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |s: &str| parse_str(s).unwrap_err().to_string();
+        assert_eq!(err("build -p"), "-p needs a value");
+        assert_eq!(err("build -p --release"), "-p needs a value");
+        assert_eq!(err("build --arch x64 --arch arm64"), "--arch given more than once");
+        assert_eq!(err("build --fast"), "unknown option `--fast` (see --help)");
+        assert_eq!(err("build ex-callback"), "unexpected argument `ex-callback` (see --help)");
+        assert!(err("buidl").starts_with("unknown command `buidl`"));
+        assert!(err("emulate --fault").contains("`--fault`"));
+        assert!(err("lint -p a x.sys").contains("not both"));
+        assert!(err("lint --arch all x.sys").contains("one machine"));
+    }
+
+    #[test]
+    fn emulate_takes_names_positionally_or_with_p() {
+        let Command::Emulate(e) = parse_str("emulate a --faults -p b --json").unwrap() else { panic!() };
+        assert_eq!(e.drivers, ["b", "a"]);
+        assert!(e.faults && e.json);
+        assert_eq!(e.profile, Profile::Debug);
+    }
+
+    #[test]
+    fn lint_files_and_arch() {
+        let Command::Lint(l) = parse_str("lint --arch arm64 --json a.sys b.dll").unwrap() else { panic!() };
+        assert_eq!(l.files, [std::path::PathBuf::from("a.sys"), "b.dll".into()]);
+        assert_eq!(l.arches, [Arch::Arm64]);
+        assert!(l.json);
+    }
+
+    #[test]
+    fn help_everywhere() {
+        assert_eq!(parse_str("").unwrap(), Command::Help(HELP));
+        assert_eq!(parse_str("--help").unwrap(), Command::Help(HELP));
+        assert_eq!(parse_str("help emulate").unwrap(), Command::Help(EMULATE_HELP));
+        assert_eq!(parse_str("bench -h").unwrap(), Command::Help(BENCH_HELP));
+        // --help wins over otherwise bad arguments.
+        assert_eq!(parse_str("build --bogus --help").unwrap(), Command::Help(BUILD_HELP));
+    }
+
+    #[test]
+    fn deploy_targets() {
+        let Command::Deploy(d) = parse_str("deploy").unwrap() else { panic!() };
+        assert_eq!(d.target, Target::Emu);
+        let Command::Deploy(d) = parse_str("deploy --target=emu -p x").unwrap() else { panic!() };
+        assert_eq!((d.target, d.packages), (Target::Emu, vec!["x".to_owned()]));
+        let Command::Deploy(d) = parse_str("deploy --target ssh://me@vm:2222").unwrap() else { panic!() };
+        assert!(matches!(d.target, Target::Ssh { .. }));
+        assert!(parse_str("deploy --target ftp://x").unwrap_err().to_string().contains("ftp://x"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Running child processes: echoing their stderr while keeping it for the diagnosis of a failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::error::{Context, Result};
+
+/// Runs `cmd` with its stderr both shown (each line through `show`) and returned.
+/// Its stdout goes to our stderr too, so that a `--json` stdout carries nothing else.
+pub fn run_teeing_stderr(cmd: &mut Command, show: impl FnMut(&str)) -> Result<(ExitStatus, String)> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let forward = std::thread::spawn(move || {
+        let mut stderr = std::io::stderr();
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            let _ = writeln!(stderr, "{line}");
+        }
+    });
+    let mut kept = String::new();
+    let mut show = show;
+    for line in BufReader::new(child.stderr.take().expect("piped stderr")).lines() {
+        let line = line.with_context(|| format!("reading the output of `{program}`"))?;
+        show(&line);
+        kept.push_str(&line);
+        kept.push('\n');
+    }
+    let status = child.wait().with_context(|| format!("waiting for `{program}`"))?;
+    let _ = forward.join();
+    Ok((status, kept))
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `1.2s`, `35.0s`, `2m05s`.
+pub fn elapsed(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 3), "");
+    }
+
+    #[test]
+    fn elapsed_is_short() {
+        assert_eq!(elapsed(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(elapsed(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn tee_keeps_stderr_and_the_status() {
+        let mut seen = Vec::new();
+        let (status, kept) =
+            run_teeing_stderr(Command::new("sh").args(["-c", "echo out; echo one >&2; echo two >&2; exit 3"]), |l| {
+                seen.push(l.to_owned());
+            })
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(kept, "one\ntwo\n");
+        assert_eq!(seen, ["one", "two"]);
+    }
+}
