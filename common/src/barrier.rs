@@ -82,9 +82,9 @@ impl<R: Rundown> CallbackBarrier<R> {
     /// Refuses new entries and waits until every callback inside has left. Idempotent; also run
     /// when the barrier is dropped. IRQL <= APC_LEVEL.
     pub fn close_and_wait(&self) {
-        match self.state.swap(CLOSED, Ordering::AcqRel) {
-            OPEN => self.rundown.wait_for_release(),
-            _ => {} // never opened, or already closed: nothing can be inside
+        // Never opened, or already closed: nothing can be inside, nothing to wait for.
+        if self.state.swap(CLOSED, Ordering::AcqRel) == OPEN {
+            self.rundown.wait_for_release();
         }
     }
 

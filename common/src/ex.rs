@@ -90,11 +90,17 @@ impl CallbackObject {
             .ok_or(STATUS_UNSUCCESSFUL)
     }
 
-    /// Calls every routine registered on this object with the two arguments (`ExNotifyCallback`).
-    /// The routines run synchronously, on this thread, at the caller's IRQL (<= DISPATCH_LEVEL).
-    pub fn notify(&self, argument1: *mut c_void, argument2: *mut c_void) {
-        // SAFETY: the object is referenced for as long as `self` lives.
-        unsafe { ExNotifyCallback(self.object.as_ptr(), argument1, argument2) }
+    /// Calls every routine registered on this object with the two arguments (`ExNotifyCallback`),
+    /// in registration order. The routines run synchronously, on this thread, at the caller's IRQL
+    /// (<= DISPATCH_LEVEL). Drivers must not notify the system-defined objects
+    /// (`\Callback\PowerState`, `\Callback\SetSystemTime`).
+    ///
+    /// The arguments are opaque values whose meaning the object's creator defines; this wrapper
+    /// passes integers, so nothing is dereferenced on the caller's behalf.
+    pub fn notify(&self, argument1: usize, argument2: usize) {
+        // SAFETY: the object is referenced for as long as `self` lives; the arguments are passed
+        // through to the callbacks as values.
+        unsafe { ExNotifyCallback(self.object.as_ptr(), argument1 as *const c_void, argument2 as *const c_void) }
     }
 
     fn as_raw(&self) -> crate::sys::PCALLBACK_OBJECT {

@@ -65,12 +65,11 @@ impl<T> Deref for PoolBox<T> {
 
 impl<T> Drop for PoolBox<T> {
     fn drop(&mut self) {
-        // SAFETY: we own the value and the allocation; the value is dropped (which may wait, e.g. a
-        // barrier) before the memory is returned with the tag it was allocated with.
-        unsafe {
-            self.ptr.as_ptr().drop_in_place();
-            ExFreePoolWithTag(self.ptr.as_ptr().cast::<c_void>(), self.tag);
-        }
+        // SAFETY: we own the initialised value; it is dropped exactly once, here. Dropping it may
+        // wait (a barrier drains), which is why the memory is only returned afterwards.
+        unsafe { self.ptr.as_ptr().drop_in_place() };
+        // SAFETY: the block came from ExAllocatePoolWithTag with this tag and is freed once.
+        unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast::<c_void>(), self.tag) };
     }
 }
 

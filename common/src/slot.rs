@@ -51,8 +51,11 @@ impl<T> StateSlot<T> {
         if self.state.compare_exchange(FULL, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return None;
         }
-        // SAFETY: we won FULL→BUSY, so `value` was initialised by `install` and nobody else reads it.
-        let value = unsafe { (*self.value.get()).assume_init_read() };
+        // SAFETY: we won FULL→BUSY, so nobody else touches the cell.
+        let cell = unsafe { &mut *self.value.get() };
+        // SAFETY: FULL means `install` initialised it; the state goes back to EMPTY below, so it is
+        // read out exactly once.
+        let value = unsafe { cell.assume_init_read() };
         self.state.store(EMPTY, Ordering::Release);
         Some(value)
     }

@@ -86,9 +86,7 @@ mod tests {
         }
     }
 
-    fn guard(name: &'static str, log: &Log) -> Result<Guard, &'static str> {
-        Ok(Guard(name, log.clone()))
-    }
+    type Three = teardown_stack![Guard, Guard, Guard];
 
     #[test]
     fn drop_order_is_reverse_of_registration() {
@@ -103,8 +101,10 @@ mod tests {
     }
 
     /// A DriverEntry that fails at step `fail_at` (1-based) after building what came before.
-    fn driver_entry(log: &Log, fail_at: usize) -> Result<teardown_stack![Guard, Guard, Guard], &'static str> {
-        let step = |n: usize, name: &'static str| if n == fail_at { Err("failed") } else { guard(name, log) };
+    fn driver_entry(log: &Log, fail_at: usize) -> Result<Three, &'static str> {
+        let step = |n: usize, name: &'static str| {
+            if n == fail_at { Err("failed") } else { Ok(Guard(name, log.clone())) }
+        };
         let state = Empty.push(step(1, "a")?);
         let state = state.push(step(2, "b")?);
         let state = state.push(step(3, "c")?);

@@ -185,7 +185,7 @@ fn context(state: &State) -> &Context {
 /// Sends `event` on our own callback object (`ExNotifyCallback`). IRQL <= DISPATCH_LEVEL.
 fn announce(state: &State, event: usize) {
     let sent = context(state).notifications_sent.fetch_add(1, Relaxed) + 1;
-    sample_object(state).notify(event as *mut c_void, sent as *mut c_void);
+    sample_object(state).notify(event, sent);
 }
 
 /// Unloads the driver: announces it, then drops the state, which undoes everything in reverse.
