@@ -95,6 +95,12 @@ def _bits(size):
     return 32  # no prefix, l, I32: int / long are 32-bit on Windows
 
 
+def _int32(value):
+    """An `int` argument: only the low 32 bits of its 64-bit slot are defined."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 def _pad(text, flags, width):
     if width and len(text) < width:
         if '-' in flags:
@@ -117,15 +123,15 @@ def format_kernel(fmt, reader):
         if conv == '%':
             out.append('%')
             continue
-        width = int(reader.next()) if spec['width'] == '*' else int(spec['width'] or 0)
+        width = _int32(reader.next()) if spec['width'] == '*' else int(spec['width'] or 0)
         precision = spec['precision']
         if precision == '*':
-            precision = int(reader.next())
+            precision = max(_int32(reader.next()), 0)
         elif precision is not None:
             precision = int(precision or 0)
         flags = spec['flags']
-        if width & 0x80000000:  # a negative int width means left-justify
-            width = (1 << 32) - (width & 0xFFFFFFFF)
+        if width < 0:  # a negative `*` width means left-justify
+            width = -width
             flags += '-'
         value = reader.next()
         bits = _bits(spec['size'])

@@ -29,6 +29,9 @@ class PrintfTest(unittest.TestCase):
 
     def test_strings_and_precision_star(self):
         self.assertEqual(fmt('%.*s:%u', 3, 0x10, 7, strings={0x10: 'lib.rs'}), 'lib:7')
+        # an int in a 64-bit slot: the upper half is garbage and must be ignored
+        self.assertEqual(fmt('%.*s', 0xDEAD_0000_0000_0002, 0x10, strings={0x10: 'lib.rs'}), 'li')
+        self.assertEqual(fmt('[%*u]', 0xFFFFFFFD, 7), '[7  ]')
         self.assertEqual(fmt('%s!', 0x10, strings={0x10: 'hi'}), 'hi!')
         self.assertEqual(fmt('%wZ', 0x20, strings={0x20: '\\Callback\\PowerState'}), '\\Callback\\PowerState')
 
