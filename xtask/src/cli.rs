@@ -345,7 +345,8 @@ cargo xtask test: run every test of the suite
 
 USAGE: cargo xtask test
 
-Stages, in order: host unit tests (cargo test -p common -p xtask); build every driver for x64 and
+Stages, in order: host unit tests (cargo test -p common -p xtask, and the harness's unit tests
+in xtask/emu/tests); build every driver for x64 and
 arm64, debug and release (each image linted); lint the placed images; emulate every driver with the
 fault sweep (debug and release); the negative fixtures (a leaking driver must be caught).
 Ends with a line `N passed, M failed`; exits non-zero if anything failed.

@@ -14,6 +14,7 @@
 //! | `report`      | the harness's report, read and shown                                |
 //! | `deploy`      | targets and the plan of steps                                       |
 //! | `suite`       | `cargo xtask test`                                                  |
+//! | `fixtures`    | the negative emulation fixtures `test` runs                         |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
 mod bench;
@@ -23,6 +24,7 @@ mod deploy;
 mod emulate;
 mod error;
 mod files;
+mod fixtures;
 mod layout;
 mod lint;
 mod lint_images;

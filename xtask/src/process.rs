@@ -6,32 +6,58 @@ use std::time::Duration;
 
 use crate::error::{Context, Result};
 
+/// Where a child's stdout goes in [`run_teeing_stderr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdout {
+    /// Copied to our stderr as it is, so that a `--json` stdout carries nothing else.
+    ToStderr,
+    /// Treated as stderr: shown through `show` and kept (for tools like pip that report on stdout).
+    Merge,
+}
+
 /// Runs `cmd` with its stderr both shown (each line through `show`) and returned.
-/// Its stdout goes to our stderr too, so that a `--json` stdout carries nothing else.
 pub fn run_teeing_stderr(cmd: &mut Command, show: impl FnMut(&str)) -> Result<(ExitStatus, String)> {
+    run_teeing(cmd, Stdout::ToStderr, show)
+}
+
+/// Runs `cmd`; each line of its stderr (and of its stdout with [`Stdout::Merge`]) is shown
+/// through `show` and returned.
+pub fn run_teeing(cmd: &mut Command, stdout: Stdout, mut show: impl FnMut(&str)) -> Result<(ExitStatus, String)> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting `{program}`"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let forward = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().expect("piped stdout");
+    let out_tx = tx.clone();
+    let out_thread = std::thread::spawn(move || {
         let mut stderr = std::io::stderr();
-        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-            let _ = writeln!(stderr, "{line}");
+        for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+            if stdout == Stdout::Merge {
+                let _ = out_tx.send(line);
+            } else {
+                let _ = writeln!(stderr, "{line}");
+            }
+        }
+    });
+    let err = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(std::result::Result::ok) {
+            let _ = tx.send(line);
         }
     });
     let mut kept = String::new();
-    let mut show = show;
-    for line in BufReader::new(child.stderr.take().expect("piped stderr")).lines() {
-        let line = line.with_context(|| format!("reading the output of `{program}`"))?;
+    // Ends when both readers have dropped their senders, at the end of the child's output.
+    for line in rx {
         show(&line);
         kept.push_str(&line);
         kept.push('\n');
     }
     let status = child.wait().with_context(|| format!("waiting for `{program}`"))?;
-    let _ = forward.join();
+    let _ = out_thread.join();
+    let _ = err_thread.join();
     Ok((status, kept))
 }
 
@@ -80,5 +106,14 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         assert_eq!(kept, "one\ntwo\n");
         assert_eq!(seen, ["one", "two"]);
+    }
+
+    #[test]
+    fn merge_shows_and_keeps_stdout_too() {
+        let (status, kept) =
+            run_teeing(Command::new("sh").args(["-c", "echo out; sleep 0.1; echo err >&2"]), Stdout::Merge, |_| {})
+                .unwrap();
+        assert!(status.success());
+        assert_eq!(kept, "out\nerr\n");
     }
 }

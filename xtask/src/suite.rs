@@ -1,22 +1,22 @@
 //! `cargo xtask test`: every layer of tests, in order, and one line CI can read:
 //! `N passed, M failed`.
 //!
-//! 1. host unit tests (`cargo test -p common -p xtask`);
+//! 1. host unit tests (`cargo test -p common -p xtask`, and the harness's `xtask/emu/tests`);
 //! 2. every driver built for x64 and arm64, debug and release (each image through the lint gate);
 //! 3. the placed images linted again, as `cargo xtask lint` reads them;
 //! 4. every driver emulated with the fault sweep, debug and release images;
-//! 5. the negative fixtures: a driver that leaks on purpose must be caught (harness exit 1).
+//! 5. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught.
 
 use std::process::Command;
 use std::time::Instant;
 
 use crate::build::{self, Built};
-use crate::emulate::{self, Options, Outcome};
+use crate::emulate::{self, Harness, Options, Outcome};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
-use crate::lint_images;
+use crate::{fixtures, lint_images};
 use crate::process::elapsed;
-use crate::workspace::{Workspace, cargo};
+use crate::workspace::{Driver, Workspace, cargo};
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -53,6 +53,24 @@ pub fn run(ws: &Workspace) -> Result<()> {
     header(1, "host unit tests: cargo test -p common -p xtask");
     let status = Command::new(cargo()).args(["test", "-p", "common", "-p", "xtask"]).current_dir(&ws.root).status();
     t.record(status.is_ok_and(|s| s.success()), "host unit tests (cargo test -p common -p xtask)");
+    // The harness's own unit tests (its models' documented rules), with the venv's Python.
+    let harness_tests = ws.root.join("xtask").join("emu").join("tests");
+    if harness_tests.is_dir() {
+        println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
+        let ok = match Harness::locate(ws) {
+            Ok(h) => Command::new(&h.python)
+                .args(["-m", "unittest", "discover", "-s"])
+                .arg(&harness_tests)
+                .current_dir(&ws.root)
+                .status()
+                .is_ok_and(|s| s.success()),
+            Err(e) => {
+                println!("  {e}");
+                false
+            }
+        };
+        t.record(ok, "harness unit tests (python -m unittest discover -s xtask/emu/tests)");
+    }
 
     header(2, "build every driver: x64 and arm64, debug and release (each image linted)");
     let mut built: Vec<Built> = Vec::new();
@@ -110,32 +128,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
         println!("  skipped: no fixture package ([package.metadata.driver] fixture = true) in the workspace");
     }
     for fixture in fixtures {
-        let what = format!("fixture {} is caught", fixture.name);
-        let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
-            Ok(b) => b.into_iter().all(|b| b.result.is_ok()),
-            Err(e) => {
-                t.record(false, format!("{what}: {e}"));
-                continue;
-            }
-        };
-        if !built {
-            t.record(false, format!("{what}: it did not build"));
-            continue;
-        }
-        let opts = Options { faults: true, count_instructions: false };
-        match emulate::emulate(ws, &[fixture], Profile::Debug, opts, "report.json", true) {
-            Ok(runs) => {
-                for r in runs {
-                    let verdict = fixture_verdict(&r.outcome);
-                    println!("  {}: {}", r.driver, verdict.as_ref().map_or_else(Clone::clone, |()| "caught, as expected".to_owned()));
-                    match verdict {
-                        Ok(()) => t.record(true, what.clone()),
-                        Err(e) => t.record(false, format!("{what}: {e}")),
-                    }
-                }
-            }
-            Err(e) => t.record(false, format!("{what}: {e}")),
-        }
+        check_fixture(ws, fixture, &mut t);
     }
 
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
@@ -149,12 +142,50 @@ pub fn run(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// A fixture must make the harness fail a run (exit 1, with a report): that is the leak caught.
-fn fixture_verdict(outcome: &Outcome) -> Result<(), String> {
-    match outcome {
-        Outcome::Failed(_) => Ok(()),
-        Outcome::Passed(_) => Err("NOT caught: every run passed, so the harness missed the leak it contains".to_owned()),
-        Outcome::Error(e) => Err(format!("the harness did not complete: {e}")),
+/// Builds a fixture and runs each of its scenarios, which must each be caught as it expects.
+fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
+    let name = &fixture.name;
+    let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
+        Ok(b) => b.into_iter().next().map(|b| b.result),
+        Err(e) => Some(Err(e)),
+    };
+    let image = match built {
+        Some(Ok(image)) => image,
+        Some(Err(e)) => return t.record(false, format!("fixture {name}: build: {e}")),
+        None => return t.record(false, format!("fixture {name}: nothing built")),
+    };
+    let (scenarios, harness) = match (fixtures::scenarios(fixture), Harness::locate(ws)) {
+        (Ok(s), Ok(h)) => (s, h),
+        (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
+    };
+    for scenario in scenarios {
+        let stem = scenario.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let what = format!("fixture {name} {stem} is caught");
+        let expect = match fixtures::read_expect(&harness.python, &scenario) {
+            Ok(e) => e,
+            Err(e) => {
+                t.record(false, format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let report = ws.layout.emu_report(name, &format!("{stem}.json"));
+        let opts = Options { faults: expect.fault_sweep, count_instructions: false };
+        eprintln!("  emulating {name} with {stem}.toml{}...", if opts.faults { ", with fault sweep" } else { "" });
+        let run = emulate::run_harness(&harness, name, &image, &scenario, &report, opts);
+        match fixtures::verdict(&run.outcome, &expect) {
+            Ok(()) => {
+                let wanted = if expect.failures.is_empty() { "a failing run".to_owned() } else { expect.failures.join("; ") };
+                println!("  ✓ {name} {stem}: caught, as expected ({wanted})");
+                t.record(true, what);
+            }
+            Err(e) => {
+                if let Some(r) = run.outcome.report() {
+                    print!("{}", crate::report::render(r));
+                }
+                println!("  ✗ {name} {stem}: {e}");
+                t.record(false, format!("{what}: {e}"));
+            }
+        }
     }
 }
 
@@ -166,14 +197,6 @@ fn final_line(passed: usize, failed: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fixture_passes_only_when_caught() {
-        let report = crate::report::tests::sample();
-        assert!(fixture_verdict(&Outcome::Failed(report.clone())).is_ok());
-        assert!(fixture_verdict(&Outcome::Passed(report)).unwrap_err().contains("NOT caught"));
-        assert!(fixture_verdict(&Outcome::Error("exit 2".into())).unwrap_err().contains("exit 2"));
-    }
 
     #[test]
     fn final_line_is_what_ci_parses() {

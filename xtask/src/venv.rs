@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::error::{Context, Error, Result, bail};
 use crate::files;
-use crate::process::{elapsed, run_teeing_stderr, tail};
+use crate::process::{Stdout, elapsed, run_teeing, tail};
 
 /// The speakeasy release the harness is written against: the one place it is pinned.
 pub const SPEAKEASY: &str = "speakeasy-emulator==1.5.11";
@@ -55,7 +55,7 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
         State::Create => {}
     }
     let start = Instant::now();
-    eprintln!("  creating the emulator venv at {} (first use)...", venv.display());
+    eprintln!("  creating the emulator venv at {}...", venv.display());
     let host = host_python()?;
     let out = Command::new(&host)
         .args(["-m", "venv"])
@@ -69,8 +69,8 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
     eprintln!("  installing {SPEAKEASY} into it (a minute or two)...");
     let mut pip = Command::new(&python);
     pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", SPEAKEASY]);
-    // pip writes its progress on stdout; fold it into stderr so it is both shown and kept.
-    let (status, output) = run_teeing_stderr(pip.env("PYTHONUNBUFFERED", "1"), |line| {
+    // pip reports on stdout: merge it, to show its milestones and keep all of it for a failure.
+    let (status, output) = run_teeing(pip.env("PYTHONUNBUFFERED", "1"), Stdout::Merge, |line| {
         if is_pip_progress(line) {
             eprintln!("    pip: {}", line.trim());
         }

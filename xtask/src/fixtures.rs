@@ -1,0 +1,162 @@
+//! The negative emulation fixtures: drivers broken on purpose, which the harness must catch.
+//!
+//! A fixture is a driver package with `fixture = true` in `[package.metadata.driver]`. Each
+//! `scenario*.toml` beside its `Cargo.toml` selects one defect and says, in its `[expect]` table,
+//! which failures the audit must report (`failures`, each a substring of a reported failure) and
+//! whether the fault sweep is needed to see it (`fault_sweep`). A fixture scenario passes only when
+//! the harness fails the run (exit 1, with a report) *and* every expected failure is in the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::emulate::Outcome;
+use crate::error::{Context, Result, bail};
+use crate::workspace::Driver;
+
+/// A fixture scenario's `[expect]` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Run with `--faults`.
+    pub fault_sweep: bool,
+    /// Substrings of failures the report must contain.
+    pub failures: Vec<String>,
+}
+
+/// The fixture's scenarios: every `scenario*.toml` in its folder, by name.
+pub fn scenarios(fixture: &Driver) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(&fixture.dir).with_context(|| format!("listing {}", fixture.dir.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|n| n.to_str()).unwrap_or_default();
+            stem.starts_with("scenario") && p.extension().is_some_and(|e| e == "toml")
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!("fixture {} has no scenario*.toml in {}", fixture.name, fixture.dir.display());
+    }
+    Ok(found)
+}
+
+/// Reads `[expect]` with Python's own TOML reader (`tomllib`, the one the harness uses), run by the
+/// harness's interpreter: xtask needs no TOML parser of its own for two keys.
+pub fn read_expect(python: &Path, scenario: &Path) -> Result<Expect> {
+    const READ: &str = "import json, sys, tomllib\n\
+        with open(sys.argv[1], 'rb') as f:\n    e = tomllib.load(f).get('expect', {})\n\
+        print(json.dumps({'fault_sweep': e.get('fault_sweep', False), 'failures': e.get('failures', [])}))";
+    let out = Command::new(python)
+        .args(["-c", READ])
+        .arg(scenario)
+        .output()
+        .with_context(|| format!("running {} to read {}", python.display(), scenario.display()))?;
+    if !out.status.success() {
+        bail!("reading {}: {}", scenario.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| format!("reading {}", scenario.display()))?;
+    parse_expect(&v).with_context(|| format!("{}: [expect]", scenario.display()))
+}
+
+fn parse_expect(v: &Value) -> Result<Expect> {
+    let Some(fault_sweep) = v.get("fault_sweep").and_then(Value::as_bool) else {
+        bail!("fault_sweep must be true or false")
+    };
+    let mut failures = Vec::new();
+    for f in v.get("failures").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+        let Some(s) = f.as_str() else { bail!("failures must be a list of strings") };
+        failures.push(s.to_owned());
+    }
+    Ok(Expect { fault_sweep, failures })
+}
+
+/// The expected failures that no run of `report` reported.
+fn missing_failures<'a>(report: &Value, expect: &'a Expect) -> Vec<&'a str> {
+    let reported: Vec<&str> = report
+        .get("runs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.get("failures").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    expect.failures.iter().map(String::as_str).filter(|want| !reported.iter().any(|f| f.contains(want))).collect()
+}
+
+/// Whether the harness caught the defect as the scenario expects.
+pub fn verdict(outcome: &Outcome, expect: &Expect) -> Result<(), String> {
+    match outcome {
+        Outcome::Failed(report) => {
+            let missing = missing_failures(report, expect);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "a run failed, but not with the expected failure(s): {}",
+                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+        Outcome::Passed(_) => Err("NOT caught: every run passed, so the harness missed the defect".to_owned()),
+        Outcome::Error(e) => Err(format!("the harness did not complete: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn expect(failures: &[&str]) -> Expect {
+        Expect { fault_sweep: false, failures: failures.iter().map(|s| (*s).to_owned()).collect() }
+    }
+
+    #[test]
+    fn caught_only_with_every_expected_failure() {
+        // The sample's failing run reports "\Callback\ExCallbackSample left referenced".
+        let report = crate::report::tests::sample();
+        let failed = Outcome::Failed(report.clone());
+        assert!(verdict(&failed, &expect(&["left referenced"])).is_ok());
+        assert!(verdict(&failed, &expect(&[])).is_ok());
+        let e = verdict(&failed, &expect(&["left referenced", "every pool allocation freed"])).unwrap_err();
+        assert!(e.contains("`every pool allocation freed`") && !e.contains("`left referenced`"), "{e}");
+        assert!(verdict(&Outcome::Passed(report), &expect(&[])).unwrap_err().contains("NOT caught"));
+        assert!(verdict(&Outcome::Error("exit 2".into()), &expect(&[])).unwrap_err().contains("exit 2"));
+    }
+
+    #[test]
+    fn expect_table_is_checked() {
+        assert_eq!(
+            parse_expect(&json!({"fault_sweep": true, "failures": ["a"]})).unwrap(),
+            Expect { fault_sweep: true, failures: vec!["a".into()] }
+        );
+        assert!(parse_expect(&json!({"fault_sweep": "yes", "failures": []})).is_err());
+        assert!(parse_expect(&json!({"fault_sweep": false, "failures": [1]})).is_err());
+    }
+
+    #[test]
+    fn expect_is_read_with_tomllib_and_scenarios_are_found() {
+        let dir = std::env::temp_dir().join(format!("xtask-fixtures-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("scenario-b.toml"), "[expect]\nfault_sweep = true\nfailures = [\"x\"]\n").unwrap();
+        std::fs::write(dir.join("scenario-a.toml"), "description = \"no expect table\"\n").unwrap();
+        std::fs::write(dir.join("Cargo.toml"), "").unwrap();
+        let d = Driver {
+            name: "f".into(),
+            dir: dir.clone(),
+            fixture: true,
+            size_budget: None,
+            callback_instruction_budget: None,
+        };
+        let found = scenarios(&d).unwrap();
+        assert_eq!(found, [dir.join("scenario-a.toml"), dir.join("scenario-b.toml")]);
+        let python = Path::new("python3");
+        assert_eq!(read_expect(python, &found[0]).unwrap(), Expect::default());
+        assert_eq!(read_expect(python, &found[1]).unwrap(), Expect { fault_sweep: true, failures: vec!["x".into()] });
+        std::fs::write(&found[0], "[expect\n").unwrap();
+        assert!(read_expect(python, &found[0]).unwrap_err().to_string().contains("scenario-a.toml"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
