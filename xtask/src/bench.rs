@@ -36,6 +36,10 @@ struct Row {
     /// Shown instead of `value unit` when set (e.g. `max 37, mean 30.5 over 4 calls`).
     shown: Option<String>,
     budget: Option<f64>,
+    /// A line shown under the row (which events invoked a callback).
+    note: Option<String>,
+    /// More fields for `--json` (`kind`, `driver`, ...).
+    extra: Value,
 }
 
 impl Row {
@@ -52,10 +56,14 @@ impl Row {
     }
 
     fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "measure": self.measure, "value": self.value, "unit": self.unit,
             "budget": self.budget, "over_budget": self.over(),
-        })
+        });
+        if let (Some(map), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
+            map.extend(extra.clone());
+        }
+        v
     }
 }
 
@@ -122,6 +130,8 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
             unit: "s",
             shown: Some(format!("{secs:.1} s")),
             budget: Some(BUILD_BUDGET_SECS),
+            note: None,
+            extra: json!({"kind": "clean_build_seconds"}),
         }),
         Err(e) => errors.push(e.to_string()),
     }
@@ -141,6 +151,8 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
                                 unit: "bytes",
                                 shown: Some(format!("{} B", m.len())),
                                 budget: d.size_budget.map(as_f64),
+                                note: None,
+                                extra: json!({"kind": "image_bytes", "driver": d.name}),
                             });
                             built_ok.push(*d);
                         }
@@ -205,11 +217,16 @@ fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<R
         .iter()
         .map(|(addr, c)| {
             Row {
-                measure: format!("{} callback {addr} ({})", d.name, c.events.join("; ")),
+                measure: format!("{} callback {addr}", d.name),
                 value: as_f64(c.max()),
                 unit: "instructions (max)",
                 shown: Some(format!("max {}, mean {:.1} over {} call(s)", c.max(), c.mean(), c.counts.len())),
                 budget: d.callback_instruction_budget.map(as_f64),
+                note: Some(format!("invoked by: {}", c.events.join("; "))),
+                extra: json!({
+                    "kind": "callback_instructions", "driver": d.name, "callback": addr,
+                    "max": c.max(), "mean": c.mean(), "invocations": c.counts.len(), "events": c.events,
+                }),
             }
         })
         .collect()
@@ -254,6 +271,9 @@ fn render(rows: &[Row]) -> String {
     let _ = writeln!(out, "{:w0$}  {:w1$}  {:w2$}  verdict", "measure", "value", "budget");
     for r in rows {
         let _ = writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r.measure, shown(r), budget(r), r.verdict());
+        if let Some(note) = &r.note {
+            let _ = writeln!(out, "    {note}");
+        }
     }
     let over = rows.iter().filter(|r| r.over()).count();
     let _ = writeln!(out, "bench: {} measurement(s), {over} OVER BUDGET", rows.len());
@@ -291,17 +311,29 @@ mod tests {
         };
         let rows = callback_rows(&d, &counts);
         assert_eq!(rows.iter().map(Row::verdict).collect::<Vec<_>>(), ["ok", "OVER BUDGET"]);
+        assert_eq!(rows[0].to_json()["invocations"], 3);
+        assert_eq!(rows[0].to_json()["max"], 41);
         let text = render(&rows);
+        assert!(text.contains("    invoked by: notify PowerState; notify own\n"), "{text}");
         assert!(text.contains("max 41, mean 36.0 over 3 call(s)"), "{text}");
         assert!(text.contains("OVER BUDGET") && text.ends_with("bench: 2 measurement(s), 1 OVER BUDGET\n"), "{text}");
     }
 
     #[test]
     fn a_row_without_budget_is_never_over() {
-        let r = Row { measure: "x".into(), value: 1e9, unit: "bytes", shown: None, budget: None };
+        let r = Row {
+            measure: "x".into(),
+            value: 1e9,
+            unit: "bytes",
+            shown: None,
+            budget: None,
+            note: None,
+            extra: json!({"kind": "image_bytes"}),
+        };
         assert!(!r.over());
         assert_eq!(r.verdict(), "(no budget)");
         assert_eq!(r.to_json()["over_budget"], false);
+        assert_eq!(r.to_json()["kind"], "image_bytes");
         let at = Row { budget: Some(1e9), ..r };
         assert_eq!(at.verdict(), "ok", "a value equal to its budget is within it");
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::cli::BuildArgs;
 use crate::error::{Error, Result, bail};
-use crate::layout::{Arch, Profile, display_path};
+use crate::layout::{Arch, Layout, Profile, display_path};
 use crate::process::{elapsed, run_teeing_stderr};
 use crate::workspace::{Driver, Workspace, cargo};
 use crate::{files, lint};
@@ -54,14 +54,8 @@ pub fn build(ws: &Workspace, drivers: &[&Driver], arches: &[Arch], profile: Prof
             let result = build_one(ws, driver, arch, profile);
             if let Err(e) = &result {
                 eprintln!("  {} ({arch}, {profile}): FAILED: {e}", driver.name);
-                // A failed build or lint must leave no placed image behind.
-                for stale in [
-                    ws.layout.placed_sys(&driver.name, arch, profile),
-                    ws.layout.placed_pdb(&driver.name, arch, profile),
-                ] {
-                    if let Err(e) = files::remove_if_exists(&stale) {
-                        eprintln!("  warning: {e}");
-                    }
+                if let Err(e) = unplace(&ws.layout, &driver.name, arch, profile) {
+                    eprintln!("  warning: {e}");
                 }
             }
             built.push(Built { driver: driver.name.clone(), arch, profile, result });
@@ -114,6 +108,13 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
     Ok(sys)
 }
 
+/// Removes a placed image and its symbols: a failed build or lint must leave no image behind for
+/// a later stage to pick up.
+fn unplace(layout: &Layout, driver: &str, arch: Arch, profile: Profile) -> Result<()> {
+    files::remove_if_exists(&layout.placed_sys(driver, arch, profile))?;
+    files::remove_if_exists(&layout.placed_pdb(driver, arch, profile))
+}
+
 /// Lints `image` for `arch`; every violation is printed and the image is refused.
 fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
     let violations = lint::lint_file(image, &lint::LintOptions::for_machine(arch.machine()))
@@ -139,11 +140,12 @@ fn check_target_installed(ws: &Workspace, arch: Arch) -> Result<()> {
         return Ok(());
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if sysroot.join("lib/rustlib").join(arch.triple()).join("lib").is_dir() {
-        Ok(())
-    } else {
-        Err(Error::new(missing_target(arch)))
-    }
+    if target_installed(&sysroot, arch) { Ok(()) } else { Err(Error::new(missing_target(arch))) }
+}
+
+/// Whether the toolchain at `sysroot` has the standard library for `arch`.
+fn target_installed(sysroot: &Path, arch: Arch) -> bool {
+    sysroot.join("lib").join("rustlib").join(arch.triple()).join("lib").is_dir()
 }
 
 fn missing_target(arch: Arch) -> String {
@@ -183,6 +185,37 @@ mod tests {
                       downloading the target with `rustup target add aarch64-pc-windows-msvc`";
         let fix = diagnose_cargo_failure(stderr, Arch::Arm64).unwrap();
         assert!(fix.contains("rustup target add aarch64-pc-windows-msvc"), "{fix}");
+    }
+
+    #[test]
+    fn target_presence_is_read_from_the_sysroot() {
+        let sysroot = std::env::temp_dir().join(format!("xtask-sysroot-{}", std::process::id()));
+        std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-pc-windows-msvc/lib")).unwrap();
+        assert!(target_installed(&sysroot, Arch::X64));
+        assert!(!target_installed(&sysroot, Arch::Arm64));
+        std::fs::remove_dir_all(&sysroot).unwrap();
+    }
+
+    #[test]
+    fn an_image_that_fails_the_lint_is_refused_and_a_stale_one_removed() {
+        let dir = std::env::temp_dir().join(format!("xtask-build-gate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(&dir);
+        let bad = dir.join("bad.dll");
+        files::write_atomic(&bad, b"MZ but nothing else").unwrap();
+        let e = lint_gate(&bad, Arch::X64).unwrap_err().to_string();
+        assert!(e.contains("lint violation") && e.contains("not placed"), "{e}");
+
+        let (sys, pdb) = (
+            layout.placed_sys("d", Arch::X64, Profile::Debug),
+            layout.placed_pdb("d", Arch::X64, Profile::Debug),
+        );
+        files::write_atomic(&sys, b"old").unwrap();
+        files::write_atomic(&pdb, b"old").unwrap();
+        unplace(&layout, "d", Arch::X64, Profile::Debug).unwrap();
+        assert!(!sys.exists() && !pdb.exists());
+        unplace(&layout, "d", Arch::X64, Profile::Debug).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

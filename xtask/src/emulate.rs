@@ -120,6 +120,12 @@ pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(Path
         );
     }
     let scenario = driver.scenario();
+    if !scenario.is_file() && driver.fixture {
+        bail!(
+            "{}: a test fixture has no scenario.toml; its scenario-*.toml files are run by `cargo xtask test`",
+            driver.name
+        );
+    }
     if !scenario.is_file() {
         bail!(
             "{}: no emulation scenario at {}: a driver describes the kernel events that exercise its \
