@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::build;
 use crate::cli::BenchArgs;
 use crate::emulate::{self, Options, Outcome};
 use crate::error::{Context, Result, bail};
 use crate::layout::{Arch, Profile};
 use crate::process::{elapsed, run_teeing_stderr, tail};
 use crate::workspace::{Driver, Workspace, cargo};
-use crate::build;
 
 /// Seconds a clean release build of the drivers and common may take on the 2-core machines.
 pub const BUILD_BUDGET_SECS: f64 = 20.0;
@@ -99,10 +99,19 @@ fn as_f64(n: u64) -> f64 {
 /// Groups `runs[].callbacks[]` of a report by callback address.
 pub fn callback_counts(report: &Value) -> BTreeMap<String, CallbackCounts> {
     let mut by_callback: BTreeMap<String, CallbackCounts> = BTreeMap::new();
-    let runs = report.get("runs").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    for cb in runs.iter().flat_map(|r| r.get("callbacks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice)) {
-        let (Some(addr), Some(n)) = (cb.get("callback").and_then(Value::as_str), cb.get("instructions").and_then(Value::as_u64))
-        else {
+    let runs = report
+        .get("runs")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for cb in runs.iter().flat_map(|r| {
+        r.get("callbacks")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    }) {
+        let (Some(addr), Some(n)) = (
+            cb.get("callback").and_then(Value::as_str),
+            cb.get("instructions").and_then(Value::as_u64),
+        ) else {
             continue;
         };
         let entry = by_callback.entry(addr.to_owned()).or_default();
@@ -137,60 +146,10 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
 
     // (b) Sizes of the placed release images (built, linted and placed now, so they are current).
-    eprintln!("  building the release x64 images...");
-    let mut built_ok = Vec::new();
-    match build::build(ws, &drivers, &[Arch::X64], Profile::Release) {
-        Ok(built) => {
-            for (b, d) in built.iter().zip(&drivers) {
-                match &b.result {
-                    Ok(sys) => match std::fs::metadata(sys) {
-                        Ok(m) => {
-                            rows.push(Row {
-                                measure: format!("{}.sys size (release x64)", d.name),
-                                value: as_f64(m.len()),
-                                unit: "bytes",
-                                shown: Some(format!("{} B", m.len())),
-                                budget: d.size_budget.map(as_f64),
-                                note: None,
-                                extra: json!({"kind": "image_bytes", "driver": d.name}),
-                            });
-                            built_ok.push(*d);
-                        }
-                        Err(e) => errors.push(format!("{}: {e}", sys.display())),
-                    },
-                    Err(e) => errors.push(format!("building {}: {e}", d.name)),
-                }
-            }
-        }
-        Err(e) => errors.push(e.to_string()),
-    }
-
-    // (c) Instructions per callback invocation.
-    if !built_ok.is_empty() {
-        let opts = Options { faults: false, count_instructions: true };
-        match emulate::emulate(ws, &built_ok, Profile::Release, opts, "bench-report.json", false) {
-            Ok(runs) => {
-                for (run, d) in runs.iter().zip(&built_ok) {
-                    match &run.outcome {
-                        Outcome::Passed(r) | Outcome::Failed(r) => {
-                            if matches!(run.outcome, Outcome::Failed(_)) {
-                                errors.push(format!(
-                                    "{}: a run failed while counting instructions (see cargo xtask emulate {} --release)",
-                                    d.name, d.name
-                                ));
-                            }
-                            let counts = callback_counts(r);
-                            if counts.is_empty() {
-                                errors.push(format!("{}: the harness counted no callback invocation", d.name));
-                            }
-                            rows.extend(callback_rows(d, &counts));
-                        }
-                        Outcome::Error(e) => errors.push(format!("emulating {}: {e}", d.name)),
-                    }
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
+    let placed = measure_sizes(ws, &drivers, &mut rows, &mut errors);
+    // (c) Instructions per callback invocation, in those images.
+    if !placed.is_empty() {
+        measure_callbacks(ws, &placed, &mut rows, &mut errors);
     }
 
     if args.json {
@@ -207,27 +166,123 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
         }
     }
     if !errors.is_empty() {
-        bail!("bench: {} measurement(s) could not be made (see above)", errors.len());
+        bail!(
+            "bench: {} measurement(s) could not be made (see above)",
+            errors.len()
+        );
     }
     Ok(())
+}
+
+/// Builds the release x64 images and measures each; returns the drivers placed.
+fn measure_sizes<'a>(
+    ws: &Workspace,
+    drivers: &[&'a Driver],
+    rows: &mut Vec<Row>,
+    errors: &mut Vec<String>,
+) -> Vec<&'a Driver> {
+    eprintln!("  building the release x64 images...");
+    let built = match build::build(ws, drivers, &[Arch::X64], Profile::Release) {
+        Ok(built) => built,
+        Err(e) => {
+            errors.push(e.to_string());
+            return Vec::new();
+        }
+    };
+    let mut placed = Vec::new();
+    for (b, d) in built.iter().zip(drivers) {
+        let size = match &b.result {
+            Ok(sys) => std::fs::metadata(sys)
+                .map(|m| m.len())
+                .map_err(|e| format!("{}: {e}", sys.display())),
+            Err(e) => Err(format!("building {}: {e}", d.name)),
+        };
+        match size {
+            Ok(bytes) => {
+                rows.push(Row {
+                    measure: format!("{}.sys size (release x64)", d.name),
+                    value: as_f64(bytes),
+                    unit: "bytes",
+                    shown: Some(format!("{bytes} B")),
+                    budget: d.size_budget.map(as_f64),
+                    note: None,
+                    extra: json!({"kind": "image_bytes", "driver": d.name}),
+                });
+                placed.push(*d);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    placed
+}
+
+/// Runs the harness with `--count-instructions` on each placed release image.
+fn measure_callbacks(
+    ws: &Workspace,
+    drivers: &[&Driver],
+    rows: &mut Vec<Row>,
+    errors: &mut Vec<String>,
+) {
+    let opts = Options {
+        faults: false,
+        count_instructions: true,
+    };
+    let runs = match emulate::emulate(
+        ws,
+        drivers,
+        Profile::Release,
+        opts,
+        "bench-report.json",
+        false,
+    ) {
+        Ok(runs) => runs,
+        Err(e) => return errors.push(e.to_string()),
+    };
+    for (run, d) in runs.iter().zip(drivers) {
+        let report = match &run.outcome {
+            Outcome::Passed(r) => r,
+            Outcome::Failed(r) => {
+                errors.push(format!(
+                    "{}: a run failed while counting instructions (see cargo xtask emulate {} --release)",
+                    d.name, d.name
+                ));
+                r
+            }
+            Outcome::Error(e) => {
+                errors.push(format!("emulating {}: {e}", d.name));
+                continue;
+            }
+        };
+        let counts = callback_counts(report);
+        if counts.is_empty() {
+            errors.push(format!(
+                "{}: the harness counted no callback invocation",
+                d.name
+            ));
+        }
+        rows.extend(callback_rows(d, &counts));
+    }
 }
 
 fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<Row> {
     counts
         .iter()
-        .map(|(addr, c)| {
-            Row {
-                measure: format!("{} callback {addr}", d.name),
-                value: as_f64(c.max()),
-                unit: "instructions (max)",
-                shown: Some(format!("max {}, mean {:.1} over {} call(s)", c.max(), c.mean(), c.counts.len())),
-                budget: d.callback_instruction_budget.map(as_f64),
-                note: Some(format!("invoked by: {}", c.events.join("; "))),
-                extra: json!({
-                    "kind": "callback_instructions", "driver": d.name, "callback": addr,
-                    "max": c.max(), "mean": c.mean(), "invocations": c.counts.len(), "events": c.events,
-                }),
-            }
+        .map(|(addr, c)| Row {
+            measure: format!("{} callback {addr}", d.name),
+            value: as_f64(c.max()),
+            unit: "instructions (max)",
+            shown: Some(format!(
+                "max {}, mean {:.1} over {} call(s)",
+                c.max(),
+                c.mean(),
+                c.counts.len()
+            )),
+            budget: d.callback_instruction_budget.map(as_f64),
+            note: Some(format!("invoked by: {}", c.events.join("; "))),
+            extra: json!({
+                "kind": "callback_instructions", "driver": d.name, "callback": addr,
+                "max": c.max(), "mean": c.mean(), "invocations": c.counts.len(), "events": c.events,
+            }),
         })
         .collect()
 }
@@ -241,7 +296,14 @@ fn clean_build_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&ws.root)
         .env("CARGO_TARGET_DIR", &dir)
-        .args(["build", "--release", "--target", Arch::X64.triple(), "-p", "common"]);
+        .args([
+            "build",
+            "--release",
+            "--target",
+            Arch::X64.triple(),
+            "-p",
+            "common",
+        ]);
     for d in drivers {
         cmd.args(["-p", &d.name]);
     }
@@ -263,20 +325,54 @@ fn render(rows: &[Row]) -> String {
         Some(b) => format!("{b} {}", r.unit.split(' ').next().unwrap_or_default()),
         None => "-".to_owned(),
     };
-    let shown = |r: &Row| r.shown.clone().unwrap_or_else(|| format!("{} {}", r.value, r.unit));
-    let w0 = rows.iter().map(|r| r.measure.chars().count()).chain([7]).max().unwrap_or(7);
-    let w1 = rows.iter().map(|r| shown(r).chars().count()).chain([5]).max().unwrap_or(5);
-    let w2 = rows.iter().map(|r| budget(r).chars().count()).chain([6]).max().unwrap_or(6);
+    let shown = |r: &Row| {
+        r.shown
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", r.value, r.unit))
+    };
+    let w0 = rows
+        .iter()
+        .map(|r| r.measure.chars().count())
+        .chain([7])
+        .max()
+        .unwrap_or(7);
+    let w1 = rows
+        .iter()
+        .map(|r| shown(r).chars().count())
+        .chain([5])
+        .max()
+        .unwrap_or(5);
+    let w2 = rows
+        .iter()
+        .map(|r| budget(r).chars().count())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
     let mut out = String::new();
-    let _ = writeln!(out, "{:w0$}  {:w1$}  {:w2$}  verdict", "measure", "value", "budget");
+    let _ = writeln!(
+        out,
+        "{:w0$}  {:w1$}  {:w2$}  verdict",
+        "measure", "value", "budget"
+    );
     for r in rows {
-        let _ = writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r.measure, shown(r), budget(r), r.verdict());
+        let _ = writeln!(
+            out,
+            "{:w0$}  {:w1$}  {:w2$}  {}",
+            r.measure,
+            shown(r),
+            budget(r),
+            r.verdict()
+        );
         if let Some(note) = &r.note {
             let _ = writeln!(out, "    {note}");
         }
     }
     let over = rows.iter().filter(|r| r.over()).count();
-    let _ = writeln!(out, "bench: {} measurement(s), {over} OVER BUDGET", rows.len());
+    let _ = writeln!(
+        out,
+        "bench: {} measurement(s), {over} OVER BUDGET",
+        rows.len()
+    );
     out
 }
 
@@ -310,13 +406,23 @@ mod tests {
             callback_instruction_budget: Some(60),
         };
         let rows = callback_rows(&d, &counts);
-        assert_eq!(rows.iter().map(Row::verdict).collect::<Vec<_>>(), ["ok", "OVER BUDGET"]);
+        assert_eq!(
+            rows.iter().map(Row::verdict).collect::<Vec<_>>(),
+            ["ok", "OVER BUDGET"]
+        );
         assert_eq!(rows[0].to_json()["invocations"], 3);
         assert_eq!(rows[0].to_json()["max"], 41);
         let text = render(&rows);
-        assert!(text.contains("    invoked by: notify PowerState; notify own\n"), "{text}");
+        assert!(
+            text.contains("    invoked by: notify PowerState; notify own\n"),
+            "{text}"
+        );
         assert!(text.contains("max 41, mean 36.0 over 3 call(s)"), "{text}");
-        assert!(text.contains("OVER BUDGET") && text.ends_with("bench: 2 measurement(s), 1 OVER BUDGET\n"), "{text}");
+        assert!(
+            text.contains("OVER BUDGET")
+                && text.ends_with("bench: 2 measurement(s), 1 OVER BUDGET\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -334,7 +440,14 @@ mod tests {
         assert_eq!(r.verdict(), "(no budget)");
         assert_eq!(r.to_json()["over_budget"], false);
         assert_eq!(r.to_json()["kind"], "image_bytes");
-        let at = Row { budget: Some(1e9), ..r };
-        assert_eq!(at.verdict(), "ok", "a value equal to its budget is within it");
+        let at = Row {
+            budget: Some(1e9),
+            ..r
+        };
+        assert_eq!(
+            at.verdict(),
+            "ok",
+            "a value equal to its budget is within it"
+        );
     }
 }

@@ -34,14 +34,22 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
     let built = build(ws, &drivers, &args.arches, args.profile)?;
     let failed = built.iter().filter(|b| b.result.is_err()).count();
     if failed > 0 {
-        bail!("build: {failed} of {} images failed (see above); none of them was placed", built.len());
+        bail!(
+            "build: {failed} of {} images failed (see above); none of them was placed",
+            built.len()
+        );
     }
     Ok(())
 }
 
 /// Builds, lints and places each of `drivers` for each of `arches`. An `Err` means nothing could be
 /// built (a missing Windows target); one image failing is reported in its [`Built`].
-pub fn build(ws: &Workspace, drivers: &[&Driver], arches: &[Arch], profile: Profile) -> Result<Vec<Built>> {
+pub fn build(
+    ws: &Workspace,
+    drivers: &[&Driver],
+    arches: &[Arch],
+    profile: Profile,
+) -> Result<Vec<Built>> {
     if drivers.is_empty() {
         bail!("no drivers to build: no workspace package has a [package.metadata.driver] table");
     }
@@ -58,7 +66,12 @@ pub fn build(ws: &Workspace, drivers: &[&Driver], arches: &[Arch], profile: Prof
                     eprintln!("  warning: {e}");
                 }
             }
-            built.push(Built { driver: driver.name.clone(), arch, profile, result });
+            built.push(Built {
+                driver: driver.name.clone(),
+                arch,
+                profile,
+                result,
+            });
         }
     }
     Ok(built)
@@ -69,7 +82,8 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
     eprintln!("  building {name} ({arch}, {profile})...");
     let start = Instant::now();
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(&ws.root).args(["build", "-p", name, "--target", arch.triple()]);
+    cmd.current_dir(&ws.root)
+        .args(["build", "-p", name, "--target", arch.triple()]);
     if profile == Profile::Release {
         cmd.arg("--release");
     }
@@ -87,7 +101,10 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
             image.display()
         );
     }
-    eprintln!("  {name} ({arch}, {profile}): built in {}", elapsed(start.elapsed()));
+    eprintln!(
+        "  {name} ({arch}, {profile}): built in {}",
+        elapsed(start.elapsed())
+    );
     lint_gate(&image, arch)?;
     eprintln!("  {name} ({arch}, {profile}): linted ok");
 
@@ -125,7 +142,11 @@ fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
     for v in &violations {
         eprintln!("    lint: {v}");
     }
-    bail!("{} lint violation(s) in {}: the image is not placed", violations.len(), image.display())
+    bail!(
+        "{} lint violation(s) in {}: the image is not placed",
+        violations.len(),
+        image.display()
+    )
 }
 
 /// Makes sure the standard library for `arch`'s target is installed, before cargo says it less
@@ -133,19 +154,32 @@ fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
 fn check_target_installed(ws: &Workspace, arch: Arch) -> Result<()> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     // rustc runs in the workspace so that rust-toolchain.toml picks the toolchain.
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).current_dir(&ws.root).output() else {
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(&ws.root)
+        .output()
+    else {
         return Ok(()); // cargo will say what is wrong
     };
     if !out.status.success() {
         return Ok(());
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if target_installed(&sysroot, arch) { Ok(()) } else { Err(Error::new(missing_target(arch))) }
+    if target_installed(&sysroot, arch) {
+        Ok(())
+    } else {
+        Err(Error::new(missing_target(arch)))
+    }
 }
 
 /// Whether the toolchain at `sysroot` has the standard library for `arch`.
 fn target_installed(sysroot: &Path, arch: Arch) -> bool {
-    sysroot.join("lib").join("rustlib").join(arch.triple()).join("lib").is_dir()
+    sysroot
+        .join("lib")
+        .join("rustlib")
+        .join(arch.triple())
+        .join("lib")
+        .is_dir()
 }
 
 fn missing_target(arch: Arch) -> String {
@@ -184,7 +218,10 @@ mod tests {
                       `aarch64-pc-windows-msvc` target may not be installed\n  = help: consider \
                       downloading the target with `rustup target add aarch64-pc-windows-msvc`";
         let fix = diagnose_cargo_failure(stderr, Arch::Arm64).unwrap();
-        assert!(fix.contains("rustup target add aarch64-pc-windows-msvc"), "{fix}");
+        assert!(
+            fix.contains("rustup target add aarch64-pc-windows-msvc"),
+            "{fix}"
+        );
     }
 
     #[test]
@@ -204,7 +241,10 @@ mod tests {
         let bad = dir.join("bad.dll");
         files::write_atomic(&bad, b"MZ but nothing else").unwrap();
         let e = lint_gate(&bad, Arch::X64).unwrap_err().to_string();
-        assert!(e.contains("lint violation") && e.contains("not placed"), "{e}");
+        assert!(
+            e.contains("lint violation") && e.contains("not placed"),
+            "{e}"
+        );
 
         let (sys, pdb) = (
             layout.placed_sys("d", Arch::X64, Profile::Debug),
@@ -220,6 +260,9 @@ mod tests {
 
     #[test]
     fn ordinary_compile_errors_are_left_to_cargo() {
-        assert_eq!(diagnose_cargo_failure("error[E0308]: mismatched types", Arch::X64), None);
+        assert_eq!(
+            diagnose_cargo_failure("error[E0308]: mismatched types", Arch::X64),
+            None
+        );
     }
 }

@@ -88,74 +88,84 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     }
     let command = args.remove(0);
     let mut p = Parser { args };
-    let help = |text: &'static str, p: &mut Parser| p.flag(&["-h", "--help"]).then_some(Command::Help(text));
-    Ok(match command.as_str() {
-        "-h" | "--help" | "help" => Command::Help(match p.args.first().map(String::as_str) {
+    if matches!(command.as_str(), "-h" | "--help" | "help") {
+        return Ok(Command::Help(match p.args.first().map(String::as_str) {
             None => HELP,
             Some(c) => help_for(c).ok_or_else(|| unknown_command(c))?,
-        }),
+        }));
+    }
+    // `--help` wins over anything else on the line.
+    let help = help_for(&command).ok_or_else(|| unknown_command(&command))?;
+    if p.flag(&["-h", "--help"]) {
+        return Ok(Command::Help(help));
+    }
+    Ok(match command.as_str() {
         "build" => {
-            if let Some(h) = help(BUILD_HELP, &mut p) {
-                return Ok(h);
-            }
-            let args = BuildArgs { profile: p.profile(), packages: p.packages()?, arches: p.arches()? };
+            let args = BuildArgs {
+                profile: p.profile(),
+                packages: p.packages()?,
+                arches: p.arches()?,
+            };
             p.finish()?;
             Command::Build(args)
         }
         "lint" => {
-            if let Some(h) = help(LINT_HELP, &mut p) {
-                return Ok(h);
-            }
             let profile = p.profile();
             let json = p.flag(&["--json"]);
             let packages = p.packages()?;
             let arches = p.arches()?;
-            let files: Vec<std::path::PathBuf> = p.positional()?.into_iter().map(Into::into).collect();
+            let files: Vec<std::path::PathBuf> =
+                p.positional()?.into_iter().map(Into::into).collect();
             if !files.is_empty() {
                 if !packages.is_empty() {
                     bail!("lint: give either files or -p NAME, not both");
                 }
                 if arches.len() > 1 {
-                    bail!("lint: explicit files are checked for one machine: use --arch x64 or --arch arm64");
+                    bail!(
+                        "lint: explicit files are checked for one machine: use --arch x64 or --arch arm64"
+                    );
                 }
             }
-            Command::Lint(LintArgs { packages, arches, profile, json, files })
+            Command::Lint(LintArgs {
+                packages,
+                arches,
+                profile,
+                json,
+                files,
+            })
         }
         "emulate" => {
-            if let Some(h) = help(EMULATE_HELP, &mut p) {
-                return Ok(h);
-            }
             let profile = p.profile();
             let json = p.flag(&["--json"]);
             let faults = p.flag(&["--faults"]);
             let mut drivers = p.packages()?;
             drivers.extend(p.positional()?);
-            Command::Emulate(EmulateArgs { drivers, json, faults, profile })
+            Command::Emulate(EmulateArgs {
+                drivers,
+                json,
+                faults,
+                profile,
+            })
         }
         "deploy" => {
-            if let Some(h) = help(DEPLOY_HELP, &mut p) {
-                return Ok(h);
-            }
             let profile = p.profile();
             let target = match p.value(&["--target"])? {
                 Some(t) => t.parse()?,
                 None => Target::Emu,
             };
-            let args = DeployArgs { target, packages: p.packages()?, profile };
+            let args = DeployArgs {
+                target,
+                packages: p.packages()?,
+                profile,
+            };
             p.finish()?;
             Command::Deploy(args)
         }
         "test" => {
-            if let Some(h) = help(TEST_HELP, &mut p) {
-                return Ok(h);
-            }
             p.finish()?;
             Command::Test
         }
         "bench" => {
-            if let Some(h) = help(BENCH_HELP, &mut p) {
-                return Ok(h);
-            }
             let json = p.flag(&["--json"]);
             p.finish()?;
             Command::Bench(BenchArgs { json })
@@ -207,7 +217,10 @@ impl Parser {
                 }
                 values.push(self.args.remove(i + 1));
                 self.args.remove(i);
-            } else if let Some(v) = names.iter().find_map(|n| arg.strip_prefix(n).and_then(|r| r.strip_prefix('='))) {
+            } else if let Some(v) = names
+                .iter()
+                .find_map(|n| arg.strip_prefix(n).and_then(|r| r.strip_prefix('=')))
+            {
                 if v.is_empty() {
                     bail!("{arg} needs a value");
                 }
@@ -375,13 +388,19 @@ mod tests {
     fn build_defaults_to_every_driver_debug_x64() {
         assert_eq!(
             parse_str("build").unwrap(),
-            Command::Build(BuildArgs { packages: vec![], arches: vec![Arch::X64], profile: Profile::Debug })
+            Command::Build(BuildArgs {
+                packages: vec![],
+                arches: vec![Arch::X64],
+                profile: Profile::Debug
+            })
         );
     }
 
     #[test]
     fn build_takes_packages_in_every_spelling() {
-        let Command::Build(b) = parse_str("build -p a --package b --package=c --release --arch all").unwrap() else {
+        let Command::Build(b) =
+            parse_str("build -p a --package b --package=c --release --arch all").unwrap()
+        else {
             panic!()
         };
         assert_eq!(b.packages, ["a", "b", "c"]);
@@ -394,9 +413,15 @@ mod tests {
         let err = |s: &str| parse_str(s).unwrap_err().to_string();
         assert_eq!(err("build -p"), "-p needs a value");
         assert_eq!(err("build -p --release"), "-p needs a value");
-        assert_eq!(err("build --arch x64 --arch arm64"), "--arch given more than once");
+        assert_eq!(
+            err("build --arch x64 --arch arm64"),
+            "--arch given more than once"
+        );
         assert_eq!(err("build --fast"), "unknown option `--fast` (see --help)");
-        assert_eq!(err("build ex-callback"), "unexpected argument `ex-callback` (see --help)");
+        assert_eq!(
+            err("build ex-callback"),
+            "unexpected argument `ex-callback` (see --help)"
+        );
         assert!(err("buidl").starts_with("unknown command `buidl`"));
         assert!(err("emulate --fault").contains("`--fault`"));
         assert!(err("lint -p a x.sys").contains("not both"));
@@ -405,7 +430,9 @@ mod tests {
 
     #[test]
     fn emulate_takes_names_positionally_or_with_p() {
-        let Command::Emulate(e) = parse_str("emulate a --faults -p b --json").unwrap() else { panic!() };
+        let Command::Emulate(e) = parse_str("emulate a --faults -p b --json").unwrap() else {
+            panic!()
+        };
         assert_eq!(e.drivers, ["b", "a"]);
         assert!(e.faults && e.json);
         assert_eq!(e.profile, Profile::Debug);
@@ -413,7 +440,9 @@ mod tests {
 
     #[test]
     fn lint_files_and_arch() {
-        let Command::Lint(l) = parse_str("lint --arch arm64 --json a.sys b.dll").unwrap() else { panic!() };
+        let Command::Lint(l) = parse_str("lint --arch arm64 --json a.sys b.dll").unwrap() else {
+            panic!()
+        };
         assert_eq!(l.files, [std::path::PathBuf::from("a.sys"), "b.dll".into()]);
         assert_eq!(l.arches, [Arch::Arm64]);
         assert!(l.json);
@@ -423,20 +452,37 @@ mod tests {
     fn help_everywhere() {
         assert_eq!(parse_str("").unwrap(), Command::Help(HELP));
         assert_eq!(parse_str("--help").unwrap(), Command::Help(HELP));
-        assert_eq!(parse_str("help emulate").unwrap(), Command::Help(EMULATE_HELP));
+        assert_eq!(
+            parse_str("help emulate").unwrap(),
+            Command::Help(EMULATE_HELP)
+        );
         assert_eq!(parse_str("bench -h").unwrap(), Command::Help(BENCH_HELP));
         // --help wins over otherwise bad arguments.
-        assert_eq!(parse_str("build --bogus --help").unwrap(), Command::Help(BUILD_HELP));
+        assert_eq!(
+            parse_str("build --bogus --help").unwrap(),
+            Command::Help(BUILD_HELP)
+        );
     }
 
     #[test]
     fn deploy_targets() {
-        let Command::Deploy(d) = parse_str("deploy").unwrap() else { panic!() };
+        let Command::Deploy(d) = parse_str("deploy").unwrap() else {
+            panic!()
+        };
         assert_eq!(d.target, Target::Emu);
-        let Command::Deploy(d) = parse_str("deploy --target=emu -p x").unwrap() else { panic!() };
+        let Command::Deploy(d) = parse_str("deploy --target=emu -p x").unwrap() else {
+            panic!()
+        };
         assert_eq!((d.target, d.packages), (Target::Emu, vec!["x".to_owned()]));
-        let Command::Deploy(d) = parse_str("deploy --target ssh://me@vm:2222").unwrap() else { panic!() };
+        let Command::Deploy(d) = parse_str("deploy --target ssh://me@vm:2222").unwrap() else {
+            panic!()
+        };
         assert!(matches!(d.target, Target::Ssh { .. }));
-        assert!(parse_str("deploy --target ftp://x").unwrap_err().to_string().contains("ftp://x"));
+        assert!(
+            parse_str("deploy --target ftp://x")
+                .unwrap_err()
+                .to_string()
+                .contains("ftp://x")
+        );
     }
 }

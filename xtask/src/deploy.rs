@@ -52,7 +52,9 @@ impl FromStr for Target {
             let (host, port) = match host_port.rsplit_once(':') {
                 Some((h, p)) => {
                     let port = p.parse::<u16>().ok().filter(|&p| p != 0);
-                    let Some(port) = port else { bail!("--target {s}: `{p}` is not a port number") };
+                    let Some(port) = port else {
+                        bail!("--target {s}: `{p}` is not a port number")
+                    };
                     (h, Some(port))
                 }
                 None => (host_port, None),
@@ -60,7 +62,11 @@ impl FromStr for Target {
             if host.is_empty() {
                 bail!("--target {s}: no host; use {FORMS}");
             }
-            return Ok(Target::Ssh { user, host: host.to_owned(), port });
+            return Ok(Target::Ssh {
+                user,
+                host: host.to_owned(),
+                port,
+            });
         }
         if let Some(vm) = s.strip_prefix("hyperv:") {
             if vm.is_empty() {
@@ -125,15 +131,32 @@ pub fn run(ws: &Workspace, args: &DeployArgs) -> Result<()> {
                 eprintln!("==> [{n}/{total}] build and lint ({}, x64)", args.profile);
                 crate::build::run(
                     ws,
-                    &BuildArgs { packages: names.clone(), arches: vec![Arch::X64], profile: args.profile },
+                    &BuildArgs {
+                        packages: names.clone(),
+                        arches: vec![Arch::X64],
+                        profile: args.profile,
+                    },
                 )?;
             }
             Step::Emulate => {
                 eprintln!("==> [{n}/{total}] run in the emulated kernel");
-                let runs = emulate::emulate(ws, &drivers, args.profile, Options::default(), emulate::report_name(args.profile), true)?;
-                let bad = runs.iter().filter(|r| !matches!(r.outcome, emulate::Outcome::Passed(_))).count();
+                let runs = emulate::emulate(
+                    ws,
+                    &drivers,
+                    args.profile,
+                    Options::default(),
+                    emulate::report_name(args.profile),
+                    true,
+                )?;
+                let bad = runs
+                    .iter()
+                    .filter(|r| !matches!(r.outcome, emulate::Outcome::Passed(_)))
+                    .count();
                 if bad > 0 {
-                    bail!("deploy: {bad} of {} driver(s) failed in the emulated kernel", runs.len());
+                    bail!(
+                        "deploy: {bad} of {} driver(s) failed in the emulated kernel",
+                        runs.len()
+                    );
                 }
             }
         }
@@ -147,12 +170,22 @@ mod tests {
 
     #[test]
     fn targets_parse_and_print_back() {
-        for s in ["emu", "ssh://me@vm", "ssh://me@10.0.0.5:2222", "ssh://vm", "hyperv:Win11 Test"] {
+        for s in [
+            "emu",
+            "ssh://me@vm",
+            "ssh://me@10.0.0.5:2222",
+            "ssh://vm",
+            "hyperv:Win11 Test",
+        ] {
             assert_eq!(s.parse::<Target>().unwrap().to_string(), s);
         }
         assert_eq!(
             "ssh://admin@host:22".parse::<Target>().unwrap(),
-            Target::Ssh { user: Some("admin".into()), host: "host".into(), port: Some(22) }
+            Target::Ssh {
+                user: Some("admin".into()),
+                host: "host".into(),
+                port: Some(22)
+            }
         );
     }
 
@@ -167,8 +200,13 @@ mod tests {
 
     #[test]
     fn only_the_emulator_has_a_plan_today() {
-        assert_eq!(plan(&Target::Emu).unwrap(), [Step::BuildAndLint, Step::Emulate]);
-        let e = plan(&"hyperv:test".parse().unwrap()).unwrap_err().to_string();
+        assert_eq!(
+            plan(&Target::Emu).unwrap(),
+            [Step::BuildAndLint, Step::Emulate]
+        );
+        let e = plan(&"hyperv:test".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not implemented yet (issue #7)"), "{e}");
         assert!(plan(&"ssh://a@b".parse().unwrap()).is_err());
     }

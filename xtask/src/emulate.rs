@@ -31,10 +31,15 @@ impl Harness {
     /// The real harness, `xtask/emu/harness.py`, run by the venv's Python (installed on first use).
     /// `$XTASK_EMU_HARNESS` and `$XTASK_EMU_PYTHON` replace them, for testing xtask itself.
     pub fn locate(ws: &Workspace) -> Result<Self> {
-        let script = std::env::var_os(HARNESS_ENV)
-            .map_or_else(|| ws.root.join("xtask").join("emu").join("harness.py"), PathBuf::from);
+        let script = std::env::var_os(HARNESS_ENV).map_or_else(
+            || ws.root.join("xtask").join("emu").join("harness.py"),
+            PathBuf::from,
+        );
         if !script.is_file() {
-            bail!("the emulator harness {} is missing: restore it from git", script.display());
+            bail!(
+                "the emulator harness {} is missing: restore it from git",
+                script.display()
+            );
         }
         let python = match std::env::var_os(PYTHON_ENV) {
             Some(p) => PathBuf::from(p),
@@ -96,12 +101,28 @@ pub fn report_name(profile: Profile) -> &'static str {
 /// The `emulate` command.
 pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
     let drivers = ws.select(&args.drivers)?;
-    let opts = Options { faults: args.faults, count_instructions: false };
-    let runs = emulate(ws, &drivers, args.profile, opts, report_name(args.profile), !args.json)?;
+    let opts = Options {
+        faults: args.faults,
+        count_instructions: false,
+    };
+    let runs = emulate(
+        ws,
+        &drivers,
+        args.profile,
+        opts,
+        report_name(args.profile),
+        !args.json,
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&aggregate(&runs)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&aggregate(&runs)).unwrap_or_default()
+        );
     }
-    let bad = runs.iter().filter(|r| !matches!(r.outcome, Outcome::Passed(_))).count();
+    let bad = runs
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Passed(_)))
+        .count();
     if bad > 0 {
         bail!("emulate: {bad} of {} driver(s) did not pass", runs.len());
     }
@@ -111,7 +132,11 @@ pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
 /// The inputs of one driver's emulation, checked before anything is installed or run.
 pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(PathBuf, PathBuf)> {
     let image = ws.layout.placed_sys(&driver.name, Arch::X64, profile);
-    let release = if profile == Profile::Release { " --release" } else { "" };
+    let release = if profile == Profile::Release {
+        " --release"
+    } else {
+        ""
+    };
     if !image.is_file() {
         bail!(
             "{name}: no built x64 image at {}: build it first: cargo xtask build -p {name}{release}",
@@ -166,7 +191,15 @@ pub fn emulate(
     let mut runs = Vec::new();
     for (d, image, scenario) in planned {
         let report_path = ws.layout.emu_report(&d.name, report_name);
-        eprintln!("  emulating {} ({profile}{})...", d.name, if opts.faults { ", with fault sweep" } else { "" });
+        eprintln!(
+            "  emulating {} ({profile}{})...",
+            d.name,
+            if opts.faults {
+                ", with fault sweep"
+            } else {
+                ""
+            }
+        );
         let run = run_harness(&harness, &d.name, &image, &scenario, &report_path, opts);
         if print {
             print_run(&run);
@@ -190,7 +223,11 @@ pub fn run_harness(
 ) -> DriverRun {
     // A report left by an earlier run must not be taken for this run's.
     if let Err(e) = files::remove_if_exists(report_path) {
-        return DriverRun { driver: driver.to_owned(), exit: None, outcome: Outcome::Error(e.to_string()) };
+        return DriverRun {
+            driver: driver.to_owned(),
+            exit: None,
+            outcome: Outcome::Error(e.to_string()),
+        };
     }
     if let Some(dir) = report_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -212,13 +249,24 @@ pub fn run_harness(
     let (status, stderr) = match run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}")) {
         Ok(r) => r,
         Err(e) => {
-            let e = Error::new(format!("{e} (the harness's Python is {})", harness.python.display()));
-            return DriverRun { driver: driver.to_owned(), exit: None, outcome: Outcome::Error(e.to_string()) };
+            let e = Error::new(format!(
+                "{e} (the harness's Python is {})",
+                harness.python.display()
+            ));
+            return DriverRun {
+                driver: driver.to_owned(),
+                exit: None,
+                outcome: Outcome::Error(e.to_string()),
+            };
         }
     };
     let exit = status.code();
     let outcome = interpret(exit, report_path, &stderr);
-    DriverRun { driver: driver.to_owned(), exit, outcome }
+    DriverRun {
+        driver: driver.to_owned(),
+        exit,
+        outcome,
+    }
 }
 
 fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
@@ -240,7 +288,10 @@ fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
             Err(e) => Outcome::Error(e.to_string()),
         },
         Some(2) => Outcome::Error(format!("the harness could not run:\n{}", said())),
-        Some(code) => Outcome::Error(format!("the harness failed with exit status {code}:\n{}", said())),
+        Some(code) => Outcome::Error(format!(
+            "the harness failed with exit status {code}:\n{}",
+            said()
+        )),
         None => Outcome::Error(format!("the harness was killed by a signal:\n{}", said())),
     }
 }
@@ -263,7 +314,11 @@ pub fn summary(runs: &[DriverRun]) -> String {
     let failed = count(|o| matches!(o, Outcome::Failed(_)));
     let errors = count(|o| matches!(o, Outcome::Error(_)));
     let (mut total, mut ok) = (0, 0);
-    for t in runs.iter().filter_map(|r| r.outcome.report()).map(report::tally) {
+    for t in runs
+        .iter()
+        .filter_map(|r| r.outcome.report())
+        .map(report::tally)
+    {
         total += t.runs;
         ok += t.passed;
     }
@@ -343,12 +398,19 @@ sys.exit(0 if passed else 1)
 
     impl Fixture {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("xtask-emulate-{name}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("xtask-emulate-{name}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             let script = dir.join("harness.py");
             fs::write(&script, FAKE_HARNESS).unwrap();
-            Self { harness: Harness { python: "python3".into(), script }, dir }
+            Self {
+                harness: Harness {
+                    python: "python3".into(),
+                    script,
+                },
+                dir,
+            }
         }
 
         fn run(&self, mode: &str, faults: bool) -> DriverRun {
@@ -356,8 +418,18 @@ sys.exit(0 if passed else 1)
             fs::write(&scenario, "").unwrap();
             fs::write(self.dir.join("mode"), mode).unwrap();
             let report = self.dir.join("emu/fake/report.json");
-            let opts = Options { faults, count_instructions: false };
-            run_harness(&self.harness, "fake", &self.dir.join("fake.sys"), &scenario, &report, opts)
+            let opts = Options {
+                faults,
+                count_instructions: false,
+            };
+            run_harness(
+                &self.harness,
+                "fake",
+                &self.dir.join("fake.sys"),
+                &scenario,
+                &report,
+                opts,
+            )
         }
     }
 
@@ -372,11 +444,17 @@ sys.exit(0 if passed else 1)
         let f = Fixture::new("outcomes");
         let pass = f.run("pass", true);
         assert_eq!(pass.exit, Some(0));
-        let Outcome::Passed(r) = &pass.outcome else { panic!("{:?}", pass.outcome) };
+        let Outcome::Passed(r) = &pass.outcome else {
+            panic!("{:?}", pass.outcome)
+        };
         assert_eq!(report::tally(r), report::Tally { runs: 2, passed: 2 });
 
         let fail = f.run("fail", false);
-        assert!(matches!(fail.outcome, Outcome::Failed(_)), "{:?}", fail.outcome);
+        assert!(
+            matches!(fail.outcome, Outcome::Failed(_)),
+            "{:?}",
+            fail.outcome
+        );
         let text = summary(&[pass, fail]);
         assert_eq!(
             text,
@@ -390,8 +468,13 @@ sys.exit(0 if passed else 1)
         assert!(matches!(f.run("pass", false).outcome, Outcome::Passed(_)));
         // The harness now crashes: the previous report must not stand in for this run's.
         let crash = f.run("crash", false);
-        let Outcome::Error(e) = &crash.outcome else { panic!("{:?}", crash.outcome) };
-        assert!(e.contains("wrote no report") && e.contains("RuntimeError: boom"), "{e}");
+        let Outcome::Error(e) = &crash.outcome else {
+            panic!("{:?}", crash.outcome)
+        };
+        assert!(
+            e.contains("wrote no report") && e.contains("RuntimeError: boom"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -399,8 +482,13 @@ sys.exit(0 if passed else 1)
         let f = Fixture::new("unusable");
         let run = f.run("unusable", false);
         assert_eq!(run.exit, Some(2));
-        let Outcome::Error(e) = &run.outcome else { panic!("{:?}", run.outcome) };
-        assert!(e.contains("could not run") && e.contains("unknown scenario step `frobnicate`"), "{e}");
+        let Outcome::Error(e) = &run.outcome else {
+            panic!("{:?}", run.outcome)
+        };
+        assert!(
+            e.contains("could not run") && e.contains("unknown scenario step `frobnicate`"),
+            "{e}"
+        );
         let doc = aggregate(&[run]);
         assert_eq!(doc["passed"], false);
         assert_eq!(doc["drivers"][0]["status"], "error");
@@ -439,15 +527,27 @@ sys.exit(0 if passed else 1)
             layout: crate::layout::Layout::new(dir.join("target")),
             drivers: vec![driver.clone()],
         };
-        let e = inputs(&ws, &driver, Profile::Release).unwrap_err().to_string();
+        let e = inputs(&ws, &driver, Profile::Release)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("target/drivers/x64/release/ex-callback/ex-callback.sys")
                 && e.contains("cargo xtask build -p ex-callback --release"),
             "{e}"
         );
-        files::write_atomic(&ws.layout.placed_sys("ex-callback", Arch::X64, Profile::Release), b"MZ").unwrap();
-        let e = inputs(&ws, &driver, Profile::Release).unwrap_err().to_string();
-        assert!(e.contains("no emulation scenario at ex-callback/scenario.toml"), "{e}");
+        files::write_atomic(
+            &ws.layout
+                .placed_sys("ex-callback", Arch::X64, Profile::Release),
+            b"MZ",
+        )
+        .unwrap();
+        let e = inputs(&ws, &driver, Profile::Release)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no emulation scenario at ex-callback/scenario.toml"),
+            "{e}"
+        );
         files::write_atomic(&driver.scenario(), b"").unwrap();
         inputs(&ws, &driver, Profile::Release).unwrap();
         fs::remove_dir_all(&dir).unwrap();

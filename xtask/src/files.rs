@@ -11,9 +11,12 @@ use crate::error::{Context, Result};
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_beside(dest)?;
     let result = (|| {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
         rename(&tmp, dest)
     })();
     if result.is_err() {
@@ -44,14 +47,18 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
 }
 
 fn rename(tmp: &Path, dest: &Path) -> Result<()> {
-    fs::rename(tmp, dest).with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
+    fs::rename(tmp, dest)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
 }
 
 /// `dest`'s folder (created) and a name in it that no other process of ours uses.
 fn temp_beside(dest: &Path) -> Result<PathBuf> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
 }
 
@@ -72,7 +79,10 @@ mod tests {
         write_atomic(&f, b"one").unwrap();
         write_atomic(&f, b"two").unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(f.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(f.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
         fs::remove_dir_all(&d).unwrap();
     }
@@ -82,7 +92,9 @@ mod tests {
         let d = scratch("copy");
         let dest = d.join("x.sys");
         write_atomic(&dest, b"old").unwrap();
-        let e = copy_atomic(&d.join("missing.dll"), &dest).unwrap_err().to_string();
+        let e = copy_atomic(&d.join("missing.dll"), &dest)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.dll"), "{e}");
         assert_eq!(fs::read(&dest).unwrap(), b"old");
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);

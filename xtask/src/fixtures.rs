@@ -26,7 +26,8 @@ pub struct Expect {
 
 /// The fixture's scenarios: every `scenario*.toml` in its folder, by name.
 pub fn scenarios(fixture: &Driver) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(&fixture.dir).with_context(|| format!("listing {}", fixture.dir.display()))?;
+    let entries = std::fs::read_dir(&fixture.dir)
+        .with_context(|| format!("listing {}", fixture.dir.display()))?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -36,7 +37,11 @@ pub fn scenarios(fixture: &Driver) -> Result<Vec<PathBuf>> {
         .collect();
     found.sort();
     if found.is_empty() {
-        bail!("fixture {} has no scenario*.toml in {}", fixture.name, fixture.dir.display());
+        bail!(
+            "fixture {} has no scenario*.toml in {}",
+            fixture.name,
+            fixture.dir.display()
+        );
     }
     Ok(found)
 }
@@ -51,11 +56,22 @@ pub fn read_expect(python: &Path, scenario: &Path) -> Result<Expect> {
         .args(["-c", READ])
         .arg(scenario)
         .output()
-        .with_context(|| format!("running {} to read {}", python.display(), scenario.display()))?;
+        .with_context(|| {
+            format!(
+                "running {} to read {}",
+                python.display(),
+                scenario.display()
+            )
+        })?;
     if !out.status.success() {
-        bail!("reading {}: {}", scenario.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "reading {}: {}",
+            scenario.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| format!("reading {}", scenario.display()))?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading {}", scenario.display()))?;
     parse_expect(&v).with_context(|| format!("{}: [expect]", scenario.display()))
 }
 
@@ -64,11 +80,20 @@ fn parse_expect(v: &Value) -> Result<Expect> {
         bail!("fault_sweep must be true or false")
     };
     let mut failures = Vec::new();
-    for f in v.get("failures").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
-        let Some(s) = f.as_str() else { bail!("failures must be a list of strings") };
+    for f in v
+        .get("failures")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+    {
+        let Some(s) = f.as_str() else {
+            bail!("failures must be a list of strings")
+        };
         failures.push(s.to_owned());
     }
-    Ok(Expect { fault_sweep, failures })
+    Ok(Expect {
+        fault_sweep,
+        failures,
+    })
 }
 
 /// The expected failures that no run of `report` reported.
@@ -78,10 +103,20 @@ fn missing_failures<'a>(report: &Value, expect: &'a Expect) -> Vec<&'a str> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|r| r.get("failures").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|r| {
+            r.get("failures")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(Value::as_str)
         .collect();
-    expect.failures.iter().map(String::as_str).filter(|want| !reported.iter().any(|f| f.contains(want))).collect()
+    expect
+        .failures
+        .iter()
+        .map(String::as_str)
+        .filter(|want| !reported.iter().any(|f| f.contains(want)))
+        .collect()
 }
 
 /// Whether the harness caught the defect as the scenario expects.
@@ -94,11 +129,17 @@ pub fn verdict(outcome: &Outcome, expect: &Expect) -> Result<(), String> {
             } else {
                 Err(format!(
                     "a run failed, but not with the expected failure(s): {}",
-                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         }
-        Outcome::Passed(_) => Err("NOT caught: every run passed, so the harness missed the defect".to_owned()),
+        Outcome::Passed(_) => {
+            Err("NOT caught: every run passed, so the harness missed the defect".to_owned())
+        }
         Outcome::Error(e) => Err(format!("the harness did not complete: {e}")),
     }
 }
@@ -109,7 +150,10 @@ mod tests {
     use serde_json::json;
 
     fn expect(failures: &[&str]) -> Expect {
-        Expect { fault_sweep: false, failures: failures.iter().map(|s| (*s).to_owned()).collect() }
+        Expect {
+            fault_sweep: false,
+            failures: failures.iter().map(|s| (*s).to_owned()).collect(),
+        }
     }
 
     #[test]
@@ -119,17 +163,35 @@ mod tests {
         let failed = Outcome::Failed(report.clone());
         assert!(verdict(&failed, &expect(&["left referenced"])).is_ok());
         assert!(verdict(&failed, &expect(&[])).is_ok());
-        let e = verdict(&failed, &expect(&["left referenced", "every pool allocation freed"])).unwrap_err();
-        assert!(e.contains("`every pool allocation freed`") && !e.contains("`left referenced`"), "{e}");
-        assert!(verdict(&Outcome::Passed(report), &expect(&[])).unwrap_err().contains("NOT caught"));
-        assert!(verdict(&Outcome::Error("exit 2".into()), &expect(&[])).unwrap_err().contains("exit 2"));
+        let e = verdict(
+            &failed,
+            &expect(&["left referenced", "every pool allocation freed"]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`every pool allocation freed`") && !e.contains("`left referenced`"),
+            "{e}"
+        );
+        assert!(
+            verdict(&Outcome::Passed(report), &expect(&[]))
+                .unwrap_err()
+                .contains("NOT caught")
+        );
+        assert!(
+            verdict(&Outcome::Error("exit 2".into()), &expect(&[]))
+                .unwrap_err()
+                .contains("exit 2")
+        );
     }
 
     #[test]
     fn expect_table_is_checked() {
         assert_eq!(
             parse_expect(&json!({"fault_sweep": true, "failures": ["a"]})).unwrap(),
-            Expect { fault_sweep: true, failures: vec!["a".into()] }
+            Expect {
+                fault_sweep: true,
+                failures: vec!["a".into()]
+            }
         );
         assert!(parse_expect(&json!({"fault_sweep": "yes", "failures": []})).is_err());
         assert!(parse_expect(&json!({"fault_sweep": false, "failures": [1]})).is_err());
@@ -140,8 +202,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-fixtures-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("scenario-b.toml"), "[expect]\nfault_sweep = true\nfailures = [\"x\"]\n").unwrap();
-        std::fs::write(dir.join("scenario-a.toml"), "description = \"no expect table\"\n").unwrap();
+        std::fs::write(
+            dir.join("scenario-b.toml"),
+            "[expect]\nfault_sweep = true\nfailures = [\"x\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("scenario-a.toml"),
+            "description = \"no expect table\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("Cargo.toml"), "").unwrap();
         let d = Driver {
             name: "f".into(),
@@ -151,12 +221,26 @@ mod tests {
             callback_instruction_budget: None,
         };
         let found = scenarios(&d).unwrap();
-        assert_eq!(found, [dir.join("scenario-a.toml"), dir.join("scenario-b.toml")]);
+        assert_eq!(
+            found,
+            [dir.join("scenario-a.toml"), dir.join("scenario-b.toml")]
+        );
         let python = Path::new("python3");
         assert_eq!(read_expect(python, &found[0]).unwrap(), Expect::default());
-        assert_eq!(read_expect(python, &found[1]).unwrap(), Expect { fault_sweep: true, failures: vec!["x".into()] });
+        assert_eq!(
+            read_expect(python, &found[1]).unwrap(),
+            Expect {
+                fault_sweep: true,
+                failures: vec!["x".into()]
+            }
+        );
         std::fs::write(&found[0], "[expect\n").unwrap();
-        assert!(read_expect(python, &found[0]).unwrap_err().to_string().contains("scenario-a.toml"));
+        assert!(
+            read_expect(python, &found[0])
+                .unwrap_err()
+                .to_string()
+                .contains("scenario-a.toml")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -79,7 +79,11 @@ pub enum Profile {
 impl Profile {
     /// From a `--release` flag.
     pub fn from_release_flag(release: bool) -> Self {
-        if release { Profile::Release } else { Profile::Debug }
+        if release {
+            Profile::Release
+        } else {
+            Profile::Debug
+        }
     }
 
     /// The directory name cargo uses (and `target/drivers/<arch>/<profile>/`).
@@ -107,17 +111,21 @@ pub struct Layout {
 impl Layout {
     /// The layout under `target_dir`.
     pub fn new(target_dir: impl Into<PathBuf>) -> Self {
-        Self { target_dir: target_dir.into() }
+        Self {
+            target_dir: target_dir.into(),
+        }
     }
 
     /// The image cargo links for `driver`: a `.dll` named after the crate.
     pub fn cargo_image(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
-        self.cargo_out(arch, profile).join(format!("{}.dll", crate_file_stem(driver)))
+        self.cargo_out(arch, profile)
+            .join(format!("{}.dll", crate_file_stem(driver)))
     }
 
     /// The symbols cargo's linker writes beside [`Layout::cargo_image`].
     pub fn cargo_pdb(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
-        self.cargo_out(arch, profile).join(format!("{}.pdb", crate_file_stem(driver)))
+        self.cargo_out(arch, profile)
+            .join(format!("{}.pdb", crate_file_stem(driver)))
     }
 
     fn cargo_out(&self, arch: Arch, profile: Profile) -> PathBuf {
@@ -126,17 +134,23 @@ impl Layout {
 
     /// The folder a linted image of `driver` is placed in.
     pub fn placed_dir(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
-        self.target_dir.join("drivers").join(arch.name()).join(profile.dir()).join(driver)
+        self.target_dir
+            .join("drivers")
+            .join(arch.name())
+            .join(profile.dir())
+            .join(driver)
     }
 
     /// The linted image: `target/drivers/<arch>/<profile>/NAME/NAME.sys`.
     pub fn placed_sys(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
-        self.placed_dir(driver, arch, profile).join(format!("{driver}.sys"))
+        self.placed_dir(driver, arch, profile)
+            .join(format!("{driver}.sys"))
     }
 
     /// Its symbols: `target/drivers/<arch>/<profile>/NAME/NAME.pdb`.
     pub fn placed_pdb(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
-        self.placed_dir(driver, arch, profile).join(format!("{driver}.pdb"))
+        self.placed_dir(driver, arch, profile)
+            .join(format!("{driver}.pdb"))
     }
 
     /// Where the harness writes `driver`'s report; `name` is `report.json` or `bench-report.json`.
@@ -203,9 +217,15 @@ mod tests {
     fn arch_selection() {
         assert_eq!(Arch::parse_selection("x64").unwrap(), vec![Arch::X64]);
         assert_eq!(Arch::parse_selection("arm64").unwrap(), vec![Arch::Arm64]);
-        assert_eq!(Arch::parse_selection("all").unwrap(), vec![Arch::X64, Arch::Arm64]);
+        assert_eq!(
+            Arch::parse_selection("all").unwrap(),
+            vec![Arch::X64, Arch::Arm64]
+        );
         let e = Arch::parse_selection("x86").unwrap_err().to_string();
-        assert!(e.contains("`x86`") && e.contains("x64, arm64 or all"), "{e}");
+        assert!(
+            e.contains("`x86`") && e.contains("x64, arm64 or all"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,11 +34,17 @@ pub fn run(ws: &Workspace, args: &LintArgs) -> Result<()> {
         let drivers = ws.select(&args.packages)?;
         placed_images(ws, &drivers, &args.arches, &[args.profile])?
     } else {
-        args.files.iter().map(|f| (f.clone(), args.arches[0])).collect()
+        args.files
+            .iter()
+            .map(|f| (f.clone(), args.arches[0]))
+            .collect()
     };
     let linted = lint_all(&targets);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&linted)).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&linted)).unwrap_or_default()
+        );
     } else {
         print!("{}", render(&linted, ws));
     }
@@ -65,7 +71,11 @@ pub fn placed_images(
                 if sys.is_file() {
                     images.push((sys, arch));
                 } else {
-                    let release = if profile == Profile::Release { " --release" } else { "" };
+                    let release = if profile == Profile::Release {
+                        " --release"
+                    } else {
+                        ""
+                    };
                     missing.push(format!(
                         "{}: not built: cargo xtask build -p {} --arch {arch}{release}",
                         display_path(&sys, &ws.root),
@@ -116,7 +126,12 @@ pub fn render(linted: &[Linted], ws: &Workspace) -> String {
         }
     }
     let failed = linted.iter().filter(|l| !l.passed()).count();
-    let _ = writeln!(out, "lint: {} image(s): {} passed, {failed} failed", linted.len(), linted.len() - failed);
+    let _ = writeln!(
+        out,
+        "lint: {} image(s): {} passed, {failed} failed",
+        linted.len(),
+        linted.len() - failed
+    );
     out
 }
 
@@ -128,7 +143,9 @@ pub fn to_json(linted: &[Linted]) -> Value {
             let (violations, error) = match &l.result {
                 Ok(v) => (
                     v.iter()
-                        .map(|v| json!({"rule": v.rule, "subject": v.subject, "message": v.message}))
+                        .map(
+                            |v| json!({"rule": v.rule, "subject": v.subject, "message": v.message}),
+                        )
                         .collect(),
                     None,
                 ),
@@ -164,16 +181,32 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let junk = dir.join("junk.sys");
         std::fs::write(&junk, b"not a PE image").unwrap();
-        let linted = lint_all(&[(junk.clone(), Arch::X64), (dir.join("absent.sys"), Arch::Arm64)]);
+        let linted = lint_all(&[
+            (junk.clone(), Arch::X64),
+            (dir.join("absent.sys"), Arch::Arm64),
+        ]);
         assert!(!linted[0].passed() && !linted[1].passed());
         let doc = to_json(&linted);
         assert_eq!(doc["passed"], false);
         assert_eq!(doc["images"][0]["arch"], "x64");
-        assert!(!doc["images"][0]["violations"].as_array().unwrap().is_empty());
-        assert!(doc["images"][1]["error"].as_str().unwrap().contains("absent.sys"));
+        assert!(
+            !doc["images"][0]["violations"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            doc["images"][1]["error"]
+                .as_str()
+                .unwrap()
+                .contains("absent.sys")
+        );
         let text = render(&linted, &ws(&dir));
         assert!(text.contains("✗ junk.sys (x64):"), "{text}");
-        assert!(text.ends_with("lint: 2 image(s): 0 passed, 2 failed\n"), "{text}");
+        assert!(
+            text.ends_with("lint: 2 image(s): 0 passed, 2 failed\n"),
+            "{text}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -187,7 +220,12 @@ mod tests {
             size_budget: None,
             callback_instruction_budget: None,
         };
-        let e = placed_images(&ws(&dir), &[&d], &[Arch::Arm64], &[Profile::Release]).unwrap_err().to_string();
-        assert!(e.contains("cargo xtask build -p ex-callback --arch arm64 --release"), "{e}");
+        let e = placed_images(&ws(&dir), &[&d], &[Arch::Arm64], &[Profile::Release])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cargo xtask build -p ex-callback --arch arm64 --release"),
+            "{e}"
+        );
     }
 }

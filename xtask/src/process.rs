@@ -16,13 +16,20 @@ pub enum Stdout {
 }
 
 /// Runs `cmd` with its stderr both shown (each line through `show`) and returned.
-pub fn run_teeing_stderr(cmd: &mut Command, show: impl FnMut(&str)) -> Result<(ExitStatus, String)> {
+pub fn run_teeing_stderr(
+    cmd: &mut Command,
+    show: impl FnMut(&str),
+) -> Result<(ExitStatus, String)> {
     run_teeing(cmd, Stdout::ToStderr, show)
 }
 
 /// Runs `cmd`; each line of its stderr (and of its stdout with [`Stdout::Merge`]) is shown
 /// through `show` and returned.
-pub fn run_teeing(cmd: &mut Command, stdout: Stdout, mut show: impl FnMut(&str)) -> Result<(ExitStatus, String)> {
+pub fn run_teeing(
+    cmd: &mut Command,
+    stdout: Stdout,
+    mut show: impl FnMut(&str),
+) -> Result<(ExitStatus, String)> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -34,7 +41,10 @@ pub fn run_teeing(cmd: &mut Command, stdout: Stdout, mut show: impl FnMut(&str))
     let out_tx = tx.clone();
     let out_thread = std::thread::spawn(move || {
         let mut stderr = std::io::stderr();
-        for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
             if stdout == Stdout::Merge {
                 let _ = out_tx.send(line);
             } else {
@@ -44,7 +54,10 @@ pub fn run_teeing(cmd: &mut Command, stdout: Stdout, mut show: impl FnMut(&str))
     });
     let err = child.stderr.take().expect("piped stderr");
     let err_thread = std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(std::result::Result::ok) {
+        for line in BufReader::new(err)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -55,7 +68,9 @@ pub fn run_teeing(cmd: &mut Command, stdout: Stdout, mut show: impl FnMut(&str))
         kept.push_str(&line);
         kept.push('\n');
     }
-    let status = child.wait().with_context(|| format!("waiting for `{program}`"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{program}`"))?;
     let _ = out_thread.join();
     let _ = err_thread.join();
     Ok((status, kept))
@@ -98,11 +113,13 @@ mod tests {
     #[test]
     fn tee_keeps_stderr_and_the_status() {
         let mut seen = Vec::new();
-        let (status, kept) =
-            run_teeing_stderr(Command::new("sh").args(["-c", "echo out; echo one >&2; echo two >&2; exit 3"]), |l| {
+        let (status, kept) = run_teeing_stderr(
+            Command::new("sh").args(["-c", "echo out; echo one >&2; echo two >&2; exit 3"]),
+            |l| {
                 seen.push(l.to_owned());
-            })
-            .unwrap();
+            },
+        )
+        .unwrap();
         assert_eq!(status.code(), Some(3));
         assert_eq!(kept, "one\ntwo\n");
         assert_eq!(seen, ["one", "two"]);
@@ -110,9 +127,12 @@ mod tests {
 
     #[test]
     fn merge_shows_and_keeps_stdout_too() {
-        let (status, kept) =
-            run_teeing(Command::new("sh").args(["-c", "echo out; sleep 0.1; echo err >&2"]), Stdout::Merge, |_| {})
-                .unwrap();
+        let (status, kept) = run_teeing(
+            Command::new("sh").args(["-c", "echo out; sleep 0.1; echo err >&2"]),
+            Stdout::Merge,
+            |_| {},
+        )
+        .unwrap();
         assert!(status.success());
         assert_eq!(kept, "out\nerr\n");
     }

@@ -12,9 +12,10 @@ pub const SCHEMA: u64 = 1;
 
 /// Reads and checks a report file.
 pub fn read(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading the report {}", path.display()))?;
-    let report: Value =
-        serde_json::from_str(&text).with_context(|| format!("the report {} is not JSON", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the report {}", path.display()))?;
+    let report: Value = serde_json::from_str(&text)
+        .with_context(|| format!("the report {} is not JSON", path.display()))?;
     check_schema(&report).with_context(|| format!("the report {}", path.display()))?;
     Ok(report)
 }
@@ -22,7 +23,9 @@ pub fn read(path: &Path) -> Result<Value> {
 fn check_schema(report: &Value) -> Result<()> {
     match report.get("schema").and_then(Value::as_u64) {
         Some(SCHEMA) => {}
-        Some(other) => bail!("schema {other}, but this xtask reads schema {SCHEMA}: update xtask or the harness"),
+        Some(other) => bail!(
+            "schema {other}, but this xtask reads schema {SCHEMA}: update xtask or the harness"
+        ),
         None => bail!("no `schema` field: not a harness report"),
     }
     if !report.get("runs").is_some_and(Value::is_array) {
@@ -50,11 +53,17 @@ impl Tally {
 /// Counts the runs of `report`.
 pub fn tally(report: &Value) -> Tally {
     let runs = runs(report);
-    Tally { runs: runs.len(), passed: runs.iter().filter(|r| passed(r)).count() }
+    Tally {
+        runs: runs.len(),
+        passed: runs.iter().filter(|r| passed(r)).count(),
+    }
 }
 
 fn runs(report: &Value) -> &[Value] {
-    report.get("runs").and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    report
+        .get("runs")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn passed(v: &Value) -> bool {
@@ -66,7 +75,9 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn mark(ok: bool) -> char {
@@ -104,19 +115,43 @@ pub fn render(report: &Value) -> String {
     }
     let routines = report.get("routines").unwrap_or(&Value::Null);
     for (who, key) in [("speakeasy's", "speakeasy"), ("modelled", "modelled")] {
-        let names: Vec<&str> = list(routines, key).iter().filter_map(Value::as_str).collect();
-        let _ = writeln!(out, "  routines, {who} ({}): {}", names.len(), if names.is_empty() { "-".to_owned() } else { names.join(", ") });
+        let names: Vec<&str> = list(routines, key)
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let _ = writeln!(
+            out,
+            "  routines, {who} ({}): {}",
+            names.len(),
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
     }
     let t = tally(report);
     let verdict = if passed(report) { "passed" } else { "FAILED" };
-    let _ = writeln!(out, "  {driver}: {verdict}, {} run(s): {} passed, {} failed", t.runs, t.passed, t.failed());
+    let _ = writeln!(
+        out,
+        "  {driver}: {verdict}, {} run(s): {} passed, {} failed",
+        t.runs,
+        t.passed,
+        t.failed()
+    );
     out
 }
 
 fn render_run(out: &mut String, run: &Value) {
     let ok = passed(run);
     let scenario = str_of(run, "kind") != "fault";
-    let _ = writeln!(out, "  {} {}: {}", mark(ok), run_title(run), if ok { "passed" } else { "FAILED" });
+    let _ = writeln!(
+        out,
+        "  {} {}: {}",
+        mark(ok),
+        run_title(run),
+        if ok { "passed" } else { "FAILED" }
+    );
     // The log and every step are the story of the scenario; of a fault run, shown only when it failed.
     let verbose = scenario || !ok;
     let log = list(run, "log");
@@ -129,7 +164,13 @@ fn render_run(out: &mut String, run: &Value) {
     for step in list(run, "steps") {
         let step_ok = passed_key(step, "ok");
         if verbose || !step_ok {
-            let _ = writeln!(out, "    {} step {}{}", mark(step_ok), str_of(step, "step"), detail(step));
+            let _ = writeln!(
+                out,
+                "    {} step {}{}",
+                mark(step_ok),
+                str_of(step, "step"),
+                detail(step)
+            );
         }
     }
     if let Some(entry) = run.get("driver_entry").filter(|e| e.is_object()) {
@@ -137,13 +178,27 @@ fn render_run(out: &mut String, run: &Value) {
             Some(s) => format!("{s:#010X}").replace("0X", "0x"),
             None => "never returned".to_owned(),
         };
-        let _ = writeln!(out, "    DriverEntry: {status} (expected {})", str_of(entry, "expected"));
+        let _ = writeln!(
+            out,
+            "    DriverEntry: {status} (expected {})",
+            str_of(entry, "expected")
+        );
     }
     if let Some(unloaded) = run.get("unloaded").and_then(Value::as_bool) {
-        let _ = writeln!(out, "    DriverUnload ran: {}", if unloaded { "yes" } else { "no" });
+        let _ = writeln!(
+            out,
+            "    DriverUnload ran: {}",
+            if unloaded { "yes" } else { "no" }
+        );
     }
     for check in list(run, "audit") {
-        let _ = writeln!(out, "    {} {}{}", mark(passed_key(check, "ok")), str_of(check, "check"), detail(check));
+        let _ = writeln!(
+            out,
+            "    {} {}{}",
+            mark(passed_key(check, "ok")),
+            str_of(check, "check"),
+            detail(check)
+        );
     }
     for failure in list(run, "failures") {
         let _ = writeln!(out, "    failure: {}", failure.as_str().unwrap_or_default());
@@ -153,14 +208,22 @@ fn render_run(out: &mut String, run: &Value) {
             out,
             "    error: {} at pc {}: {}",
             str_of(err, "kind"),
-            if str_of(err, "pc").is_empty() { "?" } else { str_of(err, "pc") },
+            if str_of(err, "pc").is_empty() {
+                "?"
+            } else {
+                str_of(err, "pc")
+            },
             str_of(err, "message")
         );
         let calls = list(err, "last_calls");
         if !calls.is_empty() {
             let _ = writeln!(out, "    last calls:");
             for c in calls {
-                let _ = writeln!(out, "      {}", c.as_str().map_or_else(|| c.to_string(), str::to_owned));
+                let _ = writeln!(
+                    out,
+                    "      {}",
+                    c.as_str().map_or_else(|| c.to_string(), str::to_owned)
+                );
             }
         }
     }
@@ -272,9 +335,16 @@ pub(crate) mod tests {
     #[test]
     fn schema_is_checked() {
         check_schema(&sample()).unwrap();
-        let e = check_schema(&json!({"schema": 2, "runs": []})).unwrap_err().to_string();
+        let e = check_schema(&json!({"schema": 2, "runs": []}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("schema 2") && e.contains("schema 1"), "{e}");
         assert!(check_schema(&json!({"runs": []})).is_err());
-        assert!(check_schema(&json!({"schema": 1})).unwrap_err().to_string().contains("runs"));
+        assert!(
+            check_schema(&json!({"schema": 1}))
+                .unwrap_err()
+                .to_string()
+                .contains("runs")
+        );
     }
 }

@@ -14,9 +14,9 @@ use crate::build::{self, Built};
 use crate::emulate::{self, Harness, Options, Outcome};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
-use crate::{fixtures, lint_images};
 use crate::process::elapsed;
 use crate::workspace::{Driver, Workspace, cargo};
+use crate::{fixtures, lint_images};
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -38,6 +38,7 @@ impl Tally {
 }
 
 const STAGES: usize = 5;
+const PROFILES: [Profile; 2] = [Profile::Debug, Profile::Release];
 
 fn header(n: usize, title: &str) {
     println!("\n==> [{n}/{STAGES}] {title}");
@@ -47,85 +48,31 @@ fn header(n: usize, title: &str) {
 pub fn run(ws: &Workspace) -> Result<()> {
     let start = Instant::now();
     let mut t = Tally::default();
-    let profiles = [Profile::Debug, Profile::Release];
     let drivers = ws.select(&[])?;
 
     header(1, "host unit tests: cargo test -p common -p xtask");
-    let status = Command::new(cargo()).args(["test", "-p", "common", "-p", "xtask"]).current_dir(&ws.root).status();
-    t.record(status.is_ok_and(|s| s.success()), "host unit tests (cargo test -p common -p xtask)");
-    // The harness's own unit tests (its models' documented rules), with the venv's Python.
-    let harness_tests = ws.root.join("xtask").join("emu").join("tests");
-    if harness_tests.is_dir() {
-        println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
-        let ok = match Harness::locate(ws) {
-            Ok(h) => Command::new(&h.python)
-                .args(["-m", "unittest", "discover", "-s"])
-                .arg(&harness_tests)
-                .current_dir(&ws.root)
-                .status()
-                .is_ok_and(|s| s.success()),
-            Err(e) => {
-                println!("  {e}");
-                false
-            }
-        };
-        t.record(ok, "harness unit tests (python -m unittest discover -s xtask/emu/tests)");
-    }
-
-    header(2, "build every driver: x64 and arm64, debug and release (each image linted)");
-    let mut built: Vec<Built> = Vec::new();
-    for profile in profiles {
-        match build::build(ws, &drivers, &Arch::ALL, profile) {
-            Ok(b) => built.extend(b),
-            Err(e) => t.record(false, format!("build ({profile}): {e}")),
-        }
-    }
-    for b in &built {
-        let what = format!("build {} ({}, {})", b.driver, b.arch, b.profile);
-        if let Err(e) = &b.result {
-            t.record(false, format!("{what}: {e}"));
-        } else {
-            t.record(true, what);
-        }
-    }
-
+    host_tests(ws, &mut t);
+    header(
+        2,
+        "build every driver: x64 and arm64, debug and release (each image linted)",
+    );
+    let built = build_stage(ws, &drivers, &mut t);
     header(3, "lint the placed images");
-    let images: Vec<_> =
-        built.iter().filter_map(|b| b.result.as_ref().ok().map(|p| (p.clone(), b.arch))).collect();
-    let linted = lint_images::lint_all(&images);
-    print!("{}", lint_images::render(&linted, ws));
-    for l in &linted {
-        t.record(l.passed(), format!("lint {}", l.path.display()));
-    }
-
-    header(4, "emulate every driver with the fault sweep (debug and release)");
-    for profile in profiles {
-        let ready: Vec<_> = drivers
-            .iter()
-            .copied()
-            .filter(|d| {
-                built.iter().any(|b| b.driver == d.name && b.arch == Arch::X64 && b.profile == profile && b.result.is_ok())
-            })
-            .collect();
-        if ready.is_empty() {
-            continue; // their build failures are counted already
-        }
-        let opts = Options { faults: true, count_instructions: false };
-        match emulate::emulate(ws, &ready, profile, opts, emulate::report_name(profile), true) {
-            Ok(runs) => {
-                for r in runs {
-                    let ok = matches!(r.outcome, Outcome::Passed(_));
-                    t.record(ok, format!("emulate {} ({profile}, with faults)", r.driver));
-                }
-            }
-            Err(e) => t.record(false, format!("emulate ({profile}): {e}")),
-        }
-    }
-
-    header(5, "negative fixtures: a leaking driver must be caught");
+    lint_stage(ws, &built, &mut t);
+    header(
+        4,
+        "emulate every driver with the fault sweep (debug and release)",
+    );
+    emulate_stage(ws, &drivers, &built, &mut t);
+    header(
+        5,
+        "negative fixtures: each defect of a driver broken on purpose must be caught",
+    );
     let fixtures = ws.fixtures();
     if fixtures.is_empty() {
-        println!("  skipped: no fixture package ([package.metadata.driver] fixture = true) in the workspace");
+        println!(
+            "  skipped: no fixture package ([package.metadata.driver] fixture = true) in the workspace"
+        );
     }
     for fixture in fixtures {
         check_fixture(ws, fixture, &mut t);
@@ -140,6 +87,110 @@ pub fn run(ws: &Workspace) -> Result<()> {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
+}
+
+/// `cargo test -p common -p xtask`, then the harness's own unit tests (its models' documented
+/// rules) with the venv's Python.
+fn host_tests(ws: &Workspace, t: &mut Tally) {
+    let status = Command::new(cargo())
+        .args(["test", "-p", "common", "-p", "xtask"])
+        .current_dir(&ws.root)
+        .status();
+    t.record(
+        status.is_ok_and(|s| s.success()),
+        "host unit tests (cargo test -p common -p xtask)",
+    );
+    let harness_tests = ws.root.join("xtask").join("emu").join("tests");
+    if !harness_tests.is_dir() {
+        return;
+    }
+    println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
+    let ok = match Harness::locate(ws) {
+        Ok(h) => Command::new(&h.python)
+            .args(["-m", "unittest", "discover", "-s"])
+            .arg(&harness_tests)
+            .current_dir(&ws.root)
+            .status()
+            .is_ok_and(|s| s.success()),
+        Err(e) => {
+            println!("  {e}");
+            false
+        }
+    };
+    t.record(
+        ok,
+        "harness unit tests (python -m unittest discover -s xtask/emu/tests)",
+    );
+}
+
+/// Every driver for both architectures and both profiles; each image is linted before it is placed.
+fn build_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) -> Vec<Built> {
+    let mut built: Vec<Built> = Vec::new();
+    for profile in PROFILES {
+        match build::build(ws, drivers, &Arch::ALL, profile) {
+            Ok(b) => built.extend(b),
+            Err(e) => t.record(false, format!("build ({profile}): {e}")),
+        }
+    }
+    for b in &built {
+        let what = format!("build {} ({}, {})", b.driver, b.arch, b.profile);
+        match &b.result {
+            Ok(_) => t.record(true, what),
+            Err(e) => t.record(false, format!("{what}: {e}")),
+        }
+    }
+    built
+}
+
+/// The placed images, read again as `cargo xtask lint` reads them.
+fn lint_stage(ws: &Workspace, built: &[Built], t: &mut Tally) {
+    let images: Vec<_> = built
+        .iter()
+        .filter_map(|b| b.result.as_ref().ok().map(|p| (p.clone(), b.arch)))
+        .collect();
+    let linted = lint_images::lint_all(&images);
+    print!("{}", lint_images::render(&linted, ws));
+    for l in &linted {
+        t.record(l.passed(), format!("lint {}", l.path.display()));
+    }
+}
+
+/// Every driver whose x64 image was placed, with the fault sweep, debug and release.
+fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut Tally) {
+    for profile in PROFILES {
+        let placed = |d: &&Driver| {
+            built.iter().any(|b| {
+                b.driver == d.name
+                    && b.arch == Arch::X64
+                    && b.profile == profile
+                    && b.result.is_ok()
+            })
+        };
+        let ready: Vec<&Driver> = drivers.iter().copied().filter(placed).collect();
+        if ready.is_empty() {
+            continue; // their build failures are counted already
+        }
+        let opts = Options {
+            faults: true,
+            count_instructions: false,
+        };
+        match emulate::emulate(
+            ws,
+            &ready,
+            profile,
+            opts,
+            emulate::report_name(profile),
+            true,
+        ) {
+            Ok(runs) => {
+                for r in runs {
+                    let ok = matches!(r.outcome, Outcome::Passed(_));
+                    t.record(ok, format!("emulate {} ({profile}, with faults)", r.driver));
+                }
+            }
+            Err(e) => t.record(false, format!("emulate ({profile}): {e}")),
+        }
+    }
 }
 
 /// Builds a fixture and runs each of its scenarios, which must each be caught as it expects.
@@ -159,7 +210,10 @@ fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
         (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
     };
     for scenario in scenarios {
-        let stem = scenario.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = scenario
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let what = format!("fixture {name} {stem} is caught");
         let expect = match fixtures::read_expect(&harness.python, &scenario) {
             Ok(e) => e,
@@ -169,12 +223,26 @@ fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
             }
         };
         let report = ws.layout.emu_report(name, &format!("{stem}.json"));
-        let opts = Options { faults: expect.fault_sweep, count_instructions: false };
-        eprintln!("  emulating {name} with {stem}.toml{}...", if opts.faults { ", with fault sweep" } else { "" });
+        let opts = Options {
+            faults: expect.fault_sweep,
+            count_instructions: false,
+        };
+        eprintln!(
+            "  emulating {name} with {stem}.toml{}...",
+            if opts.faults {
+                ", with fault sweep"
+            } else {
+                ""
+            }
+        );
         let run = emulate::run_harness(&harness, name, &image, &scenario, &report, opts);
         match fixtures::verdict(&run.outcome, &expect) {
             Ok(()) => {
-                let wanted = if expect.failures.is_empty() { "a failing run".to_owned() } else { expect.failures.join("; ") };
+                let wanted = if expect.failures.is_empty() {
+                    "a failing run".to_owned()
+                } else {
+                    expect.failures.join("; ")
+                };
                 println!("  ✓ {name} {stem}: caught, as expected ({wanted})");
                 t.record(true, what);
             }

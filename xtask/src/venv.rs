@@ -39,7 +39,11 @@ fn state(venv_exists: bool, marker: Option<&str>, python_exists: bool) -> State 
 
 /// The venv's interpreter.
 pub fn python_in(venv: &Path) -> PathBuf {
-    if cfg!(windows) { venv.join("Scripts").join("python.exe") } else { venv.join("bin").join("python") }
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    }
 }
 
 /// Makes sure `venv` holds the pinned speakeasy, installing it if needed; returns its Python.
@@ -49,7 +53,10 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
     match state(venv.exists(), marker.as_deref(), python.is_file()) {
         State::Ready => return Ok(python),
         State::Rebuild => {
-            eprintln!("  emulator venv {} is incomplete or not {SPEAKEASY}: rebuilding it", venv.display());
+            eprintln!(
+                "  emulator venv {} is incomplete or not {SPEAKEASY}: rebuilding it",
+                venv.display()
+            );
             fs::remove_dir_all(venv).with_context(|| format!("removing {}", venv.display()))?;
         }
         State::Create => {}
@@ -64,11 +71,21 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
         .with_context(|| format!("running `{host} -m venv`"))?;
     if !out.status.success() {
         let _ = fs::remove_dir_all(venv);
-        return Err(venv_failure(&String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr)));
+        return Err(venv_failure(
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        ));
     }
     eprintln!("  installing {SPEAKEASY} into it (a minute or two)...");
     let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", SPEAKEASY]);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        SPEAKEASY,
+    ]);
     // pip reports on stdout: merge it, to show its milestones and keep all of it for a failure.
     let (status, output) = run_teeing(pip.env("PYTHONUNBUFFERED", "1"), Stdout::Merge, |line| {
         if is_pip_progress(line) {
@@ -124,14 +141,23 @@ fn venv_failure(stdout: &str, stderr: &str) -> Error {
             tail(said.trim(), 3)
         ));
     }
-    Error::new(format!("`python3 -m venv` failed:\n{}", tail(said.trim(), 15)))
+    Error::new(format!(
+        "`python3 -m venv` failed:\n{}",
+        tail(said.trim(), 15)
+    ))
 }
 
 fn is_pip_progress(line: &str) -> bool {
     let line = line.trim_start();
-    ["Collecting ", "Installing collected", "Successfully installed", "Building wheel", "ERROR"]
-        .iter()
-        .any(|p| line.starts_with(p))
+    [
+        "Collecting ",
+        "Installing collected",
+        "Successfully installed",
+        "Building wheel",
+        "ERROR",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
 }
 
 #[cfg(test)]
@@ -141,10 +167,16 @@ mod tests {
     #[test]
     fn venv_state_follows_the_marker() {
         assert_eq!(state(false, None, false), State::Create);
-        assert_eq!(state(true, Some(&format!("{SPEAKEASY}\n")), true), State::Ready);
+        assert_eq!(
+            state(true, Some(&format!("{SPEAKEASY}\n")), true),
+            State::Ready
+        );
         // A pip install that failed or was interrupted wrote no marker.
         assert_eq!(state(true, None, true), State::Rebuild);
-        assert_eq!(state(true, Some("speakeasy-emulator==1.5.9\n"), true), State::Rebuild);
+        assert_eq!(
+            state(true, Some("speakeasy-emulator==1.5.9\n"), true),
+            State::Rebuild
+        );
         // A venv whose interpreter vanished (Python upgraded underneath it).
         assert_eq!(state(true, Some(SPEAKEASY), false), State::Rebuild);
     }
@@ -157,14 +189,19 @@ mod tests {
         let e = venv_failure(stdout, "").to_string();
         assert!(e.contains("apt install python3-venv"), "{e}");
         let other = venv_failure("", "Error: [Errno 13] Permission denied: '/x'").to_string();
-        assert!(other.contains("Permission denied") && !other.contains("apt"), "{other}");
+        assert!(
+            other.contains("Permission denied") && !other.contains("apt"),
+            "{other}"
+        );
     }
 
     #[test]
     fn pip_progress_lines_are_the_milestones() {
         assert!(is_pip_progress("Collecting speakeasy-emulator==1.5.11"));
         assert!(is_pip_progress("Successfully installed unicorn-2.0.1"));
-        assert!(!is_pip_progress("  Downloading unicorn-2.0.1.whl (16.4 MB)"));
+        assert!(!is_pip_progress(
+            "  Downloading unicorn-2.0.1.whl (16.4 MB)"
+        ));
     }
 
     #[test]
@@ -180,8 +217,13 @@ mod tests {
 
     #[test]
     fn missing_python_names_the_install() {
-        let e = check_python("/nonexistent/python3-xtask").unwrap_err().to_string();
-        assert!(e.contains("no `/nonexistent/python3-xtask` on PATH") && e.contains("Install it"), "{e}");
+        let e = check_python("/nonexistent/python3-xtask")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no `/nonexistent/python3-xtask` on PATH") && e.contains("Install it"),
+            "{e}"
+        );
         check_python("python3").unwrap();
     }
 }

@@ -67,7 +67,8 @@ impl Workspace {
                 String::from_utf8_lossy(&out.stderr).trim_end()
             );
         }
-        let json: Value = serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
+        let json: Value =
+            serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
         Self::from_metadata(&json)
     }
 
@@ -87,9 +88,19 @@ impl Workspace {
             .map(|m| m.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let mut drivers = Vec::new();
-        for package in json.get("packages").and_then(Value::as_array).into_iter().flatten() {
-            let Some(meta) = package.pointer("/metadata/driver") else { continue };
-            let id = package.get("id").and_then(Value::as_str).unwrap_or_default();
+        for package in json
+            .get("packages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(meta) = package.pointer("/metadata/driver") else {
+                continue;
+            };
+            let id = package
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !members.is_empty() && !members.contains(&id) {
                 continue;
             }
@@ -111,7 +122,10 @@ impl Workspace {
             let fixture = match meta.get("fixture") {
                 None => false,
                 Some(Value::Bool(b)) => *b,
-                Some(v) => bail!("{}: [package.metadata.driver] fixture = {v} must be true or false", manifest.display()),
+                Some(v) => bail!(
+                    "{}: [package.metadata.driver] fixture = {v} must be true or false",
+                    manifest.display()
+                ),
             };
             drivers.push(Driver {
                 size_budget: budget("size-budget")?,
@@ -121,7 +135,11 @@ impl Workspace {
                 fixture,
             });
         }
-        Ok(Self { root, layout: Layout::new(target_dir), drivers })
+        Ok(Self {
+            root,
+            layout: Layout::new(target_dir),
+            drivers,
+        })
     }
 
     /// The drivers named in `names`, or every driver that is not a fixture when `names` is empty.
@@ -149,7 +167,11 @@ impl Workspace {
     /// "the drivers are a, b (fixtures: c)" for error messages.
     fn known_drivers(&self) -> String {
         let names = |fixture: bool| -> Vec<&str> {
-            self.drivers.iter().filter(|d| d.fixture == fixture).map(|d| d.name.as_str()).collect()
+            self.drivers
+                .iter()
+                .filter(|d| d.fixture == fixture)
+                .map(|d| d.name.as_str())
+                .collect()
         };
         let (drivers, fixtures) = (names(false), names(true));
         let mut s = if drivers.is_empty() {
@@ -208,7 +230,10 @@ mod tests {
         let ex = &ws.drivers[0];
         assert_eq!(ex.dir, Path::new("/w/ex-callback"));
         assert_eq!(ex.scenario(), Path::new("/w/ex-callback/scenario.toml"));
-        assert_eq!((ex.size_budget, ex.callback_instruction_budget), (Some(8192), Some(60)));
+        assert_eq!(
+            (ex.size_budget, ex.callback_instruction_budget),
+            (Some(8192), Some(60))
+        );
         assert!(!ex.fixture && ws.drivers[1].fixture);
         assert_eq!(ws.drivers[2].size_budget, None);
     }
@@ -218,7 +243,9 @@ mod tests {
         let ws = Workspace::from_metadata(&metadata()).unwrap();
         let names = |v: Vec<&Driver>| v.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(ws.select(&[]).unwrap()), ["ex-callback", "cm-filter"]);
-        let picked = ws.select(&["leaky".into(), "ex-callback".into(), "leaky".into()]).unwrap();
+        let picked = ws
+            .select(&["leaky".into(), "ex-callback".into(), "leaky".into()])
+            .unwrap();
         assert_eq!(names(picked), ["leaky", "ex-callback"]);
         assert_eq!(names(ws.fixtures()), ["leaky"]);
     }
@@ -238,7 +265,10 @@ mod tests {
         let mut m = metadata();
         m["packages"][1]["metadata"]["driver"]["size-budget"] = json!("8 KiB");
         let e = Workspace::from_metadata(&m).unwrap_err().to_string();
-        assert!(e.contains("/w/ex-callback/Cargo.toml") && e.contains("size-budget"), "{e}");
+        assert!(
+            e.contains("/w/ex-callback/Cargo.toml") && e.contains("size-budget"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 use std::process::{Command, Output};
 
 fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("run xtask")
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("run xtask")
 }
 
 fn stderr(o: &Output) -> String {
@@ -16,7 +19,10 @@ fn help_succeeds_and_lists_the_commands() {
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
     for c in ["build", "lint", "emulate", "deploy", "test", "bench"] {
-        assert!(text.contains(&format!("    {c} ")), "{c} missing from\n{text}");
+        assert!(
+            text.contains(&format!("    {c} ")),
+            "{c} missing from\n{text}"
+        );
     }
     let o = xtask(&["emulate", "--help"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("--faults"));
@@ -26,7 +32,11 @@ fn help_succeeds_and_lists_the_commands() {
 fn bad_arguments_fail_with_a_message() {
     let o = xtask(&["build", "--arch", "x86"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("xtask: error: unknown architecture `x86`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("xtask: error: unknown architecture `x86`"),
+        "{}",
+        stderr(&o)
+    );
     let o = xtask(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown command `frobnicate`"));
@@ -37,8 +47,15 @@ fn unknown_driver_lists_the_drivers() {
     let o = xtask(&["emulate", "no-such-driver", "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("unknown driver `no-such-driver`: the drivers are ") && e.contains("ex-callback"), "{e}");
-    assert!(o.stdout.is_empty(), "nothing on stdout when --json failed before running");
+    assert!(
+        e.contains("unknown driver `no-such-driver`: the drivers are ")
+            && e.contains("ex-callback"),
+        "{e}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "nothing on stdout when --json failed before running"
+    );
 }
 
 #[test]
@@ -46,6 +63,10 @@ fn vm_targets_are_not_implemented_yet() {
     for target in ["ssh://admin@testvm:22", "hyperv:Win11"] {
         let o = xtask(&["deploy", "--target", target]);
         assert_eq!(o.status.code(), Some(1));
-        assert!(stderr(&o).contains("not implemented yet (issue #7)"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not implemented yet (issue #7)"),
+            "{}",
+            stderr(&o)
+        );
     }
 }
