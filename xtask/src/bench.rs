@@ -206,7 +206,7 @@ fn measure_sizes<'a>(
                     shown: Some(format!("{bytes} B")),
                     budget: d.size_budget.map(as_f64),
                     note: None,
-                    extra: json!({"kind": "image_bytes", "driver": d.name}),
+                    extra: json!({"kind": "image_bytes", "driver": d.name, "bytes": bytes}),
                 });
                 placed.push(*d);
             }
