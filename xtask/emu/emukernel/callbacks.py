@@ -239,7 +239,7 @@ class ExCallbacks:
 
     def _leave(self, reg, label, last=False):
         self.m.counting = False
-        self.callback_counts.append((label, reg.function, self.m.instructions))
+        self.callback_counts.append((label, '0x%x on %s' % (reg.function, reg.obj.name), self.m.instructions))
         if self.deliveries and self.deliveries[-1] is reg:
             self.deliveries.pop()
         if last and reg.state == 'unregistering':

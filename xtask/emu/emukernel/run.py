@@ -93,8 +93,8 @@ class Run:
             'audit': [{'check': c, 'ok': ok, 'detail': d} for c, ok, d in audit],
             'failures': failures,
             'error': error,
-            'callbacks': [{'callback': '0x%x' % fn, 'event': label, 'instructions': n}
-                          for label, fn, n in self.ex.callback_counts],
+            'callbacks': [{'callback': callback, 'event': label, 'instructions': n}
+                          for label, callback, n in self.ex.callback_counts],
         }
 
     def _fault_check(self):
