@@ -57,7 +57,10 @@ pub struct CallbackBarrier<R: Rundown> {
 impl<R: Rundown> CallbackBarrier<R> {
     /// A barrier that admits nothing until [`initialize`](Self::initialize)d.
     pub const fn new(rundown: R) -> Self {
-        Self { rundown, state: AtomicU8::new(UNINITIALIZED) }
+        Self {
+            rundown,
+            state: AtomicU8::new(UNINITIALIZED),
+        }
     }
 
     /// Opens the barrier. Call it once the barrier is at its final address (for instance inside the
@@ -118,8 +121,8 @@ pub use kernel::KernelRundown;
 mod kernel {
     use super::Rundown;
     use crate::sys::{
-        ExAcquireRundownProtection, ExInitializeRundownProtection, ExReleaseRundownProtection,
-        ExWaitForRundownProtectionRelease, EX_RUNDOWN_REF,
+        EX_RUNDOWN_REF, ExAcquireRundownProtection, ExInitializeRundownProtection,
+        ExReleaseRundownProtection, ExWaitForRundownProtectionRelease,
     };
     use core::cell::UnsafeCell;
 
@@ -231,7 +234,11 @@ mod tests {
         assert_eq!(b.rundown.inner.lock().unwrap().0, 2);
         drop(first);
         drop(second);
-        assert_eq!(b.rundown.inner.lock().unwrap().0, 0, "each guard releases its reference");
+        assert_eq!(
+            b.rundown.inner.lock().unwrap().0,
+            0,
+            "each guard releases its reference"
+        );
     }
 
     #[test]
@@ -264,7 +271,10 @@ mod tests {
             thread::spawn(move || b.close_and_wait())
         };
         thread::sleep(Duration::from_millis(50));
-        assert!(!closer.is_finished(), "close must not return while a callback is inside");
+        assert!(
+            !closer.is_finished(),
+            "close must not return while a callback is inside"
+        );
         assert!(b.enter().is_none(), "no new entries once close began");
         leave_tx.send(()).unwrap();
         inside.join().unwrap();
@@ -284,6 +294,9 @@ mod tests {
     fn closing_an_uninitialized_barrier_does_not_wait() {
         let b = barrier();
         b.close_and_wait();
-        assert!(!b.rundown.inner.lock().unwrap().1, "rundown never started on an unused barrier");
+        assert!(
+            !b.rundown.inner.lock().unwrap().1,
+            "rundown never started on an unused barrier"
+        );
     }
 }

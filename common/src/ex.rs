@@ -63,7 +63,11 @@ impl CallbackObject {
         Self::create_or_open(name, false, false)
     }
 
-    fn create_or_open(name: StaticUnicode, create: bool, allow_multiple: bool) -> Result<Self, NTSTATUS> {
+    fn create_or_open(
+        name: StaticUnicode,
+        create: bool,
+        allow_multiple: bool,
+    ) -> Result<Self, NTSTATUS> {
         let object_name = name.as_unicode_string();
         // Not OBJ_PERMANENT: a permanent object outlives every reference and would have to be made
         // temporary again (ObMakeTemporaryObject) before unload, which is only right for its
@@ -81,7 +85,14 @@ impl CallbackObject {
         let mut object: crate::sys::PCALLBACK_OBJECT = 0;
         // SAFETY: `attributes` and the name it points to live across the call; `object` is a valid
         // out pointer. PASSIVE_LEVEL is the caller's documented requirement.
-        let status = unsafe { ExCreateCallback(&raw mut object, &raw const attributes, create, allow_multiple) };
+        let status = unsafe {
+            ExCreateCallback(
+                &raw mut object,
+                &raw const attributes,
+                create,
+                allow_multiple,
+            )
+        };
         if !nt_success(status) {
             return Err(status);
         }
@@ -100,7 +111,13 @@ impl CallbackObject {
     pub fn notify(&self, argument1: usize, argument2: usize) {
         // SAFETY: the object is referenced for as long as `self` lives; the arguments are passed
         // through to the callbacks as values.
-        unsafe { ExNotifyCallback(self.object.as_ptr(), argument1 as *const c_void, argument2 as *const c_void) }
+        unsafe {
+            ExNotifyCallback(
+                self.object.as_ptr(),
+                argument1 as *const c_void,
+                argument2 as *const c_void,
+            );
+        }
     }
 
     fn as_raw(&self) -> crate::sys::PCALLBACK_OBJECT {
@@ -153,7 +170,9 @@ impl ExCallbackRegistration {
         // SAFETY: `object` is a referenced callback object; the caller guarantees the context's
         // lifetime; the function pointer has the documented prototype.
         let handle = unsafe { ExRegisterCallback(object.as_raw(), function, context) };
-        NonNull::new(handle).map(|handle| Self { handle }).ok_or(STATUS_UNSUCCESSFUL)
+        NonNull::new(handle)
+            .map(|handle| Self { handle })
+            .ok_or(STATUS_UNSUCCESSFUL)
     }
 }
 

@@ -24,12 +24,12 @@ pub mod unicode;
 
 #[cfg(target_os = "windows")]
 pub mod ex;
-#[cfg(target_os = "windows")]
-pub mod rt;
 #[cfg(all(target_os = "windows", not(test)))]
 pub mod panic;
 #[cfg(target_os = "windows")]
 pub mod pool;
+#[cfg(target_os = "windows")]
+pub mod rt;
 pub mod sys;
 
 pub use sys::NTSTATUS;

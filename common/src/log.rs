@@ -52,7 +52,11 @@ impl LineBuffer {
     /// An empty line.
     #[must_use]
     pub const fn new() -> Self {
-        Self { bytes: [0; LINE_CAPACITY], len: 0, truncated: false }
+        Self {
+            bytes: [0; LINE_CAPACITY],
+            len: 0,
+            truncated: false,
+        }
     }
 
     /// Formats `[driver] LEVEL: message` and NUL-terminates it.
@@ -155,7 +159,10 @@ mod tests {
         let bytes = b.format("ex-callback", Level::Info, args).to_vec();
         assert_eq!(*bytes.last().unwrap(), 0, "always NUL-terminated");
         assert!(!bytes[..bytes.len() - 1].contains(&0), "exactly one NUL");
-        (String::from_utf8(bytes[..bytes.len() - 1].to_vec()).unwrap(), b.truncated())
+        (
+            String::from_utf8(bytes[..bytes.len() - 1].to_vec()).unwrap(),
+            b.truncated(),
+        )
     }
 
     #[test]
@@ -248,7 +255,10 @@ impl<T> KernelArg for *mut T {
 /// At compile time, on any other conversion or a count mismatch.
 pub const fn check_kernel_format(format: &str, args: usize) {
     let b = format.as_bytes();
-    assert!(!b.is_empty() && b[b.len() - 1] == 0, "format must end with one NUL");
+    assert!(
+        !b.is_empty() && b[b.len() - 1] == 0,
+        "format must end with one NUL"
+    );
     let mut i = 0;
     let mut conversions = 0;
     while i < b.len() - 1 {
@@ -278,7 +288,10 @@ pub const fn check_kernel_format(format: &str, args: usize) {
             i += 1;
         }
     }
-    assert!(conversions == args, "klog!: number of conversions and arguments differ");
+    assert!(
+        conversions == args,
+        "klog!: number of conversions and arguments differ"
+    );
 }
 
 /// Logs one line with the kernel doing the formatting: `klog!(Info, "event %Iu of %Iu", n, total)`.

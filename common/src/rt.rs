@@ -31,28 +31,23 @@ unsafe extern "C" {
 //
 // `_fltused`: a 4-byte zero in read-only data.
 // `__CxxFrameHandler3`: returns 1, `ExceptionContinueSearch`.
-#[cfg(all(not(test), target_arch = "x86_64"))]
-core::arch::global_asm!(
-    ".section .rdata,\"dr\"",
-    ".globl _fltused",
-    "_fltused:",
-    ".long 0",
-    ".text",
-    ".globl __CxxFrameHandler3",
-    "__CxxFrameHandler3:",
-    "mov eax, 1",
-    "ret",
-);
+macro_rules! runtime_symbols {
+    ($return_one:literal) => {
+        core::arch::global_asm!(
+            ".section .rdata,\"dr\"",
+            ".globl _fltused",
+            "_fltused:",
+            ".long 0",
+            ".text",
+            ".globl __CxxFrameHandler3",
+            "__CxxFrameHandler3:",
+            $return_one,
+            "ret",
+        );
+    };
+}
 
+#[cfg(all(not(test), target_arch = "x86_64"))]
+runtime_symbols!("mov eax, 1");
 #[cfg(all(not(test), target_arch = "aarch64"))]
-core::arch::global_asm!(
-    ".section .rdata,\"dr\"",
-    ".globl _fltused",
-    "_fltused:",
-    ".long 0",
-    ".text",
-    ".globl __CxxFrameHandler3",
-    "__CxxFrameHandler3:",
-    "mov w0, #1",
-    "ret",
-);
+runtime_symbols!("mov w0, #1");

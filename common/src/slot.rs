@@ -29,7 +29,10 @@ impl<T> StateSlot<T> {
     /// An empty slot, usable in a `static`.
     #[must_use]
     pub const fn new() -> Self {
-        Self { state: AtomicU8::new(EMPTY), value: UnsafeCell::new(MaybeUninit::uninit()) }
+        Self {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
     }
 
     /// Stores `value`. Returns it back if the slot is not empty.
@@ -37,7 +40,11 @@ impl<T> StateSlot<T> {
     /// # Errors
     /// `Err(value)` when the slot already holds a state (or is being filled or emptied).
     pub fn install(&self, value: T) -> Result<(), T> {
-        if self.state.compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return Err(value);
         }
         // SAFETY: we won EMPTY→BUSY, so we are the only one touching `value`, and it holds nothing.
@@ -48,7 +55,11 @@ impl<T> StateSlot<T> {
 
     /// Moves the state out, leaving the slot empty. `None` if nothing was installed.
     pub fn take(&self) -> Option<T> {
-        if self.state.compare_exchange(FULL, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(FULL, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return None;
         }
         // SAFETY: we won FULL→BUSY, so nobody else touches the cell.
@@ -84,7 +95,10 @@ mod tests {
         assert!(slot.is_full());
         assert_eq!(slot.install(String::from("again")).unwrap_err(), "again");
         assert_eq!(slot.take().as_deref(), Some("state"));
-        assert!(slot.take().is_none(), "a second unload finds nothing to tear down");
+        assert!(
+            slot.take().is_none(),
+            "a second unload finds nothing to tear down"
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ mod tests {
             .push(Guard("object", log.clone()))
             .push(Guard("context", log.clone()))
             .push(Guard("registration", log.clone()));
-        assert!(log.borrow().is_empty(), "nothing is undone while the state lives");
+        assert!(
+            log.borrow().is_empty(),
+            "nothing is undone while the state lives"
+        );
         drop(state);
         assert_eq!(*log.borrow(), ["registration", "context", "object"]);
     }
@@ -103,7 +106,11 @@ mod tests {
     /// A DriverEntry that fails at step `fail_at` (1-based) after building what came before.
     fn driver_entry(log: &Log, fail_at: usize) -> Result<Three, &'static str> {
         let step = |n: usize, name: &'static str| {
-            if n == fail_at { Err("failed") } else { Ok(Guard(name, log.clone())) }
+            if n == fail_at {
+                Err("failed")
+            } else {
+                Ok(Guard(name, log.clone()))
+            }
         };
         let state = Empty.push(step(1, "a")?);
         let state = state.push(step(2, "b")?);

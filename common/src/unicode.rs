@@ -14,7 +14,10 @@ use crate::sys::UNICODE_STRING;
 pub const fn ascii_to_utf16<const N: usize>(text: &str) -> [u16; N] {
     let bytes = text.as_bytes();
     assert!(bytes.len() == N, "length mismatch");
-    assert!(N * 2 <= u16::MAX as usize, "a UNICODE_STRING holds at most 65535 bytes");
+    assert!(
+        N * 2 <= u16::MAX as usize,
+        "a UNICODE_STRING holds at most 65535 bytes"
+    );
     let mut out = [0u16; N];
     let mut i = 0;
     while i < N {

@@ -34,8 +34,8 @@ use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, PO_CB_AC_STATUS, PO_CB_LID_SWITCH_STATE, PO_CB_PROCESSOR_POWER_POLICY,
-    PO_CB_SYSTEM_POWER_POLICY, PO_CB_SYSTEM_STATE_LOCK, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
-    UNICODE_STRING,
+    PO_CB_SYSTEM_POWER_POLICY, PO_CB_SYSTEM_STATE_LOCK, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_SUCCESS, UNICODE_STRING,
 };
 use common::teardown::{Empty, Stack};
 use common::{klog, teardown_stack, unicode};
@@ -77,10 +77,10 @@ impl Context {
 
 /// Everything DriverEntry set up, bottom (first) to top (last). Dropping it undoes the top first.
 type State = teardown_stack![
-    CallbackObject,         // \Callback\ExCallbackSample (created by us, or opened if it exists)
-    CallbackObject,         // \Callback\PowerState (opened)
-    CallbackObject,         // \Callback\SetSystemTime (opened)
-    PoolBox<Context>,       // the context all three callbacks use
+    CallbackObject,   // \Callback\ExCallbackSample (created by us, or opened if it exists)
+    CallbackObject,   // \Callback\PowerState (opened)
+    CallbackObject,   // \Callback\SetSystemTime (opened)
+    PoolBox<Context>, // the context all three callbacks use
     ExCallbackRegistration, // on \Callback\ExCallbackSample
     ExCallbackRegistration, // on \Callback\PowerState
     ExCallbackRegistration, // on \Callback\SetSystemTime
@@ -113,7 +113,11 @@ pub unsafe extern "system" fn DriverEntry(
         Ok(state) => state,
         Err(status) => {
             // Whatever set_up built was dropped as it returned, in reverse order.
-            klog!(Error, "DriverEntry failed with %08Ix; nothing is left registered", status.cast_unsigned());
+            klog!(
+                Error,
+                "DriverEntry failed with %08Ix; nothing is left registered",
+                status.cast_unsigned()
+            );
             return status;
         }
     };
@@ -141,12 +145,28 @@ pub unsafe extern "system" fn DriverEntry(
 fn set_up() -> Result<State, NTSTATUS> {
     // 1. The objects. ExCreateCallback runs at PASSIVE_LEVEL (we are in DriverEntry).
     let sample = CallbackObject::create(unicode!("\\Callback\\ExCallbackSample"), true)
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\ExCallbackSample) failed: %08Ix", s.cast_unsigned()))?;
+        .inspect_err(|s| {
+            klog!(
+                Error,
+                "ExCreateCallback(\\Callback\\ExCallbackSample) failed: %08Ix",
+                s.cast_unsigned()
+            );
+        })?;
     // The system objects exist on every system; Create = FALSE so we never create an impostor.
-    let power = CallbackObject::open(unicode!("\\Callback\\PowerState"))
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\PowerState) failed: %08Ix", s.cast_unsigned()))?;
-    let time = CallbackObject::open(unicode!("\\Callback\\SetSystemTime"))
-        .inspect_err(|s| klog!(Error, "ExCreateCallback(\\Callback\\SetSystemTime) failed: %08Ix", s.cast_unsigned()))?;
+    let power = CallbackObject::open(unicode!("\\Callback\\PowerState")).inspect_err(|s| {
+        klog!(
+            Error,
+            "ExCreateCallback(\\Callback\\PowerState) failed: %08Ix",
+            s.cast_unsigned()
+        );
+    })?;
+    let time = CallbackObject::open(unicode!("\\Callback\\SetSystemTime")).inspect_err(|s| {
+        klog!(
+            Error,
+            "ExCreateCallback(\\Callback\\SetSystemTime) failed: %08Ix",
+            s.cast_unsigned()
+        );
+    })?;
 
     // 2. The context, in non-paged pool, with its barrier opened at its final address before any
     //    callback can see it.
@@ -160,16 +180,41 @@ fn set_up() -> Result<State, NTSTATUS> {
     //    `context` is declared (and will be pushed) before the registrations, so it is dropped
     //    after them, and dropping it first drains the barrier.
     // SAFETY: see the rule above; the objects, likewise declared earlier, outlive the registrations.
-    let on_sample = unsafe { ExCallbackRegistration::register(&sample, on_sample_event, context.as_context()) }
-        .inspect_err(|_| klog!(Error, "ExRegisterCallback(\\Callback\\ExCallbackSample) returned NULL"))?;
+    let on_sample =
+        unsafe { ExCallbackRegistration::register(&sample, on_sample_event, context.as_context()) }
+            .inspect_err(|_| {
+                klog!(
+                    Error,
+                    "ExRegisterCallback(\\Callback\\ExCallbackSample) returned NULL"
+                );
+            })?;
     // SAFETY: as above.
-    let on_power = unsafe { ExCallbackRegistration::register(&power, on_power_state, context.as_context()) }
-        .inspect_err(|_| klog!(Error, "ExRegisterCallback(\\Callback\\PowerState) returned NULL"))?;
+    let on_power =
+        unsafe { ExCallbackRegistration::register(&power, on_power_state, context.as_context()) }
+            .inspect_err(|_| {
+            klog!(
+                Error,
+                "ExRegisterCallback(\\Callback\\PowerState) returned NULL"
+            );
+        })?;
     // SAFETY: as above.
-    let on_time = unsafe { ExCallbackRegistration::register(&time, on_system_time, context.as_context()) }
-        .inspect_err(|_| klog!(Error, "ExRegisterCallback(\\Callback\\SetSystemTime) returned NULL"))?;
+    let on_time =
+        unsafe { ExCallbackRegistration::register(&time, on_system_time, context.as_context()) }
+            .inspect_err(|_| {
+                klog!(
+                    Error,
+                    "ExRegisterCallback(\\Callback\\SetSystemTime) returned NULL"
+                );
+            })?;
 
-    Ok(Empty.push(sample).push(power).push(time).push(context).push(on_sample).push(on_power).push(on_time))
+    Ok(Empty
+        .push(sample)
+        .push(power)
+        .push(time)
+        .push(context)
+        .push(on_sample)
+        .push(on_power)
+        .push(on_time))
 }
 
 /// Our own callback object, at the bottom of the stack.
@@ -229,7 +274,11 @@ unsafe fn context_of<'a>(context: *mut c_void) -> &'a Context {
 /// Callback on `\Callback\ExCallbackSample`: `Argument1` is an event code, `Argument2` its value.
 ///
 /// IRQL: the notifier's, <= DISPATCH_LEVEL. Non-pageable (every section of this image is).
-unsafe extern "system" fn on_sample_event(context: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) {
+unsafe extern "system" fn on_sample_event(
+    context: *mut c_void,
+    argument1: *mut c_void,
+    argument2: *mut c_void,
+) {
     // SAFETY: registered with our context pointer.
     let context = unsafe { context_of(context) };
     let Some(_inside) = context.barrier.enter() else {
@@ -237,9 +286,25 @@ unsafe extern "system" fn on_sample_event(context: *mut c_void, argument1: *mut 
     };
     let n = context.sample_calls.fetch_add(1, Relaxed) + 1;
     match argument1 as usize {
-        SAMPLE_EVENT_LOADED => klog!(Info, "ExCallbackSample #%Iu: driver loaded (notification %Iu)", n, argument2),
-        SAMPLE_EVENT_UNLOADING => klog!(Info, "ExCallbackSample #%Iu: driver unloading (notification %Iu)", n, argument2),
-        other => klog!(Info, "ExCallbackSample #%Iu: event %Iu, argument %p", n, other, argument2),
+        SAMPLE_EVENT_LOADED => klog!(
+            Info,
+            "ExCallbackSample #%Iu: driver loaded (notification %Iu)",
+            n,
+            argument2
+        ),
+        SAMPLE_EVENT_UNLOADING => klog!(
+            Info,
+            "ExCallbackSample #%Iu: driver unloading (notification %Iu)",
+            n,
+            argument2
+        ),
+        other => klog!(
+            Info,
+            "ExCallbackSample #%Iu: event %Iu, argument %p",
+            n,
+            other,
+            argument2
+        ),
     }
 }
 
@@ -247,7 +312,11 @@ unsafe extern "system" fn on_sample_event(context: *mut c_void, argument1: *mut 
 ///
 /// IRQL: <= DISPATCH_LEVEL. A driver in the paging path would lock its code in memory on
 /// `PO_CB_SYSTEM_STATE_LOCK`; this one is entirely non-pageable and only logs.
-unsafe extern "system" fn on_power_state(context: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) {
+unsafe extern "system" fn on_power_state(
+    context: *mut c_void,
+    argument1: *mut c_void,
+    argument2: *mut c_void,
+) {
     // SAFETY: registered with our context pointer.
     let context = unsafe { context_of(context) };
     let Some(_inside) = context.barrier.enter() else {
@@ -256,19 +325,41 @@ unsafe extern "system" fn on_power_state(context: *mut c_void, argument1: *mut c
     let n = context.power_calls.fetch_add(1, Relaxed) + 1;
     let value = argument2 as usize;
     match argument1 as usize {
-        PO_CB_AC_STATUS => klog!(Info, "PowerState #%Iu: power source changed, on AC = %Iu", n, value),
-        PO_CB_SYSTEM_STATE_LOCK => klog!(Info, "PowerState #%Iu: system state lock, value %Iu", n, value),
+        PO_CB_AC_STATUS => klog!(
+            Info,
+            "PowerState #%Iu: power source changed, on AC = %Iu",
+            n,
+            value
+        ),
+        PO_CB_SYSTEM_STATE_LOCK => klog!(
+            Info,
+            "PowerState #%Iu: system state lock, value %Iu",
+            n,
+            value
+        ),
         PO_CB_LID_SWITCH_STATE => klog!(Info, "PowerState #%Iu: lid switch, open = %Iu", n, value),
         PO_CB_SYSTEM_POWER_POLICY => klog!(Info, "PowerState #%Iu: system power policy changed", n),
-        PO_CB_PROCESSOR_POWER_POLICY => klog!(Info, "PowerState #%Iu: processor power policy changed", n),
-        other => klog!(Info, "PowerState #%Iu: code %Iu, value %Iu", n, other, value),
+        PO_CB_PROCESSOR_POWER_POLICY => {
+            klog!(Info, "PowerState #%Iu: processor power policy changed", n);
+        }
+        other => klog!(
+            Info,
+            "PowerState #%Iu: code %Iu, value %Iu",
+            n,
+            other,
+            value
+        ),
     }
 }
 
 /// Callback on `\Callback\SetSystemTime`: both arguments are unused by the system.
 ///
 /// IRQL: <= DISPATCH_LEVEL.
-unsafe extern "system" fn on_system_time(context: *mut c_void, _argument1: *mut c_void, _argument2: *mut c_void) {
+unsafe extern "system" fn on_system_time(
+    context: *mut c_void,
+    _argument1: *mut c_void,
+    _argument2: *mut c_void,
+) {
     // SAFETY: registered with our context pointer.
     let context = unsafe { context_of(context) };
     let Some(_inside) = context.barrier.enter() else {
