@@ -16,9 +16,6 @@
 //!   the allowed list of names.
 //! - A broken import or export table is a `pe-format` violation; the other rules still run.
 
-// This module is an API for several xtask commands; a given build does not use all of it.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::path::Path;
 

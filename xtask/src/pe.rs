@@ -11,39 +11,22 @@
 //!   112 fixed bytes followed by `NumberOfRvaAndSizes` 8-byte data directories), then the section
 //!   table (40 bytes per section).
 
-// An API for several xtask commands (lint, sign): a given build does not use all of it.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::ops::Range;
 
-/// `IMAGE_SCN_CNT_CODE`: the section contains executable code.
-pub const IMAGE_SCN_CNT_CODE: u32 = 0x0000_0020;
-/// `IMAGE_SCN_CNT_INITIALIZED_DATA`: the section contains initialized data.
-pub const IMAGE_SCN_CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
 /// `IMAGE_SCN_MEM_DISCARDABLE`: the section can be discarded after load (e.g. `INIT`).
 pub const IMAGE_SCN_MEM_DISCARDABLE: u32 = 0x0200_0000;
 /// `IMAGE_SCN_MEM_NOT_PAGED`: the section must stay resident (`P` in `/SECTION`).
 pub const IMAGE_SCN_MEM_NOT_PAGED: u32 = 0x0800_0000;
 /// `IMAGE_SCN_MEM_EXECUTE`: the section is executable.
 pub const IMAGE_SCN_MEM_EXECUTE: u32 = 0x2000_0000;
-/// `IMAGE_SCN_MEM_READ`: the section is readable.
-pub const IMAGE_SCN_MEM_READ: u32 = 0x4000_0000;
 /// `IMAGE_SCN_MEM_WRITE`: the section is writable.
 pub const IMAGE_SCN_MEM_WRITE: u32 = 0x8000_0000;
 
 /// `IMAGE_FILE_RELOCS_STRIPPED` (COFF characteristics): the image has no base relocations and
 /// must be loaded at its preferred base.
 pub const IMAGE_FILE_RELOCS_STRIPPED: u16 = 0x0001;
-/// `IMAGE_FILE_EXECUTABLE_IMAGE` (COFF characteristics).
-pub const IMAGE_FILE_EXECUTABLE_IMAGE: u16 = 0x0002;
-/// `IMAGE_FILE_LARGE_ADDRESS_AWARE` (COFF characteristics).
-pub const IMAGE_FILE_LARGE_ADDRESS_AWARE: u16 = 0x0020;
-/// `IMAGE_FILE_DLL` (COFF characteristics).
-pub const IMAGE_FILE_DLL: u16 = 0x2000;
 
-/// `IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA`.
-pub const IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA: u16 = 0x0020;
 /// `IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE` (`/DYNAMICBASE`): the image can be relocated (ASLR).
 pub const IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE: u16 = 0x0040;
 /// `IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY` (`/INTEGRITYCHECK`): the loader checks the signature.
@@ -62,23 +45,12 @@ pub const PE32_MAGIC: u16 = 0x10B;
 pub const DIR_EXPORT: usize = 0;
 /// Data directory index of the import table.
 pub const DIR_IMPORT: usize = 1;
-/// Data directory index of the exception table (`.pdata`).
-pub const DIR_EXCEPTION: usize = 3;
 /// Data directory index of the certificate table (Authenticode). Unlike every other directory its
 /// `virtual_address` is a **file offset**, and the table itself is not mapped into memory.
+#[cfg(test)]
 pub const DIR_SECURITY: usize = 4;
-/// Data directory index of the base relocation table.
-pub const DIR_BASERELOC: usize = 5;
-/// Data directory index of the debug directory.
-pub const DIR_DEBUG: usize = 6;
 /// Data directory index of the TLS directory.
 pub const DIR_TLS: usize = 9;
-/// Data directory index of the load configuration directory.
-pub const DIR_LOAD_CONFIG: usize = 10;
-/// Data directory index of the import address table.
-pub const DIR_IAT: usize = 12;
-/// Data directory index of the delay-load import table.
-pub const DIR_DELAY_IMPORT: usize = 13;
 
 /// Offset of `e_lfanew` in the DOS header.
 const E_LFANEW_OFFSET: usize = 0x3C;
@@ -174,8 +146,8 @@ pub struct OptionalHeader {
     pub data_directories: Vec<DataDirectory>,
 }
 
-/// One data directory entry: where a table lives (an RVA, except for [`DIR_SECURITY`] where it is
-/// a file offset) and how big it is.
+/// One data directory entry: where a table lives (an RVA, except for the certificate table,
+/// `DIR_SECURITY`, where it is a file offset) and how big it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DataDirectory {
     /// RVA of the table (file offset for the certificate table).
@@ -400,12 +372,6 @@ impl<'a> PeImage<'a> {
         })
     }
 
-    /// The whole file.
-    #[must_use]
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
     /// File offset of the optional header.
     #[must_use]
     pub fn optional_header_offset(&self) -> usize {
@@ -433,17 +399,12 @@ impl<'a> PeImage<'a> {
     /// File offset of the 8-byte entry of data directory `index` (`virtual_address` then `size`),
     /// to patch it (e.g. the certificate table, [`DIR_SECURITY`]), or `None` if the image
     /// declares fewer directories.
+    #[cfg(test)]
     #[must_use]
     pub fn data_directory_offset(&self, index: usize) -> Option<usize> {
         (index < self.optional_header.data_directories.len()).then(|| {
             self.optional_header_offset() + OPTIONAL_HEADER_FIXED_SIZE + index * DATA_DIRECTORY_SIZE
         })
-    }
-
-    /// File offset of the section table.
-    #[must_use]
-    pub fn section_table_offset(&self) -> usize {
-        self.optional_header_offset() + usize::from(self.file_header.size_of_optional_header)
     }
 
     /// The section whose memory range contains `rva`.
@@ -484,6 +445,7 @@ impl<'a> PeImage<'a> {
     }
 
     /// File offset of `rva` (see [`Self::rva_range`]).
+    #[cfg(test)]
     #[must_use]
     pub fn rva_to_offset(&self, rva: u32) -> Option<usize> {
         self.rva_range(rva, 1).map(|range| range.start)
@@ -499,12 +461,6 @@ impl<'a> PeImage<'a> {
     fn u16_at_rva(&self, rva: u32) -> Option<u16> {
         Some(u16::from_le_bytes(
             self.bytes_at_rva(rva, 2)?.try_into().ok()?,
-        ))
-    }
-
-    fn u32_at_rva(&self, rva: u32) -> Option<u32> {
-        Some(u32::from_le_bytes(
-            self.bytes_at_rva(rva, 4)?.try_into().ok()?,
         ))
     }
 
@@ -928,12 +884,25 @@ fn parse_section_header(header: &[u8]) -> Section {
 pub(crate) mod testimage {
     use super::{
         IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
-        IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA, IMAGE_DLLCHARACTERISTICS_NX_COMPAT,
-        IMAGE_FILE_DLL, IMAGE_FILE_EXECUTABLE_IMAGE, IMAGE_FILE_LARGE_ADDRESS_AWARE,
-        IMAGE_SCN_CNT_CODE, IMAGE_SCN_CNT_INITIALIZED_DATA, IMAGE_SCN_MEM_DISCARDABLE,
-        IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_NOT_PAGED, IMAGE_SCN_MEM_READ, IMAGE_SCN_MEM_WRITE,
-        IMAGE_SUBSYSTEM_NATIVE, PE32_PLUS_MAGIC, pe_checksum,
+        IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_SCN_MEM_DISCARDABLE, IMAGE_SCN_MEM_EXECUTE,
+        IMAGE_SCN_MEM_NOT_PAGED, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE, PE32_PLUS_MAGIC,
+        pe_checksum,
     };
+
+    /// `IMAGE_SCN_CNT_CODE`: the section contains executable code.
+    const IMAGE_SCN_CNT_CODE: u32 = 0x0000_0020;
+    /// `IMAGE_SCN_CNT_INITIALIZED_DATA`: the section contains initialized data.
+    const IMAGE_SCN_CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
+    /// `IMAGE_SCN_MEM_READ`: the section is readable.
+    const IMAGE_SCN_MEM_READ: u32 = 0x4000_0000;
+    /// `IMAGE_FILE_EXECUTABLE_IMAGE` (COFF characteristics).
+    const IMAGE_FILE_EXECUTABLE_IMAGE: u16 = 0x0002;
+    /// `IMAGE_FILE_LARGE_ADDRESS_AWARE` (COFF characteristics).
+    const IMAGE_FILE_LARGE_ADDRESS_AWARE: u16 = 0x0020;
+    /// `IMAGE_FILE_DLL` (COFF characteristics).
+    const IMAGE_FILE_DLL: u16 = 0x2000;
+    /// `IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA`.
+    const IMAGE_DLLCHARACTERISTICS_HIGH_ENTROPY_VA: u16 = 0x0020;
 
     /// File offset of the PE signature in built images.
     pub const PE_OFFSET: usize = 0x80;
