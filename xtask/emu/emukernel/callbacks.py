@@ -22,6 +22,7 @@ then touch freed memory); a callback entered after its unregistration returned.
 
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
+from .scenario import REQUIRED
 
 STATUS_SUCCESS = 0
 STATUS_UNSUCCESSFUL = 0xC0000001
@@ -63,7 +64,14 @@ class Registration:
 
 
 class ExCallbacks:
-    def __init__(self, machine, system_objects=SYSTEM_OBJECTS):
+    CONFIG = {'system_callback_objects': ('names', list(SYSTEM_OBJECTS))}
+    STEPS = {'notify': {'object': ('name', REQUIRED), 'argument1': ('u64', 0), 'argument2': ('u64', 0)}}
+    RACES = {'notify-during-unregister': {'object': ('name', REQUIRED), 'argument1': ('u64', 0),
+                                          'argument2': ('u64', 0)}}
+
+    def __init__(self, machine, config=None):
+        config = config or {}
+        system_objects = config.get('system_callback_objects', SYSTEM_OBJECTS)
         self.m = machine
         self.objects = {}                 # upper-case name -> CallbackObject
         self.by_address = {}
@@ -229,8 +237,17 @@ class ExCallbacks:
                 break
         return '%d routine(s) called' % len(obj.registrations)
 
-    def arm_race(self, name, argument1, argument2):
-        self.armed_races.append((name, argument1, argument2))
+    def run_step(self, step):
+        """`notify`: the component that owns the object notifies it."""
+        detail = self.deliver(step['object'], step['argument1'], step['argument2'], step.irql)
+        return not detail.startswith('no '), detail
+
+    def arm_race(self, step):
+        self.armed_races.append((step['object'], step['argument1'], step['argument2']))
+
+    def unfired_races(self):
+        return ['notify-during-unregister %s (no registration on it was unregistered)' % name
+                for name, _a1, _a2 in self.armed_races]
 
     def _enter(self, reg, label):
         self.deliveries.append(reg)

@@ -14,7 +14,7 @@ class Debug:
     does not know `%I`), and KeBugCheckEx, which speakeasy lacks: it stops the machine and decodes a
     Rust panic's location."""
 
-    def __init__(self, machine):
+    def __init__(self, machine, config=None):
         self.m = machine
         machine.attach('ntoskrnl', 'DbgPrintEx', 3, self.dbg_print_ex, conv=CDECL)
         machine.attach('ntoskrnl', 'DbgPrint', 1, self.dbg_print, conv=CDECL)

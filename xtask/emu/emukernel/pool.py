@@ -20,7 +20,7 @@ class Pool:
     tag it was allocated with, at IRQL <= DISPATCH_LEVEL) and reports what was never freed.
     A fault run makes an allocation return NULL, as the routine does when pool is exhausted."""
 
-    def __init__(self, machine):
+    def __init__(self, machine, config=None):
         self.m = machine
         self.live = {}   # address -> (size, tag, pool type, phase)
         self.allocated = 0

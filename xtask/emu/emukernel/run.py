@@ -3,12 +3,9 @@
 import logging
 import os
 
-from .callbacks import ExCallbacks
-from .debug import Debug
 from .errors import HarnessError
+from .families import FAMILIES
 from .machine import Fault, Machine
-from .pool import Pool
-from .rundown import Rundown
 
 logging.getLogger('speakeasy').setLevel(logging.CRITICAL)
 
@@ -28,9 +25,8 @@ class Run:
         self.scenario = scenario
         self.fault = fault
         self.m = Machine(image, fault=fault, count_instructions=count_instructions)
-        self.models = [Debug(self.m), Pool(self.m), Rundown(self.m),
-                       ExCallbacks(self.m, scenario.system_objects)]
-        self.ex = self.models[3]
+        self.models = [family(self.m, scenario.config) for family in FAMILIES]
+        self.by_family = {type(model): model for model in self.models}
         self.steps = []
         self.unloaded = False
         self.status = None
@@ -42,13 +38,12 @@ class Run:
             return
         if run_steps:
             for step in self.scenario.steps:
-                detail = self.ex.deliver(step.object, step.argument1, step.argument2, step.irql)
-                ok = m.stop is None and not detail.startswith('no ')
-                self.steps.append({'step': step.label(), 'ok': ok, 'detail': detail})
+                ok, detail = self.by_family[step.family].run_step(step)
+                self.steps.append({'step': step.label(), 'ok': ok and m.stop is None, 'detail': detail})
                 if m.run_error():
                     return
             for race in self.scenario.races:
-                self.ex.arm_race(race.object, race.argument1, race.argument2)
+                self.by_family[race.family].arm_race(race)
         unload = m.unload_routine()
         if unload:
             m.call(unload, [m.driver_object()], phase='DriverUnload')
@@ -78,9 +73,8 @@ class Run:
         failures = ['%s: %s' % (check, detail) for check, ok, detail in audit if not ok]
         failures += ['step failed: %s (%s)' % (s['step'], s['detail']) for s in self.steps if not s['ok']]
         if self.unloaded:
-            failures += ['race never happened: %s %s (no registration on it was unregistered)'
-                         % (kind_, name_) for name_, _a1, _a2 in self.ex.armed_races
-                         for kind_ in ['notify-during-unregister']]
+            for model in self.models:
+                failures += ['race never happened: %s' % r for r in getattr(model, 'unfired_races', list)()]
         return {
             'name': name,
             'kind': kind,
@@ -94,7 +88,8 @@ class Run:
             'failures': failures,
             'error': error,
             'callbacks': [{'callback': callback, 'event': label, 'instructions': n}
-                          for label, callback, n in self.ex.callback_counts],
+                          for model in self.models
+                          for label, callback, n in getattr(model, 'callback_counts', [])],
         }
 
     def _fault_check(self):

@@ -19,7 +19,7 @@ from .irql import APC_LEVEL, DISPATCH_LEVEL, require
 
 
 class Rundown:
-    def __init__(self, machine):
+    def __init__(self, machine, config=None):
         self.m = machine
         self.refs = {}  # address -> {'holders': n, 'active': bool, 'waited': bool}
         self.acquired = 0

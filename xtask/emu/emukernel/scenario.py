@@ -1,67 +1,123 @@
 """A driver's emulation scenario: the kernel events that exercise it, read from `scenario.toml`.
 
+The file has generic parts and parts owned by a callback family (families.py). Each family declares
+the top-level settings it reads (`CONFIG`), the kernel events it can deliver (`STEPS`) and the races
+it can arm for DriverUnload (`RACES`), each with its fields; this module validates the file against
+those declarations, so a typo is an error that names the file, the entry and the key.
+
 ```toml
 description = "what this scenario shows"
-system_callback_objects = ["\\Callback\\PowerState"]   # objects the kernel created at boot
+system_callback_objects = ["\\Callback\\PowerState"]   # a family setting (callback objects)
 
 [[step]]                       # kernel events after a successful DriverEntry, in order
-kind = "notify"                # a component notifies a callback object (ExNotifyCallback)
+kind = "notify"                # one of the families' step kinds
 object = "\\Callback\\PowerState"
 argument1 = 1
-argument2 = 0
-irql = "DISPATCH_LEVEL"        # the notifier's IRQL (default PASSIVE_LEVEL)
+irql = "DISPATCH_LEVEL"        # every step may say at which IRQL the kernel delivers it
 
 [[race]]                       # armed before DriverUnload
 kind = "notify-during-unregister"
 object = "\\Callback\\PowerState"
-argument1 = 3
-argument2 = 0
 
 [expect]
 log = ["loaded", "unloaded"]   # substrings that must appear in the log, in this order
 failures = []                  # fixture drivers only: failures xtask expects the audit to find
 fault_sweep = false            # fixture drivers only: xtask runs this scenario with --faults
 ```
+
+Field types: `name` (a kernel path starting with a backslash), `text`, `u64`, `u32`, `bool`,
+`irql`, `names` / `texts` (lists), `table` (a TOML table, checked by the family).
 """
 
 import tomllib
 
 from .errors import HarnessError
-from .irql import PASSIVE_LEVEL, parse_irql
+from .irql import PASSIVE_LEVEL, irql_name, parse_irql
 
-STEP_KINDS = {'notify'}
-RACE_KINDS = {'notify-during-unregister'}
-TOP_KEYS = {'description', 'system_callback_objects', 'step', 'race', 'expect'}
+REQUIRED = object()
+GENERIC_KEYS = {'description', 'step', 'race', 'expect'}
 
 
 class Step:
-    def __init__(self, kind, obj, argument1, argument2, irql):
+    """One step or race: its kind, the family that handles it, and its validated fields."""
+
+    def __init__(self, kind, family, fields, irql):
         self.kind = kind
-        self.object = obj
-        self.argument1 = argument1
-        self.argument2 = argument2
+        self.family = family
+        self.fields = fields
         self.irql = irql
 
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def get(self, key, default=None):
+        return self.fields.get(key, default)
+
     def label(self):
-        return '%s %s (0x%x, 0x%x)' % (self.kind, self.object, self.argument1, self.argument2)
+        parts = []
+        for key, value in self.fields.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                parts.append('%s=0x%x' % (key, value))
+            else:
+                parts.append('%s=%s' % (key, value))
+        at = '' if self.irql == PASSIVE_LEVEL else ' at %s' % irql_name(self.irql)
+        return '%s %s%s' % (self.kind, ', '.join(parts), at)
 
 
 class Scenario:
-    def __init__(self, path, description, system_objects, steps, races, expect_log, expect_failures):
+    def __init__(self, path, description, config, steps, races, expect_log, expect_failures):
         self.path = path
         self.description = description
-        self.system_objects = system_objects
+        self.config = config
         self.steps = steps
         self.races = races
         self.expect_log = expect_log
         self.expect_failures = expect_failures
 
 
-def _int(table, key, where):
-    value = table.get(key, 0)
-    if not isinstance(value, int) or value < 0 or value >= 1 << 64:
-        raise HarnessError('%s: %s must be an unsigned 64-bit integer' % (where, key))
+def _check(kind, value, where, key):
+    def bad(what):
+        return HarnessError('%s: %s must be %s' % (where, key, what))
+
+    if kind == 'name':
+        if not isinstance(value, str) or not value.startswith('\\'):
+            raise bad('a kernel name starting with a backslash, such as "\\\\Callback\\\\PowerState"')
+    elif kind == 'text':
+        if not isinstance(value, str):
+            raise bad('a string')
+    elif kind in ('u64', 'u32'):
+        bits = 64 if kind == 'u64' else 32
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << bits:
+            raise bad('an unsigned %d-bit integer' % bits)
+    elif kind == 'bool':
+        if not isinstance(value, bool):
+            raise bad('true or false')
+    elif kind == 'names':
+        if not isinstance(value, list):
+            raise bad('a list of kernel names')
+        for v in value:
+            _check('name', v, where, key)
+    elif kind == 'texts':
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad('a list of strings')
+    elif kind == 'table':
+        if not isinstance(value, (dict, list)):
+            raise bad('a table')
+    else:
+        raise AssertionError('unknown field type %r' % kind)
     return value
+
+
+def _fields(spec, table, where):
+    fields = {}
+    for key, (kind, default) in spec.items():
+        if key in table:
+            fields[key] = _check(kind, table[key], where, key)
+        elif default is REQUIRED:
+            raise HarnessError('%s: %s is required' % (where, key))
+        elif default is not None:
+            fields[key] = default
+    return fields
 
 
 def _entry(table, kinds, where):
@@ -70,21 +126,22 @@ def _entry(table, kinds, where):
     kind = table.get('kind')
     if kind not in kinds:
         raise HarnessError('%s: unknown kind %r (known: %s)' % (where, kind, ', '.join(sorted(kinds))))
-    unknown = set(table) - {'kind', 'object', 'argument1', 'argument2', 'irql'}
+    family, spec = kinds[kind]
+    unknown = set(table) - set(spec) - {'kind', 'irql'}
     if unknown:
-        raise HarnessError('%s: unknown key(s) %s' % (where, ', '.join(sorted(unknown))))
-    obj = table.get('object')
-    if not isinstance(obj, str) or not obj.startswith('\\'):
-        raise HarnessError('%s: object must be a kernel object name such as "\\\\Callback\\\\PowerState"'
-                           % where)
+        raise HarnessError('%s: unknown key(s) %s for kind %r (known: %s)' % (
+            where, ', '.join(sorted(unknown)), kind, ', '.join(sorted(set(spec) | {'irql'}))))
     try:
         irql = parse_irql(table['irql']) if 'irql' in table else PASSIVE_LEVEL
-    except ValueError as e:
+    except (ValueError, AttributeError) as e:
         raise HarnessError('%s: %s' % (where, e)) from None
-    return Step(kind, obj, _int(table, 'argument1', where), _int(table, 'argument2', where), irql)
+    return Step(kind, family, _fields(spec, table, where), irql)
 
 
-def load(path):
+def load(path, families=None):
+    if families is None:
+        from .families import FAMILIES
+        families = FAMILIES
     try:
         with open(path, 'rb') as f:
             data = tomllib.load(f)
@@ -92,18 +149,21 @@ def load(path):
         raise HarnessError('cannot read scenario %s: %s' % (path, e.strerror)) from None
     except tomllib.TOMLDecodeError as e:
         raise HarnessError('scenario %s is not valid TOML: %s' % (path, e)) from None
-    unknown = set(data) - TOP_KEYS
+    config_spec, steps, races = {}, {}, {}
+    for family in families:
+        config_spec.update(getattr(family, 'CONFIG', {}))
+        steps.update({k: (family, spec) for k, spec in getattr(family, 'STEPS', {}).items()})
+        races.update({k: (family, spec) for k, spec in getattr(family, 'RACES', {}).items()})
+    unknown = set(data) - GENERIC_KEYS - set(config_spec)
     if unknown:
         raise HarnessError('scenario %s: unknown key(s) %s' % (path, ', '.join(sorted(unknown))))
-    steps = [_entry(s, STEP_KINDS, '%s: step %d' % (path, i + 1)) for i, s in enumerate(data.get('step', []))]
-    races = [_entry(r, RACE_KINDS, '%s: race %d' % (path, i + 1)) for i, r in enumerate(data.get('race', []))]
+    config = _fields(config_spec, data, 'scenario %s' % path)
+    step_list = [_entry(s, steps, '%s: step %d' % (path, i + 1)) for i, s in enumerate(data.get('step', []))]
+    race_list = [_entry(r, races, '%s: race %d' % (path, i + 1)) for i, r in enumerate(data.get('race', []))]
     expect = data.get('expect', {})
-    log = expect.get('log', [])
-    failures = expect.get('failures', [])
-    if not all(isinstance(x, str) for x in log) or not all(isinstance(x, str) for x in failures):
-        raise HarnessError('scenario %s: expect.log and expect.failures are lists of strings' % path)
     unknown = set(expect) - {'log', 'failures', 'fault_sweep'}
     if unknown:
         raise HarnessError('scenario %s: unknown key(s) in [expect]: %s' % (path, ', '.join(sorted(unknown))))
-    system = data.get('system_callback_objects', ['\\Callback\\PowerState', '\\Callback\\SetSystemTime'])
-    return Scenario(path, data.get('description', ''), system, steps, races, log, failures)
+    log = _check('texts', expect.get('log', []), 'scenario %s' % path, 'expect.log')
+    failures = _check('texts', expect.get('failures', []), 'scenario %s' % path, 'expect.failures')
+    return Scenario(path, data.get('description', ''), config, step_list, race_list, log, failures)

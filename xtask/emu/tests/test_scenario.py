@@ -23,7 +23,7 @@ class ScenarioTest(unittest.TestCase):
     def test_the_ex_callback_scenario_loads(self):
         s = load(os.path.join(ROOT, 'ex-callback', 'scenario.toml'))
         self.assertGreater(len(s.steps), 3)
-        self.assertEqual(s.steps[0].object, '\\Callback\\PowerState')
+        self.assertEqual(s.steps[0]['object'], '\\Callback\\PowerState')
         self.assertEqual(s.steps[0].irql, 2)
         self.assertEqual(len(s.races), 1)
 

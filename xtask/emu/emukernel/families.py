@@ -1,0 +1,15 @@
+"""The kernel's parts, one class per family of routines, in the order they attach to a machine.
+
+A family class is built as `Family(machine, scenario_config)` and may declare:
+- `CONFIG`: top-level scenario settings it reads, `{key: (type, default)}` (see scenario.py);
+- `STEPS` / `RACES`: the scenario events it delivers, `{kind: {field: (type, default)}}`, with
+  `run_step(step) -> (ok, detail)`, `arm_race(step)` and `unfired_races() -> [label]`;
+- `audit() -> [(check, ok, detail)]`: what must hold at the end of a run.
+"""
+
+from .callbacks import ExCallbacks
+from .debug import Debug
+from .pool import Pool
+from .rundown import Rundown
+
+FAMILIES = [Debug, Pool, Rundown, ExCallbacks]
