@@ -17,6 +17,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod barrier;
+pub mod cm;
 pub mod log;
 pub mod slot;
 pub mod teardown;
@@ -28,6 +29,8 @@ pub mod ex;
 pub mod panic;
 #[cfg(target_os = "windows")]
 pub mod pool;
+#[cfg(target_os = "windows")]
+pub mod registry;
 #[cfg(target_os = "windows")]
 pub mod rt;
 pub mod sys;

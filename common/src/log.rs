@@ -205,16 +205,24 @@ mod tests {
 
 // ---- klog!: formatting done by the kernel, for hot paths -------------------------------------
 
-/// An argument of [`klog!`](crate::klog!): every conversion it allows reads one pointer-sized
-/// integer, so every argument is passed as one.
-pub trait KernelArg {
+/// Argument kind of a [`klog!`](crate::klog!) conversion: one pointer-sized integer
+/// (`%Iu %Id %Ix %IX %p`).
+pub const WORD: u8 = 0;
+/// Argument kind of a [`klog!`](crate::klog!) conversion: a counted string (`%wZ`), passed as a
+/// `&UNICODE_STRING`.
+pub const COUNTED_STRING: u8 = 1;
+
+/// An argument of [`klog!`](crate::klog!) for a conversion of kind `KIND`. Every argument is
+/// passed to `DbgPrintEx` as one pointer-sized word; the kind makes sure the word is what the
+/// conversion at that position will read.
+pub trait KernelArg<const KIND: u8> {
     /// The argument as the word `DbgPrintEx` will read.
     fn word(self) -> usize;
 }
 
 macro_rules! kernel_arg_unsigned {
     ($($t:ty),*) => {$(
-        impl KernelArg for $t {
+        impl KernelArg<WORD> for $t {
             #[allow(clippy::cast_possible_truncation, clippy::cast_lossless)]
             fn word(self) -> usize { self as usize }
         }
@@ -222,7 +230,7 @@ macro_rules! kernel_arg_unsigned {
 }
 macro_rules! kernel_arg_signed {
     ($($t:ty),*) => {$(
-        impl KernelArg for $t {
+        impl KernelArg<WORD> for $t {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_lossless)]
             fn word(self) -> usize { self as isize as usize }
         }
@@ -230,35 +238,71 @@ macro_rules! kernel_arg_signed {
 }
 kernel_arg_unsigned!(u8, u16, u32, u64, usize);
 kernel_arg_signed!(i8, i16, i32, i64, isize);
-impl KernelArg for bool {
+impl KernelArg<WORD> for bool {
     fn word(self) -> usize {
         usize::from(self)
     }
 }
-impl<T> KernelArg for *const T {
+impl<T> KernelArg<WORD> for *const T {
     fn word(self) -> usize {
         self as usize
     }
 }
-impl<T> KernelArg for *mut T {
+impl<T> KernelArg<WORD> for *mut T {
     fn word(self) -> usize {
         self as usize
+    }
+}
+impl KernelArg<COUNTED_STRING> for &crate::sys::UNICODE_STRING {
+    fn word(self) -> usize {
+        core::ptr::from_ref(self) as usize
     }
 }
 
-/// Checks a [`klog!`](crate::klog!) format at compile time: only `%%` and the pointer-sized integer
-/// conversions `%Iu`, `%Id`, `%Ix`, `%IX` and `%p` (optionally with `0`/width flags, e.g.
-/// `%08Ix`), exactly `args` of them, and a single NUL at the end. So no argument can ever be read as
-/// a pointer to text, and the count always matches.
+/// The word for an argument whose conversion has kind `KIND` (used by [`klog!`](crate::klog!)).
+#[doc(hidden)]
+pub fn word<const KIND: u8, T: KernelArg<KIND>>(value: T) -> usize {
+    value.word()
+}
+
+/// The kind of the `index`-th conversion of a [`klog!`](crate::klog!) format (checked by
+/// [`check_kernel_format`] before this is used).
+#[must_use]
+pub const fn kind_of(format: &str, index: usize) -> u8 {
+    let b = format.as_bytes();
+    let mut i = 0;
+    let mut n = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            i += 1;
+            if b[i] == b'%' {
+                i += 1;
+                continue;
+            }
+            while b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let kind = if b[i] == b'w' { COUNTED_STRING } else { WORD };
+            if n == index {
+                return kind;
+            }
+            n += 1;
+        }
+        i += 1;
+    }
+    WORD
+}
+
+/// Checks a [`klog!`](crate::klog!) format at compile time: only `%%`, the pointer-sized integer
+/// conversions `%Iu`, `%Id`, `%Ix`, `%IX`, `%p` (optionally with `0`/width flags, e.g. `%08Ix`) and
+/// the counted-string conversion `%wZ`; exactly `args` of them; a single NUL at the end. With the
+/// per-position [`KernelArg`] kinds this makes the variadic call type-checked.
 ///
 /// # Panics
 /// At compile time, on any other conversion or a count mismatch.
 pub const fn check_kernel_format(format: &str, args: usize) {
     let b = format.as_bytes();
-    assert!(
-        !b.is_empty() && b[b.len() - 1] == 0,
-        "format must end with one NUL"
-    );
+    assert!(!b.is_empty() && b[b.len() - 1] == 0, "format must end with one NUL");
     let mut i = 0;
     let mut conversions = 0;
     while i < b.len() - 1 {
@@ -269,17 +313,20 @@ pub const fn check_kernel_format(format: &str, args: usize) {
                 i += 1;
                 continue;
             }
-            while b[i] >= b'0' && b[i] <= b'9' {
+            while b[i].is_ascii_digit() {
                 i += 1;
             }
             if b[i] == b'p' {
                 i += 1;
+            } else if b[i] == b'w' {
+                assert!(b[i + 1] == b'Z', "klog! allows only %Iu %Id %Ix %IX %p %wZ");
+                i += 2;
             } else {
-                assert!(b[i] == b'I', "klog! allows only %Iu %Id %Ix %IX %p");
+                assert!(b[i] == b'I', "klog! allows only %Iu %Id %Ix %IX %p %wZ");
                 i += 1;
                 assert!(
                     b[i] == b'u' || b[i] == b'd' || b[i] == b'x' || b[i] == b'X',
-                    "klog! allows only %Iu %Id %Ix %IX %p"
+                    "klog! allows only %Iu %Id %Ix %IX %p %wZ"
                 );
                 i += 1;
             }
@@ -288,18 +335,18 @@ pub const fn check_kernel_format(format: &str, args: usize) {
             i += 1;
         }
     }
-    assert!(
-        conversions == args,
-        "klog!: number of conversions and arguments differ"
-    );
+    assert!(conversions == args, "klog!: number of conversions and arguments differ");
 }
 
 /// Logs one line with the kernel doing the formatting: `klog!(Info, "event %Iu of %Iu", n, total)`.
 ///
 /// For hot paths such as callbacks: the driver only passes the arguments, and `DbgPrintEx` discards
 /// a filtered-out message before formatting anything. The format is checked at compile time
-/// ([`check_kernel_format`]), which is what makes the variadic call below sound. Callable at any
-/// IRQL (no Unicode conversions are allowed).
+/// ([`check_kernel_format`]) and every argument must match the kind of its conversion
+/// ([`KernelArg`]), which is what makes the variadic call sound.
+///
+/// IRQL: any, except that a format with `%wZ` may only be used at PASSIVE_LEVEL (the documented
+/// rule for Unicode conversions in `DbgPrintEx`; the emulated kernel enforces it).
 #[macro_export]
 macro_rules! klog {
     ($level:ident, $format:literal $(, $arg:expr)* $(,)?) => {{
@@ -307,19 +354,35 @@ macro_rules! klog {
             "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
         );
         const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
+        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+    }};
+}
+
+/// The expansion of [`klog!`](crate::klog!): pairs each argument with the kind of its conversion.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __klog_call {
+    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], $head:expr, $($tail:expr,)*) => {
+        $crate::__klog_call!(
+            $format, $level, $index + 1usize,
+            [$($done,)* $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
+            $($tail,)*
+        )
+    };
+    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*],) => {{
         #[cfg(target_os = "windows")]
-        // SAFETY: FORMAT is NUL-terminated and, as checked at compile time, has exactly one
-        // pointer-sized integer conversion per argument, and every argument is passed as a usize.
+        // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly one
+        // conversion per argument; each argument is one word of the kind its conversion reads.
         unsafe {
             $crate::sys::DbgPrintEx(
                 $crate::sys::DPFLTR_IHVDRIVER_ID,
                 $crate::log::Level::$level as u32,
-                FORMAT.as_ptr().cast()
-                $(, $crate::log::KernelArg::word($arg))*
+                $format.as_ptr().cast()
+                $(, $done)*
             );
         }
         #[cfg(not(target_os = "windows"))]
-        { $(let _ = $crate::log::KernelArg::word($arg);)* }
+        { $(let _ = $done;)* }
     }};
 }
 
@@ -342,8 +405,8 @@ mod kernel_format_tests {
 
     #[test]
     #[should_panic(expected = "only %Iu")]
-    fn unicode_conversions_are_refused() {
-        check_kernel_format("%wZ\0", 1);
+    fn nul_terminated_unicode_conversions_are_refused() {
+        check_kernel_format("%ws\0", 1);
     }
 
     #[test]
@@ -356,6 +419,15 @@ mod kernel_format_tests {
     #[should_panic(expected = "NUL")]
     fn missing_terminator_is_refused() {
         check_kernel_format("%Iu", 1);
+    }
+
+    #[test]
+    fn counted_strings_are_allowed_and_typed() {
+        check_kernel_format("key %wZ value %Iu\0", 2);
+        assert_eq!(super::kind_of("key %wZ value %Iu\0", 0), super::COUNTED_STRING);
+        assert_eq!(super::kind_of("key %wZ value %Iu\0", 1), super::WORD);
+        let name = crate::unicode!("\\Registry").as_unicode_string();
+        crate::klog!(Info, "key %wZ, %Iu", &name, 3usize);
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
 
 // ---- status values (ntstatus.h) ---------------------------------------------------------------
 pub use windows_sys::Win32::Foundation::{
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND,
-    STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    HANDLE, STATUS_ACCESS_DENIED, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_NAME_TOO_LONG,
+    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_TYPE_MISMATCH, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 
 /// `NT_SUCCESS()`: success and informational values are non-negative.
@@ -104,6 +105,34 @@ mod kernel {
 
         /// `KeBugCheckEx` (wdm.h). windows-sys declares it as returning; it never does.
         pub fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
+    }
+
+    // windows-sys links these to ntdll.dll (they exist in both); a driver must import the kernel's.
+    #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
+    unsafe extern "system" {
+        /// `ZwOpenKey` (wdm.h). IRQL == PASSIVE_LEVEL.
+        pub fn ZwOpenKey(
+            key_handle: *mut super::HANDLE,
+            desired_access: u32,
+            object_attributes: *const super::OBJECT_ATTRIBUTES,
+        ) -> super::NTSTATUS;
+
+        /// `ZwQueryValueKey` (wdm.h). IRQL == PASSIVE_LEVEL.
+        pub fn ZwQueryValueKey(
+            key_handle: super::HANDLE,
+            value_name: *const super::UNICODE_STRING,
+            information_class: i32,
+            information: *mut c_void,
+            length: u32,
+            result_length: *mut u32,
+        ) -> super::NTSTATUS;
+
+        /// `ZwClose` (wdm.h). IRQL == PASSIVE_LEVEL.
+        pub fn ZwClose(handle: super::HANDLE) -> super::NTSTATUS;
+
+        /// `RtlUpcaseUnicodeChar` (wdm.h): the upper-case table the kernel (and the registry)
+        /// compares names with. IRQL <= DISPATCH_LEVEL.
+        pub fn RtlUpcaseUnicodeChar(source: u16) -> u16;
     }
 
     #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
