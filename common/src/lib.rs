@@ -11,6 +11,8 @@
 //!   registration is a guard that undoes itself when dropped, guards live on a [`teardown`] stack
 //!   so they are undone in reverse order of registration, and a [`barrier`] covers families whose
 //!   unregistration does not promise "no more callbacks".
+//! - Families and locks: [`ex`] (callback objects), [`pnp`] (PnP notifications), [`mutex`] (a
+//!   guarded mutex for data shared by PASSIVE_LEVEL callbacks).
 //!
 //! The kernel-facing parts compile only for Windows targets; the bookkeeping logic is plain Rust and
 //! is unit-tested on the host.
@@ -19,6 +21,8 @@
 pub mod barrier;
 pub mod cm;
 pub mod log;
+pub mod mutex;
+pub mod pnp;
 pub mod slot;
 pub mod teardown;
 pub mod unicode;
