@@ -114,6 +114,48 @@ impl<R: Rundown> Drop for Entered<'_, R> {
     }
 }
 
+/// A count of callbacks in progress, for families whose unregistration *does* promise that no call
+/// is running once it returns (CmUnRegisterCallback): there is nothing to wait for, but the driver
+/// can check the promise. Two interlocked instructions per call instead of a rundown reference.
+pub struct InFlight(core::sync::atomic::AtomicUsize);
+
+impl InFlight {
+    /// No call in progress.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(core::sync::atomic::AtomicUsize::new(0))
+    }
+
+    /// Counts a call until the returned guard is dropped.
+    #[inline]
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, Ordering::Acquire);
+        InFlightGuard(self)
+    }
+
+    /// Calls in progress right now.
+    #[must_use]
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One call in progress; dropping it ends the call.
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
 #[cfg(target_os = "windows")]
 pub use kernel::KernelRundown;
 
@@ -288,6 +330,18 @@ mod tests {
         b.initialize();
         drop(b.enter());
         drop(b); // must not hang: nothing inside
+    }
+
+    #[test]
+    fn in_flight_counts_calls_until_their_guards_drop() {
+        let calls = InFlight::new();
+        let a = calls.enter();
+        let b = calls.enter();
+        assert_eq!(calls.count(), 2);
+        drop(a);
+        assert_eq!(calls.count(), 1);
+        drop(b);
+        assert_eq!(calls.count(), 0);
     }
 
     #[test]

@@ -125,6 +125,7 @@ mod kernel {
         /// # Safety
         /// `object` must be the `Object` (or `RootObject`) of the information structure of the
         /// notification being processed, and `cookie` our registration's cookie.
+        #[inline]
         pub unsafe fn of(cookie: &i64, object: *const c_void) -> Result<Self, NTSTATUS> {
             let mut name: *mut UNICODE_STRING = core::ptr::null_mut();
             // SAFETY: per the caller's contract; the object ID is optional (NULL).

@@ -58,6 +58,13 @@ impl<Below, Top> Stacked<Below, Top> {
     pub fn below(&self) -> &Below {
         &self.below
     }
+
+    /// Takes the top guard off, to undo it on its own (for instance to check something between
+    /// two steps of the teardown). The rest stays in order.
+    #[must_use = "dropping the parts undoes them"]
+    pub fn pop(self) -> (Below, Top) {
+        (self.below, self.top)
+    }
 }
 
 /// The type of a teardown stack, bottom (registered first) to top (registered last):
@@ -125,6 +132,17 @@ mod tests {
             assert!(driver_entry(&log, fail_at).is_err());
             assert_eq!(*log.borrow(), expected, "failing at step {fail_at}");
         }
+    }
+
+    #[test]
+    fn pop_hands_back_the_top_and_keeps_the_rest_in_order() {
+        let log = Log::default();
+        let state = driver_entry(&log, 0).unwrap();
+        let (rest, top) = state.pop();
+        drop(top);
+        assert_eq!(*log.borrow(), ["c"]);
+        drop(rest);
+        assert_eq!(*log.borrow(), ["c", "b", "a"]);
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub fn upcase(unit: u16, upcase_other: impl Fn(u16) -> u16) -> u16 {
 /// `\REGISTRY\MACHINE\SOFTWARE\...` path) almost always differ in its last characters, so the
 /// common case costs a few instructions instead of one per character.
 pub fn is_at_or_below(parts: &[&[u16]], key: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
+    if let [path] = parts {
+        return path_is_at_or_below(path, key, upcase_other);
+    }
     let total: usize = parts.iter().map(|p| p.len()).sum();
     if total < key.len() {
         return false;
@@ -117,6 +120,32 @@ pub fn is_at_or_below(parts: &[&[u16]], key: &[u16], upcase_other: impl Fn(u16) 
         return false;
     }
     (0..key.len()).rev().all(|i| unit_at(parts, i).is_some_and(|u| upcase(u, upcase_other) == key[i]))
+}
+
+/// [`is_at_or_below`] for a path in one piece (the common case, kept cheap: the callbacks that
+/// use it run on every registry operation in the system).
+///
+/// The inline part only rejects: wrong length, no `\\` after `key`, or a different last
+/// character (ASCII compared in place). Everything else goes to an out-of-line comparison, so the
+/// caller's fast path needs few registers.
+#[inline]
+pub fn path_is_at_or_below(path: &[u16], key: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
+    let n = key.len();
+    if path.len() < n || (path.len() > n && path[n] != u16::from(b'\\')) {
+        return false;
+    }
+    if let (Some(&last), Some(&want)) = (path[..n].last(), key.last())
+        && last < 0x80
+        && upcase(last, upcase_other) != want
+    {
+        return false;
+    }
+    all_equal_ignoring_case(&path[..n], key, upcase_other)
+}
+
+#[inline(never)]
+fn all_equal_ignoring_case(text: &[u16], upper: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
+    text.iter().rev().zip(upper.iter().rev()).all(|(&t, &u)| upcase(t, upcase_other) == u)
 }
 
 /// Whether `text` equals `upper` (upper case) ignoring case.

@@ -71,11 +71,6 @@ struct Interface {
 }
 
 impl Interface {
-    const FREE: Self = Self {
-        units: 0,
-        name: [0; NAME_UNITS],
-    };
-
     fn is(&self, name: &[u16]) -> bool {
         self.units == name.len() && self.name[..self.units] == *name
     }
@@ -98,12 +93,6 @@ struct InterfaceTable {
 }
 
 impl InterfaceTable {
-    const fn new() -> Self {
-        Self {
-            slots: [Interface::FREE; TABLE_SLOTS],
-        }
-    }
-
     fn len(&self) -> usize {
         self.slots.iter().filter(|s| s.units != 0).count()
     }
@@ -132,25 +121,15 @@ impl InterfaceTable {
 /// What the callbacks share.
 ///
 /// Non-paged pool (the image and its data are non-pageable throughout). The barrier is the first
-/// thing a callback touches in it and the last thing torn down.
+/// thing a callback touches in it and the last thing torn down. All-zero bytes are its initial
+/// state (barrier and lock not yet initialised, counters 0, every table slot free), which is how it
+/// is built: in place, because the table is too large for the kernel stack.
 struct Context {
     barrier: CallbackBarrier<KernelRundown>,
     table: Mutex<KernelGuardedMutex, InterfaceTable>,
     arrivals: AtomicUsize,
     removals: AtomicUsize,
     profile_events: AtomicUsize,
-}
-
-impl Context {
-    const fn new() -> Self {
-        Self {
-            barrier: CallbackBarrier::new(KernelRundown::new()),
-            table: Mutex::new(KernelGuardedMutex::new(), InterfaceTable::new()),
-            arrivals: AtomicUsize::new(0),
-            removals: AtomicUsize::new(0),
-            profile_events: AtomicUsize::new(0),
-        }
-    }
 }
 
 /// Everything DriverEntry set up, bottom (first) to top (last). Dropping it undoes the top first.
@@ -221,7 +200,9 @@ pub unsafe extern "system" fn DriverEntry(
 fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     // 1. The context, in non-paged pool, its barrier and lock initialised at their final address
     //    before any callback can see them: the first callbacks run *inside* the registration below.
-    let context = PoolBox::try_new(Context::new(), CONTEXT_TAG).map_err(|_| {
+    // SAFETY: all-zero bytes are a valid Context: integers, atomics, `false` flags, a zeroed
+    // EX_RUNDOWN_REF and FAST_MUTEX (both initialised just below), every table slot free.
+    let context = unsafe { PoolBox::<Context>::try_new_zeroed(CONTEXT_TAG) }.map_err(|()| {
         klog!(Error, "context allocation failed");
         STATUS_INSUFFICIENT_RESOURCES
     })?;

@@ -96,7 +96,8 @@ fn as_f64(n: u64) -> f64 {
     n as f64
 }
 
-/// Groups `runs[].callbacks[]` of a report by callback address.
+/// Groups `runs[].callbacks[]` of a report by callback address, keeping the invocations the budget
+/// applies to (`"budgeted": false` marks the others; absent means budgeted).
 pub fn callback_counts(report: &Value) -> BTreeMap<String, CallbackCounts> {
     let mut by_callback: BTreeMap<String, CallbackCounts> = BTreeMap::new();
     let runs = report
@@ -114,6 +115,9 @@ pub fn callback_counts(report: &Value) -> BTreeMap<String, CallbackCounts> {
         ) else {
             continue;
         };
+        if cb.get("budgeted").and_then(Value::as_bool) == Some(false) {
+            continue;
+        }
         let entry = by_callback.entry(addr.to_owned()).or_default();
         entry.counts.push(n);
         if let Some(ev) = cb.get("event").and_then(Value::as_str)
@@ -387,7 +391,8 @@ mod tests {
             {"callbacks": [
                 {"callback": "0x140001230", "event": "notify PowerState", "instructions": 30},
                 {"callback": "0x140001300", "event": "notify SetSystemTime", "instructions": 80},
-                {"callback": "0x140001230", "event": "notify PowerState", "instructions": 41}
+                {"callback": "0x140001230", "event": "notify PowerState", "instructions": 41},
+                {"callback": "0x140001230", "event": "a step off the hot path", "instructions": 900, "budgeted": false}
             ]},
             {"callbacks": [{"callback": "0x140001230", "event": "notify own", "instructions": 37}]},
             {"name": "no counts"}

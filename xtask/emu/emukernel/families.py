@@ -8,8 +8,11 @@ A family class is built as `Family(machine, scenario_config)` and may declare:
 """
 
 from .callbacks import ExCallbacks
+from .crt import Runtime
 from .debug import Debug
+from .mutex import GuardedMutexes
+from .pnp import PnpNotifications
 from .pool import Pool
 from .rundown import Rundown
 
-FAMILIES = [Debug, Pool, Rundown, ExCallbacks]
+FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, GuardedMutexes, PnpNotifications]

@@ -107,6 +107,7 @@ class Machine:
         self._trampoline_area = None
         self._trampoline_next = 0
         self._pc_hooks = {}
+        self._after_next = []     # (callback, routines to skip): see after_next_call
         self.driver = None
         if count_instructions:
             self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
@@ -148,14 +149,25 @@ class Machine:
                     record.ret = f.value
                     record.note = 'injected failure: %s' % f.label
                     return f.value
+            pending = [p for p in self._after_next if routine not in p[1]]
             rv = impl(argv, orig)
             record.ret = rv
+            for p in pending:
+                self._after_next.remove(p)
+                p[0](rv)
             return rv
         except KernelStop as stop:
             self.stop = stop
             record.note = stop.kind
             self.se.emu.stop()
             raise
+
+    def after_next_call(self, callback, skip=()):
+        """Runs `callback(value)` inside the hook of the next kernel routine the driver calls (other
+        than those in `skip`), once that routine has done its own work and is about to return
+        `value`, so the callback can still make the routine call the driver back
+        (call_back_before_return with result=value) before it returns."""
+        self._after_next.append((callback, set(skip)))
 
     def halt(self, stop):
         """Stops the machine from inside an emulator hook (where exceptions cannot propagate)."""
@@ -292,10 +304,11 @@ class Machine:
         if cb is not None:
             cb()
 
-    def call_back_before_return(self, calls, before=None, after=None):
+    def call_back_before_return(self, calls, before=None, after=None, result=None):
         """From inside a routine's hook: make the routine, before returning to the driver, call
         each `(function, [arg0, arg1, arg2])` in `calls` in order. `before(i)` / `after(i)` run
-        (in the harness) just before and after the i-th call."""
+        (in the harness) just before and after the i-th call. `result`: the value the routine
+        returns (rax) once the calls are done, for routines that return one."""
         ret = self.se.emu.get_ret_address()
         code = bytearray()
         marks = []
@@ -312,8 +325,13 @@ class Machine:
             back_at = base + len(code)
             code += b'\x48\x83\xc4\x28'                       # add rsp, 0x28
             marks.append((i, call_at, back_at))
-        code += b'\x48\xb8' + struct.pack('<Q', ret)           # mov rax, original return
-        code += b'\xff\xe0'                                    # jmp rax
+        if result is None:
+            code += b'\x48\xb8' + struct.pack('<Q', ret)       # mov rax, original return
+            code += b'\xff\xe0'                                # jmp rax
+        else:
+            code += b'\x49\xbb' + struct.pack('<Q', ret)       # mov r11, original return
+            code += b'\x48\xb8' + struct.pack('<Q', result & 0xFFFFFFFFFFFFFFFF)  # mov rax, result
+            code += b'\x41\xff\xe3'                            # jmp r11
         self.write(base, bytes(code))
         for i, call_at, back_at in marks:
             if before:

@@ -28,17 +28,24 @@ class Run:
         self.models = [family(self.m, scenario.config) for family in FAMILIES]
         self.by_family = {type(model): model for model in self.models}
         self.steps = []
+        self.budgeted = {}     # (model, index of a callback count) -> counted against the budget
         self.unloaded = False
         self.status = None
 
     def execute(self, run_steps):
         m = self.m
+        for model in self.models:
+            getattr(model, 'before_driver_entry', lambda: None)()
         self.status = m.run_driver_entry()
         if not _nt_success(self.status) or m.stop is not None:
             return
         if run_steps:
             for step in self.scenario.steps:
+                before = {id(model): len(getattr(model, 'callback_counts', [])) for model in self.models}
                 ok, detail = self.by_family[step.family].run_step(step)
+                for model in self.models:
+                    for i in range(before[id(model)], len(getattr(model, 'callback_counts', []))):
+                        self.budgeted[(id(model), i)] = step.hot_path
                 self.steps.append({'step': step.label(), 'ok': ok and m.stop is None, 'detail': detail})
                 if m.run_error():
                     return
@@ -87,10 +94,20 @@ class Run:
             'audit': [{'check': c, 'ok': ok, 'detail': d} for c, ok, d in audit],
             'failures': failures,
             'error': error,
-            'callbacks': [{'callback': callback, 'event': label, 'instructions': n}
-                          for model in self.models
-                          for label, callback, n in getattr(model, 'callback_counts', [])],
+            'callbacks': self._callback_counts(),
         }
+
+    def _callback_counts(self):
+        """Instruction counts per callback invocation. `budgeted` marks those the driver's budget
+        applies to: the hot_path steps' callbacks, or every callback if no step is marked."""
+        marked = any(step.hot_path for step in self.scenario.steps)
+        out = []
+        for model in self.models:
+            for i, entry in enumerate(getattr(model, 'callback_counts', [])):
+                label, callback, n = entry[0], entry[1], entry[-1]
+                budgeted = self.budgeted.get((id(model), i), False) if marked else True
+                out.append({'callback': callback, 'event': label, 'instructions': n, 'budgeted': budgeted})
+        return out
 
     def _fault_check(self):
         f = self.fault

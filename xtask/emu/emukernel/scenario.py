@@ -11,6 +11,8 @@ system_callback_objects = ["\\Callback\\PowerState"]   # a family setting (callb
 
 [[step]]                       # kernel events after a successful DriverEntry, in order
 kind = "notify"                # one of the families' step kinds
+hot_path = true                # optional: `cargo xtask bench` holds this step's callbacks to the
+                               # driver's instruction budget (no step marked: all callbacks are)
 object = "\\Callback\\PowerState"
 argument1 = 1
 irql = "DISPATCH_LEVEL"        # every step may say at which IRQL the kernel delivers it
@@ -46,6 +48,7 @@ class Step:
         self.family = family
         self.fields = fields
         self.irql = irql
+        self.hot_path = False
 
     def __getitem__(self, key):
         return self.fields[key]
@@ -127,7 +130,7 @@ def _entry(table, kinds, where):
     if kind not in kinds:
         raise HarnessError('%s: unknown kind %r (known: %s)' % (where, kind, ', '.join(sorted(kinds))))
     family, spec = kinds[kind]
-    unknown = set(table) - set(spec) - {'kind', 'irql'}
+    unknown = set(table) - set(spec) - {'kind', 'irql', 'hot_path'}
     if unknown:
         raise HarnessError('%s: unknown key(s) %s for kind %r (known: %s)' % (
             where, ', '.join(sorted(unknown)), kind, ', '.join(sorted(set(spec) | {'irql'}))))
@@ -135,7 +138,9 @@ def _entry(table, kinds, where):
         irql = parse_irql(table['irql']) if 'irql' in table else PASSIVE_LEVEL
     except (ValueError, AttributeError) as e:
         raise HarnessError('%s: %s' % (where, e)) from None
-    return Step(kind, family, _fields(spec, table, where), irql)
+    step = Step(kind, family, _fields(spec, table, where), irql)
+    step.hot_path = _check('bool', table.get('hot_path', False), where, 'hot_path')
+    return step
 
 
 def load(path, families=None):
