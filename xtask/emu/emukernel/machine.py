@@ -108,6 +108,7 @@ class Machine:
         self._trampoline_next = 0
         self._pc_hooks = {}
         self._after_next = []     # (callback, routines to skip): see after_next_call
+        self._speakeasy_returns = True  # see call_back_before_return
         self.driver = None
         if count_instructions:
             self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
@@ -150,6 +151,7 @@ class Machine:
                     record.note = 'injected failure: %s' % f.label
                     return f.value
             pending = [p for p in self._after_next if routine not in p[1]]
+            self._speakeasy_returns = orig is None
             rv = impl(argv, orig)
             record.ret = rv
             for p in pending:
@@ -338,8 +340,14 @@ class Machine:
                 self.on_pc(call_at, lambda i=i: before(i))
             if after:
                 self.on_pc(back_at, lambda i=i: after(i))
-        # speakeasy returns to whatever the stack's return address is once the hook is done.
-        self.se.emu.set_ret_address(base)
+        if self._speakeasy_returns:
+            # A routine speakeasy does not implement: once the hook is done, speakeasy returns to
+            # whatever the stack's return address is.
+            self.se.emu.set_ret_address(base)
+        else:
+            # A routine speakeasy implements: it returns only if the return address is unchanged,
+            # so make the return here (pop it, continue at the trampoline).
+            self.se.emu.do_call_return(0, base, None, conv=STDCALL)
 
     def _code_space(self, size):
         if self._trampoline_area is None or self._trampoline_next + size > 0x10000:
