@@ -194,7 +194,10 @@ mod tests {
             self.acquisitions.fetch_add(1, Ordering::SeqCst);
         }
         fn unlock(&self) {
-            assert!(self.held.swap(false, Ordering::Release), "unlock of a free lock");
+            assert!(
+                self.held.swap(false, Ordering::Release),
+                "unlock of a free lock"
+            );
         }
     }
 

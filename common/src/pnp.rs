@@ -62,7 +62,8 @@ pub const PNP_NOTIFICATION_VERSION: u16 = 1;
 // ---- event GUIDs (wdmguid.h) ------------------------------------------------------------------
 /// `GUID_HWPROFILE_QUERY_CHANGE`: the hardware profile is about to change; a callback may veto
 /// by returning a failure status.
-pub const GUID_HWPROFILE_QUERY_CHANGE: GUID = GUID::from_u128(0xcb3a4001_46f0_11d0_b08f_00609713053f);
+pub const GUID_HWPROFILE_QUERY_CHANGE: GUID =
+    GUID::from_u128(0xcb3a4001_46f0_11d0_b08f_00609713053f);
 /// `GUID_HWPROFILE_CHANGE_CANCELLED`: a proposed hardware-profile change was cancelled.
 pub const GUID_HWPROFILE_CHANGE_CANCELLED: GUID =
     GUID::from_u128(0xcb3a4002_46f0_11d0_b08f_00609713053f);
@@ -160,6 +161,19 @@ pub struct TARGET_DEVICE_REMOVAL_NOTIFICATION {
     pub Event: GUID,
     /// The file object the callback was registered for.
     pub FileObject: *mut c_void,
+}
+
+/// The `Version` and `Size` every notification structure starts with: what a callback reads
+/// first, before it trusts anything else in the structure.
+///
+/// # Safety
+/// `notification` must be the `NotificationStructure` a PnP callback received, during the call.
+#[must_use]
+pub unsafe fn version_and_size(notification: *const c_void) -> (u16, u16) {
+    // SAFETY: every PnP notification structure starts with two USHORTs, Version and Size, and the
+    // caller passes one during its callback.
+    let [version, size] = unsafe { notification.cast::<[u16; 2]>().read() };
+    (version, size)
 }
 
 /// `DRIVER_NOTIFICATION_CALLBACK_ROUTINE` (wdm.h), as a plain function pointer:
@@ -306,6 +320,7 @@ mod kernel {
         /// for a notification in progress: the callback may still run after this returns, and the
         /// context it uses must outlive that. Never use it in a driver; it exists so the test
         /// fixtures can show the difference. IRQL == PASSIVE_LEVEL.
+        #[must_use = "the status says whether the entry was valid"]
         pub fn unregister_without_waiting(self) -> NTSTATUS {
             let entry = self.entry.as_ptr();
             core::mem::forget(self);
@@ -364,7 +379,10 @@ mod tests {
         assert_eq!(size_of::<HWPROFILE_CHANGE_NOTIFICATION>(), 20);
         assert_eq!(offset_of!(HWPROFILE_CHANGE_NOTIFICATION, Event), 4);
         assert_eq!(size_of::<TARGET_DEVICE_REMOVAL_NOTIFICATION>(), 32);
-        assert_eq!(offset_of!(TARGET_DEVICE_REMOVAL_NOTIFICATION, FileObject), 24);
+        assert_eq!(
+            offset_of!(TARGET_DEVICE_REMOVAL_NOTIFICATION, FileObject),
+            24
+        );
     }
 
     #[test]
@@ -381,13 +399,34 @@ mod tests {
         use windows_sys::Win32::Devices::DeviceAndDriverInstallation as d;
         let pairs = [
             (GUID_HWPROFILE_QUERY_CHANGE, d::GUID_HWPROFILE_QUERY_CHANGE),
-            (GUID_HWPROFILE_CHANGE_CANCELLED, d::GUID_HWPROFILE_CHANGE_CANCELLED),
-            (GUID_HWPROFILE_CHANGE_COMPLETE, d::GUID_HWPROFILE_CHANGE_COMPLETE),
-            (GUID_DEVICE_INTERFACE_ARRIVAL, d::GUID_DEVICE_INTERFACE_ARRIVAL),
-            (GUID_DEVICE_INTERFACE_REMOVAL, d::GUID_DEVICE_INTERFACE_REMOVAL),
-            (GUID_TARGET_DEVICE_QUERY_REMOVE, d::GUID_TARGET_DEVICE_QUERY_REMOVE),
-            (GUID_TARGET_DEVICE_REMOVE_CANCELLED, d::GUID_TARGET_DEVICE_REMOVE_CANCELLED),
-            (GUID_TARGET_DEVICE_REMOVE_COMPLETE, d::GUID_TARGET_DEVICE_REMOVE_COMPLETE),
+            (
+                GUID_HWPROFILE_CHANGE_CANCELLED,
+                d::GUID_HWPROFILE_CHANGE_CANCELLED,
+            ),
+            (
+                GUID_HWPROFILE_CHANGE_COMPLETE,
+                d::GUID_HWPROFILE_CHANGE_COMPLETE,
+            ),
+            (
+                GUID_DEVICE_INTERFACE_ARRIVAL,
+                d::GUID_DEVICE_INTERFACE_ARRIVAL,
+            ),
+            (
+                GUID_DEVICE_INTERFACE_REMOVAL,
+                d::GUID_DEVICE_INTERFACE_REMOVAL,
+            ),
+            (
+                GUID_TARGET_DEVICE_QUERY_REMOVE,
+                d::GUID_TARGET_DEVICE_QUERY_REMOVE,
+            ),
+            (
+                GUID_TARGET_DEVICE_REMOVE_CANCELLED,
+                d::GUID_TARGET_DEVICE_REMOVE_CANCELLED,
+            ),
+            (
+                GUID_TARGET_DEVICE_REMOVE_COMPLETE,
+                d::GUID_TARGET_DEVICE_REMOVE_COMPLETE,
+            ),
             (
                 GUID_DEVINTERFACE_VOLUME,
                 windows_sys::Win32::System::Ioctl::GUID_DEVINTERFACE_VOLUME,

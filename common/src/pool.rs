@@ -52,22 +52,22 @@ impl<T> PoolBox<T> {
     /// stack (a frame over a page would need `__chkstk`, which no kernel image links).
     /// IRQL <= DISPATCH_LEVEL.
     ///
-    /// # Errors
-    /// `Err(())` when the pool allocation fails.
+    /// `None` when the pool allocation fails.
     ///
     /// # Safety
     /// All-zero bytes must be a valid `T` (integers, atomics, null pointers, `false`, and types made
     /// only of those).
-    pub unsafe fn try_new_zeroed(tag: u32) -> Result<Self, ()> {
+    #[must_use = "dropping the box frees the allocation"]
+    pub unsafe fn try_new_zeroed(tag: u32) -> Option<Self> {
         const { assert!(align_of::<T>() <= 16, "pool memory is only 16-byte aligned") };
         const { assert!(size_of::<T>() > 0, "zero-sized values need no pool") };
         // SAFETY: plain allocation call with a valid pool type and a non-zero size.
         let raw = unsafe { ExAllocatePoolWithTag(NON_PAGED_POOL_NX, size_of::<T>(), tag) };
-        let ptr = NonNull::new(raw.cast::<T>()).ok_or(())?;
+        let ptr = NonNull::new(raw.cast::<T>())?;
         // SAFETY: a fresh allocation of size_of::<T>() bytes, owned by us; the caller guarantees
         // that the zeroed bytes are a valid T.
         unsafe { ptr.as_ptr().write_bytes(0, 1) };
-        Ok(Self { ptr, tag })
+        Some(Self { ptr, tag })
     }
 
     /// The address of the value, for passing as a callback context.

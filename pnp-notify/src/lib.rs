@@ -43,7 +43,7 @@ use common::pnp::{
     DEVICE_INTERFACE_CHANGE_NOTIFICATION, GUID_DEVICE_INTERFACE_ARRIVAL,
     GUID_DEVICE_INTERFACE_REMOVAL, GUID_DEVINTERFACE_VOLUME, GUID_HWPROFILE_CHANGE_CANCELLED,
     GUID_HWPROFILE_CHANGE_COMPLETE, GUID_HWPROFILE_QUERY_CHANGE, HWPROFILE_CHANGE_NOTIFICATION,
-    PNP_NOTIFICATION_VERSION, PnpNotification, guid_eq,
+    PNP_NOTIFICATION_VERSION, PnpNotification, guid_eq, version_and_size,
 };
 use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
@@ -202,7 +202,7 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     //    before any callback can see them: the first callbacks run *inside* the registration below.
     // SAFETY: all-zero bytes are a valid Context: integers, atomics, `false` flags, a zeroed
     // EX_RUNDOWN_REF and FAST_MUTEX (both initialised just below), every table slot free.
-    let context = unsafe { PoolBox::<Context>::try_new_zeroed(CONTEXT_TAG) }.map_err(|()| {
+    let context = unsafe { PoolBox::<Context>::try_new_zeroed(CONTEXT_TAG) }.ok_or_else(|| {
         klog!(Error, "context allocation failed");
         STATUS_INSUFFICIENT_RESOURCES
     })?;
@@ -299,7 +299,9 @@ unsafe fn context_of<'a>(context: *mut c_void) -> &'a Context {
 /// # Safety
 /// `link` must be the `SymbolicLinkName` of a notification whose Version and Size were checked, and
 /// it is only used during the callback.
-unsafe fn link_units<'a>(link: *const UNICODE_STRING) -> Result<(UNICODE_STRING, &'a [u16]), usize> {
+unsafe fn link_units<'a>(
+    link: *const UNICODE_STRING,
+) -> Result<(UNICODE_STRING, &'a [u16]), usize> {
     if link.is_null() {
         return Err(0);
     }
@@ -331,11 +333,9 @@ unsafe extern "system" fn on_interface_change(
     notification: *const c_void,
     context: *mut c_void,
 ) -> NTSTATUS {
-    let n = notification.cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>();
     // 1. Version and Size first: every PnP notification starts with them.
-    // SAFETY: the PnP manager passes a notification structure; its first two fields are always
-    // Version and Size.
-    let (version, size) = unsafe { ((*n).Version, (*n).Size) };
+    // SAFETY: the PnP manager's notification structure, during the callback.
+    let (version, size) = unsafe { version_and_size(notification) };
     if version != PNP_NOTIFICATION_VERSION
         || usize::from(size) < size_of::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>()
     {
@@ -349,7 +349,11 @@ unsafe extern "system" fn on_interface_change(
     }
     // 2. Copy the structure: it is the PnP manager's, and only the copy is used from here on.
     // SAFETY: Version and Size say the whole structure is there.
-    let change = unsafe { n.read() };
+    let change = unsafe {
+        notification
+            .cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>()
+            .read()
+    };
     let arrival = guid_eq(&change.Event, &GUID_DEVICE_INTERFACE_ARRIVAL);
     if !arrival && !guid_eq(&change.Event, &GUID_DEVICE_INTERFACE_REMOVAL) {
         klog!(
@@ -418,9 +422,10 @@ unsafe extern "system" fn on_interface_change(
         let outcome = table.remove(name);
         drop(table);
         context.removals.fetch_add(1, Relaxed);
-        match outcome {
-            Some(present) => klog!(Info, "volume removed: %wZ (%Iu present)", &link, present),
-            None => klog!(Info, "volume removed, but it was not tracked: %wZ", &link),
+        if let Some(present) = outcome {
+            klog!(Info, "volume removed: %wZ (%Iu present)", &link, present);
+        } else {
+            klog!(Info, "volume removed, but it was not tracked: %wZ", &link);
         }
     }
     STATUS_SUCCESS
@@ -434,9 +439,8 @@ unsafe extern "system" fn on_hardware_profile_change(
     notification: *const c_void,
     context: *mut c_void,
 ) -> NTSTATUS {
-    let n = notification.cast::<HWPROFILE_CHANGE_NOTIFICATION>();
-    // SAFETY: every PnP notification starts with Version and Size.
-    let (version, size) = unsafe { ((*n).Version, (*n).Size) };
+    // SAFETY: the PnP manager's notification structure, during the callback.
+    let (version, size) = unsafe { version_and_size(notification) };
     if version != PNP_NOTIFICATION_VERSION
         || usize::from(size) < size_of::<HWPROFILE_CHANGE_NOTIFICATION>()
     {
@@ -449,7 +453,7 @@ unsafe extern "system" fn on_hardware_profile_change(
         return STATUS_SUCCESS;
     }
     // SAFETY: Version and Size say the structure is complete; copy the event.
-    let event = unsafe { (*n).Event };
+    let event = unsafe { (*notification.cast::<HWPROFILE_CHANGE_NOTIFICATION>()).Event };
     // SAFETY: registered with our context pointer.
     let context = unsafe { context_of(context) };
     let Some(_inside) = context.barrier.enter() else {
