@@ -39,7 +39,9 @@ use common::sys::{
     UNICODE_STRING,
 };
 use common::teardown::{Empty, Stack};
-use common::unicode::{ascii_to_utf16, equals_ignoring_case, is_at_or_below, path_is_at_or_below, units};
+use common::unicode::{
+    ascii_to_utf16, equals_ignoring_case, is_at_or_below, path_is_at_or_below, units,
+};
 use common::{klog, teardown_stack, unicode};
 
 /// The demo key, in upper case (names are compared without case, as the registry does).
@@ -78,7 +80,11 @@ impl Context {
     fn altitude(&self) -> UNICODE_STRING {
         #[allow(clippy::cast_possible_truncation)] // at most 32 units
         let bytes = (self.altitude_units * 2) as u16;
-        UNICODE_STRING { Length: bytes, MaximumLength: bytes, Buffer: self.altitude.as_ptr().cast_mut() }
+        UNICODE_STRING {
+            Length: bytes,
+            MaximumLength: bytes,
+            Buffer: self.altitude.as_ptr().cast_mut(),
+        }
     }
 
     /// The CallContext this driver leaves in a pre-notification it wants to see again in the
@@ -111,12 +117,19 @@ static STATE: StateSlot<State> = StateSlot::new();
 /// # Safety
 /// Called by the I/O manager with a valid driver object and registry path.
 #[unsafe(no_mangle)]
-pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "system" fn DriverEntry(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
     // SAFETY: the I/O manager's arguments are valid for the whole of DriverEntry.
     let state = match unsafe { set_up(driver, registry_path) } {
         Ok(state) => state,
         Err(status) => {
-            klog!(Error, "DriverEntry failed with %08Ix; nothing is left registered", status.cast_unsigned());
+            klog!(
+                Error,
+                "DriverEntry failed with %08Ix; nothing is left registered",
+                status.cast_unsigned()
+            );
             return status;
         }
     };
@@ -134,18 +147,29 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, registry_p
 ///
 /// # Safety
 /// DriverEntry's arguments.
-unsafe fn set_up(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING) -> Result<State, NTSTATUS> {
+unsafe fn set_up(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: *const UNICODE_STRING,
+) -> Result<State, NTSTATUS> {
     let mut altitude = [0u16; ALTITUDE_CAPACITY];
     // SAFETY: DriverEntry's registry path.
     let altitude_units = match unsafe {
         common::registry::read_parameter_string(registry_path, unicode!("Altitude"), &mut altitude)
     } {
-        Ok(n) if n > 0 && altitude[..n].iter().all(|&u| u == u16::from(b'.') || (0x30..=0x39).contains(&u)) => {
+        Ok(n)
+            if n > 0
+                && altitude[..n]
+                    .iter()
+                    .all(|&u| u == u16::from(b'.') || (0x30..=0x39).contains(&u)) =>
+        {
             klog!(Info, "altitude from Parameters\\Altitude");
             n
         }
         Ok(_) => {
-            klog!(Warning, "Parameters\\Altitude is not a decimal number; using the default");
+            klog!(
+                Warning,
+                "Parameters\\Altitude is not a decimal number; using the default"
+            );
             use_default(&mut altitude)
         }
         Err(_) => use_default(&mut altitude), // not configured: the usual case
@@ -171,8 +195,21 @@ unsafe fn set_up(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRIN
     // Rule (CmUnRegisterCallback): the context must outlive the registration. It does: it is
     // pushed before the registration, so the registration is dropped (unregistered) first.
     // SAFETY: see above; the altitude string lives in the context; IRQL PASSIVE_LEVEL.
-    let registration = unsafe { CmRegistration::register(registry_callback, &raw const altitude, driver, context.as_context()) }
-        .inspect_err(|s| klog!(Error, "CmRegisterCallbackEx failed: %08Ix", s.cast_unsigned()))?;
+    let registration = unsafe {
+        CmRegistration::register(
+            registry_callback,
+            &raw const altitude,
+            driver,
+            context.as_context(),
+        )
+    }
+    .inspect_err(|s| {
+        klog!(
+            Error,
+            "CmRegisterCallbackEx failed: %08Ix",
+            s.cast_unsigned()
+        );
+    })?;
     context.cookie.store(*registration.cookie(), Relaxed);
     klog!(Info, "registered at altitude %wZ", &altitude);
     Ok(Empty.push(context).push(registration))
@@ -206,7 +243,11 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
     drop(registration);
     // The family's promise: once CmUnRegisterCallback has returned, no call is running. Check it
     // before the context goes (a failed assertion is a bugcheck that names this line).
-    assert_eq!(state.top().in_flight.count(), 0, "a RegistryCallback outlived CmUnRegisterCallback");
+    assert_eq!(
+        state.top().in_flight.count(),
+        0,
+        "a RegistryCallback outlived CmUnRegisterCallback"
+    );
     drop(state);
     klog!(Info, "unloaded: callback unregistered, context released");
 }
@@ -219,20 +260,34 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
 ///
 /// Rule (RegistryCallback, CmUnRegisterCallback): this routine never calls CmRegisterCallback(Ex)
 /// or CmUnRegisterCallback — that would deadlock.
-unsafe extern "system" fn registry_callback(context: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) -> NTSTATUS {
+unsafe extern "system" fn registry_callback(
+    context: *mut c_void,
+    argument1: *mut c_void,
+    argument2: *mut c_void,
+) -> NTSTATUS {
     // SAFETY: registered with our context, which outlives the registration.
     let context = unsafe { &*context.cast::<Context>() };
     let _inside = context.in_flight.enter();
     let class = argument1 as usize;
-    // SAFETY (each arm): the configuration manager passes the structure defined for that class.
     match class {
-        c if c == RegNtPreSetValueKey as usize => unsafe { pre_set_value(context, argument2.cast()) },
-        c if c == RegNtPreDeleteKey as usize => unsafe { pre_delete_key(context, argument2.cast()) },
+        c if c == RegNtPreSetValueKey as usize => {
+            // SAFETY: for this class Argument2 is a REG_SET_VALUE_KEY_INFORMATION.
+            unsafe { pre_set_value(context, argument2.cast()) }
+        }
+        c if c == RegNtPreDeleteKey as usize => {
+            // SAFETY: for this class Argument2 is a REG_DELETE_KEY_INFORMATION.
+            unsafe { pre_delete_key(context, argument2.cast()) }
+        }
         c if c == RegNtPreCreateKeyEx as usize || c == RegNtPreOpenKeyEx as usize => {
-            // REG_OPEN_KEY_INFORMATION_V1 has the same layout as REG_CREATE_KEY_INFORMATION_V1.
+            // SAFETY: for these classes Argument2 is a REG_CREATE_KEY_INFORMATION_V1 or a
+            // REG_OPEN_KEY_INFORMATION_V1, which have the same layout.
             unsafe { pre_create_or_open(context, argument2.cast()) }
         }
-        c if c == RegNtPostSetValueKey as usize || c == RegNtPostCreateKeyEx as usize || c == RegNtPostOpenKeyEx as usize => {
+        c if c == RegNtPostSetValueKey as usize
+            || c == RegNtPostCreateKeyEx as usize
+            || c == RegNtPostOpenKeyEx as usize =>
+        {
+            // SAFETY: for post-notifications Argument2 is a REG_POST_OPERATION_INFORMATION.
             unsafe { post_operation(context, class, argument2.cast()) }
         }
         _ => STATUS_SUCCESS,
@@ -243,6 +298,7 @@ unsafe extern "system" fn registry_callback(context: *mut c_void, argument1: *mu
 ///
 /// # Safety
 /// `object` comes from the information structure being processed.
+#[allow(clippy::inline_always)] // measured: inlining keeps the path of every other registry operation short
 #[inline(always)]
 unsafe fn key_name(context: &Context, object: *const c_void) -> Option<KeyName> {
     let cookie = context.cookie.load(Relaxed);
@@ -253,7 +309,11 @@ unsafe fn key_name(context: &Context, object: *const c_void) -> Option<KeyName> 
     match unsafe { KeyName::of(&cookie, object) } {
         Ok(name) => Some(name),
         Err(status) => {
-            klog!(Warning, "CmCallbackGetKeyObjectIDEx failed: %08Ix; operation not filtered", status.cast_unsigned());
+            klog!(
+                Warning,
+                "CmCallbackGetKeyObjectIDEx failed: %08Ix; operation not filtered",
+                status.cast_unsigned()
+            );
             None
         }
     }
@@ -287,21 +347,39 @@ unsafe fn pre_set_value(context: &Context, info: *mut REG_SET_VALUE_KEY_INFORMAT
 /// `info` is the notification's REG_SET_VALUE_KEY_INFORMATION.
 #[cold]
 #[inline(never)]
-unsafe fn set_value_in_demo_key(context: &Context, info: &mut REG_SET_VALUE_KEY_INFORMATION, key: &KeyName) -> NTSTATUS {
+unsafe fn set_value_in_demo_key(
+    context: &Context,
+    info: &mut REG_SET_VALUE_KEY_INFORMATION,
+    key: &KeyName,
+) -> NTSTATUS {
     // SAFETY: ValueName is a counted string (possibly NULL for some callers; `units` allows it).
     let value = unsafe { units(info.ValueName) };
-    let empty = UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: core::ptr::null_mut() };
+    let empty = UNICODE_STRING {
+        Length: 0,
+        MaximumLength: 0,
+        Buffer: core::ptr::null_mut(),
+    };
     // SAFETY: non-NULL ValueName points to a valid string for the duration of the callback.
     let value_name = unsafe { info.ValueName.as_ref() }.unwrap_or(&empty);
     if equals_ignoring_case(value, &BLOCKED_VALUE, upcase) {
         context.refused.fetch_add(1, Relaxed);
-        klog!(Info, "refused: set value %wZ under %wZ", value_name, key.as_unicode_string());
+        klog!(
+            Info,
+            "refused: set value %wZ under %wZ",
+            value_name,
+            key.as_unicode_string()
+        );
         return STATUS_ACCESS_DENIED;
     }
     // Ask for the post-notification to be recognised as ours.
     info.CallContext = context.marker();
     context.logged.fetch_add(1, Relaxed);
-    klog!(Info, "set value %wZ under %wZ", value_name, key.as_unicode_string());
+    klog!(
+        Info,
+        "set value %wZ under %wZ",
+        value_name,
+        key.as_unicode_string()
+    );
     STATUS_SUCCESS
 }
 
@@ -345,7 +423,10 @@ fn delete_in_demo_key(context: &Context, key: &KeyName) -> NTSTATUS {
 /// # Safety
 /// `info` is the notification's REG_CREATE_KEY_INFORMATION_V1 / REG_OPEN_KEY_INFORMATION_V1.
 #[inline(never)] // keeps the dispatcher small: the common case pays for one handler only
-unsafe fn pre_create_or_open(context: &Context, info: *mut REG_CREATE_KEY_INFORMATION_V1) -> NTSTATUS {
+unsafe fn pre_create_or_open(
+    context: &Context,
+    info: *mut REG_CREATE_KEY_INFORMATION_V1,
+) -> NTSTATUS {
     // SAFETY: per the contract.
     let info = unsafe { &mut *info };
     // SAFETY: CompleteName is a counted string of this notification.
@@ -357,7 +438,11 @@ unsafe fn pre_create_or_open(context: &Context, info: *mut REG_CREATE_KEY_INFORM
         let Some(root) = (unsafe { key_name(context, info.RootObject) }) else {
             return STATUS_SUCCESS;
         };
-        is_at_or_below(&[root.units(), &[u16::from(b'\\')], complete], &DEMO_KEY, upcase)
+        is_at_or_below(
+            &[root.units(), &[u16::from(b'\\')], complete],
+            &DEMO_KEY,
+            upcase,
+        )
     };
     if inside {
         create_or_open_in_demo_key(context, info);
@@ -382,7 +467,11 @@ fn create_or_open_in_demo_key(context: &Context, info: &mut REG_CREATE_KEY_INFOR
 /// # Safety
 /// `info` is the notification's REG_POST_OPERATION_INFORMATION.
 #[inline(never)] // keeps the dispatcher small: the common case pays for one handler only
-unsafe fn post_operation(context: &Context, class: usize, info: *mut REG_POST_OPERATION_INFORMATION) -> NTSTATUS {
+unsafe fn post_operation(
+    context: &Context,
+    class: usize,
+    info: *mut REG_POST_OPERATION_INFORMATION,
+) -> NTSTATUS {
     // SAFETY: per the contract.
     let info = unsafe { &*info };
     if info.CallContext != context.marker() {
@@ -396,5 +485,10 @@ unsafe fn post_operation(context: &Context, class: usize, info: *mut REG_POST_OP
 #[cold]
 #[inline(never)]
 fn post_operation_in_demo_key(class: usize, info: &REG_POST_OPERATION_INFORMATION) {
-    klog!(Info, "post-operation (class %Iu) completed with %08Ix", class, info.Status.cast_unsigned());
+    klog!(
+        Info,
+        "post-operation (class %Iu) completed with %08Ix",
+        class,
+        info.Status.cast_unsigned()
+    );
 }
