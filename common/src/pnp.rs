@@ -100,6 +100,25 @@ pub const fn guid_eq(a: &GUID, b: &GUID) -> bool {
         && u64::from_ne_bytes(a.data4) == u64::from_ne_bytes(b.data4)
 }
 
+/// The PnP event GUIDs of wdmguid.h (`GUID_HWPROFILE_*`, `GUID_DEVICE_INTERFACE_*`,
+/// `GUID_TARGET_DEVICE_*` removal events) share everything but `data1` (`0xcb3a4001` to
+/// `0xcb3a4008`). This returns that `data1` for one of them, `None` for any other GUID: one
+/// comparison of the shared part, then a `match` on the code, which keeps a callback short.
+#[must_use]
+pub const fn pnp_event_code(event: &GUID) -> Option<u32> {
+    const SHARED: GUID = GUID_HWPROFILE_QUERY_CHANGE;
+    if event.data2 == SHARED.data2
+        && event.data3 == SHARED.data3
+        && u64::from_ne_bytes(event.data4) == u64::from_ne_bytes(SHARED.data4)
+        && event.data1 >= GUID_HWPROFILE_QUERY_CHANGE.data1
+        && event.data1 <= GUID_TARGET_DEVICE_REMOVE_COMPLETE.data1
+    {
+        Some(event.data1)
+    } else {
+        None
+    }
+}
+
 // ---- notification structures (wdm.h) ----------------------------------------------------------
 /// `PLUGPLAY_NOTIFICATION_HEADER`: the first three members every notification structure starts
 /// with. `Size` counts the whole structure, event-specific data included.
@@ -435,6 +454,25 @@ mod tests {
         for (i, (ours, theirs)) in pairs.iter().enumerate() {
             assert!(guid_eq(ours, theirs), "GUID #{i} differs from windows-sys");
         }
+    }
+
+    #[test]
+    fn event_codes_are_data1_of_the_pnp_events_only() {
+        assert_eq!(
+            pnp_event_code(&GUID_DEVICE_INTERFACE_ARRIVAL),
+            Some(GUID_DEVICE_INTERFACE_ARRIVAL.data1)
+        );
+        assert_eq!(
+            pnp_event_code(&GUID_HWPROFILE_CHANGE_CANCELLED),
+            Some(GUID_HWPROFILE_CHANGE_CANCELLED.data1)
+        );
+        assert_eq!(pnp_event_code(&GUID_DEVINTERFACE_VOLUME), None);
+        let mut near = GUID_TARGET_DEVICE_REMOVE_COMPLETE;
+        near.data1 += 1;
+        assert_eq!(pnp_event_code(&near), None);
+        near = GUID_DEVICE_INTERFACE_REMOVAL;
+        near.data4[0] ^= 1;
+        assert_eq!(pnp_event_code(&near), None);
     }
 
     #[test]

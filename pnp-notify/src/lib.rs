@@ -43,7 +43,7 @@ use common::pnp::{
     DEVICE_INTERFACE_CHANGE_NOTIFICATION, GUID_DEVICE_INTERFACE_ARRIVAL,
     GUID_DEVICE_INTERFACE_REMOVAL, GUID_DEVINTERFACE_VOLUME, GUID_HWPROFILE_CHANGE_CANCELLED,
     GUID_HWPROFILE_CHANGE_COMPLETE, GUID_HWPROFILE_QUERY_CHANGE, HWPROFILE_CHANGE_NOTIFICATION,
-    PNP_NOTIFICATION_VERSION, PnpNotification, guid_eq, version_and_size,
+    PNP_NOTIFICATION_VERSION, PnpNotification, guid_eq, pnp_event_code, version_and_size,
 };
 use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
@@ -347,32 +347,34 @@ unsafe extern "system" fn on_interface_change(
         );
         return STATUS_SUCCESS;
     }
-    // 2. Copy the structure: it is the PnP manager's, and only the copy is used from here on.
+    // 2. Copy what is needed, field by field: the structure is the PnP manager's.
     // SAFETY: Version and Size say the whole structure is there.
-    let change = unsafe {
-        notification
-            .cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>()
-            .read()
+    let change = unsafe { &*notification.cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>() };
+    let event = change.Event;
+    let arrival = match pnp_event_code(&event) {
+        Some(code) if code == GUID_DEVICE_INTERFACE_ARRIVAL.data1 => true,
+        Some(code) if code == GUID_DEVICE_INTERFACE_REMOVAL.data1 => false,
+        _ => {
+            klog!(
+                Warning,
+                "interface notification with unknown event %08Ix: ignored",
+                event.data1
+            );
+            return STATUS_SUCCESS;
+        }
     };
-    let arrival = guid_eq(&change.Event, &GUID_DEVICE_INTERFACE_ARRIVAL);
-    if !arrival && !guid_eq(&change.Event, &GUID_DEVICE_INTERFACE_REMOVAL) {
-        klog!(
-            Warning,
-            "interface notification with unknown event %08Ix: ignored",
-            change.Event.data1
-        );
-        return STATUS_SUCCESS;
-    }
-    if !guid_eq(&change.InterfaceClassGuid, &GUID_DEVINTERFACE_VOLUME) {
+    let class = change.InterfaceClassGuid;
+    if !guid_eq(&class, &GUID_DEVINTERFACE_VOLUME) {
         klog!(
             Warning,
             "interface notification for class %08Ix, not volumes: ignored",
-            change.InterfaceClassGuid.data1
+            class.data1
         );
         return STATUS_SUCCESS;
     }
+    let link = change.SymbolicLinkName;
     // SAFETY: the structure was checked; the string is used only during this call.
-    let (link, name) = match unsafe { link_units(change.SymbolicLinkName) } {
+    let (link, name) = match unsafe { link_units(link) } {
         Ok(link) => link,
         Err(bytes) => {
             klog!(
@@ -460,19 +462,22 @@ unsafe extern "system" fn on_hardware_profile_change(
         return STATUS_SUCCESS;
     };
     let n = context.profile_events.fetch_add(1, Relaxed) + 1;
-    if guid_eq(&event, &GUID_HWPROFILE_QUERY_CHANGE) {
-        klog!(Info, "hardware profile #%Iu: query change, not vetoed", n);
-    } else if guid_eq(&event, &GUID_HWPROFILE_CHANGE_COMPLETE) {
-        klog!(Info, "hardware profile #%Iu: change complete", n);
-    } else if guid_eq(&event, &GUID_HWPROFILE_CHANGE_CANCELLED) {
-        klog!(Info, "hardware profile #%Iu: change cancelled", n);
-    } else {
-        klog!(
+    match pnp_event_code(&event) {
+        Some(code) if code == GUID_HWPROFILE_QUERY_CHANGE.data1 => {
+            klog!(Info, "hardware profile #%Iu: query change, not vetoed", n);
+        }
+        Some(code) if code == GUID_HWPROFILE_CHANGE_COMPLETE.data1 => {
+            klog!(Info, "hardware profile #%Iu: change complete", n);
+        }
+        Some(code) if code == GUID_HWPROFILE_CHANGE_CANCELLED.data1 => {
+            klog!(Info, "hardware profile #%Iu: change cancelled", n);
+        }
+        _ => klog!(
             Info,
             "hardware profile #%Iu: unknown event %08Ix, ignored",
             n,
             event.data1
-        );
+        ),
     }
     STATUS_SUCCESS
 }
