@@ -8,6 +8,7 @@ A family class is built as `Family(machine, scenario_config)` and may declare:
 """
 
 from .callbacks import ExCallbacks
+from .cm import Registry
 from .crt import Runtime
 from .debug import Debug
 from .mutex import GuardedMutexes
@@ -15,4 +16,4 @@ from .pnp import PnpNotifications
 from .pool import Pool
 from .rundown import Rundown
 
-FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, GuardedMutexes, PnpNotifications]
+FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes, PnpNotifications]

@@ -250,6 +250,12 @@ class Machine:
         self.driver.read_back()
         return self.driver.on_unload or 0
 
+    def service_key(self):
+        """The driver's service key, as speakeasy names it (the image's base name)."""
+        import os
+        name = os.path.splitext(os.path.basename(self.module.path))[0]
+        return '\\Registry\\Machine\\System\\CurrentControlSet\\Services\\' + name
+
     def driver_object(self):
         return self.driver.address if self.driver else 0
 
