@@ -24,8 +24,11 @@ pub use windows_sys::Wdk::System::SystemServices::{
 /// A `RegistryCallback` (`EX_CALLBACK_FUNCTION`, wdm.h): `Argument1` is the `REG_NOTIFY_CLASS`,
 /// `Argument2` the class's information structure. Runs at PASSIVE_LEVEL in the thread doing the
 /// registry operation. windows-sys declares `PEX_CALLBACK_FUNCTION` with no parameters.
-pub type RegistryCallback =
-    unsafe extern "system" fn(context: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) -> NTSTATUS;
+pub type RegistryCallback = unsafe extern "system" fn(
+    context: *mut c_void,
+    argument1: *mut c_void,
+    argument2: *mut c_void,
+) -> NTSTATUS;
 
 #[cfg(target_os = "windows")]
 pub use kernel::{CmRegistration, KeyName, upcase};
@@ -85,9 +88,20 @@ mod kernel {
             let mut cookie = 0i64;
             // SAFETY: valid pointers per the caller's contract; the cookie is a valid out pointer.
             let status = unsafe {
-                CmRegisterCallbackEx(function, altitude, driver.cast(), context, &raw mut cookie, core::ptr::null())
+                CmRegisterCallbackEx(
+                    function,
+                    altitude,
+                    driver.cast(),
+                    context,
+                    &raw mut cookie,
+                    core::ptr::null(),
+                )
             };
-            if nt_success(status) { Ok(Self { cookie }) } else { Err(status) }
+            if nt_success(status) {
+                Ok(Self { cookie })
+            } else {
+                Err(status)
+            }
         }
 
         /// The cookie, which identifies this registration to `CmCallbackGetKeyObjectIDEx`.
@@ -104,7 +118,11 @@ mod kernel {
             // SAFETY: the cookie came from a successful CmRegisterCallbackEx; unregistered once.
             let status = unsafe { CmUnRegisterCallback(self.cookie) };
             if status != STATUS_SUCCESS {
-                crate::klog!(Error, "CmUnRegisterCallback failed: %08Ix", status.cast_unsigned());
+                crate::klog!(
+                    Error,
+                    "CmUnRegisterCallback failed: %08Ix",
+                    status.cast_unsigned()
+                );
             }
         }
     }
@@ -199,7 +217,10 @@ mod tests {
         assert_eq!(offset_of!(REG_CREATE_KEY_INFORMATION_V1, RootObject), 8);
         assert_eq!(offset_of!(REG_CREATE_KEY_INFORMATION_V1, CallContext), 80);
         assert_eq!(offset_of!(REG_CREATE_KEY_INFORMATION_V1, Version), 104);
-        assert_eq!(offset_of!(REG_CREATE_KEY_INFORMATION_V1, RemainingName), 112);
+        assert_eq!(
+            offset_of!(REG_CREATE_KEY_INFORMATION_V1, RemainingName),
+            112
+        );
         assert_eq!(size_of::<REG_CREATE_KEY_INFORMATION_V1>(), 136);
     }
 
@@ -207,7 +228,10 @@ mod tests {
     fn post_operation_information() {
         assert_eq!(offset_of!(REG_POST_OPERATION_INFORMATION, Object), 0);
         assert_eq!(offset_of!(REG_POST_OPERATION_INFORMATION, Status), 8);
-        assert_eq!(offset_of!(REG_POST_OPERATION_INFORMATION, PreInformation), 16);
+        assert_eq!(
+            offset_of!(REG_POST_OPERATION_INFORMATION, PreInformation),
+            16
+        );
         assert_eq!(offset_of!(REG_POST_OPERATION_INFORMATION, ReturnStatus), 24);
         assert_eq!(offset_of!(REG_POST_OPERATION_INFORMATION, CallContext), 32);
         assert_eq!(size_of::<REG_POST_OPERATION_INFORMATION>(), 56);

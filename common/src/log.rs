@@ -302,7 +302,10 @@ pub const fn kind_of(format: &str, index: usize) -> u8 {
 /// At compile time, on any other conversion or a count mismatch.
 pub const fn check_kernel_format(format: &str, args: usize) {
     let b = format.as_bytes();
-    assert!(!b.is_empty() && b[b.len() - 1] == 0, "format must end with one NUL");
+    assert!(
+        !b.is_empty() && b[b.len() - 1] == 0,
+        "format must end with one NUL"
+    );
     let mut i = 0;
     let mut conversions = 0;
     while i < b.len() - 1 {
@@ -335,7 +338,10 @@ pub const fn check_kernel_format(format: &str, args: usize) {
             i += 1;
         }
     }
-    assert!(conversions == args, "klog!: number of conversions and arguments differ");
+    assert!(
+        conversions == args,
+        "klog!: number of conversions and arguments differ"
+    );
 }
 
 /// Logs one line with the kernel doing the formatting: `klog!(Info, "event %Iu of %Iu", n, total)`.
@@ -424,7 +430,10 @@ mod kernel_format_tests {
     #[test]
     fn counted_strings_are_allowed_and_typed() {
         check_kernel_format("key %wZ value %Iu\0", 2);
-        assert_eq!(super::kind_of("key %wZ value %Iu\0", 0), super::COUNTED_STRING);
+        assert_eq!(
+            super::kind_of("key %wZ value %Iu\0", 0),
+            super::COUNTED_STRING
+        );
         assert_eq!(super::kind_of("key %wZ value %Iu\0", 1), super::WORD);
         let name = crate::unicode!("\\Registry").as_unicode_string();
         crate::klog!(Info, "key %wZ, %Iu", &name, 3usize);

@@ -7,9 +7,9 @@
 use core::ffi::c_void;
 
 use crate::sys::{
-    HANDLE, NTSTATUS, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES, STATUS_BUFFER_OVERFLOW,
-    STATUS_NAME_TOO_LONG, STATUS_OBJECT_TYPE_MISMATCH, UNICODE_STRING, ZwClose, ZwOpenKey, ZwQueryValueKey,
-    nt_success,
+    HANDLE, NTSTATUS, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, OBJECT_ATTRIBUTES,
+    STATUS_BUFFER_OVERFLOW, STATUS_NAME_TOO_LONG, STATUS_OBJECT_TYPE_MISMATCH, UNICODE_STRING,
+    ZwClose, ZwOpenKey, ZwQueryValueKey, nt_success,
 };
 use crate::unicode::StaticUnicode;
 
@@ -71,7 +71,11 @@ pub unsafe fn read_parameter_string(
     path[..base.len()].copy_from_slice(base);
     path[base.len()..length].copy_from_slice(SUFFIX);
     #[allow(clippy::cast_possible_truncation)] // length <= 256 units
-    let name = UNICODE_STRING { Length: (length * 2) as u16, MaximumLength: (length * 2) as u16, Buffer: path.as_mut_ptr() };
+    let name = UNICODE_STRING {
+        Length: (length * 2) as u16,
+        MaximumLength: (length * 2) as u16,
+        Buffer: path.as_mut_ptr(),
+    };
     #[allow(clippy::cast_possible_truncation)]
     let attributes = OBJECT_ATTRIBUTES {
         Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
@@ -110,13 +114,22 @@ pub unsafe fn read_parameter_string(
     if !nt_success(status) {
         return Err(status);
     }
-    let field = |at: usize| u32::from_le_bytes([buffer.0[at], buffer.0[at + 1], buffer.0[at + 2], buffer.0[at + 3]]);
+    let field = |at: usize| {
+        u32::from_le_bytes([
+            buffer.0[at],
+            buffer.0[at + 1],
+            buffer.0[at + 2],
+            buffer.0[at + 3],
+        ])
+    };
     if field(4) != REG_SZ {
         return Err(STATUS_OBJECT_TYPE_MISMATCH);
     }
     let data = &buffer.0[PARTIAL_HEADER..];
     let data = &data[..(field(8) as usize).min(data.len())];
-    let units = data.chunks_exact(2).map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
+    let units = data
+        .chunks_exact(2)
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
     let mut written = 0;
     for unit in units.take_while(|&u| u != 0) {
         let Some(slot) = out.get_mut(written) else {

@@ -95,7 +95,11 @@ pub unsafe fn units<'a>(string: *const UNICODE_STRING) -> &'a [u16] {
 #[inline]
 pub fn upcase(unit: u16, upcase_other: impl Fn(u16) -> u16) -> u16 {
     if unit < 0x80 {
-        if (u16::from(b'a')..=u16::from(b'z')).contains(&unit) { unit - 0x20 } else { unit }
+        if (u16::from(b'a')..=u16::from(b'z')).contains(&unit) {
+            unit - 0x20
+        } else {
+            unit
+        }
     } else {
         upcase_other(unit)
     }
@@ -108,7 +112,11 @@ pub fn upcase(unit: u16, upcase_other: impl Fn(u16) -> u16) -> u16 {
 /// Compares from the end of `key` backwards: paths that share a long prefix with `key` (every
 /// `\REGISTRY\MACHINE\SOFTWARE\...` path) almost always differ in its last characters, so the
 /// common case costs a few instructions instead of one per character.
-pub fn is_at_or_below(parts: &[&[u16]], key: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
+pub fn is_at_or_below(
+    parts: &[&[u16]],
+    key: &[u16],
+    upcase_other: impl Fn(u16) -> u16 + Copy,
+) -> bool {
     if let [path] = parts {
         return path_is_at_or_below(path, key, upcase_other);
     }
@@ -119,7 +127,9 @@ pub fn is_at_or_below(parts: &[&[u16]], key: &[u16], upcase_other: impl Fn(u16) 
     if total > key.len() && unit_at(parts, key.len()) != Some(u16::from(b'\\')) {
         return false;
     }
-    (0..key.len()).rev().all(|i| unit_at(parts, i).is_some_and(|u| upcase(u, upcase_other) == key[i]))
+    (0..key.len())
+        .rev()
+        .all(|i| unit_at(parts, i).is_some_and(|u| upcase(u, upcase_other) == key[i]))
 }
 
 /// [`is_at_or_below`] for a path in one piece (the common case, kept cheap: the callbacks that
@@ -129,7 +139,11 @@ pub fn is_at_or_below(parts: &[&[u16]], key: &[u16], upcase_other: impl Fn(u16) 
 /// character (ASCII compared in place). Everything else goes to an out-of-line comparison, so the
 /// caller's fast path needs few registers.
 #[inline]
-pub fn path_is_at_or_below(path: &[u16], key: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
+pub fn path_is_at_or_below(
+    path: &[u16],
+    key: &[u16],
+    upcase_other: impl Fn(u16) -> u16 + Copy,
+) -> bool {
     let n = key.len();
     if path.len() < n || (path.len() > n && path[n] != u16::from(b'\\')) {
         return false;
@@ -144,13 +158,28 @@ pub fn path_is_at_or_below(path: &[u16], key: &[u16], upcase_other: impl Fn(u16)
 }
 
 #[inline(never)]
-fn all_equal_ignoring_case(text: &[u16], upper: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
-    text.iter().rev().zip(upper.iter().rev()).all(|(&t, &u)| upcase(t, upcase_other) == u)
+fn all_equal_ignoring_case(
+    text: &[u16],
+    upper: &[u16],
+    upcase_other: impl Fn(u16) -> u16 + Copy,
+) -> bool {
+    text.iter()
+        .rev()
+        .zip(upper.iter().rev())
+        .all(|(&t, &u)| upcase(t, upcase_other) == u)
 }
 
 /// Whether `text` equals `upper` (upper case) ignoring case.
-pub fn equals_ignoring_case(text: &[u16], upper: &[u16], upcase_other: impl Fn(u16) -> u16 + Copy) -> bool {
-    text.len() == upper.len() && text.iter().zip(upper).all(|(&t, &u)| upcase(t, upcase_other) == u)
+pub fn equals_ignoring_case(
+    text: &[u16],
+    upper: &[u16],
+    upcase_other: impl Fn(u16) -> u16 + Copy,
+) -> bool {
+    text.len() == upper.len()
+        && text
+            .iter()
+            .zip(upper)
+            .all(|(&t, &u)| upcase(t, upcase_other) == u)
 }
 
 fn unit_at(parts: &[&[u16]], mut index: usize) -> Option<u16> {
@@ -204,21 +233,35 @@ mod tests {
     fn the_key_itself_and_its_subkeys_match_in_any_case() {
         assert!(below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSample"));
         assert!(below("\\registry\\machine\\software\\cmfiltersample"));
-        assert!(below("\\Registry\\Machine\\Software\\CmFilterSample\\Sub\\Deeper"));
+        assert!(below(
+            "\\Registry\\Machine\\Software\\CmFilterSample\\Sub\\Deeper"
+        ));
     }
 
     #[test]
     fn siblings_prefixes_and_strangers_do_not() {
-        assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSampleX"), "a longer sibling name");
-        assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSampl"), "a shorter name");
+        assert!(
+            !below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSampleX"),
+            "a longer sibling name"
+        );
+        assert!(
+            !below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSampl"),
+            "a shorter name"
+        );
         assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE"), "the parent");
         assert!(!below(""), "empty");
-        assert!(!below("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\Whatever\\Long"));
+        assert!(!below(
+            "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\Whatever\\Long"
+        ));
     }
 
     #[test]
     fn a_name_split_across_parts_is_one_path() {
-        let (root, sep, rel) = (w("\\REGISTRY\\MACHINE\\SOFTWARE"), w("\\"), w("cmFILTERsample\\x"));
+        let (root, sep, rel) = (
+            w("\\REGISTRY\\MACHINE\\SOFTWARE"),
+            w("\\"),
+            w("cmFILTERsample\\x"),
+        );
         assert!(is_at_or_below(&[&root, &sep, &rel], &w(DEMO), other));
         let rel = w("Other");
         assert!(!is_at_or_below(&[&root, &sep, &rel], &w(DEMO), other));
@@ -228,8 +271,12 @@ mod tests {
     fn non_ascii_and_nul_never_match_by_accident() {
         // U+212A KELVIN SIGN uppercases to itself, not to 'K'.
         assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSample\u{0}"));
-        assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSamp\u{212A}e"));
-        assert!(!below("\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSample\u{0}\\x"));
+        assert!(!below(
+            "\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSamp\u{212A}e"
+        ));
+        assert!(!below(
+            "\\REGISTRY\\MACHINE\\SOFTWARE\\CmFilterSample\u{0}\\x"
+        ));
     }
 
     #[test]
@@ -243,13 +290,27 @@ mod tests {
     #[test]
     fn counted_strings_read_length_not_nul() {
         let mut buffer = w("AB\u{0}CD");
-        let s = UNICODE_STRING { Length: 10, MaximumLength: 10, Buffer: buffer.as_mut_ptr() };
+        let s = UNICODE_STRING {
+            Length: 10,
+            MaximumLength: 10,
+            Buffer: buffer.as_mut_ptr(),
+        };
         // SAFETY: the string describes `buffer`.
-        assert_eq!(unsafe { units(&raw const s) }.len(), 5, "embedded NUL is part of the name");
-        let odd = UNICODE_STRING { Length: 3, MaximumLength: 10, Buffer: buffer.as_mut_ptr() };
+        let read = unsafe { units(&raw const s) };
+        assert_eq!(read.len(), 5, "embedded NUL is part of the name");
+        let odd = UNICODE_STRING {
+            Length: 3,
+            MaximumLength: 10,
+            Buffer: buffer.as_mut_ptr(),
+        };
         // SAFETY: as above.
-        assert_eq!(unsafe { units(&raw const odd) }, &w("A")[..], "odd byte dropped");
-        let null = UNICODE_STRING { Length: 8, MaximumLength: 8, Buffer: core::ptr::null_mut() };
+        let read = unsafe { units(&raw const odd) };
+        assert_eq!(read, &w("A")[..], "odd byte dropped");
+        let null = UNICODE_STRING {
+            Length: 8,
+            MaximumLength: 8,
+            Buffer: core::ptr::null_mut(),
+        };
         // SAFETY: a NULL buffer is handled.
         assert!(unsafe { units(&raw const null) }.is_empty());
         // SAFETY: a NULL string is handled.
