@@ -405,6 +405,7 @@ mod tests {
 
         let d = Driver {
             name: "ex-callback".into(),
+            version: "0.1.0".into(),
             dir: "/w/ex-callback".into(),
             fixture: false,
             size_budget: Some(8192),

@@ -15,6 +15,12 @@ pub enum Command {
     Lint(LintArgs),
     /// `emulate`
     Emulate(EmulateArgs),
+    /// `cert`
+    Cert(CertArgs),
+    /// `sign`
+    Sign(SignArgs),
+    /// `package`
+    Package(PackageArgs),
     /// `deploy`
     Deploy(DeployArgs),
     /// `test`
@@ -60,6 +66,47 @@ pub struct EmulateArgs {
     pub faults: bool,
     /// `--release`.
     pub profile: Profile,
+}
+
+/// `cargo xtask cert`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CertArgs {
+    /// `--new` (else `--show`, the default).
+    pub new: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--cert-dir`.
+    pub cert_dir: Option<std::path::PathBuf>,
+}
+
+/// `cargo xtask sign`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignArgs {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+    /// `--cert-dir`.
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// Explicit images to sign instead of the placed ones.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// `cargo xtask package`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PackageArgs {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+    /// `--cert-dir`.
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// `--json`.
+    pub json: bool,
 }
 
 /// `cargo xtask deploy`.
@@ -147,6 +194,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
                 profile,
             })
         }
+        "cert" => Command::Cert(parse_cert(p)?),
+        "sign" => Command::Sign(parse_sign(p)?),
+        "package" => Command::Package(parse_package(p)?),
         "deploy" => {
             let profile = p.profile();
             let target = match p.value(&["--target"])? {
@@ -174,9 +224,54 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     })
 }
 
+fn parse_cert(mut p: Parser) -> Result<CertArgs> {
+    let show = p.flag(&["--show"]);
+    let new = p.flag(&["--new"]);
+    if show && new {
+        bail!("cert: give --show or --new, not both");
+    }
+    let args = CertArgs {
+        new,
+        json: p.flag(&["--json"]),
+        cert_dir: p.value(&["--cert-dir"])?.map(Into::into),
+    };
+    p.finish()?;
+    Ok(args)
+}
+
+fn parse_sign(mut p: Parser) -> Result<SignArgs> {
+    let profile = p.profile();
+    let cert_dir = p.value(&["--cert-dir"])?.map(Into::into);
+    let packages = p.packages()?;
+    let arches = p.arches()?;
+    let files: Vec<std::path::PathBuf> = p.positional()?.into_iter().map(Into::into).collect();
+    if !files.is_empty() && !packages.is_empty() {
+        bail!("sign: give either files or -p NAME, not both");
+    }
+    Ok(SignArgs {
+        packages,
+        arches,
+        profile,
+        cert_dir,
+        files,
+    })
+}
+
+fn parse_package(mut p: Parser) -> Result<PackageArgs> {
+    let args = PackageArgs {
+        profile: p.profile(),
+        json: p.flag(&["--json"]),
+        cert_dir: p.value(&["--cert-dir"])?.map(Into::into),
+        packages: p.packages()?,
+        arches: p.arches()?,
+    };
+    p.finish()?;
+    Ok(args)
+}
+
 fn unknown_command(c: &str) -> crate::error::Error {
     crate::error::Error::new(format!(
-        "unknown command `{c}`: the commands are build, lint, emulate, deploy, test, bench (cargo xtask --help)"
+        "unknown command `{c}`: the commands are build, lint, cert, sign, package, emulate, deploy, test, bench (cargo xtask --help)"
     ))
 }
 
@@ -185,6 +280,9 @@ fn help_for(command: &str) -> Option<&'static str> {
         "build" => BUILD_HELP,
         "lint" => LINT_HELP,
         "emulate" => EMULATE_HELP,
+        "cert" => CERT_HELP,
+        "sign" => SIGN_HELP,
+        "package" => PACKAGE_HELP,
         "deploy" => DEPLOY_HELP,
         "test" => TEST_HELP,
         "bench" => BENCH_HELP,
@@ -286,6 +384,9 @@ USAGE: cargo xtask <COMMAND> [OPTIONS]
 COMMANDS:
     build     cross-build the drivers, lint each image, place it under target/drivers/
     lint      check placed (or given) images against the kernel loader's rules
+    cert      show or create the test-signing certificate (kept outside the repository)
+    sign      embed an Authenticode signature by the test certificate in placed (or given) images
+    package   signed image + INF + signed catalog + certificate, under target/packages/
     emulate   run the built x64 drivers in the emulated kernel (speakeasy) and audit their teardown
     deploy    build -> lint -> run on a target (default: the emulator)
     test      everything: host tests, both architectures, lint, emulation with fault sweep, fixtures
@@ -325,6 +426,62 @@ OPTIONS:
     --json               print one JSON document instead of text
 ";
 
+const CERT_HELP: &str = "\
+cargo xtask cert: show or create the test-signing certificate
+
+USAGE: cargo xtask cert [--show | --new] [--cert-dir DIR] [--json]
+
+The certificate (RSA 2048, code signing, self-signed, subject \"Windows Callback Driver Samples Test
+Signing - not for production\") and its private key live outside the repository, in DIR:
+--cert-dir, else $XTASK_CERT_DIR, else $XDG_CONFIG_HOME/windows-callback-drivers, else
+~/.config/windows-callback-drivers. The key file must be readable by its owner only (chmod 600).
+`sign` and `package` create the certificate on first use; packages carry only its .cer.
+
+OPTIONS:
+    --show           print the certificate's subject, thumbprints and validity (default)
+    --new            create a new key and certificate, replacing the old pair
+    --cert-dir DIR   the folder of the key and certificate
+    --json           print one JSON document instead of text
+";
+
+const SIGN_HELP: &str = "\
+cargo xtask sign: embed a SHA-256 Authenticode signature by the test certificate
+
+USAGE: cargo xtask sign [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR]
+       cargo xtask sign [--cert-dir DIR] FILE...
+
+Signs the placed images target/drivers/<arch>/<profile>/NAME/NAME.sys (build first), or the given
+FILEs, in place. An existing signature is replaced. Only images that pass the lint are signed;
+anything else is refused and left unchanged. The certificate is created on first use (see cert).
+
+OPTIONS:
+    --release            the release images (default: debug)
+    -p, --package NAME   this driver only (repeatable; default: every driver)
+    --arch ARCH          x64 (default), arm64 or all
+    --cert-dir DIR       the folder of the test key and certificate (see cert --help)
+";
+
+const PACKAGE_HELP: &str = "\
+cargo xtask package: driver packages for Windows: signed image, INF, signed catalog, certificate
+
+USAGE: cargo xtask package [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR] [--json]
+
+For each driver and architecture, from the placed image (build first) and the driver's NAME.inx,
+writes target/packages/<arch>/<profile>/NAME/ with NAME.sys (signed), NAME.inf (stamped: DriverVer
+from the date and Cargo.toml's version, the architecture decoration), NAME.cat (the catalog of the
+.sys and the .inf, signed), NAME.pdb, the test certificate's .cer and manifest.json (hashes,
+versions, signer thumbprint). The .inx is checked first (each problem with its line); a package is
+assembled aside and renamed into place, so a failure leaves the previous one intact.
+SOURCE_DATE_EPOCH, when set, replaces the current time in DriverVer and the catalog.
+
+OPTIONS:
+    --release            the release profile (default: debug)
+    -p, --package NAME   this driver only (repeatable; default: every driver)
+    --arch ARCH          x64 (default), arm64 or all
+    --cert-dir DIR       the folder of the test key and certificate (see cert --help)
+    --json               print the manifests as one JSON document
+";
+
 const EMULATE_HELP: &str = "\
 cargo xtask emulate: run the built x64 drivers in the emulated kernel and audit their teardown
 
@@ -360,8 +517,11 @@ USAGE: cargo xtask test
 
 Stages, in order: host unit tests (cargo test -p common -p xtask, and the harness's unit tests
 in xtask/emu/tests); build every driver for x64 and
-arm64, debug and release (each image linted); lint the placed images; emulate every driver with the
-fault sweep (debug and release); the negative fixtures (a leaking driver must be caught).
+arm64, debug and release (each image linted); lint the placed images; sign and package every
+driver, verified by osslsigncode (signatures, catalog membership), by a round trip of the catalog
+and the INF, and by tampered copies that must fail, the signed x64 images run in the emulator;
+emulate every driver with the fault sweep (debug and release); the negative fixtures (a leaking
+driver must be caught). Needs osslsigncode on PATH.
 Ends with a line `N passed, M failed`; exits non-zero if anything failed.
 ";
 
@@ -461,6 +621,41 @@ mod tests {
         assert_eq!(
             parse_str("build --bogus --help").unwrap(),
             Command::Help(BUILD_HELP)
+        );
+    }
+
+    #[test]
+    fn signing_commands() {
+        let Command::Cert(c) = parse_str("cert").unwrap() else {
+            panic!()
+        };
+        assert!(!c.new && !c.json && c.cert_dir.is_none());
+        let Command::Cert(c) = parse_str("cert --new --cert-dir /k --json").unwrap() else {
+            panic!()
+        };
+        assert!(c.new && c.json);
+        assert_eq!(c.cert_dir, Some("/k".into()));
+        assert!(parse_str("cert --show --new").is_err());
+        let Command::Sign(s) = parse_str("sign --release a.sys").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.profile, s.files),
+            (Profile::Release, vec!["a.sys".into()])
+        );
+        assert!(parse_str("sign -p a b.sys").is_err());
+        let Command::Package(p) = parse_str("package --arch all -p ex-callback --json").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.arches, p.packages, p.json),
+            (Arch::ALL.to_vec(), vec!["ex-callback".to_owned()], true)
+        );
+        assert!(parse_str("package x").is_err());
+        assert_eq!(
+            parse_str("help package").unwrap(),
+            Command::Help(PACKAGE_HELP)
         );
     }
 

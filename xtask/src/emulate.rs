@@ -517,6 +517,7 @@ sys.exit(0 if passed else 1)
         let _ = fs::remove_dir_all(&dir);
         let driver = Driver {
             name: "ex-callback".into(),
+            version: "0.1.0".into(),
             dir: dir.join("ex-callback"),
             fixture: false,
             size_budget: None,

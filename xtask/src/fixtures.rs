@@ -215,6 +215,7 @@ mod tests {
         std::fs::write(dir.join("Cargo.toml"), "").unwrap();
         let d = Driver {
             name: "f".into(),
+            version: "0.1.0".into(),
             dir: dir.clone(),
             fixture: true,
             size_budget: None,

@@ -4,6 +4,8 @@
 //! target/<triple>/<profile>/<name_with_underscores>.dll   cargo's output (not yet linted)
 //! target/drivers/<arch>/<profile>/NAME/NAME.sys           a linted image, the input of later stages
 //! target/drivers/<arch>/<profile>/NAME/NAME.pdb           its symbols, when the linker wrote them
+//! target/packages/<arch>/<profile>/NAME/                  the signed driver package (`package`)
+//! target/sign-check/                                      scratch files of the signing checks (`test`)
 //! target/emu/NAME/report.json                             the harness's report (`emulate`)
 //! target/emu-venv/                                        the Python venv with speakeasy
 //! ```
@@ -153,6 +155,20 @@ impl Layout {
             .join(format!("{driver}.pdb"))
     }
 
+    /// The driver package folder: `target/packages/<arch>/<profile>/NAME/`.
+    pub fn package_dir(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.target_dir
+            .join("packages")
+            .join(arch.name())
+            .join(profile.dir())
+            .join(driver)
+    }
+
+    /// Scratch space of the signing and packaging checks of `cargo xtask test`.
+    pub fn sign_check_dir(&self) -> PathBuf {
+        self.target_dir.join("sign-check")
+    }
+
     /// Where the harness writes `driver`'s report; `name` is `report.json` or `bench-report.json`.
     pub fn emu_report(&self, driver: &str, name: &str) -> PathBuf {
         self.target_dir.join("emu").join(driver).join(name)
@@ -206,6 +222,10 @@ mod tests {
         assert_eq!(
             l.placed_pdb("cm-filter", Arch::X64, Profile::Debug),
             Path::new("/w/target/drivers/x64/debug/cm-filter/cm-filter.pdb")
+        );
+        assert_eq!(
+            l.package_dir("ex-callback", Arch::Arm64, Profile::Debug),
+            Path::new("/w/target/packages/arm64/debug/ex-callback")
         );
         assert_eq!(
             l.emu_report("ex-callback", "report.json"),

@@ -215,6 +215,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-lint-unbuilt-{}", std::process::id()));
         let d = Driver {
             name: "ex-callback".into(),
+            version: "0.1.0".into(),
             dir: dir.join("ex-callback"),
             fixture: false,
             size_budget: None,

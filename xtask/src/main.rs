@@ -9,6 +9,14 @@
 //! | `build`       | cargo for the Windows targets, the lint gate, the placed images     |
 //! | `pe`, `lint`  | the PE reader and the rules a kernel image must follow              |
 //! | `lint_images` | `cargo xtask lint`                                                  |
+//! | `cert`        | the test-signing certificate (`cargo xtask cert`)                   |
+//! | `pkcs7`       | PKCS#7 SignedData and the Authenticode ASN.1 structures             |
+//! | `authenticode`| the PE image hash and the embedded signature                        |
+//! | `sign`        | `cargo xtask sign`                                                  |
+//! | `inf`         | `.inx` to `.inf` (stampinf) and the INF checker                     |
+//! | `catalog`     | driver catalogs (`.cat`): written, signed and read back             |
+//! | `package`     | `cargo xtask package`                                               |
+//! | `verify`      | the independent checks of signatures and packages (`test`)          |
 //! | `venv`        | the emulator's Python venv with speakeasy pinned                    |
 //! | `emulate`     | the harness (`xtask/emu/harness.py`) run on each image              |
 //! | `report`      | the harness's report, read and shown                                |
@@ -17,22 +25,30 @@
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
+mod authenticode;
 mod bench;
 mod build;
+mod catalog;
+mod cert;
 mod cli;
 mod deploy;
 mod emulate;
 mod error;
 mod files;
 mod fixtures;
+mod inf;
 mod layout;
 mod lint;
 mod lint_images;
+mod package;
 mod pe;
+mod pkcs7;
 mod process;
 mod report;
+mod sign;
 mod suite;
 mod venv;
+mod verify;
 mod workspace;
 
 use std::process::ExitCode;
@@ -56,12 +72,19 @@ fn run() -> error::Result<()> {
         print!("{text}");
         return Ok(());
     }
+    // The certificate needs no workspace.
+    if let Command::Cert(args) = &command {
+        return cert::run(args);
+    }
     let ws = Workspace::load()?;
     match command {
         Command::Help(_) => Ok(()),
         Command::Build(args) => build::run(&ws, &args),
         Command::Lint(args) => lint_images::run(&ws, &args),
         Command::Emulate(args) => emulate::run(&ws, &args),
+        Command::Cert(args) => cert::run(&args),
+        Command::Sign(args) => sign::run(&ws, &args),
+        Command::Package(args) => package::run(&ws, &args),
         Command::Deploy(args) => deploy::run(&ws, &args),
         Command::Test => suite::run(&ws),
         Command::Bench(args) => bench::run(&ws, &args),

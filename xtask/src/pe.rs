@@ -47,7 +47,6 @@ pub const DIR_EXPORT: usize = 0;
 pub const DIR_IMPORT: usize = 1;
 /// Data directory index of the certificate table (Authenticode). Unlike every other directory its
 /// `virtual_address` is a **file offset**, and the table itself is not mapped into memory.
-#[cfg(test)]
 pub const DIR_SECURITY: usize = 4;
 /// Data directory index of the TLS directory.
 pub const DIR_TLS: usize = 9;
@@ -399,7 +398,6 @@ impl<'a> PeImage<'a> {
     /// File offset of the 8-byte entry of data directory `index` (`virtual_address` then `size`),
     /// to patch it (e.g. the certificate table, [`DIR_SECURITY`]), or `None` if the image
     /// declares fewer directories.
-    #[cfg(test)]
     #[must_use]
     pub fn data_directory_offset(&self, index: usize) -> Option<usize> {
         (index < self.optional_header.data_directories.len()).then(|| {

@@ -4,8 +4,12 @@
 //! 1. host unit tests (`cargo test -p common -p xtask`, and the harness's `xtask/emu/tests`);
 //! 2. every driver built for x64 and arm64, debug and release (each image through the lint gate);
 //! 3. the placed images linted again, as `cargo xtask lint` reads them;
-//! 4. every driver emulated with the fault sweep, debug and release images;
-//! 5. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught.
+//! 4. every driver signed and packaged for x64 and arm64, debug and release, and each package
+//!    verified (`verify`): osslsigncode on the signatures and the catalog, our round trip of the
+//!    catalog and the INF, tampered copies that must fail, the lint on the signed image; the
+//!    signed x64 images run in the emulator;
+//! 5. every driver emulated with the fault sweep, debug and release images;
+//! 6. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught.
 
 use std::process::Command;
 use std::time::Instant;
@@ -16,7 +20,7 @@ use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
 use crate::process::elapsed;
 use crate::workspace::{Driver, Workspace, cargo};
-use crate::{fixtures, lint_images};
+use crate::{cert, files, fixtures, lint_images, package, sign, verify};
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -37,7 +41,7 @@ impl Tally {
     }
 }
 
-const STAGES: usize = 5;
+const STAGES: usize = 6;
 const PROFILES: [Profile; 2] = [Profile::Debug, Profile::Release];
 
 fn header(n: usize, title: &str) {
@@ -61,11 +65,16 @@ pub fn run(ws: &Workspace) -> Result<()> {
     lint_stage(ws, &built, &mut t);
     header(
         4,
+        "sign and package every driver, verify with osslsigncode and our own checks",
+    );
+    package_stage(ws, &drivers, &built, &mut t);
+    header(
+        5,
         "emulate every driver with the fault sweep (debug and release)",
     );
     emulate_stage(ws, &drivers, &built, &mut t);
     header(
-        5,
+        6,
         "negative fixtures: each defect of a driver broken on purpose must be caught",
     );
     let fixtures = ws.fixtures();
@@ -152,6 +161,128 @@ fn lint_stage(ws: &Workspace, built: &[Built], t: &mut Tally) {
     print!("{}", lint_images::render(&linted, ws));
     for l in &linted {
         t.record(l.passed(), format!("lint {}", l.path.display()));
+    }
+}
+
+/// Every placed image signed and packaged, each package verified (`verify.rs`), and each signed
+/// x64 image run once in the emulator.
+fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut Tally) {
+    let signer = match sign::signer(None) {
+        Ok(s) => s,
+        Err(e) => return t.record(false, format!("the test certificate: {e}")),
+    };
+    let scratch = ws.layout.sign_check_dir();
+    let pem = scratch.join("test-certificate.pem");
+    if let Err(e) = cert::to_pem(&signer.cert).and_then(|p| files::write_atomic(&pem, p.as_bytes()))
+    {
+        return t.record(false, format!("writing {}: {e}", pem.display()));
+    }
+    let osslsigncode = verify::osslsigncode();
+    match &osslsigncode {
+        Ok(p) => println!("  independent verifier: {}", p.display()),
+        Err(e) => println!("  {e}"),
+    }
+    let harness = Harness::locate(ws);
+    for profile in PROFILES {
+        for arch in Arch::ALL {
+            let ready: Vec<&Driver> = drivers
+                .iter()
+                .copied()
+                .filter(|d| {
+                    built.iter().any(|b| {
+                        b.driver == d.name
+                            && b.arch == arch
+                            && b.profile == profile
+                            && b.result.is_ok()
+                    })
+                })
+                .collect();
+            if ready.is_empty() {
+                continue; // their build failures are counted already
+            }
+            let made = match package::package(ws, &ready, &[arch], profile, &signer) {
+                Ok(m) => m,
+                Err(e) => {
+                    t.record(false, format!("package ({arch}, {profile}): {e}"));
+                    continue;
+                }
+            };
+            for p in made {
+                let what = format!("package {} ({arch}, {profile})", p.driver);
+                let dir = match p.result {
+                    Ok((dir, _)) => dir,
+                    Err(e) => {
+                        t.record(false, format!("{what}: {e}"));
+                        continue;
+                    }
+                };
+                t.record(true, what);
+                let subject = verify::Subject {
+                    name: &p.driver,
+                    arch,
+                    profile,
+                    dir: &dir,
+                    cert: &signer.cert,
+                    pem: &pem,
+                    scratch: &scratch
+                        .join(arch.name())
+                        .join(profile.dir())
+                        .join(&p.driver),
+                };
+                for c in verify::check_package(&subject, osslsigncode.as_deref().ok()) {
+                    if c.ok {
+                        println!("  ✓ {}", c.what);
+                    }
+                    t.record(c.ok, c.what);
+                }
+                if arch == Arch::X64 {
+                    emulate_signed(ws, &harness, &p.driver, &dir, profile, t);
+                }
+            }
+        }
+    }
+}
+
+/// The signed x64 image of a package, run once in the emulator (no fault sweep).
+fn emulate_signed(
+    ws: &Workspace,
+    harness: &Result<Harness>,
+    name: &str,
+    dir: &std::path::Path,
+    profile: Profile,
+    t: &mut Tally,
+) {
+    let what = format!("the signed {name}.sys ({profile}) runs in the emulated kernel");
+    let (Ok(harness), Some(driver)) = (harness, ws.drivers.iter().find(|d| d.name == name)) else {
+        let why = harness
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return t.record(false, format!("{what}: {why}"));
+    };
+    let report = ws
+        .layout
+        .emu_report(name, &format!("signed-{}", emulate::report_name(profile)));
+    let image = dir.join(format!("{name}.sys"));
+    let run = emulate::run_harness(
+        harness,
+        name,
+        &image,
+        &driver.scenario(),
+        &report,
+        Options::default(),
+    );
+    match run.outcome {
+        Outcome::Passed(_) => {
+            println!("  ✓ {what}");
+            t.record(true, what);
+        }
+        Outcome::Failed(r) => {
+            print!("{}", crate::report::render(&r));
+            t.record(false, what);
+        }
+        Outcome::Error(e) => t.record(false, format!("{what}: {e}")),
     }
 }
 

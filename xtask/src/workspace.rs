@@ -23,6 +23,8 @@ use crate::layout::Layout;
 pub struct Driver {
     /// The package name; also the image name (`NAME.sys`).
     pub name: String,
+    /// The package version (Cargo.toml), stamped into the INF's `DriverVer`.
+    pub version: String,
     /// The folder holding its `Cargo.toml` (and `scenario.toml`).
     pub dir: PathBuf,
     /// A negative-test fixture: left out of the default driver lists.
@@ -37,6 +39,11 @@ impl Driver {
     /// The emulation scenario: `<driver dir>/scenario.toml`.
     pub fn scenario(&self) -> PathBuf {
         self.dir.join("scenario.toml")
+    }
+
+    /// The INF template: `<driver dir>/<name>.inx`.
+    pub fn inx(&self) -> PathBuf {
+        self.dir.join(format!("{}.inx", self.name))
     }
 }
 
@@ -130,6 +137,12 @@ impl Workspace {
             drivers.push(Driver {
                 size_budget: budget("size-budget")?,
                 callback_instruction_budget: budget("callback-instruction-budget")?,
+                // Always present in real `cargo metadata` output.
+                version: package
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("0.0.0")
+                    .to_owned(),
                 name,
                 dir,
                 fixture,
