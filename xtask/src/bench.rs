@@ -4,7 +4,9 @@
 //!   (`target/bench`, deleted first) so nothing cached helps: budget [`BUILD_BUDGET_SECS`];
 //! - the size of each placed release x64 `.sys`: budget `size-budget` of `[package.metadata.driver]`;
 //! - the instructions each callback invocation executes inside the image, counted by the harness
-//!   (`--count-instructions`) on the release image: budget `callback-instruction-budget`.
+//!   (`--count-instructions`) on the release image: budget `callback-instruction-budget`;
+//! - signing and packaging every driver for x64 and arm64 (release), once the images are built and
+//!   the test certificate exists: budget [`PACKAGE_BUDGET_SECS`].
 //!
 //! Budgets are measured, not asserted: an overrun is printed as OVER BUDGET and the exit status
 //! stays 0; only a measurement that could not be made fails the command.
@@ -26,6 +28,9 @@ use crate::workspace::{Driver, Workspace, cargo};
 
 /// Seconds a clean release build of the drivers and common may take on the 2-core machines.
 pub const BUILD_BUDGET_SECS: f64 = 20.0;
+
+/// Seconds signing and packaging every driver for both architectures may take, after the build.
+pub const PACKAGE_BUDGET_SECS: f64 = 2.0;
 
 /// One measurement against its budget.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,6 +159,22 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     // (c) Instructions per callback invocation, in those images.
     if !placed.is_empty() {
         measure_callbacks(ws, &placed, &mut rows, &mut errors);
+    }
+    // (d) Signing and packaging, both architectures.
+    match package_secs(ws, &drivers) {
+        Ok(secs) => rows.push(Row {
+            measure: format!(
+                "sign + package {} driver(s), x64 and arm64 (release)",
+                drivers.len()
+            ),
+            value: secs,
+            unit: "s",
+            shown: Some(format!("{secs:.2} s")),
+            budget: Some(PACKAGE_BUDGET_SECS),
+            note: None,
+            extra: json!({"kind": "sign_package_seconds", "drivers": drivers.len(), "architectures": 2}),
+        }),
+        Err(e) => errors.push(e.to_string()),
     }
 
     if args.json {
@@ -289,6 +310,30 @@ fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<R
             }),
         })
         .collect()
+}
+
+/// Builds the release images for both architectures (not timed), then times signing and packaging
+/// them all.
+fn package_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
+    eprintln!("  building the release images for x64 and arm64 (not timed)...");
+    let built = build::build(ws, drivers, &Arch::ALL, Profile::Release)?;
+    if let Some(b) = built.iter().find(|b| b.result.is_err()) {
+        bail!(
+            "building {} ({}) for the packaging measurement failed",
+            b.driver,
+            b.arch
+        );
+    }
+    let signer = crate::sign::signer(None)?;
+    eprintln!("  signing and packaging...");
+    let start = Instant::now();
+    let made = crate::package::package(ws, drivers, &Arch::ALL, Profile::Release, &signer)?;
+    let took = start.elapsed();
+    if let Some(p) = made.iter().find(|p| p.result.is_err()) {
+        bail!("packaging {} ({}) failed (see above)", p.driver, p.arch);
+    }
+    eprintln!("  {} package(s) in {}", made.len(), elapsed(took));
+    Ok(took.as_secs_f64())
 }
 
 /// Deletes `target/bench` and times a release build of the drivers and common into it.

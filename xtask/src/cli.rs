@@ -388,9 +388,9 @@ COMMANDS:
     sign      embed an Authenticode signature by the test certificate in placed (or given) images
     package   signed image + INF + signed catalog + certificate, under target/packages/
     emulate   run the built x64 drivers in the emulated kernel (speakeasy) and audit their teardown
-    deploy    build -> lint -> run on a target (default: the emulator)
+    deploy    build -> lint -> sign and package -> run on a target (default: the emulator)
     test      everything: host tests, both architectures, lint, emulation with fault sweep, fixtures
-    bench     clean build time, image sizes, instructions per callback, against their budgets
+    bench     clean build time, image sizes, instructions per callback, packaging time, against budgets
 
 `cargo xtask <COMMAND> --help` tells more.
 ";
@@ -499,9 +499,12 @@ OPTIONS:
 ";
 
 const DEPLOY_HELP: &str = "\
-cargo xtask deploy: build -> lint -> run the drivers on a target
+cargo xtask deploy: build -> lint -> sign and package -> run the drivers on a target
 
 USAGE: cargo xtask deploy [--target emu] [-p NAME]... [--release]
+
+For emu, the x64 packages are made under target/packages/x64/<profile>/ (see package --help) and
+each driver is run in the emulated kernel.
 
 OPTIONS:
     --target TARGET      emu (default): the emulated kernel, printing each driver's log and audit.
@@ -531,8 +534,8 @@ cargo xtask bench: measure against the budgets
 USAGE: cargo xtask bench [--json]
 
 Measures the clean release build time of the drivers and common for x64 (in target/bench, deleted
-first), the size of each release x64 .sys, and the instructions each callback executes in the
-emulator. Budgets come from [package.metadata.driver] size-budget and callback-instruction-budget.
+first), the size of each release x64 .sys, the instructions each callback executes in the
+emulator, and the time signing and packaging every driver for x64 and arm64 takes (budget 2 s). Budgets come from [package.metadata.driver] size-budget and callback-instruction-budget.
 Marks OVER BUDGET; exits non-zero only if a measurement could not be made.
 ";
 

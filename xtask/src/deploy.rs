@@ -1,13 +1,14 @@
 //! `cargo xtask deploy`: one plan of steps for every target; only the transport differs.
 //!
-//! Today the only target is the emulated kernel: build (each image linted on the way) and run it in
-//! the emulator. A VM target (issue #7) will add steps to the plan: sign, package, copy over the
-//! transport, install, start, collect the log, stop, uninstall.
+//! Today the only target is the emulated kernel: build (each image linted on the way), sign and
+//! package (what a VM would receive; `package.rs`), and run the image in the emulator. A VM target
+//! (issue #7) will add steps to the plan: copy the package over the transport, install, start,
+//! collect the log, stop, uninstall.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::cli::{BuildArgs, DeployArgs};
+use crate::cli::{BuildArgs, DeployArgs, PackageArgs};
 use crate::emulate::{self, Options};
 use crate::error::{Error, Result, bail};
 use crate::layout::Arch;
@@ -103,6 +104,8 @@ impl fmt::Display for Target {
 pub enum Step {
     /// Cross-build for x64; every image passes the lint before it is placed.
     BuildAndLint,
+    /// Sign the images and make the driver packages (`target/packages/x64/<profile>/`).
+    Package,
     /// Run each image in the emulated kernel and audit its teardown.
     Emulate,
 }
@@ -110,7 +113,7 @@ pub enum Step {
 /// The steps that deploy to `target`.
 pub fn plan(target: &Target) -> Result<Vec<Step>> {
     match target {
-        Target::Emu => Ok(vec![Step::BuildAndLint, Step::Emulate]),
+        Target::Emu => Ok(vec![Step::BuildAndLint, Step::Package, Step::Emulate]),
         Target::Ssh { .. } | Target::HyperV { .. } => bail!(
             "deploy --target {target}: not implemented yet (issue #7); `cargo xtask deploy` \
              (the emulated kernel) works today"
@@ -135,6 +138,19 @@ pub fn run(ws: &Workspace, args: &DeployArgs) -> Result<()> {
                         packages: names.clone(),
                         arches: vec![Arch::X64],
                         profile: args.profile,
+                    },
+                )?;
+            }
+            Step::Package => {
+                eprintln!("==> [{n}/{total}] sign and package ({}, x64)", args.profile);
+                crate::package::run(
+                    ws,
+                    &PackageArgs {
+                        packages: names.clone(),
+                        arches: vec![Arch::X64],
+                        profile: args.profile,
+                        cert_dir: None,
+                        json: false,
                     },
                 )?;
             }
@@ -202,7 +218,7 @@ mod tests {
     fn only_the_emulator_has_a_plan_today() {
         assert_eq!(
             plan(&Target::Emu).unwrap(),
-            [Step::BuildAndLint, Step::Emulate]
+            [Step::BuildAndLint, Step::Package, Step::Emulate]
         );
         let e = plan(&"hyperv:test".parse().unwrap())
             .unwrap_err()
