@@ -133,13 +133,9 @@ pub unsafe extern "system" fn DriverEntry(
             return status;
         }
     };
-    if let Err(state) = STATE.install(state) {
-        drop(state);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
-    // SAFETY: valid driver object; nothing else writes it during DriverEntry.
-    unsafe { (*driver).DriverUnload = Some(driver_unload) };
-    STATUS_SUCCESS
+    // Keep the state for DriverUnload, then set DriverUnload (which makes the driver unloadable).
+    // SAFETY: DriverEntry's driver object.
+    unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) }
 }
 
 /// Allocates the context and registers the callback. On failure, what exists is dropped in

@@ -71,6 +71,39 @@ impl<T> StateSlot<T> {
         Some(value)
     }
 
+    /// The end of every DriverEntry here: keeps `state` for DriverUnload, *then* sets
+    /// `DriverObject->DriverUnload` — in that order, so the unload routine can never run without
+    /// the state it tears down. Setting DriverUnload is what makes a WDM driver unloadable.
+    ///
+    /// # Arguments
+    /// * `state` - everything DriverEntry set up (a teardown stack).
+    /// * `driver` - DriverEntry's driver object.
+    /// * `unload` - the driver's unload routine; it should `take()` the state and drop it.
+    ///
+    /// # Return value
+    /// `STATUS_SUCCESS`, or `STATUS_INSUFFICIENT_RESOURCES` if a state was already installed (a
+    /// second DriverEntry, which the I/O manager never does); `state` is then dropped, undoing it,
+    /// rather than leaked.
+    ///
+    /// # Safety
+    /// `driver` is DriverEntry's driver object, and this is called from DriverEntry.
+    #[cfg(target_os = "windows")]
+    pub unsafe fn install_and_enable_unload(
+        &self,
+        state: T,
+        driver: *mut crate::sys::DRIVER_OBJECT,
+        unload: crate::sys::DriverUnload,
+    ) -> crate::sys::NTSTATUS {
+        if let Err(state) = self.install(state) {
+            drop(state);
+            return crate::sys::STATUS_INSUFFICIENT_RESOURCES;
+        }
+        // SAFETY: the I/O manager passes a valid driver object and nothing else writes it while
+        // DriverEntry runs.
+        unsafe { (*driver).DriverUnload = Some(unload) };
+        crate::sys::STATUS_SUCCESS
+    }
+
     /// Whether a state is installed.
     pub fn is_full(&self) -> bool {
         self.state.load(Ordering::Acquire) == FULL

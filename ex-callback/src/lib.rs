@@ -35,7 +35,7 @@ use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, PO_CB_AC_STATUS, PO_CB_LID_SWITCH_STATE, PO_CB_PROCESSOR_POWER_POLICY,
     PO_CB_SYSTEM_POWER_POLICY, PO_CB_SYSTEM_STATE_LOCK, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_SUCCESS, UNICODE_STRING,
+    UNICODE_STRING,
 };
 use common::teardown::{Empty, Stack};
 use common::{klog, teardown_stack, unicode};
@@ -125,16 +125,11 @@ pub unsafe extern "system" fn DriverEntry(
     // thread, as does any other driver's listening on \Callback\ExCallbackSample.
     announce(&state, SAMPLE_EVENT_LOADED);
 
-    if let Err(state) = STATE.install(state) {
-        // Cannot happen (DriverEntry runs once), but if it did, undo rather than leak.
-        drop(state);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
-    // SAFETY: the I/O manager passes a valid driver object and nothing else writes it during
-    // DriverEntry. Setting DriverUnload is what makes the driver unloadable.
-    unsafe { (*driver).DriverUnload = Some(driver_unload) };
+    // Keep the state for DriverUnload, then set DriverUnload (which makes the driver unloadable).
+    // SAFETY: DriverEntry's driver object.
+    let status = unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) };
     klog!(Info, "loaded: 3 callbacks registered");
-    STATUS_SUCCESS
+    status
 }
 
 /// Opens the objects, allocates the context and registers the callbacks, in that order.

@@ -176,20 +176,15 @@ pub unsafe extern "system" fn DriverEntry(
         }
     };
     let present = interfaces_present(&state);
-    if let Err(state) = STATE.install(state) {
-        // Cannot happen (DriverEntry runs once), but if it did, undo rather than leak.
-        drop(state);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
-    // SAFETY: the I/O manager passes a valid driver object and nothing else writes it during
-    // DriverEntry. Setting DriverUnload is what makes the driver unloadable.
-    unsafe { (*driver).DriverUnload = Some(driver_unload) };
+    // Keep the state for DriverUnload, then set DriverUnload (which makes the driver unloadable).
+    // SAFETY: DriverEntry's driver object.
+    let status = unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) };
     klog!(
         Info,
         "loaded: 2 notifications registered, %Iu volume interfaces present",
         present
     );
-    STATUS_SUCCESS
+    status
 }
 
 /// Allocates the context, then registers the two callbacks, in that order.
