@@ -47,6 +47,7 @@ mod process;
 mod report;
 mod sign;
 mod suite;
+mod tools;
 mod venv;
 mod verify;
 mod workspace;

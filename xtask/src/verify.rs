@@ -29,7 +29,7 @@ use crate::error::{Context, Error, Result, bail};
 use crate::inf::{self, Expect};
 use crate::layout::{Arch, Profile};
 use crate::pe::PeImage;
-use crate::{authenticode, cert, files, lint, package, process};
+use crate::{authenticode, cert, files, lint, package, process, tools};
 
 /// Overrides the osslsigncode program.
 pub const OSSLSIGNCODE_ENV: &str = "XTASK_OSSLSIGNCODE";
@@ -43,23 +43,17 @@ pub struct Check {
     pub what: String,
 }
 
-/// The osslsigncode to run: `$XTASK_OSSLSIGNCODE`, or `osslsigncode` found on PATH.
+/// The osslsigncode to run: `$XTASK_OSSLSIGNCODE`, or `osslsigncode` from PATH (installed first
+/// where it is missing and this machine lets us: see [`tools::ensure`]).
 pub fn osslsigncode() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(OSSLSIGNCODE_ENV) {
         return Ok(PathBuf::from(p));
     }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("osslsigncode"))
-            .find(|p| p.is_file())
-    });
-    found.ok_or_else(|| {
-        Error::new(
-            "osslsigncode was not found on PATH: it verifies the signatures independently; \
-             install it (Debian/Ubuntu: apt-get install osslsigncode; macOS: brew install \
-             osslsigncode) or point XTASK_OSSLSIGNCODE at it",
-        )
-    })
+    tools::ensure(
+        "osslsigncode",
+        "osslsigncode",
+        "it verifies the signatures independently; or point XTASK_OSSLSIGNCODE at it",
+    )
 }
 
 /// `osslsigncode verify` with `args` (option, file); a [`Check`] that passes if osslsigncode
