@@ -61,6 +61,7 @@ OPERATIONS = {
     'open-key': (PRE_OPEN_KEY_EX, POST_OPEN_KEY_EX),
 }
 REG_SZ = 1
+REG_DWORD = 4
 
 
 def nt_success(status):
@@ -149,7 +150,11 @@ class Registry:
         regman = self.m.se.emu.regman
         key = regman.create_key(self.m.service_key() + '\\Parameters')
         for name, value in params.items():
-            key.create_value(name, REG_SZ, str(value))
+            # A TOML integer is a REG_DWORD, anything else a REG_SZ.
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 32:
+                key.create_value(name, REG_DWORD, value)
+            else:
+                key.create_value(name, REG_SZ, str(value))
 
     def open_key(self, argv, orig):
         require(self.m, 'ZwOpenKey', PASSIVE_LEVEL)
