@@ -11,8 +11,11 @@
 //!   registration is a guard that undoes itself when dropped, guards live on a [`teardown`] stack
 //!   so they are undone in reverse order of registration, and a [`barrier`] covers families whose
 //!   unregistration does not promise "no more callbacks".
-//! - Families and locks: [`ex`] (callback objects), [`pnp`] (PnP notifications), [`mutex`] (a
-//!   guarded mutex for data shared by PASSIVE_LEVEL callbacks).
+//! - Families and locks: [`ex`] (callback objects), [`pnp`] (PnP notifications), [`wfp`] (WFP
+//!   callouts, flow contexts and the unload drain), [`mutex`] (a guarded mutex for data shared by
+//!   PASSIVE_LEVEL callbacks), [`sync`] (a spin lock and an event, for DISPATCH_LEVEL callbacks).
+//! - Device objects and KMDF: [`device`] (an unnamed WDM device object), [`kmdf`] (binding to the
+//!   framework without the WDK: the `WdfDriverEntry.lib` stub's job, one macro to opt in).
 //!
 //! The kernel-facing parts compile only for Windows targets; the bookkeeping logic is plain Rust and
 //! is unit-tested on the host.
@@ -20,12 +23,16 @@
 
 pub mod barrier;
 pub mod cm;
+pub mod device;
+pub mod kmdf;
 pub mod log;
 pub mod mutex;
 pub mod pnp;
 pub mod slot;
+pub mod sync;
 pub mod teardown;
 pub mod unicode;
+pub mod wfp;
 
 #[cfg(target_os = "windows")]
 pub mod ex;

@@ -19,6 +19,8 @@ const KEY_QUERY_VALUE: u32 = 0x0001;
 const KEY_VALUE_PARTIAL_INFORMATION: i32 = 2;
 /// `REG_SZ`.
 const REG_SZ: u32 = 1;
+/// `REG_DWORD`.
+const REG_DWORD: u32 = 4;
 /// `KEY_VALUE_PARTIAL_INFORMATION` header: TitleIndex, Type, DataLength (3 x ULONG).
 const PARTIAL_HEADER: usize = 12;
 
@@ -59,6 +61,80 @@ pub unsafe fn read_parameter_string(
     value: StaticUnicode,
     out: &mut [u16],
 ) -> Result<usize, NTSTATUS> {
+    // SAFETY: the caller's contract.
+    let buffer = unsafe { query_parameter(registry_path, value) }?;
+    let field = |at: usize| {
+        u32::from_le_bytes([
+            buffer.0[at],
+            buffer.0[at + 1],
+            buffer.0[at + 2],
+            buffer.0[at + 3],
+        ])
+    };
+    if field(4) != REG_SZ {
+        return Err(STATUS_OBJECT_TYPE_MISMATCH);
+    }
+    let data = &buffer.0[PARTIAL_HEADER..];
+    let data = &data[..(field(8) as usize).min(data.len())];
+    let units = data
+        .chunks_exact(2)
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
+    let mut written = 0;
+    for unit in units.take_while(|&u| u != 0) {
+        let Some(slot) = out.get_mut(written) else {
+            return Err(STATUS_BUFFER_OVERFLOW);
+        };
+        *slot = unit;
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Reads the `REG_DWORD` value `value` under `<registry_path>\Parameters`. IRQL == PASSIVE_LEVEL.
+///
+/// # Arguments
+/// * `registry_path` - DriverEntry's `RegistryPath`.
+/// * `value` - the value's name.
+///
+/// # Return value
+/// The number, or the failure: `STATUS_OBJECT_NAME_NOT_FOUND` (not configured),
+/// `STATUS_OBJECT_TYPE_MISMATCH` (not a 4-byte `REG_DWORD`), `STATUS_NAME_TOO_LONG`.
+///
+/// # Errors
+/// As above; callers normally fall back to a default.
+///
+/// # Safety
+/// `registry_path` must point to a valid `UNICODE_STRING`.
+pub unsafe fn read_parameter_u32(
+    registry_path: *const UNICODE_STRING,
+    value: StaticUnicode,
+) -> Result<u32, NTSTATUS> {
+    // SAFETY: the caller's contract.
+    let buffer = unsafe { query_parameter(registry_path, value) }?;
+    let field = |at: usize| {
+        u32::from_le_bytes([
+            buffer.0[at],
+            buffer.0[at + 1],
+            buffer.0[at + 2],
+            buffer.0[at + 3],
+        ])
+    };
+    if field(4) != REG_DWORD || field(8) != 4 {
+        return Err(STATUS_OBJECT_TYPE_MISMATCH);
+    }
+    Ok(field(PARTIAL_HEADER))
+}
+
+/// `ZwOpenKey(<registry_path>\Parameters)` and `ZwQueryValueKey(value,
+/// KeyValuePartialInformation)`: the `KEY_VALUE_PARTIAL_INFORMATION` (TitleIndex, Type,
+/// DataLength, then the data) in a ULONG-aligned buffer.
+///
+/// # Safety
+/// `registry_path` must point to a valid `UNICODE_STRING`.
+unsafe fn query_parameter(
+    registry_path: *const UNICODE_STRING,
+    value: StaticUnicode,
+) -> Result<Partial, NTSTATUS> {
     const SUFFIX: &[u16] = &crate::unicode::ascii_to_utf16::<11>("\\Parameters");
     // The full path in a bounded stack buffer: service paths are short; a longer one is refused.
     let mut path = [0u16; 256];
@@ -94,8 +170,6 @@ pub unsafe fn read_parameter_string(
     }
     let key = KeyHandle(handle);
 
-    // KEY_VALUE_PARTIAL_INFORMATION (TitleIndex, Type, DataLength) followed by the data, in a
-    // ULONG-aligned buffer.
     let mut buffer = Partial([0; 256]);
     let value_name = value.as_unicode_string();
     let mut returned = 0u32;
@@ -114,29 +188,5 @@ pub unsafe fn read_parameter_string(
     if !nt_success(status) {
         return Err(status);
     }
-    let field = |at: usize| {
-        u32::from_le_bytes([
-            buffer.0[at],
-            buffer.0[at + 1],
-            buffer.0[at + 2],
-            buffer.0[at + 3],
-        ])
-    };
-    if field(4) != REG_SZ {
-        return Err(STATUS_OBJECT_TYPE_MISMATCH);
-    }
-    let data = &buffer.0[PARTIAL_HEADER..];
-    let data = &data[..(field(8) as usize).min(data.len())];
-    let units = data
-        .chunks_exact(2)
-        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]));
-    let mut written = 0;
-    for unit in units.take_while(|&u| u != 0) {
-        let Some(slot) = out.get_mut(written) else {
-            return Err(STATUS_BUFFER_OVERFLOW);
-        };
-        *slot = unit;
-        written += 1;
-    }
-    Ok(written)
+    Ok(buffer)
 }
