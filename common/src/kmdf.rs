@@ -524,7 +524,7 @@ mod kernel {
             assert!(
                 size_of::<F>() == size_of::<usize>(),
                 "F must be a function pointer"
-            )
+            );
         };
         let entry = function(index)?;
         // SAFETY: per the contract, F is the function pointer type of this entry.
@@ -537,7 +537,7 @@ mod kernel {
 
     /// Calls table entry `$index` with the driver globals first; `$none` if unbound.
     macro_rules! wdf_call {
-        ($index:expr, $none:expr, fn($($arg:ty),*) $(-> $ret:ty)?, $($value:expr),*) => {{
+        ($index:expr, $none:expr, fn($($arg:ty),* $(,)?) $(-> $ret:ty)?, $($value:expr),* $(,)?) => {{
             type Entry = unsafe extern "system" fn(*mut WDF_DRIVER_GLOBALS $(, $arg)*) $(-> $ret)?;
             // SAFETY: entry `$index` has this documented prototype (reference/kmdf.md §4): the
             // driver globals, then the arguments.

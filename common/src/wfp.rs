@@ -395,7 +395,7 @@ impl<T, P: FlowPlatform> FlowTable<T, P> {
             assert!(
                 align_of::<FlowEntry<T, P>>() <= 16,
                 "pool is 16-byte aligned"
-            )
+            );
         };
         Self {
             lock: P::Lock::default(),
