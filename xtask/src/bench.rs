@@ -353,8 +353,11 @@ fn clean_build_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
             "-p",
             "common",
         ]);
-    for d in drivers {
-        cmd.args(["-p", &d.name]);
+    // Variants share their package's crate: it is built once (with its default features).
+    let mut packages: Vec<&str> = drivers.iter().map(|d| d.package()).collect();
+    packages.dedup();
+    for p in packages {
+        cmd.args(["-p", p]);
     }
     eprintln!("  clean release build into {} ...", dir.display());
     let start = Instant::now();
@@ -455,6 +458,7 @@ mod tests {
             fixture: false,
             size_budget: Some(8192),
             callback_instruction_budget: Some(60),
+            variant: None,
         };
         let rows = callback_rows(&d, &counts);
         assert_eq!(

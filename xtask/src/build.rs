@@ -83,7 +83,12 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
     let start = Instant::now();
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&ws.root)
-        .args(["build", "-p", name, "--target", arch.triple()]);
+        .args(["build", "-p", driver.package(), "--target", arch.triple()]);
+    if !driver.features().is_empty() {
+        // A variant: the same crate with other features. Cargo writes the same output file for
+        // every variant, so each is copied to its own placed folder right after it is built.
+        cmd.args(["--features", &driver.features().join(",")]);
+    }
     if profile == Profile::Release {
         cmd.arg("--release");
     }
@@ -94,7 +99,7 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
         }
         bail!("cargo build failed ({status})");
     }
-    let image = ws.layout.cargo_image(name, arch, profile);
+    let image = ws.layout.cargo_image(driver.package(), arch, profile);
     if !image.is_file() {
         bail!(
             "cargo built {name} but there is no {}: is it a `cdylib` (crate-type = [\"cdylib\"])?",
@@ -110,7 +115,7 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
 
     let sys = ws.layout.placed_sys(name, arch, profile);
     files::copy_atomic(&image, &sys)?;
-    let pdb = ws.layout.cargo_pdb(name, arch, profile);
+    let pdb = ws.layout.cargo_pdb(driver.package(), arch, profile);
     let placed_pdb = ws.layout.placed_pdb(name, arch, profile);
     if pdb.is_file() {
         files::copy_atomic(&pdb, &placed_pdb)?;

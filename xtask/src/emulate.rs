@@ -522,6 +522,7 @@ sys.exit(0 if passed else 1)
             fixture: false,
             size_budget: None,
             callback_instruction_budget: None,
+            variant: None,
         };
         let ws = Workspace {
             root: dir.clone(),

@@ -220,6 +220,7 @@ mod tests {
             fixture: true,
             size_budget: None,
             callback_instruction_budget: None,
+            variant: None,
         };
         let found = scenarios(&d).unwrap();
         assert_eq!(

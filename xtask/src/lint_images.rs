@@ -220,6 +220,7 @@ mod tests {
             fixture: false,
             size_budget: None,
             callback_instruction_budget: None,
+            variant: None,
         };
         let e = placed_images(&ws(&dir), &[&d], &[Arch::Arm64], &[Profile::Release])
             .unwrap_err()

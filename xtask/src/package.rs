@@ -369,6 +369,7 @@ mod tests {
             fixture: false,
             size_budget: None,
             callback_instruction_budget: None,
+            variant: None,
         };
         let sys = ws.layout.placed_sys("d", Arch::X64, Profile::Debug);
         files::write_atomic(&sys, &crate::pe::testimage::good()).unwrap();

@@ -8,6 +8,9 @@
 //! size-budget = 8192                   # bytes of the release x64 .sys (`cargo xtask bench`)
 //! callback-instruction-budget = 60     # instructions per callback invocation (`bench`)
 //! fixture = true                       # a negative test: built and emulated by `test` only
+//! # more images of the same crate, each built with its features and treated as a driver of its
+//! # own name (placed, linted, packaged from `<name>.inx`, emulated with the folder's scenario)
+//! variants = [{ name = "wfp-callout-wdm", features = ["wdm"] }]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -33,9 +36,30 @@ pub struct Driver {
     pub size_budget: Option<u64>,
     /// Budget for the instructions one callback invocation executes.
     pub callback_instruction_budget: Option<u64>,
+    /// For a variant: the package it is built from and the features it is built with.
+    pub variant: Option<Variant>,
+}
+
+/// A variant of a driver package: the same crate built with other features, under its own name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// The cargo package the variant is built from.
+    pub package: String,
+    /// The cargo features it is built with.
+    pub features: Vec<String>,
 }
 
 impl Driver {
+    /// The cargo package to build (`-p`): the driver's own name, or a variant's package.
+    pub fn package(&self) -> &str {
+        self.variant.as_ref().map_or(&self.name, |v| &v.package)
+    }
+
+    /// The cargo features to build with (none for a plain driver).
+    pub fn features(&self) -> &[String] {
+        self.variant.as_ref().map_or(&[], |v| &v.features)
+    }
+
     /// The emulation scenario: `<driver dir>/scenario.toml`.
     pub fn scenario(&self) -> PathBuf {
         self.dir.join("scenario.toml")
@@ -134,7 +158,7 @@ impl Workspace {
                     manifest.display()
                 ),
             };
-            drivers.push(Driver {
+            let driver = Driver {
                 size_budget: budget("size-budget")?,
                 callback_instruction_budget: budget("callback-instruction-budget")?,
                 // Always present in real `cargo metadata` output.
@@ -146,7 +170,11 @@ impl Workspace {
                 name,
                 dir,
                 fixture,
-            });
+                variant: None,
+            };
+            let variants = variants(meta, &driver, &manifest)?;
+            drivers.push(driver);
+            drivers.extend(variants);
         }
         Ok(Self {
             root,
@@ -199,6 +227,61 @@ impl Workspace {
     }
 }
 
+/// The `variants` of a driver's metadata, each a driver of its own name built from `base`'s package.
+fn variants(meta: &Value, base: &Driver, manifest: &Path) -> Result<Vec<Driver>> {
+    let Some(list) = meta.get("variants") else {
+        return Ok(Vec::new());
+    };
+    let bad = |what: &str| -> Error {
+        Error::new(format!(
+            "{}: [package.metadata.driver] variants: {what} (expected \
+             variants = [{{ name = \"NAME\", features = [\"FEATURE\"] }}])",
+            manifest.display()
+        ))
+    };
+    let Some(list) = list.as_array() else {
+        return Err(bad("not a list"));
+    };
+    let mut out = Vec::new();
+    for v in list {
+        let Some(name) = v.get("name").and_then(Value::as_str) else {
+            return Err(bad("a variant without a name"));
+        };
+        let mut features = Vec::new();
+        for f in v
+            .get("features")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let Some(f) = f.as_str() else {
+                return Err(bad("features must be strings"));
+            };
+            features.push(f.to_owned());
+        }
+        let budget = |key: &str, inherited: Option<u64>| match v.get(key) {
+            None => Ok(inherited),
+            Some(b) => b
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(&format!("{key} = {b} is not a whole number"))),
+        };
+        out.push(Driver {
+            name: name.to_owned(),
+            size_budget: budget("size-budget", base.size_budget)?,
+            callback_instruction_budget: budget(
+                "callback-instruction-budget",
+                base.callback_instruction_budget,
+            )?,
+            variant: Some(Variant {
+                package: base.name.clone(),
+                features,
+            }),
+            ..base.clone()
+        });
+    }
+    Ok(out)
+}
+
 /// The workspace root: the parent of xtask's own folder.
 pub fn project_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -220,7 +303,8 @@ mod tests {
             "workspace_root": "/w",
             "target_directory": "/w/target",
             "workspace_members": ["path+file:///w/common#0.1.0", "path+file:///w/ex-callback#0.1.0",
-                                  "path+file:///w/xtask/fixtures/leaky#0.1.0", "path+file:///w/cm-filter#0.1.0"],
+                                  "path+file:///w/xtask/fixtures/leaky#0.1.0", "path+file:///w/cm-filter#0.1.0",
+                                  "path+file:///w/wfp#0.1.0"],
             "packages": [
                 {"id": "path+file:///w/common#0.1.0", "name": "common", "manifest_path": "/w/common/Cargo.toml", "metadata": null},
                 {"id": "path+file:///w/ex-callback#0.1.0", "name": "ex-callback", "manifest_path": "/w/ex-callback/Cargo.toml",
@@ -228,7 +312,10 @@ mod tests {
                 {"id": "path+file:///w/xtask/fixtures/leaky#0.1.0", "name": "leaky", "manifest_path": "/w/xtask/fixtures/leaky/Cargo.toml",
                  "metadata": {"driver": {"fixture": true}}},
                 {"id": "path+file:///w/cm-filter#0.1.0", "name": "cm-filter", "manifest_path": "/w/cm-filter/Cargo.toml",
-                 "metadata": {"driver": {"model": "wdm"}, "other": 1}}
+                 "metadata": {"driver": {"model": "wdm"}, "other": 1}},
+                {"id": "path+file:///w/wfp#0.1.0", "name": "wfp", "manifest_path": "/w/wfp/Cargo.toml",
+                 "metadata": {"driver": {"model": "kmdf", "size-budget": 24576,
+                                         "variants": [{"name": "wfp-wdm", "features": ["wdm"], "size-budget": 20000}]}}}
             ]
         })
     }
@@ -239,7 +326,7 @@ mod tests {
         assert_eq!(ws.root, Path::new("/w"));
         assert_eq!(ws.layout.target_dir, Path::new("/w/target"));
         let names: Vec<_> = ws.drivers.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["ex-callback", "leaky", "cm-filter"]);
+        assert_eq!(names, ["ex-callback", "leaky", "cm-filter", "wfp", "wfp-wdm"]);
         let ex = &ws.drivers[0];
         assert_eq!(ex.dir, Path::new("/w/ex-callback"));
         assert_eq!(ex.scenario(), Path::new("/w/ex-callback/scenario.toml"));
@@ -255,7 +342,10 @@ mod tests {
     fn default_selection_leaves_out_fixtures_but_they_can_be_named() {
         let ws = Workspace::from_metadata(&metadata()).unwrap();
         let names = |v: Vec<&Driver>| v.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(ws.select(&[]).unwrap()), ["ex-callback", "cm-filter"]);
+        assert_eq!(
+            names(ws.select(&[]).unwrap()),
+            ["ex-callback", "cm-filter", "wfp", "wfp-wdm"]
+        );
         let picked = ws
             .select(&["leaky".into(), "ex-callback".into(), "leaky".into()])
             .unwrap();
@@ -269,7 +359,7 @@ mod tests {
         let e = ws.select(&["pnp-notify".into()]).unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown driver `pnp-notify`: the drivers are ex-callback, cm-filter (test fixtures: leaky)"
+            "unknown driver `pnp-notify`: the drivers are ex-callback, cm-filter, wfp, wfp-wdm (test fixtures: leaky)"
         );
     }
 
@@ -280,6 +370,29 @@ mod tests {
         let e = Workspace::from_metadata(&m).unwrap_err().to_string();
         assert!(
             e.contains("/w/ex-callback/Cargo.toml") && e.contains("size-budget"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn variants_are_drivers_built_from_their_package() {
+        let ws = Workspace::from_metadata(&metadata()).unwrap();
+        let base = ws.drivers.iter().find(|d| d.name == "wfp").unwrap();
+        let wdm = ws.drivers.iter().find(|d| d.name == "wfp-wdm").unwrap();
+        assert_eq!((base.package(), base.features()), ("wfp", &[][..]));
+        assert_eq!(wdm.package(), "wfp");
+        assert_eq!(wdm.features(), ["wdm"]);
+        assert_eq!(wdm.dir, base.dir, "same folder, same scenario");
+        assert_eq!(wdm.inx(), Path::new("/w/wfp/wfp-wdm.inx"), "its own INF template");
+        assert_eq!(
+            (wdm.size_budget, wdm.callback_instruction_budget),
+            (Some(20000), None)
+        );
+        let mut m = metadata();
+        m["packages"][4]["metadata"]["driver"]["variants"] = json!([{"features": ["wdm"]}]);
+        let e = Workspace::from_metadata(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("/w/wfp/Cargo.toml") && e.contains("without a name"),
             "{e}"
         );
     }
