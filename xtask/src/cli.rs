@@ -1,6 +1,6 @@
 //! The command line: a small hand-written parser (no dependency to compile) and the help texts.
 
-use crate::deploy::Target;
+use crate::deploy::{Install, Target};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
 
@@ -111,13 +111,42 @@ pub struct PackageArgs {
 
 /// `cargo xtask deploy`.
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one per flag of the command line
 pub struct DeployArgs {
-    /// `--target`; default the emulator.
-    pub target: Target,
+    /// `--target`... (several deploy in parallel); default the emulator.
+    pub targets: Vec<Target>,
     /// `-p NAME`...; empty = every driver.
     pub packages: Vec<String>,
     /// `--release`.
     pub profile: Profile,
+    /// `--arch`: the VM's architecture (x64 default; the emulator is x64 only).
+    pub arch: Arch,
+    /// `--dry-run`: print the plan, run nothing on a target.
+    pub dry_run: bool,
+    /// `--json`: the plan or the reports as JSON.
+    pub json: bool,
+    /// `--install sc|inf`.
+    pub install: Install,
+    /// `--keep`: leave the service and the files on the VM.
+    pub keep: bool,
+    /// `--enable-testsigning`.
+    pub enable_testsigning: bool,
+    /// `--snapshot NAME`.
+    pub snapshot: Option<String>,
+    /// `--libvirt DOMAIN`.
+    pub libvirt: Option<String>,
+    /// `--revert-after-failure`.
+    pub revert_after_failure: bool,
+    /// `--remote-dir DIR`.
+    pub remote_dir: Option<String>,
+    /// `--ssh-option OPT`...
+    pub ssh_options: Vec<String>,
+    /// `--hyperv-credential FILE`.
+    pub hyperv_credential: Option<std::path::PathBuf>,
+    /// `--timeout SECS` (one step).
+    pub timeout_s: u64,
+    /// `--reboot-timeout SECS`.
+    pub reboot_timeout_s: u64,
 }
 
 /// `cargo xtask bench`.
@@ -197,20 +226,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "cert" => Command::Cert(parse_cert(p)?),
         "sign" => Command::Sign(parse_sign(p)?),
         "package" => Command::Package(parse_package(p)?),
-        "deploy" => {
-            let profile = p.profile();
-            let target = match p.value(&["--target"])? {
-                Some(t) => t.parse()?,
-                None => Target::Emu,
-            };
-            let args = DeployArgs {
-                target,
-                packages: p.packages()?,
-                profile,
-            };
-            p.finish()?;
-            Command::Deploy(args)
-        }
+        "deploy" => Command::Deploy(parse_deploy(p)?),
         "test" => {
             p.finish()?;
             Command::Test
@@ -222,6 +238,63 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         }
         other => return Err(unknown_command(other)),
     })
+}
+
+fn parse_deploy(mut p: Parser) -> Result<DeployArgs> {
+    let seconds = |p: &mut Parser, name: &str, default: u64| -> Result<u64> {
+        match p.value(&[name])? {
+            None => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) if s > 0 => Ok(s),
+                _ => bail!("{name} takes a number of seconds, not `{v}`"),
+            },
+        }
+    };
+    let mut targets = p
+        .values(&["--target"])?
+        .iter()
+        .map(|t| t.parse())
+        .collect::<Result<Vec<Target>>>()?;
+    if targets.is_empty() {
+        targets.push(Target::Emu);
+    }
+    let arch = match p.value(&["--arch"])? {
+        None => Arch::X64,
+        Some(v) => match Arch::parse_selection(&v)?.as_slice() {
+            [one] => *one,
+            _ => bail!("deploy: --arch is the VM's architecture: x64 or arm64"),
+        },
+    };
+    let install = match p.value(&["--install"])?.as_deref() {
+        None | Some("sc") => Install::Sc,
+        Some("inf") => Install::Inf,
+        Some(other) => bail!("--install takes sc or inf, not `{other}`"),
+    };
+    let args = DeployArgs {
+        profile: p.profile(),
+        dry_run: p.flag(&["--dry-run"]),
+        json: p.flag(&["--json"]),
+        keep: p.flag(&["--keep"]),
+        enable_testsigning: p.flag(&["--enable-testsigning"]),
+        revert_after_failure: p.flag(&["--revert-after-failure"]),
+        snapshot: p.value(&["--snapshot"])?,
+        libvirt: p.value(&["--libvirt"])?,
+        remote_dir: p.value(&["--remote-dir"])?,
+        ssh_options: p.values(&["--ssh-option"])?,
+        hyperv_credential: p.value(&["--hyperv-credential"])?.map(Into::into),
+        timeout_s: seconds(&mut p, "--timeout", 120)?,
+        reboot_timeout_s: seconds(&mut p, "--reboot-timeout", 600)?,
+        packages: p.packages()?,
+        targets,
+        arch,
+        install,
+    };
+    p.finish()?;
+    let vm = args.targets.iter().any(|t| *t != Target::Emu);
+    if !vm && args.arch != Arch::X64 {
+        bail!("deploy: the emulated kernel runs x64 images only; --arch is for VM targets");
+    }
+    Ok(args)
 }
 
 fn parse_cert(mut p: Parser) -> Result<CertArgs> {
@@ -501,16 +574,47 @@ OPTIONS:
 const DEPLOY_HELP: &str = "\
 cargo xtask deploy: build -> lint -> sign and package -> run the drivers on a target
 
-USAGE: cargo xtask deploy [--target emu] [-p NAME]... [--release]
+USAGE: cargo xtask deploy [--target TARGET]... [-p NAME]... [--release] [--arch x64|arm64]
+                          [--dry-run] [--json] [VM OPTIONS]
 
-For emu, the x64 packages are made under target/packages/x64/<profile>/ (see package --help) and
-each driver is run in the emulated kernel.
+emu (the default): the x64 packages are made under target/packages/x64/<profile>/ and each driver
+runs in the emulated kernel, printing its log and audit.
+
+A Windows test VM (ssh://user@host[:port], or hyperv:VMNAME from its Windows Hyper-V host): the
+packages are made, then one plan runs per VM (several --target deploy in parallel, one report
+each): [revert the snapshot] preflight (administrator, architecture, test signing) [turn test
+signing on, restart] remove leftovers of an earlier deploy, copy the packages, check their hashes,
+trust the test certificate (Root, TrustedPublisher); per driver: install, start (running and
+loaded), probe (deploy.toml beside the driver: running for `settle` seconds, checks while loaded),
+stop = unload (stopped, exit code 0), unloaded (gone from the loaded modules, checks after
+unload), remove, collect the Service Control Manager events; remove the copied files. A failing
+step stops the plan, runs the removal steps that apply, and is reported with the VM's output; a VM
+that stops answering after a driver started is reported as a probable bugcheck. Each step runs on
+the VM as `powershell -NoProfile -NonInteractive -EncodedCommand <script>`, whatever its default
+shell. ssh uses the system's ssh and sftp with BatchMode=yes and StrictHostKeyChecking=yes: your
+keys, agent and ~/.ssh/config; never a password. The report is text, or JSON with --json; progress
+goes to stderr. See README.md, \"Deploy to a VM\", for the one-time VM setup.
 
 OPTIONS:
-    --target TARGET      emu (default): the emulated kernel, printing each driver's log and audit.
-                         ssh://user@host[:port] and hyperv:VMNAME are reserved (not implemented yet)
-    -p, --package NAME   this driver only (repeatable; default: every driver)
-    --release            the release profile (default: debug)
+    --target TARGET         emu (default), ssh://user@host[:port] or hyperv:VMNAME (repeatable)
+    -p, --package NAME      this driver only (repeatable; default: every driver)
+    --release               the release profile (default: debug)
+    --arch ARCH             the VM's architecture: x64 (default) or arm64
+    --dry-run               print the plan (every script and command line), run nothing
+    --json                  the plan (with --dry-run) or the reports as JSON on stdout
+    --install sc|inf        create the service with sc.exe (default; the INF's service registry
+                            values are written too) or install the INF with pnputil
+    --keep                  leave the service and the copied files on the VM
+    --enable-testsigning    if test signing is off: bcdedit /set testsigning on, restart, wait
+    --snapshot NAME         revert the VM first: Hyper-V checkpoint NAME, or with --libvirt
+    --libvirt DOMAIN        (ssh targets) the libvirt domain: virsh snapshot-revert DOMAIN NAME
+    --revert-after-failure  revert to the snapshot again when the plan failed
+    --remote-dir DIR        the folder on the VM (default C:\\ProgramData\\windows-callback-drivers\\deploy)
+    --ssh-option OPT        passed to ssh and sftp as -o OPT (repeatable)
+    --hyperv-credential F   the guest credential saved with Get-Credential | Export-Clixml F
+                            (default: hyperv-VMNAME.xml in the certificate folder)
+    --timeout SECS          the limit of one step (default 120)
+    --reboot-timeout SECS   how long to wait for the VM after a revert or restart (default 600)
 ";
 
 const TEST_HELP: &str = "\
@@ -667,15 +771,34 @@ mod tests {
         let Command::Deploy(d) = parse_str("deploy").unwrap() else {
             panic!()
         };
-        assert_eq!(d.target, Target::Emu);
+        assert_eq!(d.targets, [Target::Emu]);
+        assert!(!d.dry_run && !d.keep && d.install == Install::Sc && d.timeout_s == 120);
         let Command::Deploy(d) = parse_str("deploy --target=emu -p x").unwrap() else {
             panic!()
         };
-        assert_eq!((d.target, d.packages), (Target::Emu, vec!["x".to_owned()]));
-        let Command::Deploy(d) = parse_str("deploy --target ssh://me@vm:2222").unwrap() else {
+        assert_eq!(
+            (d.targets, d.packages),
+            (vec![Target::Emu], vec!["x".to_owned()])
+        );
+        let Command::Deploy(d) = parse_str(
+            "deploy --target ssh://me@vm:2222 --target hyperv:Win11 --dry-run --json --keep \
+             --install inf --snapshot clean --arch arm64 --ssh-option Port=22 --timeout 30",
+        )
+        .unwrap() else {
             panic!()
         };
-        assert!(matches!(d.target, Target::Ssh { .. }));
+        assert!(matches!(d.targets[0], Target::Ssh { .. }));
+        assert!(matches!(d.targets[1], Target::HyperV { .. }));
+        assert!(d.dry_run && d.json && d.keep && d.install == Install::Inf);
+        assert_eq!(
+            (d.snapshot.as_deref(), d.arch, d.ssh_options, d.timeout_s),
+            (Some("clean"), Arch::Arm64, vec!["Port=22".to_owned()], 30)
+        );
+        let err = |s: &str| parse_str(s).unwrap_err().to_string();
+        assert!(err("deploy --install msi").contains("sc or inf"));
+        assert!(err("deploy --arch all --target ssh://a@b").contains("x64 or arm64"));
+        assert!(err("deploy --arch arm64").contains("x64 images only"));
+        assert!(err("deploy --target ssh://a@b --timeout soon").contains("number of seconds"));
         assert!(
             parse_str("deploy --target ftp://x")
                 .unwrap_err()

@@ -1,12 +1,31 @@
-//! `cargo xtask deploy`: one plan of steps for every target; only the transport differs.
+//! `cargo xtask deploy`: build, lint, sign and package, then run the drivers on a target.
 //!
-//! Today the only target is the emulated kernel: build (each image linted on the way), sign and
-//! package (what a VM would receive; `package.rs`), and run the image in the emulator. A VM target
-//! (issue #7) will add steps to the plan: copy the package over the transport, install, start,
-//! collect the log, stop, uninstall.
+//! - `emu` (the default): each image in the emulated kernel (`emulate.rs`).
+//! - `ssh://user@host[:port]` and `hyperv:VMNAME`: a Windows test VM. One plan of steps, as data
+//!   (`plan.rs`), the same for both; only the transport differs (`transport.rs`). Each step is a
+//!   PowerShell script (`ps.rs`) whose output the host reads with the parsers of `parse.rs`; each
+//!   driver's probe is its `deploy.toml` (`probe.rs`); `exec.rs` runs the plan and reports.
+//!   Several targets deploy in parallel, one report each.
+
+mod exec;
+mod parse;
+mod plan;
+mod probe;
+mod ps;
+mod transport;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod loopback;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use plan::{Install, REMOTE_DIR};
 
 use crate::cli::{BuildArgs, DeployArgs, PackageArgs};
 use crate::emulate::{self, Options};
@@ -51,6 +70,14 @@ impl FromStr for Target {
                 None => (None, rest),
             };
             let (host, port) = match host_port.rsplit_once(':') {
+                _ if host_port.starts_with('[') => match host_port[1..].split_once(']') {
+                    Some((h, "")) => (h, None),
+                    Some((h, p)) => match p.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()) {
+                        Some(port) if port != 0 => (h, Some(port)),
+                        _ => bail!("--target {s}: `{p}` is not `:port`"),
+                    },
+                    None => bail!("--target {s}: no `]` after the IPv6 address"),
+                },
                 Some((h, p)) => {
                     let port = p.parse::<u16>().ok().filter(|&p| p != 0);
                     let Some(port) = port else {
@@ -88,7 +115,11 @@ impl fmt::Display for Target {
                 if let Some(u) = user {
                     write!(f, "{u}@")?;
                 }
-                f.write_str(host)?;
+                if host.contains(':') {
+                    write!(f, "[{host}]")?;
+                } else {
+                    f.write_str(host)?;
+                }
                 if let Some(p) = port {
                     write!(f, ":{p}")?;
                 }
@@ -99,7 +130,7 @@ impl fmt::Display for Target {
     }
 }
 
-/// One step of a deployment.
+/// One step of a deployment to the emulated kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Cross-build for x64; every image passes the lint before it is placed.
@@ -110,20 +141,36 @@ pub enum Step {
     Emulate,
 }
 
-/// The steps that deploy to `target`.
-pub fn plan(target: &Target) -> Result<Vec<Step>> {
-    match target {
-        Target::Emu => Ok(vec![Step::BuildAndLint, Step::Package, Step::Emulate]),
-        Target::Ssh { .. } | Target::HyperV { .. } => bail!(
-            "deploy --target {target}: not implemented yet (issue #7); `cargo xtask deploy` \
-             (the emulated kernel) works today"
-        ),
-    }
+/// The steps that deploy to the emulated kernel (a VM target's plan is `plan::build`).
+pub fn emu_plan() -> Vec<Step> {
+    vec![Step::BuildAndLint, Step::Package, Step::Emulate]
 }
 
 /// The `deploy` command.
 pub fn run(ws: &Workspace, args: &DeployArgs) -> Result<()> {
-    let steps = plan(&args.target)?;
+    let vm: Vec<&Target> = args.targets.iter().filter(|t| **t != Target::Emu).collect();
+    if vm.is_empty() {
+        return run_emu(ws, args);
+    }
+    if vm.len() != args.targets.len() {
+        bail!(
+            "deploy: --target emu cannot be combined with VM targets; run `cargo xtask deploy` \
+             (the emulated kernel) on its own"
+        );
+    }
+    run_vms(ws, args, &vm)
+}
+
+fn run_emu(ws: &Workspace, args: &DeployArgs) -> Result<()> {
+    let steps = emu_plan();
+    if args.dry_run {
+        println!(
+            "plan for emu: 1. build and lint ({p}, x64)  2. sign and package ({p}, x64)  \
+             3. run each driver in the emulated kernel (scenario.toml) and audit its teardown",
+            p = args.profile
+        );
+        return Ok(());
+    }
     let drivers = ws.select(&args.packages)?;
     let names: Vec<String> = drivers.iter().map(|d| d.name.clone()).collect();
     for (i, step) in steps.iter().enumerate() {
@@ -180,6 +227,218 @@ pub fn run(ws: &Workspace, args: &DeployArgs) -> Result<()> {
     Ok(())
 }
 
+/// Runs each plan on its transport, all at once (one thread per target); `progress` gets the
+/// target and a line. One report per target, in the order given.
+fn deploy_all(
+    pairs: &[(&plan::Plan, &dyn transport::Transport)],
+    progress: &(dyn Fn(&str, &str) + Sync),
+    pace: exec::Pace,
+) -> Vec<exec::TargetReport> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|(p, t)| {
+                scope.spawn(move || {
+                    let line = |l: &str| progress(&p.target, l);
+                    exec::execute(p, *t, &line, pace)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a deploy thread panicked"))
+            .collect()
+    })
+}
+
+/// A VM target with its transport.
+enum Way {
+    Ssh(transport::Ssh),
+    HyperV(transport::HyperV),
+}
+
+impl Way {
+    fn transport(&self) -> &dyn transport::Transport {
+        match self {
+            Way::Ssh(s) => s,
+            Way::HyperV(h) => h,
+        }
+    }
+
+    fn via(&self) -> plan::Via {
+        match self {
+            Way::Ssh(_) => plan::Via::Ssh,
+            Way::HyperV(h) => plan::Via::HyperV { vm: h.vm.clone() },
+        }
+    }
+}
+
+/// The Hyper-V guest credential file for `vm`: `--hyperv-credential`, else
+/// `<config dir>/hyperv-VMNAME.xml` beside the test certificate.
+fn hyperv_credential(args: &DeployArgs, vm: &str) -> String {
+    if let Some(c) = &args.hyperv_credential {
+        return c.to_string_lossy().into_owned();
+    }
+    let dir = crate::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
+    dir.join(format!("hyperv-{vm}.xml"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn way(args: &DeployArgs, target: &Target) -> Way {
+    match target {
+        Target::Ssh { user, host, port } => {
+            let mut s = transport::Ssh::new(user.clone(), host.clone(), *port);
+            s.options.clone_from(&args.ssh_options);
+            Way::Ssh(s)
+        }
+        Target::HyperV { vm } => Way::HyperV(transport::HyperV {
+            vm: vm.clone(),
+            credential: hyperv_credential(args, vm),
+        }),
+        Target::Emu => unreachable!("emu has no transport"),
+    }
+}
+
+/// The plan options of `args`.
+fn options(args: &DeployArgs) -> plan::Options {
+    plan::Options {
+        arch: args.arch,
+        install: args.install,
+        keep: args.keep,
+        enable_testsigning: args.enable_testsigning,
+        snapshot: args.snapshot.clone(),
+        libvirt: args.libvirt.clone(),
+        revert_after_failure: args.revert_after_failure,
+        remote_dir: args
+            .remote_dir
+            .clone()
+            .unwrap_or_else(|| REMOTE_DIR.to_owned()),
+        timeout: Duration::from_secs(args.timeout_s),
+        reboot_timeout: Duration::from_secs(args.reboot_timeout_s),
+    }
+}
+
+#[allow(clippy::too_many_lines)] // check, build, package, plan, run, report
+fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()> {
+    let ways: Vec<(String, Way)> = targets
+        .iter()
+        .map(|t| (t.to_string(), way(args, t)))
+        .collect();
+    let opts = options(args);
+    // Mistakes in the options are named before anything is built.
+    let drivers = ws.select(&args.packages)?;
+    for (name, w) in &ways {
+        let dummy = plan::Package {
+            driver: "check".into(),
+            service: "Check".into(),
+            display_name: "check".into(),
+            dir: PathBuf::new(),
+            files: Vec::new(),
+            thumbprint: String::new(),
+            cert_file: String::new(),
+            service_values: Vec::new(),
+            probe: probe::Probe::default(),
+        };
+        plan::build(name, &w.via(), &[dummy], &opts)?;
+        if let Way::HyperV(h) = w
+            && !args.dry_run
+            && !cfg!(windows)
+        {
+            bail!("{}", transport::unsupported(&h.vm));
+        }
+    }
+    let names: Vec<String> = drivers.iter().map(|d| d.name.clone()).collect();
+    eprintln!("==> build and lint ({}, {})", args.profile, args.arch);
+    crate::build::run(
+        ws,
+        &BuildArgs {
+            packages: names.clone(),
+            arches: vec![args.arch],
+            profile: args.profile,
+        },
+    )?;
+    eprintln!("==> sign and package ({}, {})", args.profile, args.arch);
+    crate::package::run(
+        ws,
+        &PackageArgs {
+            packages: names,
+            arches: vec![args.arch],
+            profile: args.profile,
+            cert_dir: None,
+            json: false,
+        },
+    )?;
+    let packages = drivers
+        .iter()
+        .map(|d| {
+            plan::Package::read(
+                &ws.layout.package_dir(&d.name, args.arch, args.profile),
+                &d.dir,
+                args.arch,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plans = ways
+        .iter()
+        .map(|(name, w)| plan::build(name, &w.via(), &packages, &opts))
+        .collect::<Result<Vec<_>>>()?;
+
+    if args.dry_run {
+        if args.json {
+            let doc: Vec<serde_json::Value> = plans
+                .iter()
+                .zip(&ways)
+                .map(|(p, (_, w))| plan::to_json(p, w.transport()))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            for (p, (_, w)) in plans.iter().zip(&ways) {
+                println!("{}", plan::render(p, w.transport()));
+            }
+        }
+        return Ok(());
+    }
+
+    eprintln!(
+        "==> deploy to {}",
+        ways.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let pairs: Vec<(&plan::Plan, &dyn transport::Transport)> = plans
+        .iter()
+        .zip(&ways)
+        .map(|(p, (_, w))| (p, w.transport()))
+        .collect();
+    let stderr = Mutex::new(());
+    let reports = deploy_all(
+        &pairs,
+        &|target, line| {
+            let _g = stderr.lock();
+            eprintln!("  [{target}] {line}");
+        },
+        exec::Pace::default(),
+    );
+    if args.json {
+        let doc: Vec<serde_json::Value> = reports.iter().map(exec::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        for r in &reports {
+            println!("{}", exec::render(r));
+        }
+    }
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    if failed > 0 {
+        bail!(
+            "deploy: {failed} of {} target(s) failed (see the report)",
+            reports.len()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +474,26 @@ mod tests {
     }
 
     #[test]
-    fn only_the_emulator_has_a_plan_today() {
+    fn the_emulator_plan_is_unchanged() {
         assert_eq!(
-            plan(&Target::Emu).unwrap(),
+            emu_plan(),
             [Step::BuildAndLint, Step::Package, Step::Emulate]
         );
-        let e = plan(&"hyperv:test".parse().unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not implemented yet (issue #7)"), "{e}");
-        assert!(plan(&"ssh://a@b".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn ipv6_targets_take_brackets() {
+        let t: Target = "ssh://admin@[fe80::1]:2222".parse().unwrap();
+        assert_eq!(
+            t,
+            Target::Ssh {
+                user: Some("admin".into()),
+                host: "fe80::1".into(),
+                port: Some(2222)
+            }
+        );
+        assert_eq!(t.to_string(), "ssh://admin@[fe80::1]:2222");
+        assert!("ssh://[::1".parse::<Target>().is_err());
+        assert!("ssh://[::1]x".parse::<Target>().is_err());
     }
 }

@@ -59,14 +59,52 @@ fn unknown_driver_lists_the_drivers() {
 }
 
 #[test]
-fn vm_targets_are_not_implemented_yet() {
-    for target in ["ssh://admin@testvm:22", "hyperv:Win11"] {
-        let o = xtask(&["deploy", "--target", target]);
+fn vm_target_mistakes_are_named_before_anything_is_built() {
+    // A Hyper-V target needs a Windows host (its plan is still printable with --dry-run).
+    if !cfg!(windows) {
+        let o = xtask(&["deploy", "--target", "hyperv:Win11"]);
         assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
         assert!(
-            stderr(&o).contains("not implemented yet (issue #7)"),
-            "{}",
-            stderr(&o)
+            e.contains("hyperv:Win11 runs PowerShell Direct on the Windows host")
+                && e.contains("--dry-run"),
+            "{e}"
         );
+        assert!(!e.contains("==> build"), "{e}");
     }
+    let o = xtask(&[
+        "deploy",
+        "--target",
+        "ssh://admin@testvm",
+        "--snapshot",
+        "clean",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("needs --libvirt DOMAIN"),
+        "{}",
+        stderr(&o)
+    );
+    let o = xtask(&[
+        "deploy",
+        "--target",
+        "emu",
+        "--target",
+        "ssh://admin@testvm",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot be combined"), "{}", stderr(&o));
+    let o = xtask(&[
+        "deploy",
+        "--target",
+        "ssh://a@b",
+        "--remote-dir",
+        "relative",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("absolute Windows path"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -1,0 +1,209 @@
+//! PowerShell as the one language every step speaks on the VM, whatever the remote shell is.
+//!
+//! Windows' OpenSSH server runs a command through its default shell, cmd.exe unless
+//! `HKLM\SOFTWARE\OpenSSH\DefaultShell` names another (PowerShell, often). Each step is therefore
+//! sent as `powershell -NoProfile -NonInteractive -EncodedCommand <base64 of the UTF-16LE script>`:
+//! base64 has no character either shell (or a POSIX shell) interprets, so the script arrives byte
+//! for byte. The price is size: a script of n UTF-16 characters becomes 8n/3 characters, and cmd.exe
+//! accepts command lines of at most [`CMD_LIMIT`] characters, which every plan step is tested
+//! against.
+//!
+//! Every script starts with [`PROLOGUE`]: errors stop the script, no progress records (PowerShell
+//! writes them as CLIXML on stderr when stderr is not a console), UTF-8 output, and the helpers the
+//! steps use to write sections the host parses (`parse::Sections`).
+
+use base64ct::{Base64, Encoding};
+
+/// The longest command line cmd.exe runs (8191 characters, documented for cmd.exe). A step's
+/// command line must fit, since cmd.exe is the default shell of Windows' OpenSSH server.
+pub const CMD_LIMIT: usize = 8191;
+
+/// The longest command line CreateProcess accepts (32767 characters): the Hyper-V host wrapper.
+#[cfg(test)]
+pub const CREATE_PROCESS_LIMIT: usize = 32767;
+
+/// What the guest runs for `script`, as words: `powershell -NoProfile -NonInteractive
+/// -EncodedCommand <base64>`.
+pub fn argv(script: &str) -> [String; 5] {
+    [
+        "powershell".to_owned(),
+        "-NoProfile".to_owned(),
+        "-NonInteractive".to_owned(),
+        "-EncodedCommand".to_owned(),
+        encode(script),
+    ]
+}
+
+/// [`argv`] as one command line (the words need no quoting).
+pub fn command_line(script: &str) -> String {
+    argv(script).join(" ")
+}
+
+/// PowerShell's `-EncodedCommand` form of `script`: base64 of its UTF-16LE code units.
+pub fn encode(script: &str) -> String {
+    let bytes: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    Base64::encode_string(&bytes)
+}
+
+/// The script an `-EncodedCommand` argument carries (tests, and the stand-in guest of the
+/// loopback test). `None` if it is not base64 of UTF-16LE.
+#[cfg(test)]
+pub fn decode(encoded: &str) -> Option<String> {
+    let bytes = Base64::decode_vec(encoded).ok()?;
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+/// `s` as a PowerShell single-quoted string: nothing inside is expanded. PowerShell also takes
+/// the typographic single quotes U+2018..U+201B as quote characters, so each of them is doubled
+/// too, like `'`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// `@('a', 'b c')`: a PowerShell array of quoted strings.
+pub fn array<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote(s.as_ref())).collect();
+    format!("@({})", quoted.join(", "))
+}
+
+/// The start of every script. `Say` writes a line to stdout; `Section NAME [EXIT]` starts a
+/// section of the output; `Note` a remark for the report; `Native EXE ARGS` runs a program,
+/// returning its output (stdout and stderr, in order) and leaving its exit code in `$script:rc`;
+/// `Run NAME EXE ARGS` runs a program as a section of its own. Arguments go to programs as
+/// PowerShell passes them (Windows PowerShell 5.1 quotes an argument with a space; one with a
+/// double quote would be mangled, which is why the plan refuses `"` in names and paths).
+pub const PROLOGUE: &str = r##"$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }
+function Say([string]$s) { [Console]::Out.WriteLine($s) }
+function Section([string]$n, $rc) { if ($null -eq $rc) { Say "#xtask:section $n" } else { Say "#xtask:section $n exit=$rc" } }
+function Note([string]$s) { Say "#xtask:note $s" }
+function Native([string]$exe, [string[]]$a) { $ErrorActionPreference = 'Continue'; $o = & $exe @a 2>&1 | ForEach-Object { "$_" }; $script:rc = $LASTEXITCODE; ($o -join "`n") }
+function Run([string]$n, [string]$exe, [string[]]$a) { $o = Native $exe $a; Section $n $script:rc; Say $o }
+"##;
+
+/// A complete script: a comment naming the step, [`PROLOGUE`], `body`.
+pub fn script(title: &str, body: &str) -> String {
+    let title: String = title.chars().filter(|c| !c.is_control()).collect();
+    format!("# xtask deploy: {title}\n{PROLOGUE}{body}")
+}
+
+/// What a PowerShell error stream says, in plain text. When its stderr is not a console,
+/// powershell.exe may write error records as CLIXML (`#< CLIXML` and `<Objs>` with `<S S="Error">`
+/// strings escaped as `_xHHHH_`); that is decoded, anything else is returned as it is.
+pub fn plain_stderr(stderr: &str) -> String {
+    let Some(rest) = stderr.trim_start().strip_prefix("#< CLIXML") else {
+        return stderr.to_owned();
+    };
+    let Ok(doc) = roxmltree::Document::parse(rest.trim()) else {
+        return stderr.to_owned();
+    };
+    let mut out = String::new();
+    for n in doc.descendants() {
+        if n.has_tag_name("S") && n.attribute("S") == Some("Error") {
+            out.push_str(&unescape_clixml(n.text().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// CLIXML escapes characters as `_xHHHH_` (UTF-16 code units).
+fn unescape_clixml(s: &str) -> String {
+    let mut units: Vec<u16> = Vec::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        if let Some(hex) = rest
+            .strip_prefix("_x")
+            .and_then(|r| r.get(..5))
+            .filter(|h| h.ends_with('_') && h[..4].chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            units.push(u16::from_str_radix(&hex[..4], 16).unwrap_or(0xFFFD));
+            rest = &rest[7..];
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        let mut buf = [0u16; 2];
+        units.extend_from_slice(c.encode_utf16(&mut buf));
+        rest = &rest[c.len_utf8()..];
+    }
+    String::from_utf16_lossy(&units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_command_is_base64_of_utf16le() {
+        // The documented example of powershell.exe -EncodedCommand (about_PowerShell_exe):
+        // [Convert]::ToBase64String([Text.Encoding]::Unicode.GetBytes('dir "c:\program files" ')).
+        assert_eq!(
+            encode(r#"dir "c:\program files" "#),
+            "ZABpAHIAIAAiAGMAOgBcAHAAcgBvAGcAcgBhAG0AIABmAGkAbABlAHMAIgAgAA=="
+        );
+        // Beyond ASCII and beyond the BMP: UTF-16 code units, little-endian.
+        assert_eq!(encode("é"), "6QA=");
+        assert_eq!(encode("😀"), "PdgA3g==");
+        let s = "Say 'Test Signing — not for production' # ünïcödé 😀";
+        assert_eq!(decode(&encode(s)).as_deref(), Some(s));
+        assert_eq!(decode("not base64!"), None);
+        assert_eq!(decode("QQ=="), None); // one byte: not UTF-16
+    }
+
+    #[test]
+    fn command_line_has_only_shell_inert_characters() {
+        let line = command_line("Say 'a & b | c > d' ; exit 3 # %PATH% $env:X `n \"q\"");
+        assert!(line.starts_with("powershell -NoProfile -NonInteractive -EncodedCommand "));
+        let b64 = line.rsplit(' ').next().unwrap();
+        assert!(
+            b64.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        );
+    }
+
+    #[test]
+    fn quoting_doubles_every_single_quote_kind() {
+        assert_eq!(quote(r"C:\Test Drivers\x.sys"), r"'C:\Test Drivers\x.sys'");
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(quote("a\u{2019}b"), "'a\u{2019}\u{2019}b'");
+        assert_eq!(quote("$env:PATH `n"), "'$env:PATH `n'");
+        assert_eq!(array(&["a", "b c"]), "@('a', 'b c')");
+        assert_eq!(array::<&str>(&[]), "@()");
+    }
+
+    #[test]
+    fn scripts_start_with_the_prologue_and_name_the_step() {
+        let s = script("start\nCmFilter", "Say 1\n");
+        assert!(s.starts_with("# xtask deploy: startCmFilter\n$ErrorActionPreference = 'Stop'"));
+        assert!(s.ends_with("Say 1\n"));
+    }
+
+    #[test]
+    fn clixml_error_streams_are_decoded() {
+        // Recorded form of powershell.exe's stderr when it is redirected (the form Ansible and
+        // others strip); the text is ours.
+        let clixml = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><S S=\"Error\">sc.exe : Access is denied._x000D__x000A_</S><S S=\"Error\">At line:1 char:1_x000D__x000A_</S></Objs>";
+        assert_eq!(
+            plain_stderr(clixml),
+            "sc.exe : Access is denied.\r\nAt line:1 char:1\r\n"
+        );
+        assert_eq!(plain_stderr("plain text\n"), "plain text\n");
+        assert_eq!(plain_stderr("#< CLIXML\n<broken"), "#< CLIXML\n<broken");
+    }
+}
