@@ -9,7 +9,10 @@
 //!    catalog and the INF, tampered copies that must fail, the lint on the signed image; the
 //!    signed x64 images run in the emulator;
 //! 5. every driver emulated with the fault sweep, debug and release images;
-//! 6. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught.
+//! 6. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught;
+//! 7. deploy: the VM plans of the real packages, and the ssh transport and whole plans against a
+//!    real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
+//!    OpenSSH cannot be installed).
 
 use std::process::Command;
 use std::time::Instant;
@@ -27,6 +30,7 @@ use crate::{cert, files, fixtures, lint_images, package, sign, verify};
 struct Tally {
     passed: usize,
     failed: Vec<String>,
+    skipped: Vec<String>,
 }
 
 impl Tally {
@@ -41,7 +45,7 @@ impl Tally {
     }
 }
 
-const STAGES: usize = 6;
+const STAGES: usize = 7;
 const PROFILES: [Profile; 2] = [Profile::Debug, Profile::Release];
 
 fn header(n: usize, title: &str) {
@@ -87,7 +91,24 @@ pub fn run(ws: &Workspace) -> Result<()> {
         check_fixture(ws, fixture, &mut t);
     }
 
+    header(
+        7,
+        "deploy: VM plans of the real packages; the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1",
+    );
+    let (checks, skipped) = crate::deploy::suite_checks(ws, &drivers);
+    for c in checks {
+        t.record(c.ok, c.what);
+    }
+    if let Some(why) = skipped {
+        let what = format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
+        println!("  SKIPPED: {what}");
+        t.skipped.push(what);
+    }
+
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
+    for s in &t.skipped {
+        println!("  SKIPPED: {s}");
+    }
     for f in &t.failed {
         println!("  failed: {f}");
     }

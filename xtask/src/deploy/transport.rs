@@ -384,7 +384,10 @@ impl Ssh {
             (
                 Lost::Refused,
                 format!(
-                    "nothing answers on {target}{port}: connection refused (sshd not running, or still booting)"
+                    "nothing answers on {}, port {}: connection refused (sshd not running, or \
+                     the VM still booting)",
+                    self.host,
+                    self.port.unwrap_or(22)
                 ),
             )
         } else {
