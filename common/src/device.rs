@@ -91,6 +91,7 @@ mod kernel {
         fn drop(&mut self) {
             // SAFETY: created by IoCreateDevice, deleted once.
             unsafe { IoDeleteDevice(self.0.as_ptr()) };
+            crate::klog!(Info, "IoDeleteDevice: device object deleted");
         }
     }
 

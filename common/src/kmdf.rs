@@ -751,6 +751,7 @@ mod kernel {
                 fn(WDFOBJECT),
                 self.device.as_ptr()
             );
+            klog!(Info, "kmdf: WdfObjectDelete(control device): deleted");
         }
     }
 

@@ -686,7 +686,13 @@ pub struct Admission(*const dyn FlowDrain);
 impl Drop for Admission {
     fn drop(&mut self) {
         // SAFETY: `admit`'s contract: the table outlives this guard.
-        unsafe { (*self.0).stop_admitting() };
+        let table = unsafe { &*self.0 };
+        table.stop_admitting();
+        crate::klog!(
+            Info,
+            "wfp: flow table closed: no new flow contexts (%Iu live)",
+            table.live()
+        );
     }
 }
 

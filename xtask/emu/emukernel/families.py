@@ -11,9 +11,14 @@ from .callbacks import ExCallbacks
 from .cm import Registry
 from .crt import Runtime
 from .debug import Debug
+from .io import Devices
 from .mutex import GuardedMutexes
 from .pnp import PnpNotifications
 from .pool import Pool
 from .rundown import Rundown
+from .sync import Sync
+from .wdf import Wdf
+from .wfp import Wfp
 
-FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes, PnpNotifications]
+FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes, PnpNotifications,
+            Sync, Devices, Wdf, Wfp]

@@ -103,6 +103,7 @@ class Machine:
         self.fallible_calls = []  # (routine, occurrence) made during DriverEntry, in order
         self.instructions = 0
         self.counting = False
+        self.executed = 0         # every instruction executed in the image (with count_instructions)
         self.recent_calls = deque(maxlen=8)
         self._trampoline_area = None
         self._trampoline_next = 0
@@ -293,6 +294,7 @@ class Machine:
         return runs[-1] if runs else None
 
     def _count(self, emu, addr, size, ctx):
+        self.executed += 1
         if self.counting:
             self.instructions += 1
 

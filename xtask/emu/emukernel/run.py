@@ -31,6 +31,8 @@ class Run:
         self.budgeted = {}     # (model, index of a callback count) -> counted against the budget
         self.unloaded = False
         self.status = None
+        self.count_instructions = count_instructions
+        self.unload_cost = None           # (instructions in the image, kernel calls) of DriverUnload
 
     def execute(self, run_steps):
         m = self.m
@@ -53,8 +55,10 @@ class Run:
                 self.by_family[race.family].arm_race(race)
         unload = m.unload_routine()
         if unload:
+            executed, calls = m.executed, len(m.calls)
             m.call(unload, [m.driver_object()], phase='DriverUnload')
             self.unloaded = m.run_error() is None
+            self.unload_cost = (m.executed - executed, len(m.calls) - calls)
 
     def report(self, name, kind):
         m = self.m
@@ -95,7 +99,15 @@ class Run:
             'failures': failures,
             'error': error,
             'callbacks': self._callback_counts(),
+            'measurements': self._measurements(),
         }
+
+    def _measurements(self):
+        """With --count-instructions: what DriverUnload cost, nested callbacks included."""
+        if not self.count_instructions or self.unload_cost is None:
+            return []
+        instructions, calls = self.unload_cost
+        return [{'measure': 'DriverUnload', 'instructions': instructions, 'kernel_calls': calls}]
 
     def _callback_counts(self):
         """Instruction counts per callback invocation. `budgeted` marks those the driver's budget
@@ -159,6 +171,14 @@ def run_all(image, scenario, faults, count_instructions, progress):
     first.execute(run_steps=True)
     runs.append(first.report('scenario', 'scenario'))
     routines.update(first.routines())
+
+    for variant in scenario.variants:
+        name = 'scenario: %s' % variant.name
+        progress('%s: %s' % (driver, name))
+        run = Run(image, variant, count_instructions=count_instructions)
+        run.execute(run_steps=True)
+        runs.append(run.report(name, 'scenario'))
+        routines.update({k: v for k, v in run.routines().items() if k not in routines})
 
     if faults:
         if not _nt_success(first.status):

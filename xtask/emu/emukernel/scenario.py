@@ -25,6 +25,12 @@ object = "\\Callback\\PowerState"
 log = ["loaded", "unloaded"]   # substrings that must appear in the log, in this order
 failures = []                  # fixture drivers only: failures xtask expects the audit to find
 fault_sweep = false            # fixture drivers only: xtask runs this scenario with --faults
+
+[[variant]]                    # one more scenario run, on a fresh machine, after the main one
+name = "unload with no flow"   # the run is reported as "scenario: <name>"
+service_parameters = {}        # any family setting may be given again; the rest is inherited
+step = [{ kind = "notify", object = "\\Callback\\PowerState" }]   # its own steps and races
+expect = { log = ["unloaded"] }
 ```
 
 Field types: `name` (a kernel path starting with a backslash), `text`, `u64`, `u32`, `bool`,
@@ -37,7 +43,8 @@ from .errors import HarnessError
 from .irql import PASSIVE_LEVEL, irql_name, parse_irql
 
 REQUIRED = object()
-GENERIC_KEYS = {'description', 'step', 'race', 'expect'}
+GENERIC_KEYS = {'description', 'step', 'race', 'expect', 'variant'}
+VARIANT_KEYS = {'name', 'description', 'step', 'race', 'expect'}
 
 
 class Step:
@@ -68,7 +75,8 @@ class Step:
 
 
 class Scenario:
-    def __init__(self, path, description, config, steps, races, expect_log, expect_failures):
+    def __init__(self, path, description, config, steps, races, expect_log, expect_failures,
+                 name=None, variants=()):
         self.path = path
         self.description = description
         self.config = config
@@ -76,6 +84,8 @@ class Scenario:
         self.races = races
         self.expect_log = expect_log
         self.expect_failures = expect_failures
+        self.name = name                  # a variant's name; None for the main scenario
+        self.variants = list(variants)    # Scenario objects, each run on its own machine
 
 
 def _check(kind, value, where, key):
@@ -163,12 +173,31 @@ def load(path, families=None):
     if unknown:
         raise HarnessError('scenario %s: unknown key(s) %s' % (path, ', '.join(sorted(unknown))))
     config = _fields(config_spec, data, 'scenario %s' % path)
-    step_list = [_entry(s, steps, '%s: step %d' % (path, i + 1)) for i, s in enumerate(data.get('step', []))]
-    race_list = [_entry(r, races, '%s: race %d' % (path, i + 1)) for i, r in enumerate(data.get('race', []))]
+    step_list, race_list, log, failures = _runs(data, steps, races, str(path))
+    variants = []
+    for i, v in enumerate(data.get('variant', [])):
+        where = '%s: variant %d' % (path, i + 1)
+        if not isinstance(v, dict) or not isinstance(v.get('name'), str):
+            raise HarnessError('%s: a variant is a table with a name' % where)
+        unknown = set(v) - VARIANT_KEYS - set(config_spec)
+        if unknown:
+            raise HarnessError('%s: unknown key(s) %s' % (where, ', '.join(sorted(unknown))))
+        v_config = dict(config)
+        v_config.update(_fields({k: (kind, None) for k, (kind, _d) in config_spec.items() if k in v}, v, where))
+        v_steps, v_races, v_log, _ = _runs(v, steps, races, '%s (%s)' % (where, v['name']))
+        variants.append(Scenario(path, v.get('description', ''), v_config, v_steps, v_races, v_log, [],
+                                 name=v['name']))
+    return Scenario(path, data.get('description', ''), config, step_list, race_list, log, failures,
+                    variants=variants)
+
+
+def _runs(data, steps, races, where):
+    step_list = [_entry(s, steps, '%s: step %d' % (where, i + 1)) for i, s in enumerate(data.get('step', []))]
+    race_list = [_entry(r, races, '%s: race %d' % (where, i + 1)) for i, r in enumerate(data.get('race', []))]
     expect = data.get('expect', {})
     unknown = set(expect) - {'log', 'failures', 'fault_sweep'}
     if unknown:
-        raise HarnessError('scenario %s: unknown key(s) in [expect]: %s' % (path, ', '.join(sorted(unknown))))
-    log = _check('texts', expect.get('log', []), 'scenario %s' % path, 'expect.log')
-    failures = _check('texts', expect.get('failures', []), 'scenario %s' % path, 'expect.failures')
-    return Scenario(path, data.get('description', ''), config, step_list, race_list, log, failures)
+        raise HarnessError('scenario %s: unknown key(s) in [expect]: %s' % (where, ', '.join(sorted(unknown))))
+    log = _check('texts', expect.get('log', []), 'scenario %s' % where, 'expect.log')
+    failures = _check('texts', expect.get('failures', []), 'scenario %s' % where, 'expect.failures')
+    return step_list, race_list, log, failures
