@@ -286,7 +286,50 @@ fn measure_callbacks(
             ));
         }
         rows.extend(callback_rows(d, &counts));
+        rows.extend(unload_rows(d, report));
     }
+}
+
+/// One row per scenario run whose report measured DriverUnload (`runs[].measurements`): the
+/// instructions it executed in the image, reported without a budget.
+fn unload_rows(d: &Driver, report: &Value) -> Vec<Row> {
+    let runs = report
+        .get("runs")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut rows = Vec::new();
+    for run in runs {
+        let name = run
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("scenario");
+        for m in run
+            .get("measurements")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let (Some(measure), Some(n)) = (
+                m.get("measure").and_then(Value::as_str),
+                m.get("instructions").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            let calls = m.get("kernel_calls").and_then(Value::as_u64).unwrap_or(0);
+            rows.push(Row {
+                measure: format!("{} {measure} ({name})", d.name),
+                value: as_f64(n),
+                unit: "instructions",
+                shown: Some(format!("{n} instructions, {calls} kernel calls")),
+                budget: None,
+                note: None,
+                extra: json!({
+                    "kind": "unload_instructions", "driver": d.name, "run": name,
+                    "instructions": n, "kernel_calls": calls,
+                }),
+            });
+        }
+    }
+    rows
 }
 
 fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<Row> {
@@ -478,6 +521,33 @@ mod tests {
                 && text.ends_with("bench: 2 measurement(s), 1 OVER BUDGET\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn unload_measurements_become_rows_without_budget() {
+        let report = json!({"runs": [
+            {"name": "scenario", "measurements": [{"measure": "DriverUnload", "instructions": 900, "kernel_calls": 50}]},
+            {"name": "scenario: unload with 1,000 live flows",
+             "measurements": [{"measure": "DriverUnload", "instructions": 96000, "kernel_calls": 6000}]},
+            {"name": "fault 1/2"}
+        ]});
+        let d = Driver {
+            name: "wfp-callout".into(),
+            version: "0.1.0".into(),
+            dir: "/w/wfp-callout".into(),
+            fixture: false,
+            size_budget: None,
+            callback_instruction_budget: Some(120),
+            variant: None,
+        };
+        let rows = unload_rows(&d, &report);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1].measure,
+            "wfp-callout DriverUnload (scenario: unload with 1,000 live flows)"
+        );
+        assert_eq!(rows[1].verdict(), "(no budget)");
+        assert_eq!(rows[1].to_json()["kernel_calls"], 6000);
     }
 
     #[test]
