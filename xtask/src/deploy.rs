@@ -265,6 +265,13 @@ pub fn suite_checks(
             "deploy plans of {} (ssh and hyperv, sc and inf installs) from its package",
             d.name
         );
+        if !dir.join(crate::package::MANIFEST).is_file() {
+            println!(
+                "  no package of {} to plan from (its packaging failure is counted above)",
+                d.name
+            );
+            continue;
+        }
         let result = plan::Package::read(&dir, &d.dir, Arch::X64).and_then(|p| {
             for install in [Install::Sc, Install::Inf] {
                 let o = plan::Options {
@@ -286,7 +293,10 @@ pub fn suite_checks(
             Ok(())
         });
         match result {
-            Ok(()) => checks.push(SuiteCheck { ok: true, what }),
+            Ok(()) => {
+                println!("  ✓ {what}");
+                checks.push(SuiteCheck { ok: true, what });
+            }
             Err(e) => checks.push(SuiteCheck {
                 ok: false,
                 what: format!("{what}: {e}"),
