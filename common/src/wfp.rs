@@ -796,10 +796,12 @@ mod kernel {
     use core::ffi::c_void;
     use core::ptr::{NonNull, null, null_mut};
 
+    // The routines themselves, for drivers (and the test fixtures) that need them raw; the guards
+    // below are how the samples use them.
     #[link(name = "fwpkclnt.sys", kind = "raw-dylib", modifiers = "+verbatim")]
     unsafe extern "system" {
         /// `FwpmEngineOpen0` (fwpmk.h). PASSIVE_LEVEL; the BFE must be running.
-        fn FwpmEngineOpen0(
+        pub fn FwpmEngineOpen0(
             server_name: *const u16,
             authn_service: u32,
             auth_identity: *const c_void,
@@ -807,50 +809,50 @@ mod kernel {
             engine_handle: *mut HANDLE,
         ) -> NTSTATUS;
         /// `FwpmEngineClose0`. PASSIVE_LEVEL.
-        fn FwpmEngineClose0(engine_handle: HANDLE) -> NTSTATUS;
+        pub fn FwpmEngineClose0(engine_handle: HANDLE) -> NTSTATUS;
         /// `FwpmTransactionBegin0`. PASSIVE_LEVEL.
-        fn FwpmTransactionBegin0(engine_handle: HANDLE, flags: u32) -> NTSTATUS;
+        pub fn FwpmTransactionBegin0(engine_handle: HANDLE, flags: u32) -> NTSTATUS;
         /// `FwpmTransactionCommit0`. PASSIVE_LEVEL.
-        fn FwpmTransactionCommit0(engine_handle: HANDLE) -> NTSTATUS;
+        pub fn FwpmTransactionCommit0(engine_handle: HANDLE) -> NTSTATUS;
         /// `FwpmTransactionAbort0`. PASSIVE_LEVEL.
-        fn FwpmTransactionAbort0(engine_handle: HANDLE) -> NTSTATUS;
+        pub fn FwpmTransactionAbort0(engine_handle: HANDLE) -> NTSTATUS;
         /// `FwpmSubLayerAdd0`. PASSIVE_LEVEL.
-        fn FwpmSubLayerAdd0(
+        pub fn FwpmSubLayerAdd0(
             engine_handle: HANDLE,
             sub_layer: *const FWPM_SUBLAYER0,
             sd: *const c_void,
         ) -> NTSTATUS;
         /// `FwpmCalloutAdd0`. PASSIVE_LEVEL.
-        fn FwpmCalloutAdd0(
+        pub fn FwpmCalloutAdd0(
             engine_handle: HANDLE,
             callout: *const FWPM_CALLOUT0,
             sd: *const c_void,
             id: *mut u32,
         ) -> NTSTATUS;
         /// `FwpmFilterAdd0`. PASSIVE_LEVEL.
-        fn FwpmFilterAdd0(
+        pub fn FwpmFilterAdd0(
             engine_handle: HANDLE,
             filter: *const FWPM_FILTER0,
             sd: *const c_void,
             id: *mut u64,
         ) -> NTSTATUS;
         /// `FwpsCalloutRegister1` (fwpsk.h; Windows 7 and later). PASSIVE_LEVEL.
-        fn FwpsCalloutRegister1(
+        pub fn FwpsCalloutRegister1(
             device_object: *mut c_void,
             callout: *const FWPS_CALLOUT1,
             callout_id: *mut u32,
         ) -> NTSTATUS;
         /// `FwpsCalloutUnregisterById0`. PASSIVE_LEVEL.
-        fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS;
+        pub fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS;
         /// `FwpsFlowAssociateContext0`. IRQL <= DISPATCH_LEVEL.
-        fn FwpsFlowAssociateContext0(
+        pub fn FwpsFlowAssociateContext0(
             flow_id: u64,
             layer_id: u16,
             callout_id: u32,
             flow_context: u64,
         ) -> NTSTATUS;
         /// `FwpsFlowRemoveContext0`. IRQL <= DISPATCH_LEVEL.
-        fn FwpsFlowRemoveContext0(flow_id: u64, layer_id: u16, callout_id: u32) -> NTSTATUS;
+        pub fn FwpsFlowRemoveContext0(flow_id: u64, layer_id: u16, callout_id: u32) -> NTSTATUS;
     }
 
     /// The kernel: spin lock, event, non-paged pool, fwpkclnt.sys.
