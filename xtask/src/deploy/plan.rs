@@ -699,11 +699,12 @@ fn leftovers_body(dir: &str, packages: &[Package]) -> String {
         .collect();
     format!(
         "$dir = {dir}\n\
+         $images = {images}\n\
          foreach ($d in @({list})) {{\n\
          $svc = $d[0]; $name = $d[1]; $key = \"HKLM:\\SYSTEM\\CurrentControlSet\\Services\\$svc\"\n\
          if (Test-Path -LiteralPath $key) {{\n\
          $ip = [string](Get-ItemProperty -LiteralPath $key).ImagePath\n\
-         if (-not $ip.EndsWith(\"\\$name.sys\", [StringComparison]::OrdinalIgnoreCase)) {{ Note \"a service $svc exists with image $ip, not $name.sys: not ours, left alone\"; exit 3 }}\n\
+         if (-not ($images | Where-Object {{ $ip.EndsWith(\"\\$_\", [StringComparison]::OrdinalIgnoreCase) }})) {{ Note \"a service $svc exists with image $ip, not one of ours: left alone\"; exit 3 }}\n\
          Note \"removing the service $svc left by an earlier deploy ($ip)\"\n\
          Native 'sc.exe' @('stop', $svc) | Out-Null; Start-Sleep -Seconds 1\n\
          $o = Native 'sc.exe' @('delete', $svc); Start-Sleep -Milliseconds 500\n\
@@ -715,6 +716,7 @@ fn leftovers_body(dir: &str, packages: &[Package]) -> String {
          exit 0\n",
         dir = quote(dir),
         list = list.join(", "),
+        images = ps::array(&packages.iter().map(Package::image).collect::<Vec<_>>()),
     )
 }
 
