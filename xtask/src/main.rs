@@ -20,7 +20,7 @@
 //! | `venv`        | the emulator's Python venv with speakeasy pinned                    |
 //! | `emulate`     | the harness (`xtask/emu/harness.py`) run on each image              |
 //! | `report`      | the harness's report, read and shown                                |
-//! | `deploy`      | the emulator, or a Windows VM (ssh, Hyper-V): plan, transports, report |
+//! | `deploy`      | the emulator or a Windows VM: the plan, transports, report          |
 //! | `suite`       | `cargo xtask test`                                                  |
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
 //! | `bench`       | `cargo xtask bench`                                                 |
