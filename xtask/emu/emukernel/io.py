@@ -79,7 +79,7 @@ class Devices:
         require(self.m, 'IoDeleteDevice', PASSIVE_LEVEL)
         device = self.devices.get(argv[0])
         if device is None or device.deleted_by is not None or device.owner != 'wdm':
-            raise bugcheck(0x18 if device is None else 0x1A, 'IoDeleteDevice',
+            raise bugcheck(0x18, 'REFERENCE_BY_POINTER',
                            '0x%x is not a live device object the driver created with IoCreateDevice%s'
                            % (argv[0], ' (deleted twice?)' if device else ''), argv[0])
         self.mark_deleted(device, 'IoDeleteDevice')

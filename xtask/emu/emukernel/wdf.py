@@ -43,7 +43,7 @@ WdfObjectDelete(Object)                                               modelled
 import re
 import struct
 
-from .errors import KernelStop, bugcheck, violation
+from .errors import bugcheck, violation
 from .irql import PASSIVE_LEVEL, require
 
 STATUS_SUCCESS = 0
@@ -289,9 +289,9 @@ class Wdf:
 
     def framework_driver_unload(self, argv, orig):
         """FxDriver::Unload: EvtDriverUnload, then the WDFDRIVER and what it owns are deleted."""
-        self.framework_unload_calls += 1
-        if self.framework_unload_calls > 1:
+        if self.framework_unload_calls:
             raise violation('the framework\'s unload routine was called twice')
+        self.framework_unload_calls += 1
         if not self.bound:
             raise violation('the framework\'s unload routine was called after WdfVersionUnbind: the '
                             'stub must unbind last')

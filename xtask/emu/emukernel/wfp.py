@@ -56,7 +56,7 @@ import struct
 import uuid
 
 from .errors import KernelStop, violation
-from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
+from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .scenario import REQUIRED
 
 STATUS_SUCCESS = 0
