@@ -81,6 +81,10 @@ pub unsafe fn read_config(registry_path: *const UNICODE_STRING) -> Config {
                 blocked_port: u16::try_from(port).unwrap_or(0),
             }
         }
+        Ok(0) => {
+            klog!(Info, "configuration: BlockedPort = 0: blocking nothing");
+            Config::default()
+        }
         Ok(other) => {
             klog!(
                 Warning,
