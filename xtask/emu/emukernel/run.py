@@ -162,7 +162,8 @@ class Run:
 
 
 def run_all(image, scenario, faults, count_instructions, progress):
-    driver = os.path.basename(os.path.dirname(os.path.abspath(scenario.path)))
+    # The image's name: two images built from one crate (variants) share a scenario folder.
+    driver = os.path.splitext(os.path.basename(image))[0]
     routines = {}
     runs = []
 
