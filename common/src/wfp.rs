@@ -923,10 +923,10 @@ mod kernel {
                 "wfp: FwpmEngineOpen0(dynamic session) = %08Ix",
                 status.cast_unsigned()
             );
-            if nt_success(status) && !handle.is_null() {
-                Ok(Self(handle))
-            } else {
-                Err(status)
+            match (nt_success(status), handle.is_null()) {
+                (true, false) => Ok(Self(handle)),
+                (true, true) => Err(crate::sys::STATUS_UNSUCCESSFUL),
+                (false, _) => Err(status),
             }
         }
 

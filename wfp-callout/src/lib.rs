@@ -50,7 +50,8 @@ use common::sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
 #[cfg(not(feature = "wdm"))]
 use common::kmdf::{self, ControlDevice, SDDL_DEVOBJ_KERNEL_ONLY, WDFDRIVER};
 #[cfg(not(feature = "wdm"))]
-use common::sys::{STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
+use common::sys::STATUS_INSUFFICIENT_RESOURCES;
+use common::sys::STATUS_SUCCESS;
 
 #[cfg(feature = "wdm")]
 use common::device::DeviceObject;
@@ -176,7 +177,9 @@ pub unsafe extern "system" fn DriverEntry(
             // Keep the state, then set DriverUnload (what makes a WDM driver unloadable).
             // SAFETY: DriverEntry's driver object.
             let status = unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) };
-            klog!(Info, "loaded (WDM): 2 callouts registered, 2 filters added");
+            if status == STATUS_SUCCESS {
+                klog!(Info, "loaded (WDM): 2 callouts registered, 2 filters added");
+            }
             status
         }
         Err(status) => failed(status),
