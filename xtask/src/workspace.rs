@@ -326,7 +326,10 @@ mod tests {
         assert_eq!(ws.root, Path::new("/w"));
         assert_eq!(ws.layout.target_dir, Path::new("/w/target"));
         let names: Vec<_> = ws.drivers.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["ex-callback", "leaky", "cm-filter", "wfp", "wfp-wdm"]);
+        assert_eq!(
+            names,
+            ["ex-callback", "leaky", "cm-filter", "wfp", "wfp-wdm"]
+        );
         let ex = &ws.drivers[0];
         assert_eq!(ex.dir, Path::new("/w/ex-callback"));
         assert_eq!(ex.scenario(), Path::new("/w/ex-callback/scenario.toml"));
@@ -383,7 +386,11 @@ mod tests {
         assert_eq!(wdm.package(), "wfp");
         assert_eq!(wdm.features(), ["wdm"]);
         assert_eq!(wdm.dir, base.dir, "same folder, same scenario");
-        assert_eq!(wdm.inx(), Path::new("/w/wfp/wfp-wdm.inx"), "its own INF template");
+        assert_eq!(
+            wdm.inx(),
+            Path::new("/w/wfp/wfp-wdm.inx"),
+            "its own INF template"
+        );
         assert_eq!(
             (wdm.size_budget, wdm.callback_instruction_budget),
             (Some(20000), None)
