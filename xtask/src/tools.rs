@@ -42,10 +42,17 @@ pub fn ensure(program: &str, package: &str, purpose: &str) -> Result<PathBuf> {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        _ => return Err(Error::new(format!("{fix}; `apt-get install -y {package}` failed"))),
+        _ => {
+            return Err(Error::new(format!(
+                "{fix}; `apt-get install -y {package}` failed"
+            )));
+        }
     }
-    find_on_path(program)
-        .ok_or_else(|| Error::new(format!("{fix}; {package} installed but {program} is still not on PATH")))
+    find_on_path(program).ok_or_else(|| {
+        Error::new(format!(
+            "{fix}; {package} installed but {program} is still not on PATH"
+        ))
+    })
 }
 
 /// Root with apt-get: the machines this project builds on (and CI).
