@@ -28,6 +28,13 @@ const PARTIAL_HEADER: usize = 12;
 #[repr(C, align(8))]
 struct Partial([u8; 256]);
 
+impl Partial {
+    /// The little-endian ULONG at byte `at` (TitleIndex 0, Type 4, DataLength 8, data 12...).
+    fn u32_at(&self, at: usize) -> u32 {
+        u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
+    }
+}
+
 /// An open registry key; closed with `ZwClose` when dropped.
 struct KeyHandle(HANDLE);
 
@@ -63,14 +70,7 @@ pub unsafe fn read_parameter_string(
 ) -> Result<usize, NTSTATUS> {
     // SAFETY: the caller's contract.
     let buffer = unsafe { query_parameter(registry_path, value) }?;
-    let field = |at: usize| {
-        u32::from_le_bytes([
-            buffer.0[at],
-            buffer.0[at + 1],
-            buffer.0[at + 2],
-            buffer.0[at + 3],
-        ])
-    };
+    let field = |at: usize| buffer.u32_at(at);
     if field(4) != REG_SZ {
         return Err(STATUS_OBJECT_TYPE_MISMATCH);
     }
@@ -111,14 +111,7 @@ pub unsafe fn read_parameter_u32(
 ) -> Result<u32, NTSTATUS> {
     // SAFETY: the caller's contract.
     let buffer = unsafe { query_parameter(registry_path, value) }?;
-    let field = |at: usize| {
-        u32::from_le_bytes([
-            buffer.0[at],
-            buffer.0[at + 1],
-            buffer.0[at + 2],
-            buffer.0[at + 3],
-        ])
-    };
+    let field = |at: usize| buffer.u32_at(at);
     if field(4) != REG_DWORD || field(8) != 4 {
         return Err(STATUS_OBJECT_TYPE_MISMATCH);
     }
