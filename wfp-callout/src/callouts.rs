@@ -413,16 +413,23 @@ unsafe fn fields(values: *const FWPS_INCOMING_VALUES0, layer: u16) -> Result<Fie
     })
 }
 
-/// The driver's context, from the filter the engine passes.
+/// What every classifyFn starts from: the engine's classify-out structure, our filter and the
+/// driver's context (our filters' `rawContext`). `None` if any is missing: the call is not ours.
 ///
 /// # Safety
-/// `filter` is NULL or the engine's filter, whose `context` is 0 or our context.
-unsafe fn context_of<'a>(filter: *const FWPS_FILTER1) -> Option<(&'a FWPS_FILTER1, &'a Context)> {
+/// `classify_out` is NULL or the engine's classify-out structure, and `filter` NULL or the engine's
+/// filter, whose `context` is 0 or our context; both valid for the call.
+unsafe fn classify_args<'a>(
+    filter: *const FWPS_FILTER1,
+    classify_out: *mut FWPS_CLASSIFY_OUT0,
+) -> Option<(&'a mut FWPS_CLASSIFY_OUT0, &'a FWPS_FILTER1, &'a Context)> {
+    // SAFETY: the caller's contract.
+    let out = unsafe { classify_out.as_mut() }?;
     // SAFETY: the caller's contract.
     let filter = unsafe { filter.as_ref() }?;
     // SAFETY: our filters' rawContext is the context, which outlives every classify (barrier).
     let context = unsafe { (filter.context as *const Context).as_ref() }?;
-    Some((filter, context))
+    Some((out, filter, context))
 }
 
 /// Permits, and makes the permit final if the filter says so (FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT).
@@ -451,12 +458,8 @@ unsafe extern "system" fn classify_connect(
     _flow_context: u64,
     classify_out: *mut FWPS_CLASSIFY_OUT0,
 ) {
-    // SAFETY: the engine's classify-out structure, valid during the call.
-    let Some(out) = (unsafe { classify_out.as_mut() }) else {
-        return;
-    };
-    // SAFETY: the engine's filter.
-    let Some((filter, context)) = (unsafe { context_of(filter) }) else {
+    // SAFETY: the engine's classify-out structure and filter, valid during the call.
+    let Some((out, filter, context)) = (unsafe { classify_args(filter, classify_out) }) else {
         return;
     };
     let Some(_inside) = context.barrier.enter() else {
@@ -523,12 +526,8 @@ unsafe extern "system" fn classify_flow_established(
     flow_context: u64,
     classify_out: *mut FWPS_CLASSIFY_OUT0,
 ) {
-    // SAFETY: the engine's classify-out structure, valid during the call.
-    let Some(out) = (unsafe { classify_out.as_mut() }) else {
-        return;
-    };
-    // SAFETY: the engine's filter.
-    let Some((filter, context)) = (unsafe { context_of(filter) }) else {
+    // SAFETY: the engine's classify-out structure and filter, valid during the call.
+    let Some((out, filter, context)) = (unsafe { classify_args(filter, classify_out) }) else {
         return;
     };
     let Some(_inside) = context.barrier.enter() else {
