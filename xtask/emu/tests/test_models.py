@@ -15,12 +15,19 @@ from emukernel.rundown import Rundown  # noqa: E402
 class FakeMachine:
     """Memory as a dict of bytes; routines attached by name."""
 
-    def __init__(self):
-        self.mem = bytearray(0x10000)
+    def __init__(self, memory=0x10000):
+        self.mem = bytearray(memory)
         self.next = 0x1000
         self.irql = PASSIVE_LEVEL
         self.routines = {}
         self.callbacks = []
+        # What the models read of a Machine besides memory: phase, instruction counting, stop.
+        self.phase = 'DriverEntry'
+        self.instructions = 0
+        self.counting = False
+        self.stop = None
+        self.results = []
+        self.se = self
 
     def attach(self, module, name, argc, impl, handled_by='model', conv=None, fallible=None):
         self.routines[name] = impl

@@ -31,17 +31,10 @@ class PnpMachine(FakeMachine):
     """FakeMachine plus what the PnP model uses: the driver object, the image, phases, later calls."""
 
     def __init__(self):
-        super().__init__()
-        self.mem = bytearray(0x40000)
-        self.phase = 'DriverEntry'
-        self.instructions = 0
-        self.counting = False
-        self.stop = None
+        super().__init__(memory=0x40000)
         self.after_next = []
-        self.results = []
         self.inspect = None     # reads a notification while its callback runs (it is poisoned after)
         self.seen = []
-        self.se = self
 
     # speakeasy-like surface used by the model
     def add_code_hook(self, *args, **kwargs):

@@ -48,15 +48,8 @@ class Emu:
 
 class WfpMachine(FakeMachine):
     def __init__(self):
-        super().__init__()
-        self.mem = bytearray(0x40000)
-        self.phase = 'DriverEntry'
-        self.instructions = 0
-        self.counting = False
-        self.stop = None
-        self.results = []
+        super().__init__(memory=0x40000)
         self.emu = Emu()
-        self.se = self
         self.module = None
         self.log = []
         self.pcs = {}
