@@ -43,7 +43,7 @@ impl Harness {
         }
         let python = match std::env::var_os(PYTHON_ENV) {
             Some(p) => PathBuf::from(p),
-            None => venv::ensure(&ws.layout.emu_venv())?,
+            None => venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))?,
         };
         Ok(Self { python, script })
     }

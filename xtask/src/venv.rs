@@ -1,7 +1,10 @@
-//! The emulator's Python: a venv under `target/emu-venv` with speakeasy pinned.
+//! The emulator's Python: a venv under `target/emu-venv` holding `xtask/emu/requirements.lock`.
 //!
-//! After a successful install, a marker file in the venv records the pinned requirement; a venv
-//! whose marker is absent (a failed or interrupted install) or names another version is rebuilt.
+//! The harness's dependencies are declared once, in `xtask/emu/requirements.in`; the lock pins
+//! every file by its SHA-256 and is installed with `pip install --require-hashes`, so what runs is
+//! exactly what the repository names. After a successful install, a marker file in the venv
+//! records the lock's SHA-256; a venv whose marker is absent (a failed or interrupted install) or
+//! names another lock is rebuilt.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,8 +15,8 @@ use crate::error::{Context, Error, Result, bail};
 use crate::files;
 use crate::process::{Stdout, elapsed, run_teeing, tail};
 
-/// The speakeasy release the harness is written against: the one place it is pinned.
-pub const SPEAKEASY: &str = "speakeasy-emulator==1.5.11";
+/// The lock, relative to the workspace root: every Python package of the venv with its hashes.
+pub const LOCK: &str = "xtask/emu/requirements.lock";
 
 /// The marker file, in the venv, written after a successful install.
 const MARKER: &str = "xtask-installed.txt";
@@ -29,12 +32,20 @@ enum State {
     Rebuild,
 }
 
-fn state(venv_exists: bool, marker: Option<&str>, python_exists: bool) -> State {
+fn state(venv_exists: bool, marker: Option<&str>, lock_id: &str, python_exists: bool) -> State {
     match (venv_exists, marker.map(str::trim)) {
         (false, _) => State::Create,
-        (true, Some(m)) if m == SPEAKEASY && python_exists => State::Ready,
+        (true, Some(m)) if m == lock_id && python_exists => State::Ready,
         (true, _) => State::Rebuild,
     }
+}
+
+/// What the marker records for `lock`: `sha256:<hex>` of its bytes.
+fn lock_id(lock: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(lock);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 /// The venv's interpreter.
@@ -46,16 +57,20 @@ pub fn python_in(venv: &Path) -> PathBuf {
     }
 }
 
-/// Makes sure `venv` holds the pinned speakeasy, installing it if needed; returns its Python.
-pub fn ensure(venv: &Path) -> Result<PathBuf> {
+/// Makes sure `venv` holds exactly the packages of `lock` (the workspace's [`LOCK`]),
+/// installing them if needed; returns its Python.
+pub fn ensure(venv: &Path, lock: &Path) -> Result<PathBuf> {
     let python = python_in(venv);
+    let lock_bytes = fs::read(lock).with_context(|| format!("reading {}", lock.display()))?;
+    let id = lock_id(&lock_bytes);
     let marker = fs::read_to_string(venv.join(MARKER)).ok();
-    match state(venv.exists(), marker.as_deref(), python.is_file()) {
+    match state(venv.exists(), marker.as_deref(), &id, python.is_file()) {
         State::Ready => return Ok(python),
         State::Rebuild => {
             eprintln!(
-                "  emulator venv {} is incomplete or not {SPEAKEASY}: rebuilding it",
-                venv.display()
+                "  emulator venv {} is incomplete or not from the current {}: rebuilding it",
+                venv.display(),
+                lock.display()
             );
             fs::remove_dir_all(venv).with_context(|| format!("removing {}", venv.display()))?;
         }
@@ -76,7 +91,10 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
             &String::from_utf8_lossy(&out.stderr),
         ));
     }
-    eprintln!("  installing {SPEAKEASY} into it (a minute or two)...");
+    eprintln!(
+        "  installing {} into it (hash-checked; a minute or two)...",
+        lock.display()
+    );
     let mut pip = Command::new(&python);
     pip.args([
         "-m",
@@ -84,8 +102,11 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
         "install",
         "--disable-pip-version-check",
         "--no-input",
-        SPEAKEASY,
-    ]);
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+    ])
+    .arg(lock);
     // pip reports on stdout: merge it, to show its milestones and keep all of it for a failure.
     let (status, output) = run_teeing(pip.env("PYTHONUNBUFFERED", "1"), Stdout::Merge, |line| {
         if is_pip_progress(line) {
@@ -95,11 +116,13 @@ pub fn ensure(venv: &Path) -> Result<PathBuf> {
     if !status.success() {
         // No marker: the next run starts over.
         bail!(
-            "installing {SPEAKEASY} with pip failed ({status}). Is PyPI reachable? pip said:\n{}",
+            "installing {} with pip failed ({status}). Is PyPI reachable? A hash mismatch means \
+             a download differs from the lock. pip said:\n{}",
+            lock.display(),
             tail(&output, 15)
         );
     }
-    files::write_atomic(&venv.join(MARKER), format!("{SPEAKEASY}\n").as_bytes())?;
+    files::write_atomic(&venv.join(MARKER), format!("{id}\n").as_bytes())?;
     eprintln!("  emulator venv ready ({})", elapsed(start.elapsed()));
     Ok(python)
 }
@@ -166,19 +189,33 @@ mod tests {
 
     #[test]
     fn venv_state_follows_the_marker() {
-        assert_eq!(state(false, None, false), State::Create);
-        assert_eq!(
-            state(true, Some(&format!("{SPEAKEASY}\n")), true),
-            State::Ready
-        );
+        let id = lock_id(b"speakeasy-emulator==1.5.11 --hash=sha256:00\n");
+        assert_eq!(state(false, None, &id, false), State::Create);
+        assert_eq!(state(true, Some(&format!("{id}\n")), &id, true), State::Ready);
         // A pip install that failed or was interrupted wrote no marker.
-        assert_eq!(state(true, None, true), State::Rebuild);
-        assert_eq!(
-            state(true, Some("speakeasy-emulator==1.5.9\n"), true),
-            State::Rebuild
-        );
+        assert_eq!(state(true, None, &id, true), State::Rebuild);
+        // The lock changed since the venv was made.
+        let other = lock_id(b"speakeasy-emulator==1.5.9 --hash=sha256:00\n");
+        assert_ne!(other, id);
+        assert_eq!(state(true, Some(&other), &id, true), State::Rebuild);
         // A venv whose interpreter vanished (Python upgraded underneath it).
-        assert_eq!(state(true, Some(SPEAKEASY), false), State::Rebuild);
+        assert_eq!(state(true, Some(&id), &id, false), State::Rebuild);
+    }
+
+    #[test]
+    fn the_lock_pins_every_package_by_hash() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let lock = fs::read_to_string(root.join(LOCK)).unwrap();
+        let mut packages = 0;
+        for entry in lock.split("\n").filter(|l| !l.starts_with([' ', '#']) && !l.is_empty()) {
+            assert!(entry.contains("=="), "not pinned to one version: {entry}");
+            packages += 1;
+        }
+        assert!(packages > 0);
+        // Each requirement is followed by at least one `--hash=sha256:` line.
+        let hashed = lock.matches("\\\n    --hash=sha256:").count();
+        assert!(hashed >= packages, "{hashed} hashes for {packages} packages");
+        assert!(lock.contains("speakeasy-emulator=="));
     }
 
     #[test]
@@ -210,8 +247,10 @@ mod tests {
         let python = python_in(&venv);
         fs::create_dir_all(python.parent().unwrap()).unwrap();
         fs::write(&python, "").unwrap();
-        fs::write(venv.join(MARKER), SPEAKEASY).unwrap();
-        assert_eq!(ensure(&venv).unwrap(), python);
+        let lock = venv.join("requirements.lock");
+        fs::write(&lock, "x==1\n").unwrap();
+        fs::write(venv.join(MARKER), lock_id(b"x==1\n")).unwrap();
+        assert_eq!(ensure(&venv, &lock).unwrap(), python);
         fs::remove_dir_all(&venv).unwrap();
     }
 
