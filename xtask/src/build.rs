@@ -13,7 +13,7 @@ use crate::error::{Error, Result, bail};
 use crate::layout::{Arch, Layout, Profile, display_path};
 use crate::process::{elapsed, run_teeing_stderr};
 use crate::workspace::{Driver, Workspace, cargo};
-use crate::{files, lint};
+use crate::{files, lint, toolchain};
 
 /// What happened to one driver for one architecture and profile.
 #[derive(Debug)]
@@ -42,8 +42,9 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Builds, lints and places each of `drivers` for each of `arches`. An `Err` means nothing could be
-/// built (a missing Windows target); one image failing is reported in its [`Built`].
+/// Builds, lints and places each of `drivers` for each of `arches`, first installing the Windows
+/// targets the toolchain lacks (`toolchain`). An `Err` means nothing could be built (a target
+/// missing and not installable); one image failing is reported in its [`Built`].
 pub fn build(
     ws: &Workspace,
     drivers: &[&Driver],
@@ -53,9 +54,7 @@ pub fn build(
     if drivers.is_empty() {
         bail!("no drivers to build: no workspace package has a [package.metadata.driver] table");
     }
-    for &arch in arches {
-        check_target_installed(ws, arch)?;
-    }
+    toolchain::ensure_targets(&ws.root, arches, &toolchain::Env::default())?;
     let mut built = Vec::new();
     for &arch in arches {
         for driver in drivers {
@@ -154,43 +153,10 @@ fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
     )
 }
 
-/// Makes sure the standard library for `arch`'s target is installed, before cargo says it less
-/// clearly.
-fn check_target_installed(ws: &Workspace, arch: Arch) -> Result<()> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    // rustc runs in the workspace so that rust-toolchain.toml picks the toolchain.
-    let Ok(out) = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .current_dir(&ws.root)
-        .output()
-    else {
-        return Ok(()); // cargo will say what is wrong
-    };
-    if !out.status.success() {
-        return Ok(());
-    }
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if target_installed(&sysroot, arch) {
-        Ok(())
-    } else {
-        Err(Error::new(missing_target(arch)))
-    }
-}
-
-/// Whether the toolchain at `sysroot` has the standard library for `arch`.
-fn target_installed(sysroot: &Path, arch: Arch) -> bool {
-    sysroot
-        .join("lib")
-        .join("rustlib")
-        .join(arch.triple())
-        .join("lib")
-        .is_dir()
-}
-
 fn missing_target(arch: Arch) -> String {
     format!(
-        "the Rust target {triple} is not installed: run `rustup target add {triple}` \
-         (rustup normally adds it from rust-toolchain.toml when it installs the toolchain)",
+        "the Rust target {triple} is not installed: run `rustup target add {triple}` in the \
+         workspace (xtask adds it itself where rustup manages the toolchain)",
         triple = arch.triple()
     )
 }
@@ -227,15 +193,6 @@ mod tests {
             fix.contains("rustup target add aarch64-pc-windows-msvc"),
             "{fix}"
         );
-    }
-
-    #[test]
-    fn target_presence_is_read_from_the_sysroot() {
-        let sysroot = std::env::temp_dir().join(format!("xtask-sysroot-{}", std::process::id()));
-        std::fs::create_dir_all(sysroot.join("lib/rustlib/x86_64-pc-windows-msvc/lib")).unwrap();
-        assert!(target_installed(&sysroot, Arch::X64));
-        assert!(!target_installed(&sysroot, Arch::Arm64));
-        std::fs::remove_dir_all(&sysroot).unwrap();
     }
 
     #[test]

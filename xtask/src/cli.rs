@@ -1,4 +1,7 @@
 //! The command line: a small hand-written parser (no dependency to compile) and the help texts.
+//!
+//! Each command's help is written once, in [`COMMANDS`]; `cargo xtask --help` is generated from
+//! their summaries, and the README's command synopsis must equal [`synopsis`] (a test checks it).
 
 use crate::deploy::{Install, Target};
 use crate::error::{Result, bail};
@@ -8,7 +11,7 @@ use crate::layout::{Arch, Profile};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Print this help text and exit successfully.
-    Help(&'static str),
+    Help(String),
     /// `build`
     Build(BuildArgs),
     /// `lint`
@@ -24,7 +27,9 @@ pub enum Command {
     /// `deploy`
     Deploy(DeployArgs),
     /// `test`
-    Test,
+    Test(TestArgs),
+    /// `clean`
+    Clean(CleanArgs),
     /// `bench`
     Bench(BenchArgs),
 }
@@ -149,6 +154,22 @@ pub struct DeployArgs {
     pub reboot_timeout_s: u64,
 }
 
+/// `cargo xtask test`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct TestArgs {
+    /// `--stage NAME`...; empty = every stage.
+    pub stages: Vec<String>,
+    /// `-p NAME`...: these drivers and fixtures only; empty = all.
+    pub packages: Vec<String>,
+}
+
+/// `cargo xtask clean`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CleanArgs {
+    /// `--all`: the emulator's venv too.
+    pub all: bool,
+}
+
 /// `cargo xtask bench`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BenchArgs {
@@ -160,20 +181,20 @@ pub struct BenchArgs {
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     let mut args: Vec<String> = args.into_iter().collect();
     if args.is_empty() {
-        return Ok(Command::Help(HELP));
+        return Ok(Command::Help(help()));
     }
     let command = args.remove(0);
     let mut p = Parser { args };
     if matches!(command.as_str(), "-h" | "--help" | "help") {
         return Ok(Command::Help(match p.args.first().map(String::as_str) {
-            None => HELP,
-            Some(c) => help_for(c).ok_or_else(|| unknown_command(c))?,
+            None => help(),
+            Some(c) => help_for(c).ok_or_else(|| unknown_command(c))?.to_owned(),
         }));
     }
     // `--help` wins over anything else on the line.
     let help = help_for(&command).ok_or_else(|| unknown_command(&command))?;
     if p.flag(&["-h", "--help"]) {
-        return Ok(Command::Help(help));
+        return Ok(Command::Help(help.to_owned()));
     }
     Ok(match command.as_str() {
         "build" => {
@@ -228,8 +249,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "package" => Command::Package(parse_package(p)?),
         "deploy" => Command::Deploy(parse_deploy(p)?),
         "test" => {
+            let args = TestArgs {
+                stages: p.values(&["--stage"])?,
+                packages: p.packages()?,
+            };
             p.finish()?;
-            Command::Test
+            Command::Test(args)
+        }
+        "clean" => {
+            let args = CleanArgs {
+                all: p.flag(&["--all"]),
+            };
+            p.finish()?;
+            Command::Clean(args)
         }
         "bench" => {
             let json = p.flag(&["--json"]);
@@ -343,24 +375,124 @@ fn parse_package(mut p: Parser) -> Result<PackageArgs> {
 }
 
 fn unknown_command(c: &str) -> crate::error::Error {
+    let names: Vec<&str> = COMMANDS.iter().map(|d| d.name).collect();
     crate::error::Error::new(format!(
-        "unknown command `{c}`: the commands are build, lint, cert, sign, package, emulate, deploy, test, bench (cargo xtask --help)"
+        "unknown command `{c}`: the commands are {} (cargo xtask --help)",
+        names.join(", ")
     ))
 }
 
 fn help_for(command: &str) -> Option<&'static str> {
-    Some(match command {
-        "build" => BUILD_HELP,
-        "lint" => LINT_HELP,
-        "emulate" => EMULATE_HELP,
-        "cert" => CERT_HELP,
-        "sign" => SIGN_HELP,
-        "package" => PACKAGE_HELP,
-        "deploy" => DEPLOY_HELP,
-        "test" => TEST_HELP,
-        "bench" => BENCH_HELP,
-        _ => return None,
-    })
+    COMMANDS.iter().find(|d| d.name == command).map(|d| d.help)
+}
+
+/// One command's documentation: the one place its help is written.
+pub struct CommandDoc {
+    /// The command's name.
+    pub name: &'static str,
+    /// Its line in `cargo xtask --help`.
+    pub summary: &'static str,
+    /// `cargo xtask NAME --help`; its `USAGE:` lines are the synopsis.
+    pub help: &'static str,
+}
+
+/// Every command, in the order `--help` and the README list them.
+pub const COMMANDS: &[CommandDoc] = &[
+    CommandDoc {
+        name: "build",
+        summary: "cross-build the drivers, lint each image, place it under target/drivers/",
+        help: BUILD_HELP,
+    },
+    CommandDoc {
+        name: "lint",
+        summary: "check placed (or given) images against the kernel loader's rules",
+        help: LINT_HELP,
+    },
+    CommandDoc {
+        name: "cert",
+        summary: "show or create the test-signing certificate (kept outside the repository)",
+        help: CERT_HELP,
+    },
+    CommandDoc {
+        name: "sign",
+        summary: "embed an Authenticode signature by the test certificate in placed (or given) images",
+        help: SIGN_HELP,
+    },
+    CommandDoc {
+        name: "package",
+        summary: "signed image + INF + signed catalog + certificate, under target/packages/",
+        help: PACKAGE_HELP,
+    },
+    CommandDoc {
+        name: "emulate",
+        summary: "run the x64 drivers in the emulated kernel (speakeasy) and audit their teardown",
+        help: EMULATE_HELP,
+    },
+    CommandDoc {
+        name: "deploy",
+        summary: "build -> lint -> sign and package -> run on a target (default: the emulator)",
+        help: DEPLOY_HELP,
+    },
+    CommandDoc {
+        name: "test",
+        summary: "everything: toolchain, gate, host tests, both architectures, lint, packages, emulation, fixtures, deploy",
+        help: TEST_HELP,
+    },
+    CommandDoc {
+        name: "bench",
+        summary: "clean build time, image sizes, instructions per callback, packaging time, against budgets",
+        help: BENCH_HELP,
+    },
+    CommandDoc {
+        name: "clean",
+        summary: "remove what xtask placed under target/ (never the test certificate)",
+        help: CLEAN_HELP,
+    },
+    CommandDoc {
+        name: "help",
+        summary: "this text, or a command's (same as --help)",
+        help: HELP_HELP,
+    },
+];
+
+/// `cargo xtask --help`, from [`COMMANDS`].
+pub fn help() -> String {
+    let width = COMMANDS.iter().map(|d| d.name.len()).max().unwrap_or(0);
+    let mut s = String::from(
+        "cargo xtask: build, check and run the driver samples\n\nUSAGE: cargo xtask <COMMAND> [OPTIONS]\n\nCOMMANDS:\n",
+    );
+    for d in COMMANDS {
+        s.push_str(&format!("    {:width$}  {}\n", d.name, d.summary));
+    }
+    s.push_str("\n`cargo xtask <COMMAND> --help` tells more.\n");
+    s
+}
+
+/// The synopsis of every command: each `USAGE:` form of its help, continuation lines joined. The
+/// README's `## Commands` block must be exactly this (`readme_synopsis_is_the_help`).
+#[cfg(test)]
+fn synopsis() -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for d in COMMANDS {
+        let mut in_usage = false;
+        for line in d.help.lines() {
+            if let Some(rest) = line.strip_prefix("USAGE: ") {
+                in_usage = true;
+                lines.push(rest.trim().to_owned());
+            } else if in_usage && line.trim_start().starts_with("cargo xtask ") {
+                lines.push(line.trim().to_owned());
+            } else if in_usage && line.starts_with("  ") && !line.trim().is_empty() {
+                let last = lines
+                    .last_mut()
+                    .expect("a usage line before its continuation");
+                last.push(' ');
+                last.push_str(line.trim());
+            } else {
+                in_usage = false;
+            }
+        }
+    }
+    lines
 }
 
 /// The arguments not yet consumed; each method takes what it recognises.
@@ -447,26 +579,6 @@ impl Parser {
         Ok(())
     }
 }
-
-/// `cargo xtask --help`.
-pub const HELP: &str = "\
-cargo xtask: build, check and run the driver samples
-
-USAGE: cargo xtask <COMMAND> [OPTIONS]
-
-COMMANDS:
-    build     cross-build the drivers, lint each image, place it under target/drivers/
-    lint      check placed (or given) images against the kernel loader's rules
-    cert      show or create the test-signing certificate (kept outside the repository)
-    sign      embed an Authenticode signature by the test certificate in placed (or given) images
-    package   signed image + INF + signed catalog + certificate, under target/packages/
-    emulate   run the built x64 drivers in the emulated kernel (speakeasy) and audit their teardown
-    deploy    build -> lint -> sign and package -> run on a target (default: the emulator)
-    test      everything: host tests, both architectures, lint, emulation with fault sweep, fixtures
-    bench     clean build time, image sizes, instructions per callback, packaging time, against budgets
-
-`cargo xtask <COMMAND> --help` tells more.
-";
 
 const BUILD_HELP: &str = "\
 cargo xtask build: cross-build the drivers, lint each image, place it
@@ -556,14 +668,15 @@ OPTIONS:
 ";
 
 const EMULATE_HELP: &str = "\
-cargo xtask emulate: run the built x64 drivers in the emulated kernel and audit their teardown
+cargo xtask emulate: run the x64 drivers in the emulated kernel and audit their teardown
 
 USAGE: cargo xtask emulate [NAME]... [--faults] [--release] [--json]
 
-For each driver (default: every driver), runs target/drivers/x64/<profile>/NAME/NAME.sys with the
-harness xtask/emu/harness.py in speakeasy: DriverEntry, the driver's scenario.toml, DriverUnload,
-then the audit. The report goes to target/emu/NAME/report.json. Build first (cargo xtask build).
-On first use, creates a Python venv at target/emu-venv and installs speakeasy into it.
+For each driver (default: every driver), builds its x64 image (as `cargo xtask build` does: linted,
+placed at target/drivers/x64/<profile>/NAME/NAME.sys), then runs it with the harness
+xtask/emu/harness.py in speakeasy: DriverEntry, the driver's scenario.toml, DriverUnload, then the
+audit. The report goes to target/emu/NAME/report.json. On first use, creates a Python venv at
+target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
 
 OPTIONS:
     --faults     also one run per fallible kernel call DriverEntry makes, with that call failing
@@ -620,16 +733,48 @@ OPTIONS:
 const TEST_HELP: &str = "\
 cargo xtask test: run every test of the suite
 
-USAGE: cargo xtask test
+USAGE: cargo xtask test [--stage NAME]... [-p NAME]...
 
-Stages, in order: host unit tests (cargo test -p common -p xtask, and the harness's unit tests
-in xtask/emu/tests); build every driver for x64 and
-arm64, debug and release (each image linted); lint the placed images; sign and package every
-driver, verified by osslsigncode (signatures, catalog membership), by a round trip of the catalog
-and the INF, and by tampered copies that must fail, the signed x64 images run in the emulator;
-emulate every driver with the fault sweep (debug and release); the negative fixtures (a leaking
-driver must be caught). Needs osslsigncode on PATH.
+Stages, in order (--stage runs only the named ones, and the builds they need):
+    toolchain  the Windows targets, clippy and rustfmt installed where missing; and proven on a
+               copy of the toolchain that really lacks them (rustup downloads them)
+    gate       cargo fmt --check; clippy with warnings denied (host crates, every driver and
+               fixture on x64 and arm64); ruff on the harness; each also on code broken on purpose
+    host       cargo test -p common -p xtask, and the harness's unit tests (xtask/emu/tests)
+    build      every driver for x64 and arm64, debug and release (each image linted)
+    lint       the placed images linted again
+    package    every driver signed and packaged, verified by osslsigncode (signatures, catalog
+               membership), by a round trip of the catalog and the INF, and by tampered copies
+               that must fail; the signed x64 images run in the emulator
+    emulate    every driver with the fault sweep (debug and release)
+    fixtures   drivers broken on purpose: each defect must be caught
+    deploy     the VM plans of the real packages; the ssh transport and whole plans against a
+               real OpenSSH server on 127.0.0.1
+osslsigncode and OpenSSH are installed where missing (root with apt-get), or the error says how.
 Ends with a line `N passed, M failed`; exits non-zero if anything failed.
+
+OPTIONS:
+    --stage NAME         this stage only (repeatable; default: every stage)
+    -p, --package NAME   these drivers or fixtures only (repeatable; default: all)
+";
+
+const CLEAN_HELP: &str = "\
+cargo xtask clean: remove what xtask placed
+
+USAGE: cargo xtask clean [--all]
+
+Removes target/drivers (placed images), target/packages, target/emu (emulation reports) and the
+other scratch folders xtask writes under target/, but not cargo's own build output. Never touches
+the test certificate (see cert --help).
+
+OPTIONS:
+    --all    also the emulator's Python venv (target/emu-venv); the next emulation makes it again
+";
+
+const HELP_HELP: &str = "\
+cargo xtask help: the list of commands, or one command's help
+
+USAGE: cargo xtask help [COMMAND]
 ";
 
 const BENCH_HELP: &str = "\
@@ -717,17 +862,72 @@ mod tests {
 
     #[test]
     fn help_everywhere() {
-        assert_eq!(parse_str("").unwrap(), Command::Help(HELP));
-        assert_eq!(parse_str("--help").unwrap(), Command::Help(HELP));
+        assert_eq!(parse_str("").unwrap(), Command::Help(help()));
+        assert_eq!(parse_str("--help").unwrap(), Command::Help(help()));
         assert_eq!(
             parse_str("help emulate").unwrap(),
-            Command::Help(EMULATE_HELP)
+            Command::Help(EMULATE_HELP.to_owned())
         );
-        assert_eq!(parse_str("bench -h").unwrap(), Command::Help(BENCH_HELP));
+        assert_eq!(
+            parse_str("bench -h").unwrap(),
+            Command::Help(BENCH_HELP.to_owned())
+        );
         // --help wins over otherwise bad arguments.
         assert_eq!(
             parse_str("build --bogus --help").unwrap(),
-            Command::Help(BUILD_HELP)
+            Command::Help(BUILD_HELP.to_owned())
+        );
+        // Every command is in the list, and each help starts with its own name.
+        let listed = help();
+        for d in COMMANDS {
+            assert!(listed.contains(&format!("    {}", d.name)), "{}", d.name);
+            assert!(
+                d.help.starts_with(&format!("cargo xtask {}:", d.name)),
+                "{}",
+                d.name
+            );
+            assert!(d.help.contains(&format!("USAGE: cargo xtask {}", d.name)));
+        }
+    }
+
+    #[test]
+    fn test_and_clean_arguments() {
+        assert_eq!(
+            parse_str("test").unwrap(),
+            Command::Test(TestArgs::default())
+        );
+        let Command::Test(t) = parse_str("test --stage gate --stage=build -p cm-filter").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(t.stages, ["gate", "build"]);
+        assert_eq!(t.packages, ["cm-filter"]);
+        assert_eq!(
+            parse_str("clean --all").unwrap(),
+            Command::Clean(CleanArgs { all: true })
+        );
+        assert!(parse_str("clean x").is_err());
+    }
+
+    /// The README's command list is the synopsis of this file's help texts, line for line.
+    #[test]
+    fn readme_synopsis_is_the_help() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let block = readme
+            .split("## Commands\n```\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .expect("README.md has a ```-block right under `## Commands`");
+        let readme_lines: Vec<&str> = block.lines().collect();
+        let expected = synopsis();
+        assert_eq!(
+            readme_lines,
+            expected,
+            "README.md's `## Commands` block must be, line for line:\n{}",
+            expected.join("\n")
         );
     }
 
@@ -762,7 +962,7 @@ mod tests {
         assert!(parse_str("package x").is_err());
         assert_eq!(
             parse_str("help package").unwrap(),
-            Command::Help(PACKAGE_HELP)
+            Command::Help(PACKAGE_HELP.to_owned())
         );
     }
 

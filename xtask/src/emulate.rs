@@ -98,13 +98,33 @@ pub fn report_name(profile: Profile) -> &'static str {
     }
 }
 
-/// The `emulate` command.
+/// The `emulate` command: builds what it runs (as `cargo run` would), then runs it.
 pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
     let drivers = ws.select(&args.drivers)?;
     let opts = Options {
         faults: args.faults,
         count_instructions: false,
     };
+    // Scenarios first: no build for a driver that could not be run anyway.
+    let problems: Vec<String> = drivers
+        .iter()
+        .filter_map(|d| scenario(ws, d).err().map(|e| e.to_string()))
+        .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let built = crate::build::build(ws, &drivers, &[Arch::X64], args.profile)?;
+    let failed: Vec<&str> = built
+        .iter()
+        .filter(|b| b.result.is_err())
+        .map(|b| b.driver.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "emulate: {} did not build (see above); nothing was emulated",
+            failed.join(", ")
+        );
+    }
     let runs = emulate(
         ws,
         &drivers,
@@ -144,6 +164,11 @@ pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(Path
             name = driver.name
         );
     }
+    Ok((image, scenario(ws, driver)?))
+}
+
+/// The driver's `scenario.toml`, which must exist.
+fn scenario(ws: &Workspace, driver: &Driver) -> Result<PathBuf> {
     let scenario = driver.scenario();
     if !scenario.is_file() && driver.fixture {
         bail!(
@@ -159,7 +184,7 @@ pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(Path
             display_path(&scenario, &ws.root)
         );
     }
-    Ok((image, scenario))
+    Ok(scenario)
 }
 
 /// Runs the harness on each of `drivers` (their x64 `profile` images), writing each report to

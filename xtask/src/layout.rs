@@ -174,7 +174,7 @@ impl Layout {
         self.target_dir.join("emu").join(driver).join(name)
     }
 
-    /// The Python venv that holds speakeasy.
+    /// The Python venv of the emulator (and of the gate's ruff, the deploy tests' PowerShell parser).
     pub fn emu_venv(&self) -> PathBuf {
         self.target_dir.join("emu-venv")
     }
@@ -182,6 +182,33 @@ impl Layout {
     /// The separate target directory of the clean-build benchmark.
     pub fn bench_target_dir(&self) -> PathBuf {
         self.target_dir.join("bench")
+    }
+
+    /// Scratch for the gate's negative checks (a workspace copy broken on purpose, its builds).
+    pub fn gate_dir(&self) -> PathBuf {
+        self.target_dir.join("gate")
+    }
+
+    /// Scratch for the proof that a bare toolchain gets its targets (`toolchain::prove_on_bare_copy`).
+    pub fn toolchain_check_dir(&self) -> PathBuf {
+        self.target_dir.join("toolchain-check")
+    }
+
+    /// Every folder xtask writes under the target directory except the emulator's venv (and
+    /// cargo's own output): what `cargo xtask clean` removes.
+    pub fn xtask_dirs(&self) -> Vec<PathBuf> {
+        [
+            "drivers",
+            "packages",
+            "emu",
+            "sign-check",
+            "bench",
+            "gate",
+            "toolchain-check",
+        ]
+        .iter()
+        .map(|d| self.target_dir.join(d))
+        .collect()
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! | module        | what it is                                                          |
 //! |---------------|---------------------------------------------------------------------|
-//! | `cli`         | the command line and its help texts                                 |
+//! | `cli`         | the command line and its help texts (written once)                  |
+//! | `toolchain`   | the pinned toolchain's targets and components, installed if missing |
+//! | `clean`       | `cargo xtask clean`                                                 |
 //! | `workspace`   | the drivers, read from `cargo metadata`                             |
 //! | `layout`      | architectures, profiles and every path under `target/`              |
 //! | `build`       | cargo for the Windows targets, the lint gate, the placed images     |
@@ -17,11 +19,12 @@
 //! | `catalog`     | driver catalogs (`.cat`): written, signed and read back             |
 //! | `package`     | `cargo xtask package`                                               |
 //! | `verify`      | the independent checks of signatures and packages (`test`)          |
-//! | `venv`        | the emulator's Python venv with speakeasy pinned                    |
+//! | `venv`        | the emulator's Python venv, installed from a hash-checked lock      |
 //! | `emulate`     | the harness (`xtask/emu/harness.py`) run on each image              |
 //! | `report`      | the harness's report, read and shown                                |
 //! | `deploy`      | the emulator or a Windows VM: the plan, transports, report          |
 //! | `suite`       | `cargo xtask test`                                                  |
+//! | `gate`        | fmt, clippy and ruff with warnings denied, and their negatives      |
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
@@ -30,12 +33,14 @@ mod bench;
 mod build;
 mod catalog;
 mod cert;
+mod clean;
 mod cli;
 mod deploy;
 mod emulate;
 mod error;
 mod files;
 mod fixtures;
+mod gate;
 mod inf;
 mod layout;
 mod lint;
@@ -47,6 +52,7 @@ mod process;
 mod report;
 mod sign;
 mod suite;
+mod toolchain;
 mod tools;
 mod venv;
 mod verify;
@@ -87,7 +93,8 @@ fn run() -> error::Result<()> {
         Command::Sign(args) => sign::run(&ws, &args),
         Command::Package(args) => package::run(&ws, &args),
         Command::Deploy(args) => deploy::run(&ws, &args),
-        Command::Test => suite::run(&ws),
+        Command::Test(args) => suite::run(&ws, &args.stages, &args.packages),
+        Command::Clean(args) => clean::run(&ws.layout, args.all),
         Command::Bench(args) => bench::run(&ws, &args),
     }
 }

@@ -1,17 +1,27 @@
 //! `cargo xtask test`: every layer of tests, in order, and one line CI can read:
-//! `N passed, M failed`.
+//! `N passed, M failed`. `--stage NAME` runs some stages only (and the builds they need), `-p NAME`
+//! some drivers or fixtures only; the closing line stays.
 //!
-//! 1. host unit tests (`cargo test -p common -p xtask`, and the harness's `xtask/emu/tests`);
-//! 2. every driver built for x64 and arm64, debug and release (each image through the lint gate);
-//! 3. the placed images linted again, as `cargo xtask lint` reads them;
-//! 4. every driver signed and packaged for x64 and arm64, debug and release, and each package
-//!    verified (`verify`): osslsigncode on the signatures and the catalog, our round trip of the
-//!    catalog and the INF, tampered copies that must fail, the lint on the signed image; the
-//!    signed x64 images run in the emulator;
-//! 5. every driver emulated with the fault sweep, debug and release images;
-//! 6. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught;
-//! 7. deploy: the VM plans of the real packages, and the ssh transport and whole plans against a
-//!    real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
+//! 1. `toolchain`: the Windows targets, clippy and rustfmt installed where the pinned toolchain
+//!    lacks them, and the proof on a copy of the toolchain that really lacks them
+//!    (`toolchain::prove_on_bare_copy`);
+//! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
+//!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
+//!    on code broken on purpose, which must fail;
+//! 3. `host`: host unit tests (`cargo test -p common -p xtask`, and the harness's
+//!    `xtask/emu/tests`);
+//! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
+//!    lint gate);
+//! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
+//! 6. `package`: every driver signed and packaged for x64 and arm64, debug and release, and each
+//!    package verified (`verify`): osslsigncode on the signatures and the catalog, our round trip
+//!    of the catalog and the INF, tampered copies that must fail, the lint on the signed image;
+//!    the signed x64 images run in the emulator;
+//! 7. `emulate`: every driver emulated with the fault sweep, debug and release images;
+//! 8. `fixtures`: the negative fixtures (`fixtures`): each defect of a driver broken on purpose
+//!    must be caught;
+//! 9. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans against
+//!    a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
 //!    OpenSSH cannot be installed).
 
 use std::process::Command;
@@ -22,8 +32,9 @@ use crate::emulate::{self, Harness, Options, Outcome};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
 use crate::process::elapsed;
+use crate::toolchain::{self, Component};
 use crate::workspace::{Driver, Workspace, cargo};
-use crate::{cert, files, fixtures, lint_images, package, sign, verify};
+use crate::{cert, files, fixtures, gate, lint_images, package, sign, venv, verify};
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -43,66 +54,173 @@ impl Tally {
             self.failed.push(what);
         }
     }
+
+    fn result(&mut self, what: impl Into<String>, result: Result<()>) {
+        let what = what.into();
+        match result {
+            Ok(()) => {
+                println!("  ✓ {what}");
+                self.record(true, what);
+            }
+            Err(e) => self.record(false, format!("{what}: {e}")),
+        }
+    }
 }
 
-const STAGES: usize = 7;
+/// The stages, in the order they run: name and title.
+pub const STAGES: [(&str, &str); 9] = [
+    (
+        "toolchain",
+        "the pinned toolchain: Windows targets, clippy, rustfmt (installed where missing)",
+    ),
+    (
+        "gate",
+        "the code's own rules: rustfmt, clippy (warnings denied), ruff; and code broken on purpose",
+    ),
+    ("host", "host unit tests: cargo test -p common -p xtask"),
+    (
+        "build",
+        "build every driver: x64 and arm64, debug and release (each image linted)",
+    ),
+    ("lint", "lint the placed images"),
+    (
+        "package",
+        "sign and package every driver, verify with osslsigncode and our own checks",
+    ),
+    (
+        "emulate",
+        "emulate every driver with the fault sweep (debug and release)",
+    ),
+    (
+        "fixtures",
+        "negative fixtures: each defect of a driver broken on purpose must be caught",
+    ),
+    (
+        "deploy",
+        "deploy: VM plans of the real packages; the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1",
+    ),
+];
 const PROFILES: [Profile; 2] = [Profile::Debug, Profile::Release];
 
-fn header(n: usize, title: &str) {
-    println!("\n==> [{n}/{STAGES}] {title}");
+/// Which stages run: the named ones (checked), or all.
+fn selected_stages(names: &[String]) -> Result<Vec<&'static str>> {
+    for n in names {
+        if !STAGES.iter().any(|(s, _)| s == n) {
+            let all: Vec<&str> = STAGES.iter().map(|(s, _)| *s).collect();
+            bail!("unknown stage `{n}`: the stages are {}", all.join(", "));
+        }
+    }
+    Ok(STAGES
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s))
+        .collect())
 }
 
-/// The `test` command.
-pub fn run(ws: &Workspace) -> Result<()> {
+/// The drivers and fixtures `-p` names (all when empty): unknown names are an error.
+fn selected_packages<'w>(
+    ws: &'w Workspace,
+    names: &[String],
+) -> Result<(Vec<&'w Driver>, Vec<&'w Driver>)> {
+    if names.is_empty() {
+        return Ok((ws.select(&[])?, ws.fixtures()));
+    }
+    let fixtures: Vec<&Driver> = ws
+        .fixtures()
+        .into_iter()
+        .filter(|f| names.contains(&f.name))
+        .collect();
+    let others: Vec<String> = names
+        .iter()
+        .filter(|n| !fixtures.iter().any(|f| f.name == **n))
+        .cloned()
+        .collect();
+    let drivers = if others.is_empty() {
+        Vec::new()
+    } else {
+        ws.select(&others)?
+    };
+    Ok((drivers, fixtures))
+}
+
+/// The `test` command: `stages` (empty: all) for `packages` (empty: every driver and fixture).
+pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()> {
     let start = Instant::now();
     let mut t = Tally::default();
-    let drivers = ws.select(&[])?;
+    let stages = selected_stages(stages)?;
+    let (drivers, fixtures) = selected_packages(ws, packages)?;
+    let total = stages.len();
+    let mut n = 0;
+    let mut header = |name: &str| {
+        n += 1;
+        let title = STAGES
+            .iter()
+            .find(|(s, _)| *s == name)
+            .map_or("", |(_, t)| t);
+        println!("\n==> [{n}/{total}] {name}: {title}");
+    };
+    let wants = |s: &str| stages.contains(&s);
 
-    header(1, "host unit tests: cargo test -p common -p xtask");
-    host_tests(ws, &mut t);
-    header(
-        2,
-        "build every driver: x64 and arm64, debug and release (each image linted)",
-    );
-    let built = build_stage(ws, &drivers, &mut t);
-    header(3, "lint the placed images");
-    lint_stage(ws, &built, &mut t);
-    header(
-        4,
-        "sign and package every driver, verify with osslsigncode and our own checks",
-    );
-    package_stage(ws, &drivers, &built, &mut t);
-    header(
-        5,
-        "emulate every driver with the fault sweep (debug and release)",
-    );
-    emulate_stage(ws, &drivers, &built, &mut t);
-    header(
-        6,
-        "negative fixtures: each defect of a driver broken on purpose must be caught",
-    );
-    let fixtures = ws.fixtures();
-    if fixtures.is_empty() {
-        println!(
-            "  skipped: no fixture package ([package.metadata.driver] fixture = true) in the workspace"
-        );
+    if wants("toolchain") {
+        header("toolchain");
+        toolchain_stage(ws, &mut t);
     }
-    for fixture in fixtures {
-        check_fixture(ws, fixture, &mut t);
+    if wants("gate") {
+        header("gate");
+        gate_stage(ws, packages, &mut t);
     }
-
-    header(
-        7,
-        "deploy: VM plans of the real packages; the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1",
-    );
-    let (checks, skipped) = crate::deploy::suite_checks(ws, &drivers);
-    for c in checks {
-        t.record(c.ok, c.what);
+    if wants("host") {
+        header("host");
+        host_tests(ws, &mut t);
     }
-    if let Some(why) = skipped {
-        let what = format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
-        println!("  SKIPPED: {what}");
-        t.skipped.push(what);
+    let needs_build = ["build", "lint", "package", "emulate"]
+        .iter()
+        .any(|s| wants(s));
+    let built = if needs_build && !drivers.is_empty() {
+        if wants("build") {
+            header("build");
+        } else {
+            println!("\n==> the builds the selected stages need");
+        }
+        build_stage(ws, &drivers, &mut t)
+    } else {
+        Vec::new()
+    };
+    if wants("lint") && !drivers.is_empty() {
+        header("lint");
+        lint_stage(ws, &built, &mut t);
+    }
+    if wants("package") && !drivers.is_empty() {
+        header("package");
+        package_stage(ws, &drivers, &built, &mut t);
+    }
+    if wants("emulate") && !drivers.is_empty() {
+        header("emulate");
+        emulate_stage(ws, &drivers, &built, &mut t);
+    }
+    if wants("fixtures") {
+        header("fixtures");
+        if fixtures.is_empty() {
+            println!(
+                "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
+            );
+        }
+        for fixture in &fixtures {
+            check_fixture(ws, fixture, &mut t);
+        }
+    }
+    if wants("deploy") && !drivers.is_empty() {
+        header("deploy");
+        let (checks, skipped) = crate::deploy::suite_checks(ws, &drivers);
+        for c in checks {
+            t.record(c.ok, c.what);
+        }
+        if let Some(why) = skipped {
+            let what =
+                format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
+            println!("  SKIPPED: {what}");
+            t.skipped.push(what);
+        }
     }
 
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
@@ -117,6 +235,78 @@ pub fn run(ws: &Workspace) -> Result<()> {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
+}
+
+/// The toolchain's parts installed where missing, then the proof on a copy that lacks them.
+fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
+    let env = toolchain::Env::default();
+    t.result(
+        "the Windows targets x86_64/aarch64-pc-windows-msvc are installed",
+        toolchain::ensure_targets(&ws.root, &Arch::ALL, &env),
+    );
+    t.result(
+        "clippy and rustfmt are installed",
+        toolchain::ensure_components(&ws.root, &[Component::Clippy, Component::Rustfmt], &env),
+    );
+    println!("  and on a copy of the toolchain without them (rustup downloads them)...");
+    match toolchain::prove_on_bare_copy(&ws.root, &ws.layout.toolchain_check_dir()) {
+        Ok(Some(what)) => t.result(what, Ok(())),
+        Ok(None) => {
+            let what = "the install on a bare toolchain: rustup does not manage this toolchain, \
+                        so there is nothing it could install"
+                .to_owned();
+            println!("  SKIPPED: {what}");
+            t.skipped.push(what);
+        }
+        Err(e) => t.record(
+            false,
+            format!("a toolchain without the Windows targets gets them from xtask: {e}"),
+        ),
+    }
+}
+
+/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose.
+fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
+    if let Err(e) = toolchain::ensure_components(
+        &ws.root,
+        &[Component::Clippy, Component::Rustfmt],
+        &toolchain::Env::default(),
+    ) {
+        return t.record(false, format!("the gate's tools: {e}"));
+    }
+    t.result("cargo fmt --all --check", gate::fmt(&ws.root));
+    // Every driver and fixture, unless -p narrows it.
+    let all: Vec<&Driver> = ws
+        .drivers
+        .iter()
+        .filter(|d| packages.is_empty() || packages.contains(&d.name))
+        .collect();
+    for run in gate::clippy_runs(&["common", "xtask"], &all) {
+        eprintln!("  {}...", run.describe());
+        t.result(
+            format!("{} -- -D warnings", run.describe()),
+            gate::clippy(&ws.root, &run, None),
+        );
+    }
+    let ruff = venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
+        .map(|python| gate::ruff_in_venv(&python));
+    let ruff = match ruff {
+        Ok(r) => {
+            t.result(
+                "ruff check xtask/emu",
+                gate::ruff(&r, &ws.root.join("xtask").join("emu")),
+            );
+            Some(r)
+        }
+        Err(e) => {
+            t.record(false, format!("ruff check xtask/emu: {e}"));
+            None
+        }
+    };
+    println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
+    for c in gate::negatives(&ws.root, &ws.layout.gate_dir(), ruff.as_deref()) {
+        t.result(c.what, c.result);
+    }
 }
 
 /// `cargo test -p common -p xtask`, then the harness's own unit tests (its models' documented

@@ -42,7 +42,7 @@ Races (armed before DriverUnload, for a device-interface registration of the cla
 import struct
 import uuid
 
-from .errors import KernelStop, bugcheck, deadlock, violation
+from .errors import KernelStop, deadlock, violation
 from .irql import PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
 

@@ -212,8 +212,12 @@ class Wfp:
         self._slot = None
         self._slot_busy = False
         machine.wfp = self
-        fwp_exists = lambda argv: (STATUS_FWP_ALREADY_EXISTS, 'STATUS_FWP_ALREADY_EXISTS')
-        no_memory = lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES')
+        def fwp_exists(argv):
+            return STATUS_FWP_ALREADY_EXISTS, 'STATUS_FWP_ALREADY_EXISTS'
+
+        def no_memory(argv):
+            return STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'
+
         machine.attach('fwpkclnt', 'FwpmEngineOpen0', 5, self.engine_open, handled_by='speakeasy',
                        fallible=no_memory)
         machine.attach('fwpkclnt', 'FwpmEngineClose0', 1, self.engine_close, handled_by='speakeasy')
@@ -900,7 +904,7 @@ class Wfp:
         results = self._classify_batch([b[0] for b in batch], step.irql)
         if self.m.stop is not None or len(results) != len(batch):
             return False, 'the run stopped at flow #%d' % (len(results) + 1)
-        failures = sum(1 for (item, flow, had), result in zip(batch, results)
+        failures = sum(1 for (item, flow, had), result in zip(batch, results, strict=True)
                        if not self._flow_result(base, item, flow, had, result)[0])
         live = sum(1 for f in self.flows.values() if f.contexts and not f.ended)
         return failures == 0, '%d flow(s) established in one run, %d without the expected context; ' \

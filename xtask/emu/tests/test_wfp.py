@@ -410,7 +410,8 @@ class SyncTest(unittest.TestCase):
     def test_deferred_work_runs_during_a_wait(self):
         self.call('KeInitializeEvent', self.event, 1, 0)
         ran = []
-        self.sync.defer(0x5300, [1, 2, 3], 'late', after=lambda: (ran.append(1), self.call('KeSetEvent', self.event, 0, 0)))
+        self.sync.defer(0x5300, [1, 2, 3], 'late',
+                        after=lambda: (ran.append(1), self.call('KeSetEvent', self.event, 0, 0)))
         self.assertEqual(self.call('KeWaitForSingleObject', self.event, 0, 0, 0, 0), 0)
         self.assertEqual((ran, self.m.callbacks, self.m.stop), ([1], [(0x5300, [1, 2, 3])], None))
         self.assertEqual(self.call('KeReadStateEvent', self.event), 0, 'a synchronization event is reset')
