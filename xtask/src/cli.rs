@@ -457,12 +457,13 @@ pub const COMMANDS: &[CommandDoc] = &[
 
 /// `cargo xtask --help`, from [`COMMANDS`].
 pub fn help() -> String {
+    use std::fmt::Write;
     let width = COMMANDS.iter().map(|d| d.name.len()).max().unwrap_or(0);
     let mut s = String::from(
         "cargo xtask: build, check and run the driver samples\n\nUSAGE: cargo xtask <COMMAND> [OPTIONS]\n\nCOMMANDS:\n",
     );
     for d in COMMANDS {
-        s.push_str(&format!("    {:width$}  {}\n", d.name, d.summary));
+        let _ = writeln!(s, "    {:width$}  {}", d.name, d.summary);
     }
     s.push_str("\n`cargo xtask <COMMAND> --help` tells more.\n");
     s

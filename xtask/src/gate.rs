@@ -68,10 +68,10 @@ impl ClippyRun {
     pub fn describe(&self) -> String {
         let mut s = format!("clippy -p {}", self.packages.join(" -p "));
         if let Some(a) = self.target {
-            s.push_str(&format!(" --target {}", a.triple()));
+            s = format!("{s} --target {}", a.triple());
         }
         if !self.features.is_empty() {
-            s.push_str(&format!(" --features {}", self.features.join(",")));
+            s = format!("{s} --features {}", self.features.join(","));
         }
         s
     }

@@ -374,11 +374,18 @@ fn mirror(from: &Path, to: &Path, sysroot: &Path, withheld: &[String]) -> Result
             }
             if name == "components" {
                 let list = std::fs::read_to_string(&path).map_err(|e| io(e, &path))?;
-                let kept: String = list
+                let mut kept: Vec<&str> = list
                     .lines()
                     .filter(|l| !withheld.iter().any(|w| l.starts_with(w.as_str())))
-                    .map(|l| format!("{l}\n"))
                     .collect();
+                kept.push("");
+                let kept = kept.join("\n");
+                std::fs::write(&dest, kept).map_err(|e| io(e, &dest))?;
+                continue;
+            }
+            if name == "multirust-config.toml" {
+                let config = std::fs::read_to_string(&path).map_err(|e| io(e, &path))?;
+                let kept = without_components(&config, withheld);
                 std::fs::write(&dest, kept).map_err(|e| io(e, &dest))?;
                 continue;
             }
@@ -410,9 +417,49 @@ fn mirror(from: &Path, to: &Path, sysroot: &Path, withheld: &[String]) -> Result
     Ok(())
 }
 
+/// rustup's `multirust-config.toml` without the `[[components]]` entries of `withheld`
+/// (`pkg = "rust-std"` + `target = "…"` is the component `rust-std-…`).
+fn without_components(config: &str, withheld: &[String]) -> String {
+    let mut blocks = config.split("[[components]]");
+    let mut out = blocks.next().unwrap_or_default().to_owned();
+    for block in blocks {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix(key)
+                    .and_then(|r| r.trim().strip_prefix('='))
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            })
+        };
+        let name = format!(
+            "{}-{}",
+            field("pkg").unwrap_or_default(),
+            field("target").unwrap_or_default()
+        );
+        if !withheld.iter().any(|w| name.starts_with(w.as_str())) {
+            out.push_str("[[components]]");
+            out.push_str(block);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rustup_records_lose_only_the_withheld_components() {
+        let config = "config_version = \"1\"\n\n[[components]]\npkg = \"rust-std\"\n\
+                      target = \"x86_64-pc-windows-msvc\"\nis_extension = false\n\n\
+                      [[components]]\npkg = \"cargo\"\ntarget = \"x86_64-unknown-linux-gnu\"\n\
+                      is_extension = false\n";
+        let kept = without_components(config, &["rust-std-x86_64-pc-windows-msvc".to_owned()]);
+        assert!(kept.starts_with("config_version"), "{kept}");
+        assert!(!kept.contains("windows"), "{kept}");
+        assert_eq!(kept.matches("[[components]]").count(), 1, "{kept}");
+        assert!(kept.contains("pkg = \"cargo\""));
+    }
 
     #[test]
     fn the_active_toolchain_is_the_first_word() {

@@ -43,9 +43,12 @@ fn state(venv_exists: bool, marker: Option<&str>, lock_id: &str, python_exists: 
 /// What the marker records for `lock`: `sha256:<hex>` of its bytes.
 fn lock_id(lock: &[u8]) -> String {
     use sha2::{Digest, Sha256};
+    use std::fmt::Write;
     let digest = Sha256::digest(lock);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    digest.iter().fold(String::from("sha256:"), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The venv's interpreter.
@@ -211,7 +214,7 @@ mod tests {
         let lock = fs::read_to_string(root.join(LOCK)).unwrap();
         let mut packages = 0;
         for entry in lock
-            .split("\n")
+            .split('\n')
             .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
         {
             assert!(entry.contains("=="), "not pinned to one version: {entry}");
