@@ -3,7 +3,8 @@
 //! A KMDF driver built with the WDK links `WdfDriverEntry.lib`, whose `FxDriverEntry` is the image's
 //! real entry point: it binds to the framework, calls the driver's `DriverEntry`, and arranges for
 //! the framework to be unbound after the driver unloads. That library is not available here, so this
-//! module does the same from the documented and published facts (`reference/kmdf.md` §2–§6):
+//! module does the same from the documented and published facts
+//! (`docs/notes/kmdf-binding.md` §2–§6):
 //!
 //! 1. **Bind.** `WdfVersionBind(DriverObject, RegistryPath, &BindInfo, &Globals)` with a
 //!    `WDF_BIND_INFO` asking for **KMDF 1.15** (`FuncCount` 444, the table size of 1.15, accepted by
@@ -33,7 +34,8 @@
 //! framework is inbox there, so no co-installer is needed.
 //!
 //! The structure layouts are plain data, compiled on every target and checked against the x64
-//! layouts of `reference/kmdf.md` §6 by the host tests; the binding itself exists only for Windows.
+//! layouts of `docs/notes/kmdf-binding.md` §6 by the host tests; the binding itself exists only for
+//! Windows.
 
 #![allow(non_camel_case_types, non_snake_case, clippy::upper_case_acronyms)]
 
@@ -56,7 +58,7 @@ pub type EvtDriverUnload = unsafe extern "system" fn(driver: WDFDRIVER);
 pub type EvtDriverDeviceAdd =
     unsafe extern "system" fn(driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> crate::sys::NTSTATUS;
 
-// ---- the version asked for (reference/kmdf.md §5) ---------------------------------------------
+// ---- the version asked for (docs/notes/kmdf-binding.md §5) ------------------------------------
 /// `WDF_MAJOR_VERSION` of every KMDF.
 pub const KMDF_MAJOR: u32 = 1;
 /// The minor version bound to: 1.15, Windows 10 1507 and later.
@@ -75,8 +77,8 @@ pub const WDF_EXECUTION_LEVEL_INHERIT_FROM_PARENT: i32 = 1;
 /// `WDF_SYNCHRONIZATION_SCOPE`: `WdfSynchronizationScopeInheritFromParent`.
 pub const WDF_SYNCHRONIZATION_SCOPE_INHERIT_FROM_PARENT: i32 = 1;
 
-/// Indices into the function table (`WDFFUNCENUM`, 0-based; `reference/kmdf.md` §4). The same in
-/// every KMDF header from 1.15 to 1.33.
+/// Indices into the function table (`WDFFUNCENUM`, 0-based; `docs/notes/kmdf-binding.md` §4). The
+/// same in every KMDF header from 1.15 to 1.33.
 pub mod index {
     /// `WdfControlDeviceInitAllocate`.
     pub const CONTROL_DEVICE_INIT_ALLOCATE: usize = 25;
@@ -106,7 +108,7 @@ pub const SDDL_DEVOBJ_KERNEL_ONLY: StaticUnicode = crate::unicode!("D:P");
 pub const SDDL_DEVOBJ_SYS_ALL_ADM_ALL: StaticUnicode =
     crate::unicode!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
-// ---- structures (reference/kmdf.md §2, §6; x64 layouts checked by the tests) ------------------
+// ---- structures (docs/notes/kmdf-binding.md §2, §6; x64 layouts checked by the tests) ---------
 /// `WDF_VERSION`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -372,8 +374,8 @@ mod kernel {
         };
     }
 
-    /// What `FxDriverEntry` does (`reference/kmdf.md` §3). Use [`kmdf_driver_entry!`] rather than
-    /// calling it.
+    /// What `FxDriverEntry` does (`docs/notes/kmdf-binding.md` §3). Use [`kmdf_driver_entry!`]
+    /// rather than calling it.
     ///
     /// # Arguments
     /// * `driver`, `registry_path` - DriverEntry's arguments.
@@ -518,7 +520,7 @@ mod kernel {
     /// Table entry `index` as the function pointer type `F`.
     ///
     /// # Safety
-    /// `F` must be the documented prototype of that entry (`reference/kmdf.md` §4).
+    /// `F` must be the documented prototype of that entry (`docs/notes/kmdf-binding.md` §4).
     unsafe fn table_entry<F: Copy>(index: usize) -> Option<F> {
         const {
             assert!(
@@ -539,8 +541,8 @@ mod kernel {
     macro_rules! wdf_call {
         ($index:expr, $none:expr, fn($($arg:ty),* $(,)?) $(-> $ret:ty)?, $($value:expr),* $(,)?) => {{
             type Entry = unsafe extern "system" fn(*mut WDF_DRIVER_GLOBALS $(, $arg)*) $(-> $ret)?;
-            // SAFETY: entry `$index` has this documented prototype (reference/kmdf.md §4): the
-            // driver globals, then the arguments.
+            // SAFETY: entry `$index` has this documented prototype (docs/notes/kmdf-binding.md
+            // §4): the driver globals, then the arguments.
             match unsafe { table_entry::<Entry>($index) } {
                 None => $none,
                 // SAFETY: the caller's arguments satisfy the routine's documented contract.
@@ -763,7 +765,7 @@ mod kernel {
 
 #[cfg(test)]
 mod tests {
-    //! The layouts of reference/kmdf.md §2 and §6 (x64).
+    //! The layouts of docs/notes/kmdf-binding.md §2 and §6 (x64).
     use super::*;
     use core::mem::{offset_of, size_of};
 
@@ -851,7 +853,7 @@ mod tests {
     #[test]
     fn version_and_table_indices() {
         // 444 is on the framework's list of released table sizes, and above 438: the pointer
-        // semantics of FuncTable (reference/kmdf.md §2, §3).
+        // semantics of FuncTable (docs/notes/kmdf-binding.md §2, §5).
         assert_eq!(
             (KMDF_MAJOR, KMDF_MINOR, KMDF_1_15_FUNCTION_COUNT),
             (1, 15, 444)

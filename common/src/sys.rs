@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn driver_object_unload_offset() {
-        // DRIVER_OBJECT.DriverUnload is at 0x68 on x64 (reference/kmdf.md §3; wdm.h).
+        // DRIVER_OBJECT.DriverUnload is at 0x68 on x64 (docs/notes/kmdf-binding.md §3; wdm.h).
         assert_eq!(offset_of!(DRIVER_OBJECT, DriverUnload), 0x68);
         assert_eq!(size_of::<DRIVER_OBJECT>(), 0x150);
     }

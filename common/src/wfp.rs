@@ -1,7 +1,7 @@
 //! Windows Filtering Platform callouts: registration, flow contexts, and the unload drain.
 //!
 //! **The declarations.** windows-sys has no `Fwps*` routines or `FWPS_*` structures at all, and
-//! links its kernel `Fwpm*` routines to the user-mode `fwpuclnt.dll` (`reference/wfp.md` §5). So
+//! links its kernel `Fwpm*` routines to the user-mode `fwpuclnt.dll` (`docs/notes/wfp.md` §1). So
 //! the routines a callout driver uses are declared here against **`fwpkclnt.sys`** with
 //! `raw-dylib`, with the run-time structures (`FWPS_CALLOUT1`, `FWPS_INCOMING_VALUES0`,
 //! `FWPS_FILTER1`, `FWPS_CLASSIFY_OUT0`, ...) whose x64 layouts the host tests check. The
@@ -56,7 +56,7 @@ pub use windows_sys::core::GUID;
 use crate::sync::{RawEvent, RawSpinLock};
 use crate::sys::NTSTATUS;
 
-// ---- status values (ntstatus.h; reference/wfp.md §4) -----------------------------------------
+// ---- status values (ntstatus.h; docs/notes/wfp.md §2) ----------------------------------------
 /// `STATUS_DEVICE_BUSY` (a warning: neither success nor error): a flow still carries a context of
 /// the callout being unregistered.
 pub const STATUS_DEVICE_BUSY: NTSTATUS = 0x8000_0011_u32.cast_signed();
@@ -72,7 +72,7 @@ pub const STATUS_FWP_ALREADY_EXISTS: NTSTATUS = 0xC022_0009_u32.cast_signed();
 /// `STATUS_FWP_NO_TXN_IN_PROGRESS`: commit or abort without a transaction.
 pub const STATUS_FWP_NO_TXN_IN_PROGRESS: NTSTATUS = 0xC022_000D_u32.cast_signed();
 
-// ---- run-time layer ids and field indices (fwpsk.h; reference/wfp.md §6) ----------------------
+// ---- run-time layer ids and field indices (fwpsk.h; docs/notes/wfp.md §3) ---------------------
 /// `FWPS_LAYER_ALE_AUTH_CONNECT_V4`.
 pub const FWPS_LAYER_ALE_AUTH_CONNECT_V4: u16 = 48;
 /// `FWPS_LAYER_ALE_AUTH_CONNECT_V6`.
@@ -278,7 +278,7 @@ pub const fn guid_eq(a: &GUID, b: &GUID) -> bool {
 /// model of the engine.
 ///
 /// # Safety
-/// The routines must behave as documented (`reference/wfp.md` §1, §7): `remove_context` calls the
+/// The routines must behave as documented (`docs/notes/wfp.md` §1, §6): `remove_context` calls the
 /// callout's flowDeleteFn before returning `STATUS_SUCCESS`, or later after `STATUS_PENDING`;
 /// `unregister_callout` returns `STATUS_DEVICE_BUSY` while a context remains associated.
 pub unsafe trait FlowPlatform: 'static {
@@ -1199,7 +1199,7 @@ mod tests {
     use super::*;
     use core::mem::offset_of;
 
-    // ---- layouts (reference/wfp.md §2, §3, §5; x64) -----------------------------------------
+    // ---- layouts (docs/notes/wfp.md §4; x64) ----------------------------------------------------
 
     #[test]
     fn callout_layout() {

@@ -1,5 +1,6 @@
 //! Authenticode for PE images: the image hash, and an embedded signature
-//! (`reference/packaging.md` §C).
+//! (`docs/notes/packaging.md` §1–§2; the Authenticode PE specification, "Calculating the PE Image
+//! Hash"; the PE Format specification, "The Attribute Certificate Table (Image Only)").
 //!
 //! - **Image hash**: the whole file except three holes: the optional header's `CheckSum`, the
 //!   certificate-table entry of the data directories (index 4), and the certificate table itself

@@ -1,5 +1,5 @@
 //! Driver catalogs (`.cat`): what inf2cat writes for a package, signed with the test certificate
-//! (`reference/packaging.md` §A), and a reader for the round-trip check.
+//! (`docs/notes/packaging.md` §4), and a reader for the round-trip check.
 //!
 //! A catalog is a PKCS#7 `SignedData` ([`crate::pkcs7`]) whose content (type szOID_CTL) is a
 //! Certificate Trust List, held directly in `[0] EXPLICIT`:

@@ -1,6 +1,6 @@
 //! INF files: a driver's `<name>.inx` template stamped into `<name>.inf` the way stampinf does,
 //! and a checker for the form of a primitive (non-PnP) kernel-service driver
-//! (`reference/packaging.md` §D; Microsoft's "Creating a primitive driver").
+//! (`docs/notes/packaging.md` §6; Microsoft's "Creating a primitive driver").
 //!
 //! **Stamping** (stampinf `-a ARCH -d DATE -v VERSION`): `$ARCH$` becomes `amd64` or `arm64`
 //! everywhere (so `[DefaultInstall.NT$ARCH$]` becomes `[DefaultInstall.NTamd64]`), and `DriverVer`

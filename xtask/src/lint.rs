@@ -1,6 +1,7 @@
 //! The kernel image lint: checks a linked driver image for the properties the Windows kernel
 //! loader, memory integrity (HVCI) and driver signing require, and that lld-link does not
-//! guarantee by itself (see `reference/pe-image.md` and the link flags in `.cargo/config.toml`).
+//! guarantee by itself (see `docs/notes/kernel-image.md` and the link flags in
+//! `.cargo/config.toml`).
 //!
 //! Every [`Violation`] names a rule id from [`RULES`], the subject concerned (a section, an
 //! imported module, an export, a header field) and how to fix it.

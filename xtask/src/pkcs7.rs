@@ -1,5 +1,5 @@
 //! The PKCS#7 / CMS `SignedData` that both an Authenticode signature and a signed catalog are,
-//! and the Microsoft ASN.1 structures they carry (`reference/packaging.md` §A.7, §C.3).
+//! and the Microsoft ASN.1 structures they carry (`docs/notes/packaging.md` §3, §4).
 //!
 //! One signer, RSA PKCS#1 v1.5 with SHA-256, `SignedData` version 1 and `SignerInfo` version 1
 //! with issuer and serial number, as signtool writes them (the `cms` crate's builder would write

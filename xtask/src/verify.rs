@@ -2,7 +2,7 @@
 //! verifies the signatures; our own reader checks what osslsigncode cannot (the catalog's members
 //! and attributes, the INF's flat hash); and tampered copies must fail.
 //!
-//! osslsigncode (`reference/packaging.md` §B.2):
+//! osslsigncode (`docs/notes/packaging.md` §5):
 //! - `verify -in NAME.sys -CAfile CERT.pem`: the embedded Authenticode signature;
 //! - `verify -catalog NAME.cat -in NAME.sys -CAfile CERT.pem`: the image's Authenticode hash is
 //!   a member of the catalog, and the catalog's signature chains to the test certificate;

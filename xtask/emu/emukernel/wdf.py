@@ -3,7 +3,7 @@
 speakeasy implements WdfVersionBind (it allocates a function table and zeroed "globals") and a few
 table functions (WdfDriverCreate, WdfDeviceCreate, WdfDeviceWdmGetDeviceObject, ...). The harness
 observes those and completes them from the documentation and the published framework source
-(reference/kmdf.md), and models what speakeasy lacks.
+(docs/notes/kmdf-binding.md), and models what speakeasy lacks.
 
 WdfVersionBind(DriverObject, RegistryPath, &BindInfo, &Globals)      observed, completed
   - BindInfo: Size 48 (v1) or 88 (v2); Component "KmdfLibrary"; Version.Major 1, Minor at most the

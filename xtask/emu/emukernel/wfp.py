@@ -3,7 +3,7 @@ that calls it.
 
 speakeasy's own handlers run for FwpmEngineOpen0, FwpmEngineClose0, FwpmSubLayerAdd0,
 FwpmCalloutAdd0, FwpmFilterAdd0, FwpsCalloutRegister1 and FwpsCalloutUnregisterById0; the harness
-observes them and completes them from the documentation (reference/wfp.md):
+observes them and completes them from the documentation (docs/notes/wfp.md):
 
 FwpmEngineOpen0(NULL, RPC_C_AUTHN_WINNT | DEFAULT, NULL, Session, &Engine)   PASSIVE_LEVEL
   - serverName must be NULL in kernel mode. FWPM_SESSION_FLAG_DYNAMIC: everything added through the
