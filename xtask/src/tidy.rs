@@ -139,7 +139,9 @@ fn outside_citations(text: &str) -> Vec<String> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 .collect();
-            name.ends_with(".md")
+            Path::new(&name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"))
         });
         if mentions_reference || line.contains("../shared") || line.contains("shared/reference") {
             found.push(format!("line {}: {}", n + 1, line.trim()));
