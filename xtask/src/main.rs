@@ -52,6 +52,7 @@ mod process;
 mod report;
 mod sign;
 mod suite;
+mod tidy;
 mod toolchain;
 mod tools;
 mod venv;

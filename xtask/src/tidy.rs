@@ -1,0 +1,245 @@
+//! Tidy tests: the documentation points at things that exist.
+//!
+//! - every relative Markdown link (`[text](path)`, `path#anchor`) in a tracked `.md` file resolves
+//!   to a file or folder of the repository;
+//! - every repository path cited in a tracked source or document (`xtask/emu/REPORT.md`,
+//!   `common/src/wfp.rs`, ...) exists;
+//! - nothing cites a folder that is not part of the repository (`reference/*.md`, `../shared`):
+//!   a reader who clones the repository must be able to follow every citation.
+//!
+//! The files are those `git ls-files` lists (so `target/` and untracked scratch never count).
+
+#![cfg(test)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root (the workspace root, one level above xtask).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The tracked text files: `.md`, `.rs`, `.py`, `.toml`, `.inx`, `.ps1`, `.run`-like scripts.
+fn tracked_text_files(root: &Path) -> Vec<PathBuf> {
+    let out = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .expect("git ls-files runs (the tidy tests read the tracked files)");
+    assert!(out.status.success(), "git ls-files failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let ext = Path::new(p).extension().and_then(|e| e.to_str());
+            matches!(
+                ext,
+                Some("md" | "rs" | "py" | "toml" | "inx" | "ps1" | "in")
+            ) || p.starts_with(".ci/")
+        })
+        .map(|p| root.join(p))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The relative link targets of Markdown `[text](target)` links in `text`.
+fn markdown_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            let target = after[..end].trim();
+            // `[text](target "title")`
+            let target = target.split_whitespace().next().unwrap_or("");
+            let external = target.contains("://")
+                || target.starts_with("mailto:")
+                || target.starts_with('#')
+                || target.is_empty();
+            if !external {
+                links.push(target.split('#').next().unwrap_or("").to_owned());
+            }
+            rest = &after[end..];
+        }
+    }
+    links
+}
+
+/// The top-level folders whose paths, when cited, must exist.
+const CITABLE_ROOTS: [&str; 9] = [
+    "common/",
+    "xtask/",
+    "ex-callback/",
+    "cm-filter/",
+    "pnp-notify/",
+    "wfp-callout/",
+    ".cargo/",
+    ".ci/",
+    "docs/",
+];
+
+/// Repository paths cited in `text`: a token that starts with one of [`CITABLE_ROOTS`] (not right
+/// after `/`, `\` or a name character, so `target/…/ex-callback/…` is not one) and ends with a file
+/// extension, without placeholders.
+fn cited_paths(text: &str) -> Vec<String> {
+    let mut cited = Vec::new();
+    let bytes = text.as_bytes();
+    for root in CITABLE_ROOTS {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(root) {
+            let start = from + i;
+            from = start + root.len();
+            if start > 0 {
+                let before = bytes[start - 1];
+                if before.is_ascii_alphanumeric()
+                    || matches!(before, b'/' | b'\\' | b'-' | b'_' | b'.')
+                {
+                    continue;
+                }
+            }
+            let token: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+                .collect();
+            let token = token.trim_end_matches(['.', '/']).to_owned();
+            let file = Path::new(&token);
+            let has_extension = file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                matches!(
+                    e,
+                    "rs" | "py" | "md" | "toml" | "inx" | "ps1" | "json" | "lock" | "in"
+                )
+            });
+            if has_extension {
+                cited.push(token);
+            }
+        }
+    }
+    cited
+}
+
+/// Citations of material outside the repository.
+fn outside_citations(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mentions_reference = line.match_indices("reference/").any(|(i, _)| {
+            let rest = &line[i + "reference/".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            Path::new(&name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"))
+        });
+        if mentions_reference || line.contains("../shared") || line.contains("shared/reference") {
+            found.push(format!("line {}: {}", n + 1, line.trim()));
+        }
+    }
+    found
+}
+
+#[test]
+fn markdown_links_resolve() {
+    let root = root();
+    let mut broken = Vec::new();
+    for file in tracked_text_files(&root) {
+        if file.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let dir = file.parent().unwrap();
+        for link in markdown_links(&text) {
+            if !dir.join(&link).exists() {
+                broken.push(format!(
+                    "{}: ({link})",
+                    file.strip_prefix(&root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "relative Markdown links to nothing:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn cited_repository_files_exist() {
+    let root = root();
+    let mut missing = Vec::new();
+    for file in tracked_text_files(&root) {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for path in cited_paths(&text) {
+            if !root.join(&path).exists() {
+                missing.push(format!(
+                    "{}: {path}",
+                    file.strip_prefix(&root).unwrap().display()
+                ));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "cited repository files that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn nothing_cites_material_outside_the_repository() {
+    let root = root();
+    let mut found = Vec::new();
+    for file in tracked_text_files(&root) {
+        // This file names the patterns it looks for.
+        if file.ends_with("xtask/src/tidy.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for hit in outside_citations(&text) {
+            found.push(format!(
+                "{}: {hit}",
+                file.strip_prefix(&root).unwrap().display()
+            ));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "citations a reader of the repository cannot follow (cite the public source, or keep \
+         the fact as a note in the repository):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_checks_themselves_catch_what_they_look_for() {
+    assert_eq!(
+        markdown_links("see [a](ex-callback/README.md#try-it), [b](https://x/y), [c](#top)"),
+        ["ex-callback/README.md"]
+    );
+    assert!(markdown_links("```\n[a](nowhere.md)\n```\n").is_empty());
+    assert_eq!(
+        cited_paths(
+            "the schema is `xtask/emu/REPORT.md`; images in target/drivers/x64/ex-callback/x.rs"
+        ),
+        ["xtask/emu/REPORT.md"]
+    );
+    assert!(cited_paths("folder common/src/ and <common/src/NAME>").is_empty());
+    assert_eq!(outside_citations("(`reference/kmdf.md` §2)").len(), 1);
+    assert_eq!(outside_citations("see ../shared/design.md").len(), 1);
+    assert!(outside_citations("the reference/ folder; a reference to x.md").is_empty());
+}
