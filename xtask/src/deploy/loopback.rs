@@ -10,8 +10,9 @@
 //! `-EncodedCommand` script with base64 and iconv (independent of our encoder) and answers what
 //! the test recorded for that exact script (`fake.rs`), hashing the files the real sftp copied.
 //!
-//! These tests are `#[ignore]`d in a plain `cargo test`; `cargo xtask test` runs them (stage 7)
-//! when OpenSSH's server is installed, and says so loudly when it is not (`.ci/run` installs it).
+//! These tests are `#[ignore]`d in a plain `cargo test`; `cargo xtask test` runs them (the
+//! `deploy` stage) when OpenSSH's server is installed, and says so loudly when it is not
+//! (`.ci/run` installs it).
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
