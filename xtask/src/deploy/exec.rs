@@ -1233,6 +1233,67 @@ mod tests {
     }
 
     #[test]
+    fn what_an_earlier_deploy_of_one_package_left_is_removed() {
+        // The leftovers list of a one-package plan must still be a list of pairs: an earlier
+        // deploy left CmFilter installed; unless the step removes it, `sc create` fails (1073).
+        let mut vm = FakeVm::new();
+        vm.services
+            .insert("CmFilter".into(), ("cm-filter.sys".into(), "STOPPED"));
+        let packages = [cm_filter()];
+        let plan = build(
+            "ssh://admin@testvm",
+            &Via::Ssh,
+            &packages,
+            &Options::default(),
+        )
+        .unwrap();
+        let t = transport(&packages, vm);
+        let r = execute(&plan, &t, &|_| {}, fast());
+        assert!(r.ok(), "{}", render(&r));
+        let leftovers = r.setup.iter().find(|s| s.id == "leftovers").unwrap();
+        assert!(
+            leftovers
+                .notes
+                .iter()
+                .any(|n| n.starts_with("removing the service CmFilter")),
+            "{:?}",
+            leftovers.notes
+        );
+    }
+
+    #[test]
+    fn a_command_check_that_exits_leaves_the_other_checks_running() {
+        // `exit 3` in a command check is that command's exit code, not the end of the probe.
+        let mut p = ex_callback();
+        p.probe = crate::deploy::probe::parse_probe(
+            "[[while-loaded]]\nname = \"exits 3\"\ncommand = \"Write-Output 'x'\\nexit 3\"\nexpect-exit = 3\n\
+             [[while-loaded]]\nname = \"exits 0\"\ncommand = \"exit\"\n\
+             [[after-unload]]\nname = \"exits 4\"\ncommand = \"exit 4\"\nexpect-exit = 4\n",
+        )
+        .unwrap();
+        let packages = [p];
+        let plan = build(
+            "ssh://admin@testvm",
+            &Via::Ssh,
+            &packages,
+            &Options::default(),
+        )
+        .unwrap();
+        let t = transport(&packages, FakeVm::new());
+        let r = execute(&plan, &t, &|_| {}, fast());
+        assert!(r.ok(), "{}", render(&r));
+        let seen: Vec<(&str, bool)> = r.drivers[0]
+            .probes
+            .iter()
+            .map(|v| (v.name.as_str(), v.ok))
+            .collect();
+        assert_eq!(
+            seen,
+            [("exits 3", true), ("exits 0", true), ("exits 4", true)]
+        );
+    }
+
+    #[test]
     fn a_failing_start_stops_the_plan_and_removes_what_applies() {
         let mut vm = FakeVm::new();
         vm.start_error = Some(577);

@@ -115,25 +115,57 @@ impl FakeVm {
             let list: Vec<&str> = vm.loaded.iter().map(String::as_str).collect();
             section(out, "modules", None, &list.join("\n"));
         };
-        let checks = |vm: &FakeVm, out: &mut String| {
+        // The checks, in the order the script runs them. A registry check is answered from the
+        // filter's state; a command check runs the way PowerShell runs it: `exit` inside a script
+        // block called with `&` ends the whole script (about_Language_Keywords, exit), while a
+        // command run as its own powershell.exe process only sets that process's exit code.
+        let checks = |vm: &FakeVm, out: &mut String| -> Option<i32> {
             let lines: Vec<&str> = script.lines().collect();
-            for (i, l) in lines.iter().enumerate() {
-                let Some(name) = l
-                    .strip_prefix("Section '")
-                    .and_then(|r| r.strip_suffix('\''))
-                    .filter(|n| n.starts_with("check-"))
-                else {
+            let mut rc: Option<i32> = None;
+            let mut i = 0;
+            while i < lines.len() {
+                let l = lines[i];
+                if l.trim_end().ends_with("& {") {
+                    // In-process: the user's lines up to the closing `}`.
+                    let mut j = i + 1;
+                    while j < lines.len() && !lines[j].starts_with('}') {
+                        if let Some(code) = command_exit(lines[j]) {
+                            return Some(code);
+                        }
+                        j += 1;
+                    }
+                    rc = Some(0);
+                    i = j + 1;
                     continue;
-                };
-                let op = lines.get(i + 1).copied().unwrap_or_default();
-                let blocked = op.contains("SetValue('Blocked'") || op.contains("DeleteSubKeyTree(");
-                let result = if vm.filter_active && blocked {
-                    "denied"
-                } else {
-                    "allowed"
-                };
-                section(out, name, None, result);
+                }
+                if let Some(b64) = l
+                    .split("'-EncodedCommand', '")
+                    .nth(1)
+                    .and_then(|r| r.split('\'').next())
+                {
+                    let command = super::ps::decode(b64).unwrap_or_default();
+                    rc = Some(command.lines().find_map(command_exit).unwrap_or(0));
+                }
+                if let Some(rest) = l.strip_prefix("Section 'check-") {
+                    let (num, tail) = rest.split_once('\'').unwrap_or((rest, ""));
+                    let name = format!("check-{num}");
+                    if tail.trim().is_empty() {
+                        let op = lines.get(i + 1).copied().unwrap_or_default();
+                        let blocked =
+                            op.contains("SetValue('Blocked'") || op.contains("DeleteSubKeyTree(");
+                        let result = if vm.filter_active && blocked {
+                            "denied"
+                        } else {
+                            "allowed"
+                        };
+                        section(out, &name, None, result);
+                    } else {
+                        section(out, &name, rc.take(), "");
+                    }
+                }
+                i += 1;
             }
+            None
         };
         if script.contains("Section 'admin'") {
             let _ = writeln!(
@@ -194,8 +226,8 @@ impl FakeVm {
             section(&mut out, "boot", None, &self.boot);
             return (0, out);
         }
-        if script.contains("foreach ($d in @(") {
-            return (0, out);
+        if script.contains("removing the service") {
+            return self.leftovers(script, out);
         }
         if script.contains("Get-FileHash") {
             for (driver, files) in &self.files {
@@ -235,7 +267,9 @@ impl FakeVm {
         }
         if script.contains("Section 'modules'") && !script.contains("'sc.exe'") {
             modules(self, &mut out);
-            checks(self, &mut out);
+            if let Some(code) = checks(self, &mut out) {
+                return (code, out);
+            }
             return (0, out);
         }
         let Some((svc, driver)) = svc else {
@@ -246,6 +280,17 @@ impl FakeVm {
         };
         let image = format!("{driver}.sys");
         if script.contains("'sc-create'") || script.contains("'pnputil'") {
+            if self.services.contains_key(&svc) {
+                section(
+                    &mut out,
+                    "sc-create",
+                    Some(1073),
+                    "[SC] CreateService FAILED 1073:\n\nThe specified service already exists.",
+                );
+                let (c, q) = query(self, &svc);
+                section(&mut out, "sc-query", Some(c), &q);
+                return (1, out);
+            }
             self.services.insert(svc.clone(), (image, "STOPPED"));
             section(&mut out, "sc-create", Some(0), "[SC] CreateService SUCCESS");
             let (c, q) = query(self, &svc);
@@ -280,7 +325,9 @@ impl FakeVm {
             section(&mut out, "sc-query", Some(c), &q);
             section(&mut out, "sc-query-settled", Some(c), &q);
             modules(self, &mut out);
-            checks(self, &mut out);
+            if let Some(code) = checks(self, &mut out) {
+                return (code, out);
+            }
             return (0, out);
         }
         if script.contains("'sc-stop'") {
@@ -327,6 +374,201 @@ impl FakeVm {
             return (0, out);
         }
         (99, format!("fake VM: no answer for this script:\n{script}"))
+    }
+}
+
+impl FakeVm {
+    /// The leftovers step: evaluates the script's list of (service, driver) pairs the way
+    /// PowerShell builds it, and removes each service of ours that is there.
+    fn leftovers(&mut self, script: &str, mut out: String) -> (i32, String) {
+        let assigned = |var: &str| {
+            script
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("${var} = ")))
+                .and_then(PsValue::eval)
+        };
+        let images: Vec<String> = assigned("images")
+            .map(PsValue::items)
+            .unwrap_or_default()
+            .iter()
+            .map(PsValue::text)
+            .collect();
+        // (service, driver) pairs: `foreach ($d in LIST)` with `$d[0]`, `$d[1]`, or the two
+        // lists `$services` and `$drivers` walked by index.
+        let pairs: Vec<(String, String)> = if let Some(list) = script
+            .lines()
+            .find_map(|l| l.strip_prefix("foreach ($d in "))
+            .and_then(|r| r.strip_suffix(") {"))
+        {
+            PsValue::eval(list)
+                .map(PsValue::items)
+                .unwrap_or_default()
+                .iter()
+                .map(|d| (d.index(0).text(), d.index(1).text()))
+                .collect()
+        } else {
+            let services = assigned("services").map(PsValue::items).unwrap_or_default();
+            let drivers = assigned("drivers").map(PsValue::items).unwrap_or_default();
+            services
+                .iter()
+                .zip(&drivers)
+                .map(|(s, d)| (s.text(), d.text()))
+                .collect()
+        };
+        for (svc, _driver) in pairs {
+            let Some((image, _)) = self.services.get(&svc) else {
+                continue;
+            };
+            if !images.iter().any(|i| image.eq_ignore_ascii_case(i)) {
+                let _ = writeln!(
+                    out,
+                    "#xtask:note a service {svc} exists with image {image}, not one of ours: left alone"
+                );
+                return (3, out);
+            }
+            let _ = writeln!(
+                out,
+                "#xtask:note removing the service {svc} left by an earlier deploy ({image})"
+            );
+            self.loaded.remove(image.as_str());
+            self.services.remove(&svc);
+        }
+        (0, out)
+    }
+}
+
+/// The exit code of a user command's line `exit N` (`exit` alone: 0).
+fn command_exit(line: &str) -> Option<i32> {
+    let rest = line.trim().strip_prefix("exit")?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    rest.trim().parse().ok()
+}
+
+/// A value of the PowerShell expressions the plan writes for its lists: strings and arrays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PsValue {
+    /// `'text'`.
+    Str(String),
+    /// An array.
+    Array(Vec<PsValue>),
+}
+
+impl PsValue {
+    /// Evaluates `'a'`, `@(...)`, `(...)`, `a, b` and unary `,a` as PowerShell does
+    /// (about_Arrays, about_Operators): `@(X)` enumerates X once, so `@(@('a', 'b'))` is the
+    /// two strings, not an array holding an array; `,X` is an array holding X.
+    pub fn eval(expr: &str) -> Option<PsValue> {
+        let chars: Vec<char> = expr.chars().collect();
+        let mut pos = 0;
+        let v = Self::list(&chars, &mut pos)?;
+        Self::skip(&chars, &mut pos);
+        (pos == chars.len()).then_some(v)
+    }
+
+    fn skip(c: &[char], pos: &mut usize) {
+        while *pos < c.len() && c[*pos].is_whitespace() {
+            *pos += 1;
+        }
+    }
+
+    fn list(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        let mut items = vec![Self::unary(c, pos)?];
+        loop {
+            Self::skip(c, pos);
+            if c.get(*pos) != Some(&',') {
+                break;
+            }
+            *pos += 1;
+            items.push(Self::unary(c, pos)?);
+        }
+        Some(if items.len() == 1 {
+            items.pop()?
+        } else {
+            PsValue::Array(items)
+        })
+    }
+
+    fn unary(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        Self::skip(c, pos);
+        if c.get(*pos) == Some(&',') {
+            *pos += 1;
+            return Some(PsValue::Array(vec![Self::unary(c, pos)?]));
+        }
+        Self::primary(c, pos)
+    }
+
+    fn primary(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        Self::skip(c, pos);
+        match c.get(*pos)? {
+            '\'' => {
+                let mut s = String::new();
+                *pos += 1;
+                loop {
+                    let ch = *c.get(*pos)?;
+                    *pos += 1;
+                    if ch == '\'' {
+                        if c.get(*pos) == Some(&'\'') {
+                            s.push('\'');
+                            *pos += 1;
+                        } else {
+                            return Some(PsValue::Str(s));
+                        }
+                    } else {
+                        s.push(ch);
+                    }
+                }
+            }
+            '@' if c.get(*pos + 1) == Some(&'(') => {
+                *pos += 2;
+                Self::skip(c, pos);
+                let inner = if c.get(*pos) == Some(&')') {
+                    None
+                } else {
+                    Some(Self::list(c, pos)?)
+                };
+                Self::skip(c, pos);
+                (c.get(*pos) == Some(&')')).then_some(())?;
+                *pos += 1;
+                Some(PsValue::Array(
+                    inner.map(PsValue::items).unwrap_or_default(),
+                ))
+            }
+            '(' => {
+                *pos += 1;
+                let v = Self::list(c, pos)?;
+                Self::skip(c, pos);
+                (c.get(*pos) == Some(&')')).then_some(())?;
+                *pos += 1;
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+
+    /// What `foreach` walks: an array's elements, or the value itself.
+    pub fn items(self) -> Vec<PsValue> {
+        match self {
+            PsValue::Array(v) => v,
+            s @ PsValue::Str(_) => vec![s],
+        }
+    }
+
+    /// `$v[i]`: an array's element, a string's character (empty past the end).
+    pub fn index(&self, i: usize) -> PsValue {
+        match self {
+            PsValue::Array(v) => v.get(i).cloned().unwrap_or(PsValue::Str(String::new())),
+            PsValue::Str(s) => PsValue::Str(s.chars().nth(i).map(String::from).unwrap_or_default()),
+        }
+    }
+
+    /// As a string (an array's elements joined with spaces, as PowerShell converts it).
+    pub fn text(&self) -> String {
+        match self {
+            PsValue::Str(s) => s.clone(),
+            PsValue::Array(v) => v.iter().map(PsValue::text).collect::<Vec<_>>().join(" "),
+        }
     }
 }
 
@@ -397,5 +639,40 @@ impl Transport for FakeTransport {
 
     fn show_upload(&self, _items: &[Upload]) -> String {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PsValue::{self, Array, Str};
+
+    fn s(x: &str) -> PsValue {
+        Str(x.to_owned())
+    }
+
+    #[test]
+    fn arrays_are_built_as_powershell_builds_them() {
+        // @() does not nest: one inner array is enumerated into the outer one.
+        assert_eq!(
+            PsValue::eval("@(@('CmFilter', 'cm-filter'))").unwrap(),
+            Array(vec![s("CmFilter"), s("cm-filter")])
+        );
+        assert_eq!(
+            PsValue::eval("@(@('a', 'b'), @('c', 'd'))").unwrap(),
+            Array(vec![
+                Array(vec![s("a"), s("b")]),
+                Array(vec![s("c"), s("d")])
+            ])
+        );
+        // The unary comma keeps a single pair a pair.
+        assert_eq!(
+            PsValue::eval("@(,@('a', 'b'))").unwrap(),
+            Array(vec![Array(vec![s("a"), s("b")])])
+        );
+        assert_eq!(PsValue::eval("@()").unwrap(), Array(vec![]));
+        assert_eq!(PsValue::eval("@('it''s')").unwrap(), Array(vec![s("it's")]));
+        // Indexing a string gives a character.
+        assert_eq!(s("CmFilter").index(0), s("C"));
+        assert_eq!(PsValue::eval("@('x'").map(PsValue::items), None);
     }
 }

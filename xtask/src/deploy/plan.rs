@@ -692,16 +692,20 @@ pub fn boot_script() -> String {
     ps::script("is the VM up?", BOOT)
 }
 
+/// The leftovers step. The services and the drivers are two flat lists walked by index: a list
+/// of pairs written `@(@('a', 'b'))` would not be one pair with one package, since `@()` enumerates
+/// the single array inside it (the array subexpression operator,
+/// https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_operators).
 fn leftovers_body(dir: &str, packages: &[Package]) -> String {
-    let list: Vec<String> = packages
-        .iter()
-        .map(|p| format!("@({}, {})", quote(&p.service), quote(&p.driver)))
-        .collect();
+    let services: Vec<&str> = packages.iter().map(|p| p.service.as_str()).collect();
+    let drivers: Vec<&str> = packages.iter().map(|p| p.driver.as_str()).collect();
     format!(
         "$dir = {dir}\n\
          $images = {images}\n\
-         foreach ($d in @({list})) {{\n\
-         $svc = $d[0]; $name = $d[1]; $key = \"HKLM:\\SYSTEM\\CurrentControlSet\\Services\\$svc\"\n\
+         $services = {services}\n\
+         $drivers = {drivers}\n\
+         for ($i = 0; $i -lt $services.Count; $i++) {{\n\
+         $svc = $services[$i]; $name = $drivers[$i]; $key = \"HKLM:\\SYSTEM\\CurrentControlSet\\Services\\$svc\"\n\
          if (Test-Path -LiteralPath $key) {{\n\
          $ip = [string](Get-ItemProperty -LiteralPath $key).ImagePath\n\
          if (-not ($images | Where-Object {{ $ip.EndsWith(\"\\$_\", [StringComparison]::OrdinalIgnoreCase) }})) {{ Note \"a service $svc exists with image $ip, not one of ours: left alone\"; exit 3 }}\n\
@@ -715,7 +719,8 @@ fn leftovers_body(dir: &str, packages: &[Package]) -> String {
          }}\n\
          exit 0\n",
         dir = quote(dir),
-        list = list.join(", "),
+        services = ps::array(&services),
+        drivers = ps::array(&drivers),
         images = ps::array(&packages.iter().map(Package::image).collect::<Vec<_>>()),
     )
 }

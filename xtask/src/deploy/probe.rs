@@ -31,7 +31,7 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::parse::{self, Outcome, Sections};
-use super::ps::quote;
+use super::ps::{self, quote};
 use crate::error::{Context, Result, bail};
 
 /// The file name, in the driver's folder.
@@ -320,6 +320,10 @@ fn split_hive(key: &str) -> Result<(&'static str, String)> {
 /// `error 0xHRESULT message`.
 pub const TRY_OP: &str = "function Try-Op([scriptblock]$op) { try { & $op | Out-Null; 'allowed' } catch { $e = $_.Exception; while ($e.InnerException) { $e = $e.InnerException }; if ($e -is [UnauthorizedAccessException] -or $e -is [Security.SecurityException] -or ($e.HResult -band 0xFFFF) -eq 5) { 'denied' } else { 'error 0x{0:X8} {1}' -f $e.HResult, $e.Message } } }\n";
 
+/// What a command check's own powershell.exe runs before the command: UTF-8 output (the step
+/// decodes it as UTF-8, as the prologue sets), no progress records.
+const COMMAND_PROLOGUE: &str = "try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }\n$ProgressPreference = 'SilentlyContinue'\n";
+
 /// The script lines of check `check`, writing its answer as section `section`.
 pub fn script(check: &Check, section: &str) -> String {
     match &check.kind {
@@ -356,10 +360,15 @@ pub fn script(check: &Check, section: &str) -> String {
              if ($script:rc -eq 0) {{ Say ([IO.File]::ReadAllText($f)); Remove-Item -LiteralPath $f }} else {{ Say $o }}\n",
             quote(section)
         ),
+        // The command runs as a powershell.exe process of its own, so that its `exit N` is its
+        // exit code: inside `& { }` in this script, `exit` would end the whole script, skipping
+        // every later check (https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_language_keywords,
+        // "exit"), while the `exit` argument of a script run with -EncodedCommand is the exit
+        // code of its process (about_PowerShell_exe).
         Kind::Command { script, .. } => format!(
-            "$global:LASTEXITCODE = 0\n\
-             try {{ $o = & {{\n{script}\n}} 2>&1 | ForEach-Object {{ \"$_\" }}; $c = $LASTEXITCODE }} catch {{ $o = \"$_\"; $c = 1 }}\n\
-             Section {} $c\nSay ($o -join \"`n\")\n",
+            "$o = Native 'powershell.exe' @('-NoProfile', '-NonInteractive', '-EncodedCommand', {})\n\
+             Section {} $script:rc\nSay $o\n",
+            quote(&ps::encode(&format!("{COMMAND_PROLOGUE}{script}\n"))),
             quote(section)
         ),
     }
@@ -643,6 +652,9 @@ mod tests {
         assert!(judge(c, &sections("#xtask:section k exit=3\n"), "k").ok);
         let v = judge(c, &sections("#xtask:section k exit=0\nout\n"), "k");
         assert_eq!((v.ok, v.observed.as_str()), (false, "exit code 0: out"));
-        assert!(script(c, "k").contains("\nexit 3\n"));
+        let line = script(c, "k");
+        let b64 = line.split("'-EncodedCommand', '").nth(1).unwrap();
+        let command = ps::decode(b64.split('\'').next().unwrap()).unwrap();
+        assert!(command.ends_with("\nexit 3\n"), "{command}");
     }
 }
