@@ -1,5 +1,5 @@
-//! A stand-in Windows VM for the tests: answers each step's script the way the documented tools
-//! answer (`samples/`), keeping the state a deployment changes (services, loaded images, the
+//! A stand-in Windows VM for the tests: answers each step's script the way the documented classes
+//! and tools answer, keeping the state a deployment changes (services, loaded images, the
 //! trusted certificate, cm-filter's registry filter). It never runs PowerShell: it recognises
 //! the steps by the lines the plan writes, so a change of the plan's scripts that it does not
 //! know makes the tests fail loudly ("no answer").
@@ -30,6 +30,14 @@ pub struct FakeVm {
     pub testsigning: bool,
     /// Boot time.
     pub boot: String,
+    /// Seconds since that boot.
+    pub uptime: u64,
+    /// The kernel hides the loaded modules' addresses (24H2 without SeDebugPrivilege).
+    pub hides_addresses: bool,
+    /// BitLocker's protection status of the system volume (Win32_EncryptableVolume).
+    pub bitlocker: &'static str,
+    /// `sc stop` never returns (a DriverUnload that hangs): the stop step times out.
+    pub stop_hangs: bool,
     /// Every script's first line, in order.
     pub log: Vec<String>,
     /// From this many guest calls on, the VM answers nothing (a bugcheck); `None`: never.
@@ -57,6 +65,10 @@ impl FakeVm {
             filter_stays: false,
             testsigning: true,
             boot: "2026-05-01T08:00:00.0000000Z".to_owned(),
+            uptime: 86_400,
+            hides_addresses: false,
+            bitlocker: "0",
+            stop_hangs: false,
             log: Vec::new(),
             dies_after: None,
             silent_for: 0,
@@ -81,18 +93,20 @@ impl FakeVm {
         self.log.push(first);
         let mut out = String::new();
         let svc = Self::service_in(script, known);
-        let query = |vm: &FakeVm, svc: &str| -> (i32, String) {
+        // Section `service` as Write-Service (xtask-helpers.ps1) prints Win32_SystemDriver.
+        let query = |vm: &FakeVm, svc: &str| -> (Option<i32>, String) {
             match vm.services.get(svc) {
-                None => (
-                    1060,
-                    "[SC] EnumQueryServicesStatus:OpenService FAILED 1060:\n\nThe specified service does not exist as an installed service.".to_owned(),
-                ),
+                None => (None, "missing".to_owned()),
                 Some((_, state)) => {
-                    let code = if *state == "RUNNING" { 4 } else { 1 };
+                    let state = if *state == "RUNNING" {
+                        "Running"
+                    } else {
+                        "Stopped"
+                    };
                     (
-                        0,
+                        None,
                         format!(
-                            "SERVICE_NAME: {svc}\n        TYPE               : 1  KERNEL_DRIVER\n        STATE              : {code}  {state}\n        WIN32_EXIT_CODE    : 0  (0x0)\n        SERVICE_EXIT_CODE  : 0  (0x0)\n        CHECKPOINT         : 0x0\n        WAIT_HINT          : 0x0"
+                            r#"{{"State":"{state}","ExitCode":0,"ServiceSpecificExitCode":0}}"#
                         ),
                     )
                 }
@@ -112,7 +126,26 @@ impl FakeVm {
             }
         };
         let modules = |vm: &FakeVm, out: &mut String| {
-            let list: Vec<&str> = vm.loaded.iter().map(String::as_str).collect();
+            let list: Vec<&str> = if vm.hides_addresses {
+                // Every base zero: every name the kernel's.
+                vm.loaded.iter().map(|_| "ntoskrnl.exe").collect()
+            } else {
+                vm.loaded.iter().map(String::as_str).collect()
+            };
+            let (distinct, privilege) = if vm.hides_addresses {
+                (1, 1300)
+            } else {
+                (list.len(), 0)
+            };
+            section(
+                out,
+                "modules-check",
+                None,
+                &format!(
+                    "entries={} distinct={distinct} debug-privilege={privilege}",
+                    list.len()
+                ),
+            );
             section(out, "modules", None, &list.join("\n"));
         };
         // The checks, in the order the script runs them. A registry check is answered from the
@@ -173,6 +206,7 @@ impl FakeVm {
                 "#xtask:section admin\nTrue\n#xtask:section arch\nAMD64\n#xtask:section os\n10.0.22631.0"
             );
             section(&mut out, "boot", None, &self.boot);
+            section(&mut out, "uptime", None, &self.uptime.to_string());
             section(
                 &mut out,
                 "start-options",
@@ -185,19 +219,28 @@ impl FakeVm {
             );
             section(&mut out, "secure-boot", None, "False");
             section(&mut out, "debug-print-filter", None, "15");
-            let bcd = include_str!("samples/bcdedit-testsigning-on.txt");
-            let bcd = if self.testsigning {
-                bcd.to_owned()
-            } else {
-                bcd.replace("testsigning             Yes", "testsigning             No")
-            };
-            section(&mut out, "bcdedit", Some(0), bcd.trim_end());
+            section(
+                &mut out,
+                "bcd-testsigning",
+                None,
+                if self.testsigning { "True" } else { "absent" },
+            );
+            section(&mut out, "bitlocker", None, self.bitlocker);
             section(&mut out, "remote-dir", None, "ok");
             return (0, out);
         }
         if script.contains("'testsigning', 'on'") {
+            if self.bitlocker == "1" {
+                // DisableKeyProtectors(1): suspended for the restart.
+                section(&mut out, "bitlocker-suspend", Some(0), "");
+                let _ = writeln!(out, "#xtask:note BitLocker suspended for one restart");
+                self.bitlocker = "0";
+            }
             self.testsigning = true;
-            self.boot = "2026-05-01T09:00:00.0000000Z".to_owned();
+            // The clock is corrected at the restart: the boot time moves back, the uptime is
+            // what tells the new boot.
+            self.boot = "2026-05-01T07:59:59.0000000Z".to_owned();
+            self.uptime = 0;
             section(
                 &mut out,
                 "bcdedit",
@@ -218,12 +261,13 @@ impl FakeVm {
                 &mut out,
                 "events",
                 None,
-                r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
+                r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Provider":"Microsoft-Windows-WER-SystemErrorReporting","Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
             );
             return (0, out);
         }
         if script.contains("Section 'boot'") {
             section(&mut out, "boot", None, &self.boot);
+            section(&mut out, "uptime", None, &self.uptime.to_string());
             return (0, out);
         }
         if script.contains("removing the service") {
@@ -236,6 +280,16 @@ impl FakeVm {
                     let _ = writeln!(out, "{h} {n}");
                 }
             }
+            section(
+                &mut out,
+                &format!("files {}", super::plan::HELPERS_FOLDER),
+                None,
+                &format!(
+                    "{} {}",
+                    super::plan::helpers_sha256(),
+                    super::plan::HELPERS_FILE
+                ),
+            );
             return (0, out);
         }
         if script.contains("'-addstore'") {
@@ -251,21 +305,15 @@ impl FakeVm {
                 } else {
                     let _ = writeln!(out, "#xtask:note added to {store}");
                 }
-                let listing = include_str!("samples/certutil-root.txt").replace(
-                    "34ad27dccaac93adce84b84db07823e8f1570848",
-                    &thumb.to_lowercase(),
-                );
-                section(
-                    &mut out,
-                    &format!("store {store}"),
-                    Some(0),
-                    listing.trim_end(),
-                );
+                section(&mut out, &format!("store {store}"), None, "present");
             }
             self.trusted.insert(thumb);
             return (0, out);
         }
-        if script.contains("Section 'modules'") && !script.contains("'sc.exe'") {
+        if script.contains("Write-Modules")
+            && !script.contains("'sc.exe'")
+            && !script.contains("'service-settled'")
+        {
             modules(self, &mut out);
             if let Some(code) = checks(self, &mut out) {
                 return (code, out);
@@ -288,13 +336,13 @@ impl FakeVm {
                     "[SC] CreateService FAILED 1073:\n\nThe specified service already exists.",
                 );
                 let (c, q) = query(self, &svc);
-                section(&mut out, "sc-query", Some(c), &q);
+                section(&mut out, "service", c, &q);
                 return (1, out);
             }
             self.services.insert(svc.clone(), (image, "STOPPED"));
             section(&mut out, "sc-create", Some(0), "[SC] CreateService SUCCESS");
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("'sc-start'") {
@@ -316,14 +364,14 @@ impl FakeVm {
                 section(&mut out, "sc-start", Some(0), "SERVICE_NAME: started");
             }
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             modules(self, &mut out);
             return (0, out);
         }
-        if script.contains("'sc-query-settled'") {
+        if script.contains("'service-settled'") {
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
-            section(&mut out, "sc-query-settled", Some(c), &q);
+            section(&mut out, "service", c, &q);
+            section(&mut out, "service-settled", c, &q);
             modules(self, &mut out);
             if let Some(code) = checks(self, &mut out) {
                 return (code, out);
@@ -331,6 +379,9 @@ impl FakeVm {
             return (0, out);
         }
         if script.contains("'sc-stop'") {
+            if self.stop_hangs {
+                return (-1, "#xtask:hang".to_owned());
+            }
             let running = self.services.get(&svc).is_some_and(|s| s.1 == "RUNNING");
             if running {
                 if let Some(s) = self.services.get_mut(&svc) {
@@ -352,14 +403,14 @@ impl FakeVm {
                 );
             }
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("'sc-delete'") {
             self.services.remove(&svc);
             section(&mut out, "sc-delete", Some(0), "[SC] DeleteService SUCCESS");
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("Service Control Manager") {
@@ -371,6 +422,7 @@ impl FakeVm {
                     r#"[{{"Time":"2026-05-01T08:01:00.0000000Z","Id":7045,"Level":4,"Message":"A service was installed in the system.\r\n\r\nService Name:  {svc}"}},{{"Time":"2026-05-01T08:01:02.0000000Z","Id":7036,"Level":4,"Message":"The {svc} service entered the running state."}}]"#
                 ),
             );
+            section(&mut out, "code-integrity", None, "[]");
             return (0, out);
         }
         (99, format!("fake VM: no answer for this script:\n{script}"))
@@ -581,7 +633,7 @@ pub struct FakeTransport {
 }
 
 impl Transport for FakeTransport {
-    fn guest(&self, script: &str, _timeout: Duration) -> Result<Output, TransportError> {
+    fn guest(&self, script: &str, timeout: Duration) -> Result<Output, TransportError> {
         let mut vm = self.vm.lock().unwrap();
         vm.calls += 1;
         if let Some(n) = vm.dies_after
@@ -598,6 +650,7 @@ impl Transport for FakeTransport {
             // Back after the reboot the bugcheck caused: a new boot, the driver not loaded.
             vm.dies_after = None;
             vm.boot = "2026-05-01T08:06:00.0000000Z".to_owned();
+            vm.uptime = 0;
             vm.loaded
                 .retain(|m| !m.ends_with("-filter.sys") && !m.contains("callback"));
             for s in vm.services.values_mut() {
@@ -606,6 +659,13 @@ impl Transport for FakeTransport {
             vm.filter_active = false;
         }
         let (code, stdout) = vm.answer(script, &self.known);
+        if stdout == "#xtask:hang" {
+            return Err(TransportError {
+                kind: Lost::Timeout,
+                message: format!("no answer within {}s", timeout.as_secs()),
+                partial: Output::default(),
+            });
+        }
         Ok(Output {
             code: Some(code),
             stdout,
