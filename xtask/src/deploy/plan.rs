@@ -807,7 +807,8 @@ fn leftovers_body(dir: &str, packages: &[Package]) -> String {
          }}\n\
          $p = Join-Path $dir $name\n\
          if (Test-Path -LiteralPath $p) {{ Remove-Item -LiteralPath $p -Recurse -Force; Note \"removed $p, left by an earlier deploy\" }}\n\
-         Get-WindowsDriver -Online | Where-Object {{ (Split-Path -Leaf $_.OriginalFileName) -eq \"$name.inf\" }} | ForEach-Object {{ $o = Native 'pnputil.exe' @('/delete-driver', $_.Driver, '/uninstall', '/force'); Note \"removed $($_.Driver) ($name.inf) from the driver store (pnputil exit code $script:rc)\" }}\n\
+         try {{ $store = @(Get-WindowsDriver -Online) }} catch {{ $store = @(); Note \"the driver store could not be listed ($_): an INF of $name left there by an --install inf deploy stays\" }}\n\
+         $store | Where-Object {{ (Split-Path -Leaf $_.OriginalFileName) -eq \"$name.inf\" }} | ForEach-Object {{ $o = Native 'pnputil.exe' @('/delete-driver', $_.Driver, '/uninstall', '/force'); Note \"removed $($_.Driver) ($name.inf) from the driver store (pnputil exit code $script:rc)\" }}\n\
          }}\n\
          $p = Join-Path $dir {helpers}\n\
          if (Test-Path -LiteralPath $p) {{ Remove-Item -LiteralPath $p -Recurse -Force }}\n\
