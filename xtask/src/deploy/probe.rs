@@ -19,11 +19,12 @@
 //!
 //! [[after-unload]]                # checks run once the driver is stopped (unloaded)
 //! name = "anything"
-//! command = "Get-Item C:\\x"      # PowerShell; passes if it exits with expect-exit (0)
+//! command = "Get-Item C:\\x"      # PowerShell, run as a powershell.exe of its own; passes if
+//!                                 # that process exits with expect-exit (0)
 //! ```
 //!
-//! Every driver, with or without this file, is also checked to be RUNNING and in the list of
-//! loaded kernel modules after start and after `settle`, and STOPPED with exit code 0 and gone
+//! Every driver, with or without this file, is also checked to be Running and in the list of
+//! loaded kernel modules after start and after `settle`, and Stopped with exit code 0 and gone
 //! from that list after stop.
 
 use std::path::Path;
