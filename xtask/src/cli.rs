@@ -140,6 +140,8 @@ pub struct DeployArgs {
     pub snapshot: Option<String>,
     /// `--libvirt DOMAIN`.
     pub libvirt: Option<String>,
+    /// `--libvirt-uri URI` (virsh -c).
+    pub libvirt_uri: Option<String>,
     /// `--revert-after-failure`.
     pub revert_after_failure: bool,
     /// `--remote-dir DIR`.
@@ -311,6 +313,7 @@ fn parse_deploy(mut p: Parser) -> Result<DeployArgs> {
         revert_after_failure: p.flag(&["--revert-after-failure"]),
         snapshot: p.value(&["--snapshot"])?,
         libvirt: p.value(&["--libvirt"])?,
+        libvirt_uri: p.value(&["--libvirt-uri"])?,
         remote_dir: p.value(&["--remote-dir"])?,
         ssh_options: p.values(&["--ssh-option"])?,
         hyperv_credential: p.value(&["--hyperv-credential"])?.map(Into::into),
@@ -722,6 +725,7 @@ OPTIONS:
     --enable-testsigning    if test signing is off: bcdedit /set testsigning on, restart, wait
     --snapshot NAME         revert the VM first: Hyper-V checkpoint NAME, or with --libvirt
     --libvirt DOMAIN        (ssh targets) the libvirt domain: virsh snapshot-revert DOMAIN NAME
+    --libvirt-uri URI       the libvirt connection virsh uses (default qemu:///system)
     --revert-after-failure  revert to the snapshot again when the plan failed
     --remote-dir DIR        the folder on the VM (default C:\\ProgramData\\windows-callback-drivers\\deploy)
     --ssh-option OPT        passed to ssh and sftp as -o OPT (repeatable)

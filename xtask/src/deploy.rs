@@ -12,6 +12,7 @@ mod parse;
 mod plan;
 mod probe;
 mod ps;
+mod syntax;
 mod transport;
 
 #[cfg(test)]
@@ -257,6 +258,7 @@ pub fn suite_checks(
     drivers: &[&crate::workspace::Driver],
 ) -> (Vec<SuiteCheck>, Option<String>) {
     let mut checks = Vec::new();
+    let mut packages = Vec::new();
     for d in drivers {
         let dir = ws
             .layout
@@ -273,6 +275,7 @@ pub fn suite_checks(
             continue;
         }
         let result = plan::Package::read(&dir, &d.dir, Arch::X64).and_then(|p| {
+            packages.push(p.clone());
             for install in [Install::Sc, Install::Inf] {
                 let o = plan::Options {
                     install,
@@ -300,6 +303,26 @@ pub fn suite_checks(
             Err(e) => checks.push(SuiteCheck {
                 ok: false,
                 what: format!("{what}: {e}"),
+            }),
+        }
+    }
+    if !packages.is_empty() {
+        println!(
+            "  PowerShell syntax of every script of every plan: python {}",
+            syntax::CHECKER
+        );
+        match crate::venv::ensure(&ws.layout.emu_venv(), &ws.root.join(crate::venv::LOCK)) {
+            Ok(python) => {
+                for (ok, what) in syntax::suite_checks(&python, &ws.root, &packages) {
+                    if ok {
+                        println!("  ✓ {what}");
+                    }
+                    checks.push(SuiteCheck { ok, what });
+                }
+            }
+            Err(e) => checks.push(SuiteCheck {
+                ok: false,
+                what: format!("PowerShell syntax of the plans: the emulator venv: {e}"),
             }),
         }
     }
@@ -461,8 +484,16 @@ fn way(args: &DeployArgs, target: &Target) -> Way {
     }
 }
 
+/// Where the helpers are written here before the copy step ships them.
+fn helpers_dir(ws: &Workspace) -> PathBuf {
+    ws.layout
+        .target_dir
+        .join("deploy")
+        .join(plan::HELPERS_FOLDER)
+}
+
 /// The plan options of `args`.
-fn options(args: &DeployArgs) -> plan::Options {
+fn options(ws: &Workspace, args: &DeployArgs) -> plan::Options {
     plan::Options {
         arch: args.arch,
         install: args.install,
@@ -477,6 +508,11 @@ fn options(args: &DeployArgs) -> plan::Options {
             .unwrap_or_else(|| REMOTE_DIR.to_owned()),
         timeout: Duration::from_secs(args.timeout_s),
         reboot_timeout: Duration::from_secs(args.reboot_timeout_s),
+        libvirt_uri: args
+            .libvirt_uri
+            .clone()
+            .unwrap_or_else(|| plan::LIBVIRT_URI.to_owned()),
+        helpers_dir: helpers_dir(ws),
     }
 }
 
@@ -486,7 +522,7 @@ fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()>
         .iter()
         .map(|t| (t.to_string(), way(args, t)))
         .collect();
-    let opts = options(args);
+    let opts = options(ws, args);
     // Mistakes in the options are named before anything is built.
     let drivers = ws.select(&args.packages)?;
     for (name, w) in &ways {
@@ -561,6 +597,7 @@ fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()>
         return Ok(());
     }
 
+    plan::write_helpers(&opts.helpers_dir)?;
     eprintln!(
         "==> deploy to {}",
         ways.iter()

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::parse::{self, Event, ScQuery, Sections, State, TestSigning};
+use super::parse::{self, Event, Sections, ServiceStatus, State, TestSigning};
 use super::plan::{self, Check, Cleanup, DUMP_PLACES, Plan, Run, Step, When};
 use super::probe::{self, Verdict};
-use super::transport::{Output, Transport, TransportError};
+use super::transport::{Lost, Output, Transport, TransportError};
 use crate::process::{elapsed, tail};
 
 /// How a step ended.
@@ -162,7 +162,13 @@ struct Facts {
     testsigning_off: bool,
     /// The last boot time, as the VM said it.
     boot: Option<String>,
+    /// When the last step that ran on the VM began (the one that asked for a restart, or lost
+    /// the VM): a boot newer than this is a new boot.
+    step_start: Option<Instant>,
 }
+
+/// Seconds of slack between the VM's uptime and the time measured here.
+const UPTIME_SLACK_S: u64 = 5;
 
 /// A step's judged result.
 #[derive(Default)]
@@ -308,6 +314,37 @@ pub fn execute(
                 if let Some(lost) = lost.filter(TransportError::vm_gone)
                     && driver_loaded
                 {
+                    // A step that ran past its time limit on a VM still up in the same boot
+                    // hangs (a DriverUnload that never returns, a check that blocks): reported as
+                    // such at once, not waited on as a crash.
+                    if lost.kind == Lost::Timeout && r.same_boot() == Some(true) {
+                        let msg = format!(
+                            "`{}` of {} did not finish within {}s, but the VM still answers in the \
+                             same boot: a hang, not a bugcheck ({}). A driver stuck in STOP_PENDING \
+                             stays loaded until the VM restarts: restart it or revert it to a \
+                             snapshot before the next deploy",
+                            step.id,
+                            d.driver,
+                            step.timeout.as_secs(),
+                            if step.id == "stop" {
+                                "DriverUnload does not return"
+                            } else {
+                                "the driver or a check blocks"
+                            }
+                        );
+                        let mut sr = sr;
+                        sr.detail.clone_from(&msg);
+                        if let Some(f) = report.failure.as_mut() {
+                            f.message.clone_from(&msg);
+                        }
+                        dr.unload = if step.id == "stop" {
+                            Unload::NotUnloaded(msg)
+                        } else {
+                            Unload::Unknown("a step hung".to_owned())
+                        };
+                        dr.steps.push(sr);
+                        continue;
+                    }
                     vm_gone = true;
                     let msg = format!(
                         "the VM stopped answering during `{}` of {} ({}): probable bugcheck \
@@ -377,6 +414,14 @@ pub fn execute(
     }
     report.duration = start.elapsed();
     report
+}
+
+/// The boot time and the seconds since, from the sections `boot` and `uptime`.
+fn boot_and_uptime(out: &Output) -> Option<(String, u64)> {
+    let s = Sections::parse(&out.stdout);
+    let boot = s.value("boot").ok().filter(|b| !b.is_empty())?.to_owned();
+    let uptime = s.value("uptime").ok()?.parse().ok()?;
+    Some((boot, uptime))
 }
 
 fn absorb(dr: &mut DriverReport, j: Judged) {
@@ -501,17 +546,20 @@ impl Runner<'_> {
     }
 
     fn perform(&mut self, step: &Step) -> Result<(Output, Judged), TransportError> {
+        if !matches!(step.run, Run::WaitForGuest { .. }) {
+            self.facts.step_start = Some(Instant::now());
+        }
         let out = match &step.run {
             Run::Guest(script) => self.t.guest(script, step.timeout)?,
             Run::Host { argv, .. } => self.t.host(argv, step.timeout)?,
             Run::Upload(items) => self.t.upload(items, step.timeout)?,
             Run::WaitForGuest { new_boot } => {
-                let old = if *new_boot {
-                    self.facts.boot.clone()
+                let since = if *new_boot {
+                    self.facts.step_start
                 } else {
                     None
                 };
-                return match self.wait_for_guest(old.as_deref(), step.timeout) {
+                return match self.wait_for_guest(since, step.timeout) {
                     Some((out, boot)) => {
                         self.facts.boot = Some(boot.clone());
                         Ok((out, Judged::pass(format!("the VM answers (booted {boot})"))))
@@ -531,8 +579,9 @@ impl Runner<'_> {
         Ok((out, judged))
     }
 
-    /// Polls the VM until it answers (with a boot time other than `old`), up to `limit`.
-    fn wait_for_guest(&self, old: Option<&str>, limit: Duration) -> Option<(Output, String)> {
+    /// Polls the VM until it answers (booted after `since`: its uptime is shorter than the time
+    /// since then), up to `limit`.
+    fn wait_for_guest(&self, since: Option<Instant>, limit: Duration) -> Option<(Output, String)> {
         let start = Instant::now();
         let script = plan::boot_script();
         loop {
@@ -542,11 +591,9 @@ impl Runner<'_> {
             }
             if let Ok(out) = self.t.guest(&script, self.pace.attempt.min(left))
                 && out.code == Some(0)
-                && let Ok(boot) = Sections::parse(&out.stdout).value("boot")
-                && !boot.is_empty()
-                && old != Some(boot)
+                && let Some((boot, uptime)) = boot_and_uptime(&out)
+                && since.is_none_or(|t| uptime <= t.elapsed().as_secs() + UPTIME_SLACK_S)
             {
-                let boot = boot.to_owned();
                 return Some((out, boot));
             }
             std::thread::sleep(self.pace.poll.min(limit.saturating_sub(start.elapsed())));
@@ -557,8 +604,7 @@ impl Runner<'_> {
     fn post_mortem(&mut self) -> Option<StepReport> {
         let limit = self.plan.options.reboot_timeout;
         let start = Instant::now();
-        let old = self.facts.boot.clone();
-        self.wait_for_guest(old.as_deref(), limit)?;
+        self.wait_for_guest(self.facts.step_start, limit)?;
         let script = plan::post_mortem_script(&self.plan.options.remote_dir);
         let out = self.t.guest(&script, self.plan.options.timeout).ok()?;
         let s = Sections::parse(&out.stdout);
@@ -585,6 +631,15 @@ impl Runner<'_> {
             notes: Vec::new(),
             output: String::new(),
         })
+    }
+
+    /// Whether the VM answers now in the boot it was in when the last step began (a step that
+    /// timed out on a VM that did not restart hangs; it did not crash). `None`: no answer.
+    fn same_boot(&self) -> Option<bool> {
+        let start = self.facts.step_start?;
+        let out = self.t.guest(&plan::boot_script(), self.pace.attempt).ok()?;
+        let (_, uptime) = boot_and_uptime(&out)?;
+        Some(uptime > start.elapsed().as_secs() + UPTIME_SLACK_S)
     }
 
     #[allow(clippy::too_many_lines)] // one arm per kind of check
@@ -624,13 +679,15 @@ impl Runner<'_> {
                 }) {
                     return Judged::fail(win32_failure(&sec.name, sec));
                 }
-                match query(&s, "sc-query") {
-                    Ok(ScQuery::Service {
+                match query(&s, "service") {
+                    Ok(ServiceStatus::Present {
                         state: State::Stopped,
                         ..
                     }) => Judged::pass(format!("installed, stopped{}", notes_suffix(&s))),
-                    Ok(ScQuery::Missing) => Judged::fail("no service after the install"),
-                    Ok(ScQuery::Service { state, .. }) => {
+                    Ok(ServiceStatus::Missing) => {
+                        Judged::fail(format!("no service after the install{}", notes_suffix(&s)))
+                    }
+                    Ok(ServiceStatus::Present { state, .. }) => {
                         Judged::fail(format!("installed, but {} already", state.name()))
                     }
                     Err(e) => Judged::fail(e),
@@ -640,9 +697,9 @@ impl Runner<'_> {
                 if let Some(sec) = s.get("sc-start").filter(|c| c.exit != Some(0)) {
                     return Judged::fail(win32_failure("sc start", sec));
                 }
-                let state = match query(&s, "sc-query") {
-                    Ok(ScQuery::Service { state, .. }) => state,
-                    Ok(ScQuery::Missing) => return Judged::fail("the service is gone"),
+                let state = match query(&s, "service") {
+                    Ok(ServiceStatus::Present { state, .. }) => state,
+                    Ok(ServiceStatus::Missing) => return Judged::fail("the service is gone"),
                     Err(e) => return Judged::fail(e),
                 };
                 if state != State::Running {
@@ -651,16 +708,16 @@ impl Runner<'_> {
                 loaded(&s, image, true, "running, and loaded")
             }
             Check::Probe(image, checks) => {
-                for q in ["sc-query", "sc-query-settled"] {
+                for q in ["service", "service-settled"] {
                     match query(&s, q) {
-                        Ok(ScQuery::Service {
+                        Ok(ServiceStatus::Present {
                             state: State::Running,
                             ..
                         }) => {}
                         Ok(other) => {
                             return Judged::fail(format!(
                                 "not running {}: {other:?}",
-                                if q == "sc-query" {
+                                if q == "service" {
                                     "when the probe began"
                                 } else {
                                     "after the settle time"
@@ -687,10 +744,10 @@ impl Runner<'_> {
                     .get("sc-stop")
                     .is_some_and(|c| c.exit == Some(parse::ERROR_SERVICE_NOT_ACTIVE));
                 if not_active
-                    && let Ok(ScQuery::Service {
+                    && let Ok(ServiceStatus::Present {
                         state: State::Stopped,
                         ..
-                    }) = query(&s, "sc-query")
+                    }) = query(&s, "service")
                 {
                     return Judged::pass("was not running (error 1062)");
                 }
@@ -699,8 +756,8 @@ impl Runner<'_> {
                     j.unload = Some(Unload::NotUnloaded(j.detail.clone()));
                     return j;
                 }
-                match query(&s, "sc-query") {
-                    Ok(ScQuery::Service {
+                match query(&s, "service") {
+                    Ok(ServiceStatus::Present {
                         state: State::Stopped,
                         win32_exit: 0,
                         ..
@@ -709,7 +766,7 @@ impl Runner<'_> {
                         j.unload = Some(Unload::Clean);
                         j
                     }
-                    Ok(ScQuery::Service {
+                    Ok(ServiceStatus::Present {
                         state: State::Stopped,
                         win32_exit,
                         ..
@@ -719,13 +776,13 @@ impl Runner<'_> {
                         j.unload = Some(Unload::Unclean(m));
                         j
                     }
-                    Ok(ScQuery::Service { state, .. }) => {
+                    Ok(ServiceStatus::Present { state, .. }) => {
                         let m = format!("{} 30s after sc stop (DriverUnload hangs?)", state.name());
                         let mut j = Judged::fail(m.clone());
                         j.unload = Some(Unload::NotUnloaded(m));
                         j
                     }
-                    Ok(ScQuery::Missing) => Judged::fail("the service is gone"),
+                    Ok(ServiceStatus::Missing) => Judged::fail("the service is gone"),
                     Err(e) => Judged::fail(e),
                 }
             }
@@ -743,9 +800,9 @@ impl Runner<'_> {
                 });
                 j
             }
-            Check::Removed => match query(&s, "sc-query") {
-                Ok(ScQuery::Missing) => Judged::pass("the service is gone"),
-                Ok(ScQuery::Service { state, .. }) => Judged::fail(format!(
+            Check::Removed => match query(&s, "service") {
+                Ok(ServiceStatus::Missing) => Judged::pass("the service is gone"),
+                Ok(ServiceStatus::Present { state, .. }) => Judged::fail(format!(
                     "the service still exists ({}){}",
                     state.name(),
                     s.get("sc-delete")
@@ -755,8 +812,22 @@ impl Runner<'_> {
                 Err(e) => Judged::fail(e),
             },
             Check::Events => match s.get("events").map(|e| parse::events(&e.body)) {
-                Some(Ok(events)) => {
-                    let mut j = Judged::pass(format!("{} event(s)", events.len()));
+                Some(Ok(mut events)) => {
+                    // Code Integrity's events about the image (why a start was refused).
+                    let ci = s
+                        .get("code-integrity")
+                        .and_then(|c| parse::events(&c.body).ok())
+                        .unwrap_or_default();
+                    let mut j = Judged::pass(format!(
+                        "{} event(s){}",
+                        events.len(),
+                        if ci.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} Code Integrity event(s) about the image", ci.len())
+                        }
+                    ));
+                    events.extend(ci);
                     j.events = events;
                     j
                 }
@@ -772,6 +843,12 @@ impl Runner<'_> {
 
 /// Whether `image` is (`want`) or is no longer in the loaded-module list of section `modules`.
 fn loaded(s: &Sections, image: &str, want: bool, ok_text: &str) -> Judged {
+    if let Err(e) = s
+        .need("modules-check")
+        .and_then(|c| parse::modules_check(&c.body))
+    {
+        return Judged::fail(e.to_string());
+    }
     let modules = match s.need("modules").and_then(|m| parse::modules(&m.body)) {
         Ok(m) => m,
         Err(e) => return Judged::fail(e.to_string()),
@@ -828,9 +905,9 @@ fn notes_suffix(s: &Sections) -> String {
     }
 }
 
-fn query(s: &Sections, name: &str) -> Result<ScQuery, String> {
+fn query(s: &Sections, name: &str) -> Result<ServiceStatus, String> {
     let q = s.need(name).map_err(|e| e.to_string())?;
-    parse::sc_query(&q.body, q.exit).map_err(|e| e.to_string())
+    parse::service(&q.body).map_err(|e| e.to_string())
 }
 
 /// `sc start failed: exit code 577 (ERROR_INVALID_IMAGE_HASH: ...)` and the program's words.
@@ -870,11 +947,12 @@ fn judge_preflight(
         ));
     }
     let boot = v("boot")?.to_owned();
-    let bcd = s.need("bcdedit").map_err(|e| e.to_string())?;
-    let configured = parse::bcdedit_testsigning(&bcd.body, bcd.exit).map_err(|e| e.to_string())?;
+    // This boot's options, from the registry (SystemStartOptions: the loader's options, upper
+    // case, not localised): the one that says whether test-signed drivers load now. An ASCII
+    // comparison, so that no culture's case rules (Turkish dotless i) apply.
     let effective = v("start-options")?
-        .to_ascii_uppercase()
-        .contains("TESTSIGNING");
+        .split_whitespace()
+        .any(|o| o.eq_ignore_ascii_case("TESTSIGNING"));
     let secure_boot = v("secure-boot")?.eq_ignore_ascii_case("true");
     let dir = v("remote-dir")?;
     if dir != "ok" {
@@ -892,6 +970,8 @@ fn judge_preflight(
     if effective {
         return Ok((format!("{base}; test signing on"), false, boot));
     }
+    // Only now is the boot configuration needed: on in it (a restart pending), or off.
+    let configured = parse::bcd_testsigning(v("bcd-testsigning")?).map_err(|e| e.to_string())?;
     let state = match configured {
         TestSigning::On => "on in the boot configuration but not in this boot (restart pending)",
         TestSigning::Off => "off",
@@ -910,8 +990,16 @@ fn judge_preflight(
                 .to_owned(),
         );
     }
+    let bitlocker = match v("bitlocker")? {
+        "0" | "none" => String::new(),
+        "1" => "; BitLocker protects the system volume: suspended for the one restart".to_owned(),
+        other => format!(
+            "; BitLocker state `{other}`: if the VM starts in BitLocker recovery, suspend \
+             BitLocker (Suspend-BitLocker -RebootCount 1) and deploy again"
+        ),
+    };
     Ok((
-        format!("{base}; test signing {state}: turning it on (--enable-testsigning)"),
+        format!("{base}; test signing {state}: turning it on (--enable-testsigning){bitlocker}"),
         true,
         boot,
     ))
@@ -967,15 +1055,20 @@ fn judge_trust(s: &Sections, out: &Output, thumb: &str) -> Judged {
             Ok(l) => l,
             Err(e) => return Judged::fail(e.to_string()),
         };
-        match parse::certutil_store(&listing.body, listing.exit) {
-            Ok(certs) if certs.iter().any(|c| c.sha1.eq_ignore_ascii_case(thumb)) => {}
-            Ok(certs) => {
+        // Test-Path on the Cert: drive: the certificate, by thumbprint, without reading
+        // certutil's localised listing.
+        match listing.body.trim() {
+            "present" => {}
+            "absent" => {
                 return Judged::fail(format!(
-                    "{thumb} is not in LocalMachine\\{store} after adding it ({} certificate(s) listed)",
-                    certs.len()
+                    "{thumb} is not in LocalMachine\\{store} after adding it"
                 ));
             }
-            Err(e) => return Judged::fail(e.to_string()),
+            other => {
+                return Judged::fail(format!(
+                    "LocalMachine\\{store}: `{other}` is not present/absent"
+                ));
+            }
         }
     }
     Judged::pass(format!("in Root and TrustedPublisher{}", notes_suffix(s)))
@@ -1233,6 +1326,67 @@ mod tests {
     }
 
     #[test]
+    fn what_an_earlier_deploy_of_one_package_left_is_removed() {
+        // The leftovers list of a one-package plan must still be a list of pairs: an earlier
+        // deploy left CmFilter installed; unless the step removes it, `sc create` fails (1073).
+        let mut vm = FakeVm::new();
+        vm.services
+            .insert("CmFilter".into(), ("cm-filter.sys".into(), "STOPPED"));
+        let packages = [cm_filter()];
+        let plan = build(
+            "ssh://admin@testvm",
+            &Via::Ssh,
+            &packages,
+            &Options::default(),
+        )
+        .unwrap();
+        let t = transport(&packages, vm);
+        let r = execute(&plan, &t, &|_| {}, fast());
+        assert!(r.ok(), "{}", render(&r));
+        let leftovers = r.setup.iter().find(|s| s.id == "leftovers").unwrap();
+        assert!(
+            leftovers
+                .notes
+                .iter()
+                .any(|n| n.starts_with("removing the service CmFilter")),
+            "{:?}",
+            leftovers.notes
+        );
+    }
+
+    #[test]
+    fn a_command_check_that_exits_leaves_the_other_checks_running() {
+        // `exit 3` in a command check is that command's exit code, not the end of the probe.
+        let mut p = ex_callback();
+        p.probe = crate::deploy::probe::parse_probe(
+            "[[while-loaded]]\nname = \"exits 3\"\ncommand = \"Write-Output 'x'\\nexit 3\"\nexpect-exit = 3\n\
+             [[while-loaded]]\nname = \"exits 0\"\ncommand = \"exit\"\n\
+             [[after-unload]]\nname = \"exits 4\"\ncommand = \"exit 4\"\nexpect-exit = 4\n",
+        )
+        .unwrap();
+        let packages = [p];
+        let plan = build(
+            "ssh://admin@testvm",
+            &Via::Ssh,
+            &packages,
+            &Options::default(),
+        )
+        .unwrap();
+        let t = transport(&packages, FakeVm::new());
+        let r = execute(&plan, &t, &|_| {}, fast());
+        assert!(r.ok(), "{}", render(&r));
+        let seen: Vec<(&str, bool)> = r.drivers[0]
+            .probes
+            .iter()
+            .map(|v| (v.name.as_str(), v.ok))
+            .collect();
+        assert_eq!(
+            seen,
+            [("exits 3", true), ("exits 0", true), ("exits 4", true)]
+        );
+    }
+
+    #[test]
     fn a_failing_start_stops_the_plan_and_removes_what_applies() {
         let mut vm = FakeVm::new();
         vm.start_error = Some(577);
@@ -1402,6 +1556,73 @@ mod tests {
     }
 
     #[test]
+    fn hidden_module_addresses_fail_the_start_with_the_cause() {
+        let mut vm = FakeVm::new();
+        vm.hides_addresses = true;
+        let (r, _) = deploy(&Options::default(), vm);
+        let f = r.failure.unwrap();
+        assert_eq!((f.scope.as_str(), f.step.as_str()), ("cm-filter", "start"));
+        assert!(
+            f.message.contains("hid the loaded modules' addresses")
+                && f.message.contains("SeDebugPrivilege"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_stop_that_hangs_in_the_same_boot_is_a_hang_not_a_bugcheck() {
+        let mut vm = FakeVm::new();
+        vm.stop_hangs = true;
+        let start = std::time::Instant::now();
+        let (r, _) = deploy(&Options::default(), vm);
+        assert!(r.bugcheck.is_none(), "{}", render(&r));
+        let f = r.failure.as_ref().unwrap();
+        assert_eq!(f.step, "stop");
+        assert!(
+            f.message.contains("a hang, not a bugcheck")
+                && f.message.contains("DriverUnload does not return"),
+            "{}",
+            f.message
+        );
+        assert!(matches!(r.drivers[0].unload, Unload::NotUnloaded(_)));
+        // Not waited on as a crash (the reboot timeout is 600 s).
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert!(statuses(&r.drivers[0].steps).contains(&"remove passed (cleanup)".to_owned()));
+    }
+
+    #[test]
+    fn bitlocker_is_suspended_for_the_test_signing_restart() {
+        let mut vm = FakeVm::new();
+        vm.testsigning = false;
+        vm.bitlocker = "1";
+        let (r, t) = deploy(
+            &Options {
+                enable_testsigning: true,
+                ..Options::default()
+            },
+            vm,
+        );
+        assert!(r.ok(), "{}", render(&r));
+        assert!(
+            r.setup[0]
+                .detail
+                .contains("BitLocker protects the system volume"),
+            "{}",
+            r.setup[0].detail
+        );
+        assert!(
+            r.setup[1]
+                .notes
+                .iter()
+                .any(|n| n.contains("BitLocker suspended")),
+            "{:?}",
+            r.setup[1].notes
+        );
+        assert_eq!(t.vm.lock().unwrap().bitlocker, "0");
+    }
+
+    #[test]
     fn keep_leaves_the_service_and_snapshots_revert_first() {
         let (r, t) = deploy(
             &Options {
@@ -1426,7 +1647,7 @@ mod tests {
         assert_eq!(vm.services.len(), 2, "kept");
         assert_eq!(
             vm.log[0],
-            "host: virsh snapshot-revert win11 clean --running"
+            "host: virsh -c qemu:///system snapshot-revert win11 clean --running"
         );
     }
 }

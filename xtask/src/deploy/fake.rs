@@ -1,5 +1,5 @@
-//! A stand-in Windows VM for the tests: answers each step's script the way the documented tools
-//! answer (`samples/`), keeping the state a deployment changes (services, loaded images, the
+//! A stand-in Windows VM for the tests: answers each step's script the way the documented classes
+//! and tools answer, keeping the state a deployment changes (services, loaded images, the
 //! trusted certificate, cm-filter's registry filter). It never runs PowerShell: it recognises
 //! the steps by the lines the plan writes, so a change of the plan's scripts that it does not
 //! know makes the tests fail loudly ("no answer").
@@ -30,6 +30,14 @@ pub struct FakeVm {
     pub testsigning: bool,
     /// Boot time.
     pub boot: String,
+    /// Seconds since that boot.
+    pub uptime: u64,
+    /// The kernel hides the loaded modules' addresses (24H2 without SeDebugPrivilege).
+    pub hides_addresses: bool,
+    /// BitLocker's protection status of the system volume (Win32_EncryptableVolume).
+    pub bitlocker: &'static str,
+    /// `sc stop` never returns (a DriverUnload that hangs): the stop step times out.
+    pub stop_hangs: bool,
     /// Every script's first line, in order.
     pub log: Vec<String>,
     /// From this many guest calls on, the VM answers nothing (a bugcheck); `None`: never.
@@ -57,6 +65,10 @@ impl FakeVm {
             filter_stays: false,
             testsigning: true,
             boot: "2026-05-01T08:00:00.0000000Z".to_owned(),
+            uptime: 86_400,
+            hides_addresses: false,
+            bitlocker: "0",
+            stop_hangs: false,
             log: Vec::new(),
             dies_after: None,
             silent_for: 0,
@@ -81,18 +93,20 @@ impl FakeVm {
         self.log.push(first);
         let mut out = String::new();
         let svc = Self::service_in(script, known);
-        let query = |vm: &FakeVm, svc: &str| -> (i32, String) {
+        // Section `service` as Write-Service (xtask-helpers.ps1) prints Win32_SystemDriver.
+        let query = |vm: &FakeVm, svc: &str| -> (Option<i32>, String) {
             match vm.services.get(svc) {
-                None => (
-                    1060,
-                    "[SC] EnumQueryServicesStatus:OpenService FAILED 1060:\n\nThe specified service does not exist as an installed service.".to_owned(),
-                ),
+                None => (None, "missing".to_owned()),
                 Some((_, state)) => {
-                    let code = if *state == "RUNNING" { 4 } else { 1 };
+                    let state = if *state == "RUNNING" {
+                        "Running"
+                    } else {
+                        "Stopped"
+                    };
                     (
-                        0,
+                        None,
                         format!(
-                            "SERVICE_NAME: {svc}\n        TYPE               : 1  KERNEL_DRIVER\n        STATE              : {code}  {state}\n        WIN32_EXIT_CODE    : 0  (0x0)\n        SERVICE_EXIT_CODE  : 0  (0x0)\n        CHECKPOINT         : 0x0\n        WAIT_HINT          : 0x0"
+                            r#"{{"State":"{state}","ExitCode":0,"ServiceSpecificExitCode":0}}"#
                         ),
                     )
                 }
@@ -112,28 +126,79 @@ impl FakeVm {
             }
         };
         let modules = |vm: &FakeVm, out: &mut String| {
-            let list: Vec<&str> = vm.loaded.iter().map(String::as_str).collect();
+            let list: Vec<&str> = if vm.hides_addresses {
+                // Every base zero: every name the kernel's.
+                vm.loaded.iter().map(|_| "ntoskrnl.exe").collect()
+            } else {
+                vm.loaded.iter().map(String::as_str).collect()
+            };
+            let (distinct, privilege) = if vm.hides_addresses {
+                (1, 1300)
+            } else {
+                (list.len(), 0)
+            };
+            section(
+                out,
+                "modules-check",
+                None,
+                &format!(
+                    "entries={} distinct={distinct} debug-privilege={privilege}",
+                    list.len()
+                ),
+            );
             section(out, "modules", None, &list.join("\n"));
         };
-        let checks = |vm: &FakeVm, out: &mut String| {
+        // The checks, in the order the script runs them. A registry check is answered from the
+        // filter's state; a command check runs the way PowerShell runs it: `exit` inside a script
+        // block called with `&` ends the whole script (about_Language_Keywords, exit), while a
+        // command run as its own powershell.exe process only sets that process's exit code.
+        let checks = |vm: &FakeVm, out: &mut String| -> Option<i32> {
             let lines: Vec<&str> = script.lines().collect();
-            for (i, l) in lines.iter().enumerate() {
-                let Some(name) = l
-                    .strip_prefix("Section '")
-                    .and_then(|r| r.strip_suffix('\''))
-                    .filter(|n| n.starts_with("check-"))
-                else {
+            let mut rc: Option<i32> = None;
+            let mut i = 0;
+            while i < lines.len() {
+                let l = lines[i];
+                if l.trim_end().ends_with("& {") {
+                    // In-process: the user's lines up to the closing `}`.
+                    let mut j = i + 1;
+                    while j < lines.len() && !lines[j].starts_with('}') {
+                        if let Some(code) = command_exit(lines[j]) {
+                            return Some(code);
+                        }
+                        j += 1;
+                    }
+                    rc = Some(0);
+                    i = j + 1;
                     continue;
-                };
-                let op = lines.get(i + 1).copied().unwrap_or_default();
-                let blocked = op.contains("SetValue('Blocked'") || op.contains("DeleteSubKeyTree(");
-                let result = if vm.filter_active && blocked {
-                    "denied"
-                } else {
-                    "allowed"
-                };
-                section(out, name, None, result);
+                }
+                if let Some(b64) = l
+                    .split("'-EncodedCommand', '")
+                    .nth(1)
+                    .and_then(|r| r.split('\'').next())
+                {
+                    let command = super::ps::decode(b64).unwrap_or_default();
+                    rc = Some(command.lines().find_map(command_exit).unwrap_or(0));
+                }
+                if let Some(rest) = l.strip_prefix("Section 'check-") {
+                    let (num, tail) = rest.split_once('\'').unwrap_or((rest, ""));
+                    let name = format!("check-{num}");
+                    if tail.trim().is_empty() {
+                        let op = lines.get(i + 1).copied().unwrap_or_default();
+                        let blocked =
+                            op.contains("SetValue('Blocked'") || op.contains("DeleteSubKeyTree(");
+                        let result = if vm.filter_active && blocked {
+                            "denied"
+                        } else {
+                            "allowed"
+                        };
+                        section(out, &name, None, result);
+                    } else {
+                        section(out, &name, rc.take(), "");
+                    }
+                }
+                i += 1;
             }
+            None
         };
         if script.contains("Section 'admin'") {
             let _ = writeln!(
@@ -141,6 +206,7 @@ impl FakeVm {
                 "#xtask:section admin\nTrue\n#xtask:section arch\nAMD64\n#xtask:section os\n10.0.22631.0"
             );
             section(&mut out, "boot", None, &self.boot);
+            section(&mut out, "uptime", None, &self.uptime.to_string());
             section(
                 &mut out,
                 "start-options",
@@ -153,19 +219,28 @@ impl FakeVm {
             );
             section(&mut out, "secure-boot", None, "False");
             section(&mut out, "debug-print-filter", None, "15");
-            let bcd = include_str!("samples/bcdedit-testsigning-on.txt");
-            let bcd = if self.testsigning {
-                bcd.to_owned()
-            } else {
-                bcd.replace("testsigning             Yes", "testsigning             No")
-            };
-            section(&mut out, "bcdedit", Some(0), bcd.trim_end());
+            section(
+                &mut out,
+                "bcd-testsigning",
+                None,
+                if self.testsigning { "True" } else { "absent" },
+            );
+            section(&mut out, "bitlocker", None, self.bitlocker);
             section(&mut out, "remote-dir", None, "ok");
             return (0, out);
         }
         if script.contains("'testsigning', 'on'") {
+            if self.bitlocker == "1" {
+                // DisableKeyProtectors(1): suspended for the restart.
+                section(&mut out, "bitlocker-suspend", Some(0), "");
+                let _ = writeln!(out, "#xtask:note BitLocker suspended for one restart");
+                self.bitlocker = "0";
+            }
             self.testsigning = true;
-            self.boot = "2026-05-01T09:00:00.0000000Z".to_owned();
+            // The clock is corrected at the restart: the boot time moves back, the uptime is
+            // what tells the new boot.
+            self.boot = "2026-05-01T07:59:59.0000000Z".to_owned();
+            self.uptime = 0;
             section(
                 &mut out,
                 "bcdedit",
@@ -186,16 +261,17 @@ impl FakeVm {
                 &mut out,
                 "events",
                 None,
-                r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
+                r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Provider":"Microsoft-Windows-WER-SystemErrorReporting","Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
             );
             return (0, out);
         }
         if script.contains("Section 'boot'") {
             section(&mut out, "boot", None, &self.boot);
+            section(&mut out, "uptime", None, &self.uptime.to_string());
             return (0, out);
         }
-        if script.contains("foreach ($d in @(") {
-            return (0, out);
+        if script.contains("removing the service") {
+            return self.leftovers(script, out);
         }
         if script.contains("Get-FileHash") {
             for (driver, files) in &self.files {
@@ -204,6 +280,16 @@ impl FakeVm {
                     let _ = writeln!(out, "{h} {n}");
                 }
             }
+            section(
+                &mut out,
+                &format!("files {}", super::plan::HELPERS_FOLDER),
+                None,
+                &format!(
+                    "{} {}",
+                    super::plan::helpers_sha256(),
+                    super::plan::HELPERS_FILE
+                ),
+            );
             return (0, out);
         }
         if script.contains("'-addstore'") {
@@ -219,23 +305,19 @@ impl FakeVm {
                 } else {
                     let _ = writeln!(out, "#xtask:note added to {store}");
                 }
-                let listing = include_str!("samples/certutil-root.txt").replace(
-                    "34ad27dccaac93adce84b84db07823e8f1570848",
-                    &thumb.to_lowercase(),
-                );
-                section(
-                    &mut out,
-                    &format!("store {store}"),
-                    Some(0),
-                    listing.trim_end(),
-                );
+                section(&mut out, &format!("store {store}"), None, "present");
             }
             self.trusted.insert(thumb);
             return (0, out);
         }
-        if script.contains("Section 'modules'") && !script.contains("'sc.exe'") {
+        if script.contains("Write-Modules")
+            && !script.contains("'sc.exe'")
+            && !script.contains("'service-settled'")
+        {
             modules(self, &mut out);
-            checks(self, &mut out);
+            if let Some(code) = checks(self, &mut out) {
+                return (code, out);
+            }
             return (0, out);
         }
         let Some((svc, driver)) = svc else {
@@ -246,10 +328,21 @@ impl FakeVm {
         };
         let image = format!("{driver}.sys");
         if script.contains("'sc-create'") || script.contains("'pnputil'") {
+            if self.services.contains_key(&svc) {
+                section(
+                    &mut out,
+                    "sc-create",
+                    Some(1073),
+                    "[SC] CreateService FAILED 1073:\n\nThe specified service already exists.",
+                );
+                let (c, q) = query(self, &svc);
+                section(&mut out, "service", c, &q);
+                return (1, out);
+            }
             self.services.insert(svc.clone(), (image, "STOPPED"));
             section(&mut out, "sc-create", Some(0), "[SC] CreateService SUCCESS");
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("'sc-start'") {
@@ -271,19 +364,24 @@ impl FakeVm {
                 section(&mut out, "sc-start", Some(0), "SERVICE_NAME: started");
             }
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             modules(self, &mut out);
             return (0, out);
         }
-        if script.contains("'sc-query-settled'") {
+        if script.contains("'service-settled'") {
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
-            section(&mut out, "sc-query-settled", Some(c), &q);
+            section(&mut out, "service", c, &q);
+            section(&mut out, "service-settled", c, &q);
             modules(self, &mut out);
-            checks(self, &mut out);
+            if let Some(code) = checks(self, &mut out) {
+                return (code, out);
+            }
             return (0, out);
         }
         if script.contains("'sc-stop'") {
+            if self.stop_hangs {
+                return (-1, "#xtask:hang".to_owned());
+            }
             let running = self.services.get(&svc).is_some_and(|s| s.1 == "RUNNING");
             if running {
                 if let Some(s) = self.services.get_mut(&svc) {
@@ -305,14 +403,14 @@ impl FakeVm {
                 );
             }
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("'sc-delete'") {
             self.services.remove(&svc);
             section(&mut out, "sc-delete", Some(0), "[SC] DeleteService SUCCESS");
             let (c, q) = query(self, &svc);
-            section(&mut out, "sc-query", Some(c), &q);
+            section(&mut out, "service", c, &q);
             return (0, out);
         }
         if script.contains("Service Control Manager") {
@@ -324,9 +422,205 @@ impl FakeVm {
                     r#"[{{"Time":"2026-05-01T08:01:00.0000000Z","Id":7045,"Level":4,"Message":"A service was installed in the system.\r\n\r\nService Name:  {svc}"}},{{"Time":"2026-05-01T08:01:02.0000000Z","Id":7036,"Level":4,"Message":"The {svc} service entered the running state."}}]"#
                 ),
             );
+            section(&mut out, "code-integrity", None, "[]");
             return (0, out);
         }
         (99, format!("fake VM: no answer for this script:\n{script}"))
+    }
+}
+
+impl FakeVm {
+    /// The leftovers step: evaluates the script's list of (service, driver) pairs the way
+    /// PowerShell builds it, and removes each service of ours that is there.
+    fn leftovers(&mut self, script: &str, mut out: String) -> (i32, String) {
+        let assigned = |var: &str| {
+            script
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("${var} = ")))
+                .and_then(PsValue::eval)
+        };
+        let images: Vec<String> = assigned("images")
+            .map(PsValue::items)
+            .unwrap_or_default()
+            .iter()
+            .map(PsValue::text)
+            .collect();
+        // (service, driver) pairs: `foreach ($d in LIST)` with `$d[0]`, `$d[1]`, or the two
+        // lists `$services` and `$drivers` walked by index.
+        let pairs: Vec<(String, String)> = if let Some(list) = script
+            .lines()
+            .find_map(|l| l.strip_prefix("foreach ($d in "))
+            .and_then(|r| r.strip_suffix(") {"))
+        {
+            PsValue::eval(list)
+                .map(PsValue::items)
+                .unwrap_or_default()
+                .iter()
+                .map(|d| (d.index(0).text(), d.index(1).text()))
+                .collect()
+        } else {
+            let services = assigned("services").map(PsValue::items).unwrap_or_default();
+            let drivers = assigned("drivers").map(PsValue::items).unwrap_or_default();
+            services
+                .iter()
+                .zip(&drivers)
+                .map(|(s, d)| (s.text(), d.text()))
+                .collect()
+        };
+        for (svc, _driver) in pairs {
+            let Some((image, _)) = self.services.get(&svc) else {
+                continue;
+            };
+            if !images.iter().any(|i| image.eq_ignore_ascii_case(i)) {
+                let _ = writeln!(
+                    out,
+                    "#xtask:note a service {svc} exists with image {image}, not one of ours: left alone"
+                );
+                return (3, out);
+            }
+            let _ = writeln!(
+                out,
+                "#xtask:note removing the service {svc} left by an earlier deploy ({image})"
+            );
+            self.loaded.remove(image.as_str());
+            self.services.remove(&svc);
+        }
+        (0, out)
+    }
+}
+
+/// The exit code of a user command's line `exit N` (`exit` alone: 0).
+fn command_exit(line: &str) -> Option<i32> {
+    let rest = line.trim().strip_prefix("exit")?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    rest.trim().parse().ok()
+}
+
+/// A value of the PowerShell expressions the plan writes for its lists: strings and arrays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PsValue {
+    /// `'text'`.
+    Str(String),
+    /// An array.
+    Array(Vec<PsValue>),
+}
+
+impl PsValue {
+    /// Evaluates `'a'`, `@(...)`, `(...)`, `a, b` and unary `,a` as PowerShell does
+    /// (about_Arrays, about_Operators): `@(X)` enumerates X once, so `@(@('a', 'b'))` is the
+    /// two strings, not an array holding an array; `,X` is an array holding X.
+    pub fn eval(expr: &str) -> Option<PsValue> {
+        let chars: Vec<char> = expr.chars().collect();
+        let mut pos = 0;
+        let v = Self::list(&chars, &mut pos)?;
+        Self::skip(&chars, &mut pos);
+        (pos == chars.len()).then_some(v)
+    }
+
+    fn skip(c: &[char], pos: &mut usize) {
+        while *pos < c.len() && c[*pos].is_whitespace() {
+            *pos += 1;
+        }
+    }
+
+    fn list(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        let mut items = vec![Self::unary(c, pos)?];
+        loop {
+            Self::skip(c, pos);
+            if c.get(*pos) != Some(&',') {
+                break;
+            }
+            *pos += 1;
+            items.push(Self::unary(c, pos)?);
+        }
+        Some(if items.len() == 1 {
+            items.pop()?
+        } else {
+            PsValue::Array(items)
+        })
+    }
+
+    fn unary(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        Self::skip(c, pos);
+        if c.get(*pos) == Some(&',') {
+            *pos += 1;
+            return Some(PsValue::Array(vec![Self::unary(c, pos)?]));
+        }
+        Self::primary(c, pos)
+    }
+
+    fn primary(c: &[char], pos: &mut usize) -> Option<PsValue> {
+        Self::skip(c, pos);
+        match c.get(*pos)? {
+            '\'' => {
+                let mut s = String::new();
+                *pos += 1;
+                loop {
+                    let ch = *c.get(*pos)?;
+                    *pos += 1;
+                    if ch == '\'' {
+                        if c.get(*pos) == Some(&'\'') {
+                            s.push('\'');
+                            *pos += 1;
+                        } else {
+                            return Some(PsValue::Str(s));
+                        }
+                    } else {
+                        s.push(ch);
+                    }
+                }
+            }
+            '@' if c.get(*pos + 1) == Some(&'(') => {
+                *pos += 2;
+                Self::skip(c, pos);
+                let inner = if c.get(*pos) == Some(&')') {
+                    None
+                } else {
+                    Some(Self::list(c, pos)?)
+                };
+                Self::skip(c, pos);
+                (c.get(*pos) == Some(&')')).then_some(())?;
+                *pos += 1;
+                Some(PsValue::Array(
+                    inner.map(PsValue::items).unwrap_or_default(),
+                ))
+            }
+            '(' => {
+                *pos += 1;
+                let v = Self::list(c, pos)?;
+                Self::skip(c, pos);
+                (c.get(*pos) == Some(&')')).then_some(())?;
+                *pos += 1;
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+
+    /// What `foreach` walks: an array's elements, or the value itself.
+    pub fn items(self) -> Vec<PsValue> {
+        match self {
+            PsValue::Array(v) => v,
+            s @ PsValue::Str(_) => vec![s],
+        }
+    }
+
+    /// `$v[i]`: an array's element, a string's character (empty past the end).
+    pub fn index(&self, i: usize) -> PsValue {
+        match self {
+            PsValue::Array(v) => v.get(i).cloned().unwrap_or(PsValue::Str(String::new())),
+            PsValue::Str(s) => PsValue::Str(s.chars().nth(i).map(String::from).unwrap_or_default()),
+        }
+    }
+
+    /// As a string (an array's elements joined with spaces, as PowerShell converts it).
+    pub fn text(&self) -> String {
+        match self {
+            PsValue::Str(s) => s.clone(),
+            PsValue::Array(v) => v.iter().map(PsValue::text).collect::<Vec<_>>().join(" "),
+        }
     }
 }
 
@@ -339,7 +633,7 @@ pub struct FakeTransport {
 }
 
 impl Transport for FakeTransport {
-    fn guest(&self, script: &str, _timeout: Duration) -> Result<Output, TransportError> {
+    fn guest(&self, script: &str, timeout: Duration) -> Result<Output, TransportError> {
         let mut vm = self.vm.lock().unwrap();
         vm.calls += 1;
         if let Some(n) = vm.dies_after
@@ -356,6 +650,7 @@ impl Transport for FakeTransport {
             // Back after the reboot the bugcheck caused: a new boot, the driver not loaded.
             vm.dies_after = None;
             vm.boot = "2026-05-01T08:06:00.0000000Z".to_owned();
+            vm.uptime = 0;
             vm.loaded
                 .retain(|m| !m.ends_with("-filter.sys") && !m.contains("callback"));
             for s in vm.services.values_mut() {
@@ -364,6 +659,13 @@ impl Transport for FakeTransport {
             vm.filter_active = false;
         }
         let (code, stdout) = vm.answer(script, &self.known);
+        if stdout == "#xtask:hang" {
+            return Err(TransportError {
+                kind: Lost::Timeout,
+                message: format!("no answer within {}s", timeout.as_secs()),
+                partial: Output::default(),
+            });
+        }
         Ok(Output {
             code: Some(code),
             stdout,
@@ -397,5 +699,40 @@ impl Transport for FakeTransport {
 
     fn show_upload(&self, _items: &[Upload]) -> String {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PsValue::{self, Array, Str};
+
+    fn s(x: &str) -> PsValue {
+        Str(x.to_owned())
+    }
+
+    #[test]
+    fn arrays_are_built_as_powershell_builds_them() {
+        // @() does not nest: one inner array is enumerated into the outer one.
+        assert_eq!(
+            PsValue::eval("@(@('CmFilter', 'cm-filter'))").unwrap(),
+            Array(vec![s("CmFilter"), s("cm-filter")])
+        );
+        assert_eq!(
+            PsValue::eval("@(@('a', 'b'), @('c', 'd'))").unwrap(),
+            Array(vec![
+                Array(vec![s("a"), s("b")]),
+                Array(vec![s("c"), s("d")])
+            ])
+        );
+        // The unary comma keeps a single pair a pair.
+        assert_eq!(
+            PsValue::eval("@(,@('a', 'b'))").unwrap(),
+            Array(vec![Array(vec![s("a"), s("b")])])
+        );
+        assert_eq!(PsValue::eval("@()").unwrap(), Array(vec![]));
+        assert_eq!(PsValue::eval("@('it''s')").unwrap(), Array(vec![s("it's")]));
+        // Indexing a string gives a character.
+        assert_eq!(s("CmFilter").index(0), s("C"));
+        assert_eq!(PsValue::eval("@('x'").map(PsValue::items), None);
     }
 }

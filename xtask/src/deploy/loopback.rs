@@ -459,13 +459,15 @@ fn record_answers(sshd: &Sshd, plan: &plan::Plan, packages: &[Package]) {
         match step.id {
             "check-copy" => {
                 let mut hook = String::new();
-                for p in packages {
-                    let d = remote.join(&p.driver);
+                let plan::Check::Copy(folders) = &step.check else {
+                    panic!("check-copy checks the copy")
+                };
+                for (folder, _) in folders {
+                    let d = remote.join(folder);
                     let _ = writeln!(
                         hook,
-                        "echo '#xtask:section files {driver}'\ncd '{dir}' || exit 1\n\
+                        "echo '#xtask:section files {folder}'\ncd '{dir}' || exit 1\n\
                          for f in *; do printf '%s %s\\n' \"$(sha256sum \"$f\" | cut -d' ' -f1 | tr a-f A-F)\" \"$f\"; done",
-                        driver = p.driver,
                         dir = d.display()
                     );
                 }
@@ -474,7 +476,9 @@ fn record_answers(sshd: &Sshd, plan: &plan::Plan, packages: &[Package]) {
             "remove-files" => {
                 let dirs: Vec<String> = packages
                     .iter()
-                    .map(|p| format!("'{}'", remote.join(&p.driver).display()))
+                    .map(|p| p.driver.as_str())
+                    .chain([plan::HELPERS_FOLDER])
+                    .map(|d| format!("'{}'", remote.join(d).display()))
                     .collect();
                 std::fs::write(
                     base.with_extension("sh"),
@@ -522,8 +526,11 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
             package_folder(&sshd.dir, plan::tests::cm_filter()),
             package_folder(&sshd.dir, plan::tests::ex_callback()),
         ];
+        let helpers = sshd.dir.join("helpers").join(plan::HELPERS_FOLDER);
+        plan::write_helpers(&helpers).unwrap();
         let options = Options {
             remote_dir: r"C:\Test Drivers\deploy".into(),
+            helpers_dir: helpers,
             ..Options::default()
         };
         let name = format!("ssh://{}@127.0.0.1:{}", sshd.user, sshd.port);
@@ -561,7 +568,7 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
         );
         assert!(
             text.contains("check-copy")
-                && text.contains("6 file(s), each with the manifest's SHA-256"),
+                && text.contains("7 file(s), each with the manifest's SHA-256"),
             "{text}"
         );
         // The copy was real, and the plan's last step removed it.

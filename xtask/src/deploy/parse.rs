@@ -1,10 +1,15 @@
-//! Reading what the VM answered: the sections our scripts write, and the outputs of the Windows
-//! tools the steps run (`sc query`, `bcdedit /enum`, `certutil -store`, `netsh wfp show filters`).
+//! Reading what the VM answered: the sections our scripts write, and the one tool output the
+//! steps read (`netsh wfp show filters`, an XML document).
 //!
 //! The rule for every parser: an output it does not recognise is an error that quotes it, never a
 //! guess. A guess that test signing is on, or that a service stopped, would make the report lie.
-//! Where Windows localises an output, the parsers read what is not localised (numbers, element
-//! names, hashes) and the recorded samples in `samples/` say which parts are assumptions.
+//! Nothing the display language changes is read: service state and exit codes come from
+//! Win32_SystemDriver (fixed state names and numbers), test signing from the registry's
+//! SystemStartOptions and the BCD WMI provider, the trusted certificate from the `Cert:` drive,
+//! programs' results from their exit codes. Localised text (event messages, a program's error
+//! message) is only quoted in the report. The tests feed the parsers what German, French,
+//! Japanese and Turkish systems print, and localised words where a fixed value belongs, which
+//! must be refused.
 
 use std::collections::BTreeSet;
 
@@ -90,7 +95,7 @@ impl Sections {
     }
 }
 
-/// A service state, as `sc query` numbers it (SERVICE_STOPPED = 1 ... SERVICE_PAUSED = 7).
+/// A service state (SERVICE_STOPPED ... SERVICE_PAUSED).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// 1
@@ -110,20 +115,7 @@ pub enum State {
 }
 
 impl State {
-    fn from_code(code: u32) -> Option<Self> {
-        Some(match code {
-            1 => State::Stopped,
-            2 => State::StartPending,
-            3 => State::StopPending,
-            4 => State::Running,
-            5 => State::ContinuePending,
-            6 => State::PausePending,
-            7 => State::Paused,
-            _ => return None,
-        })
-    }
-
-    /// The name `sc query` prints.
+    /// The name, as `sc query` prints it.
     pub fn name(self) -> &'static str {
         match self {
             State::Stopped => "STOPPED",
@@ -137,233 +129,134 @@ impl State {
     }
 }
 
-/// What `sc query NAME` said.
+/// A kernel service's status, as section `service` of [`HELPERS`](super::plan::HELPERS) writes
+/// it from Win32_SystemDriver.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScQuery {
-    /// The service does not exist (error 1060, ERROR_SERVICE_DOES_NOT_EXIST).
+pub enum ServiceStatus {
+    /// There is no such service.
     Missing,
     /// The service and its status.
-    Service {
-        /// `TYPE` (1 = SERVICE_KERNEL_DRIVER).
-        kind: u32,
-        /// `STATE`.
+    Present {
+        /// `State`.
         state: State,
-        /// `WIN32_EXIT_CODE`.
+        /// `ExitCode` (the service's Win32 exit code).
         win32_exit: u32,
-        /// `SERVICE_EXIT_CODE`.
+        /// `ServiceSpecificExitCode`.
         service_exit: u32,
     },
 }
 
-/// ERROR_SERVICE_DOES_NOT_EXIST.
-pub const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
-
 /// ERROR_SERVICE_NOT_ACTIVE (`sc stop` of a stopped service).
 pub const ERROR_SERVICE_NOT_ACTIVE: i32 = 1062;
 
-/// Reads `sc query NAME` (`exit` is sc.exe's exit code). The field names (`TYPE`, `STATE`,
-/// `WIN32_EXIT_CODE`, `SERVICE_EXIT_CODE`) and the numbers before the symbolic names are what
-/// is read; the words after the numbers and the error texts may be localised.
-pub fn sc_query(text: &str, exit: Option<i32>) -> Result<ScQuery> {
-    if exit == Some(ERROR_SERVICE_DOES_NOT_EXIST) || text.contains("FAILED 1060") {
-        return Ok(ScQuery::Missing);
+/// Reads section `service`: `missing`, or `{"State":"Running","ExitCode":0,
+/// "ServiceSpecificExitCode":0}`. State is one of Win32_SystemDriver's fixed values
+/// (https://learn.microsoft.com/windows/win32/cimwin32prov/win32-systemdriver), the same in every
+/// display language; anything else, `Unknown` included, is an error.
+pub fn service(body: &str) -> Result<ServiceStatus> {
+    let body = body.trim();
+    if body == "missing" {
+        return Ok(ServiceStatus::Missing);
     }
-    let field = |name: &str| -> Option<&str> {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == name).then(|| v.trim())
-        })
+    let v: Value = serde_json::from_str(body).map_err(|e| {
+        Error::new(format!(
+            "the service status is not `missing` or JSON ({e}): {body}"
+        ))
+    })?;
+    let number = |k: &str| -> Result<u32> {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| Error::new(format!("the service status has no number {k}: {body}")))
     };
-    let number = |name: &str| -> Result<u32> {
-        let Some(v) = field(name) else {
-            bail!("`sc query` output has no {name} line:\n{}", text.trim_end())
-        };
-        let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().map_err(|_| {
-            Error::new(format!(
-                "`sc query`: {name} is `{v}`, not a number:\n{}",
-                text.trim_end()
-            ))
-        })
+    let name = v.get("State").and_then(Value::as_str).unwrap_or_default();
+    let state = match name {
+        "Stopped" => State::Stopped,
+        "Start Pending" => State::StartPending,
+        "Stop Pending" => State::StopPending,
+        "Running" => State::Running,
+        "Continue Pending" => State::ContinuePending,
+        "Pause Pending" => State::PausePending,
+        "Paused" => State::Paused,
+        _ => bail!(
+            "the service's State is `{name}`, not one of Win32_SystemDriver's values (Stopped, \
+             Running, ...): {body}"
+        ),
     };
-    if exit.is_some_and(|e| e != 0) {
-        bail!(
-            "`sc query` failed with exit code {}:\n{}",
-            exit.unwrap_or_default(),
-            text.trim_end()
-        );
-    }
-    let code = number("STATE")?;
-    let Some(state) = State::from_code(code) else {
-        bail!(
-            "`sc query`: STATE {code} is not a service state:\n{}",
-            text.trim_end()
-        )
-    };
-    Ok(ScQuery::Service {
-        kind: number("TYPE")?,
+    Ok(ServiceStatus::Present {
         state,
-        win32_exit: number("WIN32_EXIT_CODE")?,
-        service_exit: number("SERVICE_EXIT_CODE")?,
+        win32_exit: number("ExitCode")?,
+        service_exit: number("ServiceSpecificExitCode")?,
     })
 }
 
-/// `testsigning` in the `{current}` boot entry, as `bcdedit /enum {current}` shows it.
+/// `testsigning` in the `{current}` boot entry, as the BCD WMI provider reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestSigning {
-    /// `testsigning Yes`.
+    /// The element is true.
     On,
-    /// `testsigning No`, or no such line (the element is absent: off).
+    /// The element is false, or absent (its default: off).
     Off,
 }
 
-/// Words bcdedit prints for booleans, by display language. English is documented; the others
-/// are assumptions (bcdedit localises the values; the element names stay English). A word not
-/// in this table is an error, not a guess.
-const YES_NO: &[(&str, bool)] = &[
-    ("yes", true),
-    ("no", false),
-    ("ja", true),
-    ("nein", false),
-    ("oui", true),
-    ("non", false),
-    ("sí", true),
-    ("si", true),
-    ("sim", true),
-    ("não", false),
-    ("nee", false),
-    ("nej", false),
-    ("nei", false),
-    ("да", true),
-    ("нет", false),
-    ("tak", true),
-    ("nie", false),
-];
-
-/// Reads `bcdedit /enum {current}`: the entry must be there (a line of dashes under its title
-/// and an identifier line with `{current}`), then `testsigning` is On, Off, or an error.
-pub fn bcdedit_testsigning(text: &str, exit: Option<i32>) -> Result<TestSigning> {
-    if exit.is_some_and(|e| e != 0) {
-        bail!(
-            "`bcdedit /enum {{current}}` failed (exit code {}): {}",
-            exit.unwrap_or_default(),
-            text.trim()
-        );
+/// Reads section `bcd-testsigning`: `True`, `False` (PowerShell's culture-invariant text of a
+/// boolean), `absent`, or `error ...` (the provider could not be read), which is an error.
+pub fn bcd_testsigning(body: &str) -> Result<TestSigning> {
+    match body.trim() {
+        "True" => Ok(TestSigning::On),
+        "False" | "absent" => Ok(TestSigning::Off),
+        other => bail!(
+            "the boot configuration could not be read through the BCD WMI provider ({other}); \
+             check it on the VM with `bcdedit /enum {{current}}`"
+        ),
     }
-    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
-    let has_title = lines
-        .iter()
-        .any(|l| l.len() >= 3 && l.chars().all(|c| c == '-'));
-    let has_current = lines.iter().any(|l| {
-        let mut words = l.split_whitespace();
-        words.next().is_some() && words.next() == Some("{current}") && words.next().is_none()
-    });
-    if !has_title || !has_current {
-        bail!(
-            "`bcdedit /enum {{current}}` printed no boot entry I can read:\n{}",
-            text.trim_end()
-        );
-    }
-    for l in &lines {
-        let mut words = l.split_whitespace();
-        if words
-            .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("testsigning"))
-        {
-            let value: Vec<&str> = words.collect();
-            let word = value.join(" ").to_lowercase();
-            return match YES_NO.iter().find(|(w, _)| *w == word) {
-                Some((_, true)) => Ok(TestSigning::On),
-                Some((_, false)) => Ok(TestSigning::Off),
-                None => bail!(
-                    "`bcdedit`: testsigning is `{}`, a word I do not know for yes or no; check \
-                     with `bcdedit /enum {{current}}` on the VM",
-                    value.join(" ")
-                ),
-            };
-        }
-    }
-    Ok(TestSigning::Off)
 }
 
-/// One certificate in a `certutil -store` listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredCert {
-    /// Its SHA-1 thumbprint, upper-case hex.
-    pub sha1: String,
-    /// The `Subject:` line, when there is one (English only; informative).
-    pub subject: Option<String>,
+/// What section `modules-check` says of the loaded-module list: entries, distinct addresses, and
+/// the result of enabling SeDebugPrivilege (0, or a Win32 error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModulesCheck {
+    /// Entries.
+    pub entries: usize,
+    /// Distinct base addresses.
+    pub distinct: usize,
+    /// AdjustTokenPrivileges' result (1300: ERROR_NOT_ALL_ASSIGNED, the token lacks it).
+    pub privilege: i64,
 }
 
-/// Reads `certutil -store STORE`: one block per certificate, each opened by a line of `=` around
-/// its title (`================ Certificate 0 ================`, localised) and holding a line
-/// `...(sha1): <hex>` (hex with or without spaces; the label before `(sha1)` is localised). A
-/// block without such a line is an error. No block at all is an empty store: if that were a
-/// misread, the thumbprint we look for would be missing, which fails the step, never passes it.
-pub fn certutil_store(text: &str, exit: Option<i32>) -> Result<Vec<StoredCert>> {
-    if exit.is_some_and(|e| e != 0) {
-        bail!(
-            "`certutil -store` failed (exit code {}):\n{}",
-            exit.unwrap_or_default(),
-            text.trim_end()
-        );
-    }
-    let mut certs: Vec<StoredCert> = Vec::new();
-    let mut in_block = false;
-    let mut current: Option<StoredCert> = None;
-    let finish = |cur: &mut Option<StoredCert>, in_block: bool, out: &mut Vec<StoredCert>| {
-        if !in_block {
-            return Ok(());
-        }
-        match cur.take() {
-            Some(c) => {
-                out.push(c);
-                Ok(())
-            }
-            None => Err(Error::new(format!(
-                "`certutil -store`: certificate {} has no `Cert Hash(sha1)` line:\n{}",
-                out.len(),
-                text.trim_end()
-            ))),
-        }
+/// Reads `entries=N distinct=D debug-privilege=P`, and refuses a list whose addresses repeat:
+/// the kernel zeroes them for a caller without SeDebugPrivilege enabled (Windows 11 24H2, Server
+/// 2025), and every name would then be the kernel's.
+pub fn modules_check(body: &str) -> Result<ModulesCheck> {
+    let field = |k: &str| -> Option<i64> {
+        body.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
     };
-    for line in text.lines().map(|l| l.trim_end_matches('\r').trim()) {
-        if line.starts_with("====") && line.ends_with("====") && line.len() > 8 {
-            finish(&mut current, in_block, &mut certs)?;
-            in_block = true;
-            continue;
-        }
-        if !in_block {
-            continue;
-        }
-        if let Some(subject) = line.strip_prefix("Subject:") {
-            if let Some(c) = current.as_mut() {
-                c.subject.get_or_insert_with(|| subject.trim().to_owned());
-            } else {
-                current = Some(StoredCert {
-                    sha1: String::new(),
-                    subject: Some(subject.trim().to_owned()),
-                });
-            }
-        } else if let Some((label, value)) = line.split_once(':')
-            && label.to_ascii_lowercase().ends_with("(sha1)")
-        {
-            let hex: String = value.chars().filter(|c| !c.is_whitespace()).collect();
-            if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail!("`certutil -store`: `{line}` does not hold a SHA-1 hash");
-            }
-            let c = current.get_or_insert_with(|| StoredCert {
-                sha1: String::new(),
-                subject: None,
-            });
-            c.sha1 = hex.to_ascii_uppercase();
-        }
+    let (Some(entries), Some(distinct), Some(privilege)) = (
+        field("entries"),
+        field("distinct"),
+        field("debug-privilege"),
+    ) else {
+        bail!("the loaded-module check is unreadable: `{}`", body.trim());
+    };
+    let c = ModulesCheck {
+        entries: usize::try_from(entries).unwrap_or(0),
+        distinct: usize::try_from(distinct).unwrap_or(0),
+        privilege,
+    };
+    if c.entries == 0 || c.distinct < c.entries {
+        bail!(
+            "the kernel hid the loaded modules' addresses ({} entries, {} distinct addresses; \
+             enabling SeDebugPrivilege gave {}): from Windows 11 24H2 and Server 2025 it gives \
+             them only to a token with SeDebugPrivilege enabled. Deploy with an account of the \
+             Administrators group, elevated, whose token holds SeDebugPrivilege (the default; \
+             `whoami /priv` lists it)",
+            c.entries,
+            c.distinct,
+            c.privilege
+        );
     }
-    if current.as_ref().is_some_and(|c| c.sha1.is_empty()) {
-        current = None;
-    }
-    finish(&mut current, in_block, &mut certs)?;
-    Ok(certs)
+    Ok(c)
 }
 
 /// One filter of `netsh wfp show filters`.
@@ -499,13 +392,15 @@ impl Outcome {
     }
 }
 
-/// One Service Control Manager event.
+/// One event (Service Control Manager, Code Integrity, a bugcheck's).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// When (UTC, ISO 8601, the VM's clock).
     pub time: String,
     /// The event ID (7036 state change, 7045 installed, 7000/7026 failed to load, ...).
     pub id: u64,
+    /// The provider (Service Control Manager, Microsoft-Windows-CodeIntegrity, ...), if given.
+    pub provider: String,
     /// 1 critical, 2 error, 3 warning, 4 information.
     pub level: u64,
     /// The message (localised).
@@ -539,6 +434,11 @@ pub fn events(body: &str) -> Result<Vec<Event>> {
                     .unwrap_or_default()
                     .to_owned(),
                 id,
+                provider: e
+                    .get("Provider")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 level: e.get("Level").and_then(Value::as_u64).unwrap_or(0),
                 message: e
                     .get("Message")
@@ -611,151 +511,98 @@ mod tests {
         );
     }
 
-    // sc.exe's output format: learn.microsoft.com windows-commands/sc-query shows the field
-    // layout. Assumption: the field names stay English on localised Windows (the sample with
-    // translated names must be refused, not read).
+    // The service status as Win32_SystemDriver gives it. Its State values are the class's fixed
+    // strings in every display language; the samples below are what German, French, Japanese
+    // and Turkish VMs print for our section (the localised DisplayName and Description are not
+    // in it). A localised word where the fixed value belongs is refused, never guessed.
     #[test]
-    fn sc_query_reads_the_numbers() {
+    fn service_status_reads_the_fixed_values_in_every_language() {
+        for sample in [
+            // German, French, Japanese, Turkish systems: the same fixed values.
+            r#"{"State":"Running","ExitCode":0,"ServiceSpecificExitCode":0}"#,
+            r#"{"State":"Running","ExitCode":0,"ServiceSpecificExitCode":0,"Caption":"Überwachung"}"#,
+            r#"{"State":"Running","ExitCode":0,"ServiceSpecificExitCode":0,"Caption":"Pilote d'exemple"}"#,
+            r#"{"State":"Running","ExitCode":0,"ServiceSpecificExitCode":0,"Caption":"サンプル ドライバー"}"#,
+            r#"{"State":"Running","ExitCode":0,"ServiceSpecificExitCode":0,"Caption":"Örnek sürücü"}"#,
+        ] {
+            assert_eq!(
+                service(sample).unwrap(),
+                ServiceStatus::Present {
+                    state: State::Running,
+                    win32_exit: 0,
+                    service_exit: 0
+                },
+                "{sample}"
+            );
+        }
         assert_eq!(
-            sc_query(sample!("sc-query-running.txt"), Some(0)).unwrap(),
-            ScQuery::Service {
-                kind: 1,
-                state: State::Running,
-                win32_exit: 0,
-                service_exit: 0
-            }
-        );
-        assert_eq!(
-            sc_query(sample!("sc-query-stopped-never-started.txt"), Some(0)).unwrap(),
-            ScQuery::Service {
-                kind: 1,
+            service(r#"{"State":"Stopped","ExitCode":1077,"ServiceSpecificExitCode":0}"#).unwrap(),
+            ServiceStatus::Present {
                 state: State::Stopped,
                 win32_exit: 1077,
                 service_exit: 0
             }
         );
         assert_eq!(
-            sc_query(sample!("sc-query-missing.txt"), Some(1060)).unwrap(),
-            ScQuery::Missing
+            service(r#"{"State":"Stop Pending","ExitCode":0,"ServiceSpecificExitCode":0}"#)
+                .unwrap(),
+            ServiceStatus::Present {
+                state: State::StopPending,
+                win32_exit: 0,
+                service_exit: 0
+            }
         );
-        // The exit code alone says it (the message is localised).
-        assert_eq!(
-            sc_query("[SC] OpenService FEHLER 1060:", Some(1060)).unwrap(),
-            ScQuery::Missing
-        );
+        assert_eq!(service("missing\r\n").unwrap(), ServiceStatus::Missing);
     }
 
     #[test]
-    fn sc_query_refuses_what_it_cannot_read() {
-        let e = sc_query(sample!("sc-query-localised-keys.txt"), Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no STATE line"), "{e}");
-        let e = sc_query("STATE : 9 WEIRD\nTYPE : 1", Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("STATE 9 is not a service state"), "{e}");
-        let e = sc_query("STATE : RUNNING", Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a number"), "{e}");
-        let e = sc_query("[SC] OpenSCManager FAILED 5:\n\nAccess is denied.", Some(5))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("exit code 5"), "{e}");
+    fn service_status_refuses_localised_or_unknown_states() {
+        // What sc.exe or Get-Service's display would say in German, French, Japanese, Turkish.
+        for word in [
+            "Wird ausgeführt",
+            "En cours d'exécution",
+            "実行中",
+            "Çalışıyor",
+            "Unknown",
+            "RUNNING",
+        ] {
+            let body = format!(r#"{{"State":"{word}","ExitCode":0,"ServiceSpecificExitCode":0}}"#);
+            let e = service(&body).unwrap_err().to_string();
+            assert!(e.contains("not one of Win32_SystemDriver's values"), "{e}");
+        }
+        assert!(service("SERVICE_NAME: CmFilter\n STATE : 4 RUNNING").is_err());
+        assert!(service(r#"{"State":"Running"}"#).is_err());
+        assert!(service("").is_err());
     }
 
-    // bcdedit's layout: learn.microsoft.com bcdedit /enum. Assumptions: element names
-    // (`testsigning`) stay English when the display language is not, the values are localised
-    // words (German `Ja`, from user reports), and an absent element means off (its default).
+    // The BCD WMI provider's boolean, printed with PowerShell's [string] of a bool (invariant).
     #[test]
-    fn bcdedit_reads_testsigning() {
-        let on = bcdedit_testsigning(sample!("bcdedit-testsigning-on.txt"), Some(0));
-        assert_eq!(on.unwrap(), TestSigning::On);
-        let absent = bcdedit_testsigning(sample!("bcdedit-testsigning-absent.txt"), Some(0));
-        assert_eq!(absent.unwrap(), TestSigning::Off);
-        let german = bcdedit_testsigning(sample!("bcdedit-german.txt"), Some(0));
-        assert_eq!(german.unwrap(), TestSigning::On);
-        let off = sample!("bcdedit-testsigning-on.txt")
-            .replace("testsigning             Yes", "testsigning             No");
-        assert_eq!(
-            bcdedit_testsigning(&off, Some(0)).unwrap(),
-            TestSigning::Off
-        );
+    fn bcd_testsigning_reads_the_provider_and_refuses_errors() {
+        assert_eq!(bcd_testsigning("True").unwrap(), TestSigning::On);
+        assert_eq!(bcd_testsigning("False\r\n").unwrap(), TestSigning::Off);
+        assert_eq!(bcd_testsigning("absent").unwrap(), TestSigning::Off);
+        // bcdedit's localised words are not read any more: German `Ja`, French `Oui`, Japanese
+        // `はい`, Turkish `Evet` would be refused, as is a provider error.
+        for other in ["Ja", "Oui", "はい", "Evet", "Yes", "error Access denied"] {
+            let e = bcd_testsigning(other).unwrap_err().to_string();
+            assert!(e.contains("bcdedit /enum {current}"), "{e}");
+        }
     }
 
     #[test]
-    fn bcdedit_refuses_to_guess() {
-        let e = bcdedit_testsigning(sample!("bcdedit-unknown-word.txt"), Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`Peut-être`, a word I do not know"), "{e}");
-        let e = bcdedit_testsigning(sample!("bcdedit-access-denied.txt"), Some(1))
+    fn hidden_module_addresses_are_refused() {
+        let c = modules_check("entries=180 distinct=180 debug-privilege=0").unwrap();
+        assert_eq!((c.entries, c.distinct, c.privilege), (180, 180, 0));
+        // 24H2 without SeDebugPrivilege: every base zero, every name the kernel's.
+        let e = modules_check("entries=180 distinct=1 debug-privilege=1300")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("exit code 1") && e.contains("Access is denied"),
+            e.contains("hid the loaded modules' addresses") && e.contains("1300"),
             "{e}"
         );
-        // Exit code 0 but not an entry: not "off".
-        let e = bcdedit_testsigning("something else entirely", Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no boot entry"), "{e}");
-    }
-
-    // certutil -store's layout: learn.microsoft.com windows-commands/certutil and its usual
-    // output. Assumptions: the `(sha1)` label survives localisation (German sample), Windows 7
-    // era output spaces the hex.
-    #[test]
-    fn certutil_lists_thumbprints() {
-        let root = certutil_store(sample!("certutil-root.txt"), Some(0)).unwrap();
-        let thumbs: Vec<&str> = root.iter().map(|c| c.sha1.as_str()).collect();
-        assert_eq!(
-            thumbs,
-            [
-                "CDD4EEAE6000AC7F40C3802C171E30148030C072",
-                "34AD27DCCAAC93ADCE84B84DB07823E8F1570848"
-            ]
-        );
-        assert!(
-            root[1]
-                .subject
-                .as_deref()
-                .unwrap()
-                .contains("Test Signing — not for production")
-        );
-        let old = certutil_store(sample!("certutil-old-spaced-hash.txt"), Some(0)).unwrap();
-        assert_eq!(old[0].sha1, "34AD27DCCAAC93ADCE84B84DB07823E8F1570848");
-        let german = certutil_store(sample!("certutil-german.txt"), Some(0)).unwrap();
-        assert_eq!(german[0].sha1, "34AD27DCCAAC93ADCE84B84DB07823E8F1570848");
-        assert!(
-            certutil_store(sample!("certutil-empty.txt"), Some(0))
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn certutil_refuses_to_guess() {
-        let e = certutil_store(sample!("certutil-block-without-hash.txt"), Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("certificate 0 has no `Cert Hash(sha1)` line"),
-            "{e}"
-        );
-        let e = certutil_store(
-            "CertUtil: -store command FAILED: 0x80070005 (WIN32: 5 ERROR_ACCESS_DENIED)",
-            Some(-2_147_024_891),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("ERROR_ACCESS_DENIED"), "{e}");
-        let e = certutil_store("==== Certificate 0 ====\nCert Hash(sha1): 12 34", Some(0))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("does not hold a SHA-1 hash"), "{e}");
+        assert!(modules_check("").is_err());
+        assert!(modules_check("entries=0 distinct=0 debug-privilege=0").is_err());
     }
 
     // `netsh wfp show filters` writes filters.xml; the sample's nesting (wfpdiag/filters/item,

@@ -59,6 +59,37 @@ pub struct Options {
     pub timeout: Duration,
     /// `--reboot-timeout`: how long to wait for the VM to answer after a revert or a reboot.
     pub reboot_timeout: Duration,
+    /// `--libvirt-uri`: the libvirt connection of `virsh` (`-c`).
+    pub libvirt_uri: String,
+    /// The folder here holding [`HELPERS_FILE`] ([`write_helpers`]), copied with the packages.
+    pub helpers_dir: PathBuf,
+}
+
+/// The helpers of the driver steps, shipped with the packages (`scripts/xtask-helpers.ps1`).
+pub const HELPERS: &str = include_str!("scripts/xtask-helpers.ps1");
+
+/// The helpers' file name.
+pub const HELPERS_FILE: &str = "xtask-helpers.ps1";
+
+/// The folder of the helpers on the VM, beside the packages' folders (no driver may have this
+/// name).
+pub const HELPERS_FOLDER: &str = "xtask";
+
+/// The libvirt connection `virsh` uses unless `--libvirt-uri` says another: the system instance
+/// (without `-c`, a user who is not root gets `qemu:///session`, which does not see the system's
+/// VMs; https://libvirt.org/uri.html).
+pub const LIBVIRT_URI: &str = "qemu:///system";
+
+/// Writes [`HELPERS`] into `dir` (made if missing), for the copy step.
+pub fn write_helpers(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::files::write_atomic(&dir.join(HELPERS_FILE), HELPERS.as_bytes())
+}
+
+/// The helpers' SHA-256, upper-case hex, as the copy check compares it.
+pub fn helpers_sha256() -> String {
+    use sha2::{Digest, Sha256};
+    crate::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
 }
 
 /// The default `--remote-dir`.
@@ -77,6 +108,8 @@ impl Default for Options {
             remote_dir: REMOTE_DIR.to_owned(),
             timeout: Duration::from_mins(2),
             reboot_timeout: Duration::from_mins(10),
+            libvirt_uri: LIBVIRT_URI.to_owned(),
+            helpers_dir: PathBuf::from("target/deploy/xtask"),
         }
     }
 }
@@ -427,6 +460,11 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         bail!("no driver to deploy");
     }
     for p in packages {
+        if p.driver.eq_ignore_ascii_case(HELPERS_FOLDER) {
+            bail!(
+                "a driver cannot be called `{HELPERS_FOLDER}`: the deploy's helpers use that folder on the VM"
+            );
+        }
         plain("the service name", &p.service)?;
         plain("the display name", &p.display_name)?;
         plain("the driver name", &p.driver)?;
@@ -460,10 +498,19 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
             ))
         }
         (Some(snap), Via::Ssh, Some(domain)) => {
-            let argv: Vec<String> = ["virsh", "snapshot-revert", domain, snap, "--running"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+            plain("--libvirt-uri", &options.libvirt_uri)?;
+            let argv: Vec<String> = [
+                "virsh",
+                "-c",
+                &options.libvirt_uri,
+                "snapshot-revert",
+                domain,
+                snap,
+                "--running",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
             let shown = super::transport::shell_words(&argv);
             Some((
                 format!("revert the VM to snapshot {snap} (libvirt)"),
@@ -516,13 +563,7 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         setup.push(Step {
             id: "enable-testsigning",
             title: "turn test signing on (bcdedit) and restart the VM".to_owned(),
-            run: Run::Guest(ps::script(
-                "enable test signing",
-                "Run 'bcdedit' 'bcdedit.exe' @('/set', '{current}', 'testsigning', 'on')\n\
-                 if ($script:rc -ne 0) { exit 1 }\n\
-                 Run 'shutdown' 'shutdown.exe' @('/r', '/t', '5', '/c', 'xtask deploy: test signing on')\n\
-                 exit $script:rc\n",
-            )),
+            run: Run::Guest(ps::script("enable test signing", ENABLE_TESTSIGNING)),
             check: Check::Exit0,
             when: When::TestSigningOff,
             cleanup: Cleanup::No,
@@ -569,6 +610,10 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
                     local: p.dir.clone(),
                     remote: format!("{dir}\\{}", p.driver),
                 })
+                .chain(std::iter::once(Upload {
+                    local: options.helpers_dir.clone(),
+                    remote: format!("{dir}\\{HELPERS_FOLDER}"),
+                }))
                 .collect(),
         ),
         check: Check::Exit0,
@@ -584,6 +629,10 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
             packages
                 .iter()
                 .map(|p| (p.driver.clone(), p.files.clone()))
+                .chain(std::iter::once((
+                    HELPERS_FOLDER.to_owned(),
+                    vec![(HELPERS_FILE.to_owned(), helpers_sha256())],
+                )))
                 .collect(),
         ),
         when: When::Always,
@@ -668,6 +717,41 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
     Ok(plan)
 }
 
+/// Section `bcd-testsigning`: the `testsigning` element of the `{current}` boot entry, read from
+/// the BCD WMI provider, which no display language changes (bcdedit's output is localised):
+/// BcdStore.OpenStore('') opens the system store, `{fa926493-6f1c-4193-a414-58f0b2456d1e}` is
+/// the well-known identifier of `{current}`, and 0x16000049 is
+/// BcdLibraryBoolean_AllowPrereleaseSignatures (BcdLibraryElementTypes,
+/// https://learn.microsoft.com/previous-versions/windows/desktop/bcd/bcdlibraryelementtypes;
+/// GetElement, https://learn.microsoft.com/previous-versions/windows/desktop/bcd/getelement-bcdobject).
+/// `True`, `False`, `absent` (off, its default) or `error ...`.
+const BCD: &str = "Section 'bcd-testsigning'; try { $st = ([wmiclass]'root\\wmi:BcdStore').OpenStore('').Store; $o = $st.OpenObject('{fa926493-6f1c-4193-a414-58f0b2456d1e}').Object; $e = $o.GetElement(0x16000049); if ($e.ReturnValue) { Say ([string]$e.Element.Boolean) } else { Say 'absent' } } catch { Say \"error $_\" }\n";
+
+/// Section `bitlocker`: the system volume's BitLocker protection (Win32_EncryptableVolume's
+/// ProtectionStatus: 0 off, 1 on, 2 unknown;
+/// https://learn.microsoft.com/windows/win32/secprov/getprotectionstatus-win32-encryptablevolume),
+/// `none` without an encryptable volume, `unknown ...` when the class cannot be read.
+const BITLOCKER: &str = "Section 'bitlocker'; try { $v = Get-CimInstance -Namespace 'root\\cimv2\\Security\\MicrosoftVolumeEncryption' -ClassName Win32_EncryptableVolume -Filter \"DriveLetter = '$env:SystemDrive'\"; if ($null -eq $v) { Say 'none' } else { Say ([string]$v.ProtectionStatus) } } catch { Say \"unknown $_\" }\n";
+
+/// The test-signing step. With BitLocker protecting the system volume (device encryption with a
+/// vTPM), a changed boot configuration would start the VM in BitLocker recovery: the key
+/// protectors are suspended for one restart first (DisableKeyProtectors with DisableCount 1,
+/// https://learn.microsoft.com/windows/win32/secprov/disablekeyprotectors-win32-encryptablevolume),
+/// and the step fails, naming the fix, if that is refused. bcdedit and shutdown are judged by their
+/// exit codes only.
+const ENABLE_TESTSIGNING: &str = "$v = $null\n\
+try { $v = Get-CimInstance -Namespace 'root\\cimv2\\Security\\MicrosoftVolumeEncryption' -ClassName Win32_EncryptableVolume -Filter \"DriveLetter = '$env:SystemDrive'\" } catch { }\n\
+if ($null -ne $v -and $v.ProtectionStatus -ne 0) {\n\
+$r = Invoke-CimMethod -InputObject $v -MethodName DisableKeyProtectors -Arguments @{ DisableCount = [uint32]1 }\n\
+Section 'bitlocker-suspend' $r.ReturnValue\n\
+if ($r.ReturnValue -ne 0) { Note ('BitLocker protects the system volume and could not be suspended (0x{0:X8}): suspend it for one restart (Suspend-BitLocker -MountPoint $env:SystemDrive -RebootCount 1) or turn test signing on by hand, then deploy again' -f $r.ReturnValue); exit 2 }\n\
+Note 'BitLocker suspended for one restart, so that the changed boot configuration does not start recovery'\n\
+}\n\
+Run 'bcdedit' 'bcdedit.exe' @('/set', '{current}', 'testsigning', 'on')\n\
+if ($script:rc -ne 0) { exit 1 }\n\
+Run 'shutdown' 'shutdown.exe' @('/r', '/t', '5', '/c', 'xtask deploy: test signing on')\n\
+exit $script:rc\n";
+
 fn preflight_body(dir: &str) -> String {
     format!(
         "$dir = {dir}\n\
@@ -678,50 +762,71 @@ fn preflight_body(dir: &str) -> String {
          Section 'start-options'; Say ((Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Control').SystemStartOptions)\n\
          Section 'secure-boot'; try {{ Say (Confirm-SecureBootUEFI) }} catch {{ Say 'unsupported' }}\n\
          Section 'debug-print-filter'; try {{ Say ((Get-ItemProperty -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Debug Print Filter').DEFAULT) }} catch {{ Say '' }}\n\
-         Run 'bcdedit' 'bcdedit.exe' @('/enum', '{{current}}')\n\
+         {BCD}{BITLOCKER}\
          Section 'remote-dir'; try {{ New-Item -ItemType Directory -Force -Path $dir | Out-Null; [IO.File]::WriteAllText((Join-Path $dir 'deploy-start.txt'), [DateTime]::UtcNow.ToString('o')); Say 'ok' }} catch {{ Say \"error $_\" }}\n",
         dir = quote(dir),
     )
 }
 
-/// The lines that print the last boot time, as section `boot`.
-const BOOT: &str = "Section 'boot'; Say ((Get-CimInstance Win32_OperatingSystem).LastBootUpTime.ToUniversalTime().ToString('o'))\n";
+/// The lines that print the last boot time (section `boot`, for the report) and the seconds since
+/// that boot (section `uptime`): a new boot is recognised by its uptime, since Windows moves
+/// LastBootUpTime when it corrects its clock (after a snapshot revert, often), while the time
+/// since the boot, LocalDateTime minus LastBootUpTime of the same instance, stays
+/// (https://learn.microsoft.com/windows/win32/cimwin32prov/win32-operatingsystem).
+const BOOT: &str = "$os = Get-CimInstance -ClassName Win32_OperatingSystem\n\
+Section 'boot'; Say ($os.LastBootUpTime.ToUniversalTime().ToString('o'))\n\
+Section 'uptime'; Say ([int64]($os.LocalDateTime - $os.LastBootUpTime).TotalSeconds)\n";
 
 /// The script [`Run::WaitForGuest`] polls with.
 pub fn boot_script() -> String {
     ps::script("is the VM up?", BOOT)
 }
 
+/// The leftovers step. The services and the drivers are two flat lists walked by index: a list
+/// of pairs written `@(@('a', 'b'))` would not be one pair with one package, since `@()` enumerates
+/// the single array inside it (the array subexpression operator,
+/// https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_operators).
 fn leftovers_body(dir: &str, packages: &[Package]) -> String {
-    let list: Vec<String> = packages
-        .iter()
-        .map(|p| format!("@({}, {})", quote(&p.service), quote(&p.driver)))
-        .collect();
+    let services: Vec<&str> = packages.iter().map(|p| p.service.as_str()).collect();
+    let drivers: Vec<&str> = packages.iter().map(|p| p.driver.as_str()).collect();
     format!(
         "$dir = {dir}\n\
          $images = {images}\n\
-         foreach ($d in @({list})) {{\n\
-         $svc = $d[0]; $name = $d[1]; $key = \"HKLM:\\SYSTEM\\CurrentControlSet\\Services\\$svc\"\n\
+         $services = {services}\n\
+         $drivers = {drivers}\n\
+         for ($i = 0; $i -lt $services.Count; $i++) {{\n\
+         $svc = $services[$i]; $name = $drivers[$i]; $key = \"HKLM:\\SYSTEM\\CurrentControlSet\\Services\\$svc\"\n\
          if (Test-Path -LiteralPath $key) {{\n\
          $ip = [string](Get-ItemProperty -LiteralPath $key).ImagePath\n\
          if (-not ($images | Where-Object {{ $ip.EndsWith(\"\\$_\", [StringComparison]::OrdinalIgnoreCase) }})) {{ Note \"a service $svc exists with image $ip, not one of ours: left alone\"; exit 3 }}\n\
          Note \"removing the service $svc left by an earlier deploy ($ip)\"\n\
-         Native 'sc.exe' @('stop', $svc) | Out-Null; Start-Sleep -Seconds 1\n\
-         $o = Native 'sc.exe' @('delete', $svc); Start-Sleep -Milliseconds 500\n\
+         Native 'sc.exe' @('stop', $svc) | Out-Null\n\
+         $o = Native 'sc.exe' @('delete', $svc)\n\
+         $deadline = (Get-Date).AddSeconds(30); while ((Test-Path -LiteralPath $key) -and (Get-Date) -lt $deadline) {{ Start-Sleep -Milliseconds 500 }}\n\
          if (Test-Path -LiteralPath $key) {{ Note \"$svc is marked for deletion but its driver is still loaded ($o): restart the VM or revert it to a snapshot\"; exit 4 }}\n\
          }}\n\
          $p = Join-Path $dir $name\n\
          if (Test-Path -LiteralPath $p) {{ Remove-Item -LiteralPath $p -Recurse -Force; Note \"removed $p, left by an earlier deploy\" }}\n\
+         try {{ $store = @(Get-WindowsDriver -Online) }} catch {{ $store = @(); Note \"the driver store could not be listed ($_): an INF of $name left there by an --install inf deploy stays\" }}\n\
+         $store | Where-Object {{ (Split-Path -Leaf $_.OriginalFileName) -eq \"$name.inf\" }} | ForEach-Object {{ $o = Native 'pnputil.exe' @('/delete-driver', $_.Driver, '/uninstall', '/force'); Note \"removed $($_.Driver) ($name.inf) from the driver store (pnputil exit code $script:rc)\" }}\n\
          }}\n\
+         $p = Join-Path $dir {helpers}\n\
+         if (Test-Path -LiteralPath $p) {{ Remove-Item -LiteralPath $p -Recurse -Force }}\n\
          exit 0\n",
+        helpers = quote(HELPERS_FOLDER),
         dir = quote(dir),
-        list = list.join(", "),
+        services = ps::array(&services),
+        drivers = ps::array(&drivers),
         images = ps::array(&packages.iter().map(Package::image).collect::<Vec<_>>()),
     )
 }
 
 fn hashes_body(dir: &str, packages: &[Package]) -> String {
-    let names: Vec<&str> = packages.iter().map(|p| p.driver.as_str()).collect();
+    let names: Vec<&str> = packages
+        .iter()
+        .map(|p| p.driver.as_str())
+        .chain([HELPERS_FOLDER])
+        .collect();
     format!(
         "$dir = {}\n\
          foreach ($name in {}) {{\n\
@@ -742,7 +847,7 @@ fn trust_body(cer: &str, thumbprint: &str) -> String {
          if ($script:rc -ne 0) {{ Section \"addstore $store\" $script:rc; Say $o; exit 1 }}\n\
          Note \"added to $store\"\n\
          }}\n\
-         Run \"store $store\" 'certutil.exe' @('-store', $store)\n\
+         Section \"store $store\"; if (Test-Path -LiteralPath \"Cert:\\LocalMachine\\$store\\$t\") {{ Say 'present' }} else {{ Say 'absent' }}\n\
          }}\n",
         quote(cer),
         quote(thumbprint)
@@ -750,7 +855,11 @@ fn trust_body(cer: &str, thumbprint: &str) -> String {
 }
 
 fn remove_files_body(dir: &str, packages: &[Package]) -> String {
-    let names: Vec<&str> = packages.iter().map(|p| p.driver.as_str()).collect();
+    let names: Vec<&str> = packages
+        .iter()
+        .map(|p| p.driver.as_str())
+        .chain([HELPERS_FOLDER])
+        .collect();
     format!(
         "$dir = {}\n\
          foreach ($name in {}) {{ $p = Join-Path $dir $name; if (Test-Path -LiteralPath $p) {{ Remove-Item -LiteralPath $p -Recurse -Force }} }}\n\
@@ -760,22 +869,15 @@ fn remove_files_body(dir: &str, packages: &[Package]) -> String {
     )
 }
 
-/// Lists the loaded kernel modules (psapi's EnumDeviceDrivers, as the kernel's loaded-module list
-/// has them) as section `modules`: the one place where "unloaded" is observable without a
-/// debugger.
-const MODULES: &str = r#"if (-not ('XtaskPsapi' -as [type])) { Add-Type -TypeDefinition @'
-using System; using System.Runtime.InteropServices; using System.Text;
-public static class XtaskPsapi {
-  [DllImport("psapi.dll", SetLastError = true)] public static extern bool EnumDeviceDrivers([Out] IntPtr[] a, uint cb, out uint needed);
-  [DllImport("psapi.dll", CharSet = CharSet.Unicode)] public static extern uint GetDeviceDriverBaseNameW(IntPtr b, StringBuilder n, uint size);
+/// The line that loads the helpers ([`HELPERS`]) in a driver step: the file's text as a script
+/// block, dot-sourced (execution policies apply to script files, not to script blocks).
+fn load_helpers(dir: &str) -> String {
+    format!(
+        ". ([scriptblock]::Create([IO.File]::ReadAllText((Join-Path {} {}))))\n",
+        quote(dir),
+        quote(&format!("{HELPERS_FOLDER}\\{HELPERS_FILE}"))
+    )
 }
-'@ }
-$needed = [uint32]0; [void][XtaskPsapi]::EnumDeviceDrivers($null, 0, [ref]$needed)
-$a = New-Object IntPtr[] ([int]($needed / [IntPtr]::Size) + 64)
-if (-not [XtaskPsapi]::EnumDeviceDrivers($a, [uint32]($a.Length * [IntPtr]::Size), [ref]$needed)) { throw 'EnumDeviceDrivers failed' }
-Section 'modules'
-for ($i = 0; $i -lt [int]($needed / [IntPtr]::Size); $i++) { $sb = New-Object Text.StringBuilder 260; if ([XtaskPsapi]::GetDeviceDriverBaseNameW($a[$i], $sb, 260)) { Say $sb.ToString() } }
-"#;
 
 #[allow(clippy::too_many_lines)] // one driver's steps, in the order they run
 fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
@@ -783,7 +885,8 @@ fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
     let t = options.timeout;
     let svc = quote(&p.service);
     let pkg = format!("{dir}\\{}", p.driver);
-    let query = format!("Run 'sc-query' 'sc.exe' @('query', {svc})\n");
+    let query = format!("Write-Service 'service' {svc}\n");
+    let helpers = load_helpers(dir);
     let install = match options.install {
         Install::Sc => {
             let sys = format!("{pkg}\\{}", p.image());
@@ -846,46 +949,36 @@ fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
                     "$inf = {inf}\n\
                      Run 'pnputil' 'pnputil.exe' @('/add-driver', $inf, '/install')\n\
                      if (@(0, 259, 3010) -notcontains $script:rc) {{ exit 1 }}\n\
-                     if (-not (Test-Path -LiteralPath {key})) {{\n\
-                     Note 'pnputil created no service: running the INF''s {section} with InstallHinfSection'\n\
-                     Run 'installhinfsection' 'rundll32.exe' @('setupapi.dll,InstallHinfSection', {sec}, '132', $inf)\n\
-                     }}\n\
+                     if (-not (Test-Path -LiteralPath {key})) {{ Note 'pnputil created no service: it does not run the {section} section of a primitive driver on this Windows; deploy with --install sc' }}\n\
                      {query}",
                     inf = quote(&inf_path),
                     key = quote(&format!(
                         "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\{}",
                         p.service
                     )),
-                    sec = quote(&section),
                 ),
             )
         }
     };
     let remove_body = match options.install {
         Install::Sc => format!(
-            "Run 'sc-delete' 'sc.exe' @('delete', {svc})\nStart-Sleep -Milliseconds 500\n{query}"
+            "Run 'sc-delete' 'sc.exe' @('delete', {svc})\n[void](Wait-Service -Name {svc} -State 'missing' -Seconds 30)\n{query}"
         ),
         Install::Inf => format!(
-            "Run 'sc-delete' 'sc.exe' @('delete', {svc})\nStart-Sleep -Milliseconds 500\n\
+            "Run 'sc-delete' 'sc.exe' @('delete', {svc})\n[void](Wait-Service -Name {svc} -State 'missing' -Seconds 30)\n\
              Get-WindowsDriver -Online | Where-Object {{ (Split-Path -Leaf $_.OriginalFileName) -eq {inf} }} | ForEach-Object {{ Run \"pnputil-delete $($_.Driver)\" 'pnputil.exe' @('/delete-driver', $_.Driver, '/uninstall', '/force') }}\n\
              {query}",
             inf = quote(&format!("{}.inf", p.driver))
         ),
     };
     let mut probe_body = format!(
-        "{query}Start-Sleep -Seconds {settle}\nRun 'sc-query-settled' 'sc.exe' @('query', {svc})\n{MODULES}",
+        "{query}Start-Sleep -Seconds {settle}\nWrite-Service 'service-settled' {svc}\nWrite-Modules\n",
         settle = p.probe.settle
     );
-    if probe::needs_try_op(&p.probe.while_loaded) {
-        probe_body.push_str(probe::TRY_OP);
-    }
     for (i, c) in p.probe.while_loaded.iter().enumerate() {
         probe_body.push_str(&probe::script(c, &format!("check-{}", i + 1)));
     }
-    let mut unloaded_body = MODULES.to_owned();
-    if probe::needs_try_op(&p.probe.after_unload) {
-        unloaded_body.push_str(probe::TRY_OP);
-    }
+    let mut unloaded_body = "Write-Modules\n".to_owned();
     for (i, c) in p.probe.after_unload.iter().enumerate() {
         unloaded_body.push_str(&probe::script(c, &format!("check-{}", i + 1)));
     }
@@ -895,14 +988,25 @@ fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
          $names = {names}\n\
          $ev = @(Get-WinEvent -FilterHashtable @{{ LogName = 'System'; ProviderName = 'Service Control Manager'; StartTime = $since }} -ErrorAction SilentlyContinue | Where-Object {{ $m = $_.Message; $v = @($_.Properties | ForEach-Object {{ [string]$_.Value }}); @($names | Where-Object {{ ($v -contains $_) -or ($m -like \"*$_*\") }}).Count -gt 0 }})\n\
          Section 'events'\n\
-         Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object {{ [pscustomobject]@{{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Message = $_.Message }} }}))\n",
+         Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object {{ [pscustomobject]@{{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message }} }}))\n\
+         $ci = @(Get-WinEvent -FilterHashtable @{{ LogName = 'Microsoft-Windows-CodeIntegrity/Operational'; StartTime = $since; Level = 1, 2, 3 }} -MaxEvents 50 -ErrorAction SilentlyContinue | Where-Object {{ $m = [string]$_.Message; $v = @($_.Properties | ForEach-Object {{ [string]$_.Value }}); ($m -like {like}) -or @($v | Where-Object {{ $_ -like {like} }}).Count -gt 0 }})\n\
+         Section 'code-integrity'\n\
+         Say (ConvertTo-Json -Compress -InputObject @($ci | ForEach-Object {{ [pscustomobject]@{{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message }} }}))\n",
         start = quote(&format!("{dir}\\deploy-start.txt")),
         names = ps::array(&names),
+        like = quote(&format!("*{}*", p.image())),
     );
     let step = |id, title: String, body: String, check, cleanup, timeout| Step {
         id,
         title: title.clone(),
-        run: Run::Guest(ps::script(&format!("{} {title}", p.driver), &body)),
+        run: Run::Guest(ps::script(
+            &format!("{} {title}", p.driver),
+            &if id == "events" {
+                body
+            } else {
+                format!("{helpers}{body}")
+            },
+        )),
         check,
         when: When::Always,
         cleanup,
@@ -920,7 +1024,7 @@ fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
         step(
             "start",
             format!("start: sc.exe start {}, running and loaded", p.service),
-            format!("Run 'sc-start' 'sc.exe' @('start', {svc})\n{query}{MODULES}"),
+            format!("Run 'sc-start' 'sc.exe' @('start', {svc})\n{query}Write-Modules\n"),
             Check::Started(p.image()),
             Cleanup::No,
             t,
@@ -948,8 +1052,7 @@ fn driver_steps(p: &Package, options: &Options) -> DriverSteps {
             ),
             format!(
                 "Run 'sc-stop' 'sc.exe' @('stop', {svc})\n\
-                 $deadline = (Get-Date).AddSeconds(30)\n\
-                 do {{ $o = Native 'sc.exe' @('query', {svc}); if ($o -match 'STATE\\s+:\\s+1\\s') {{ break }}; Start-Sleep -Milliseconds 500 }} while ((Get-Date) -lt $deadline)\n\
+                 [void](Wait-Service -Name {svc} -State 'Stopped' -Seconds 30)\n\
                  {query}"
             ),
             Check::Stopped,
@@ -1010,12 +1113,20 @@ pub fn post_mortem_script(remote_dir: &str) -> String {
         "post-mortem",
         &format!(
             "$since = [DateTime]::Parse([IO.File]::ReadAllText({start}), $null, [Globalization.DateTimeStyles]::RoundtripKind)\n\
+             $deadline = (Get-Date).AddSeconds(90)\n\
+             do {{\n\
+             $ev = @(Get-WinEvent -FilterHashtable @{{ LogName = 'System'; StartTime = $since; ProviderName = 'Microsoft-Windows-WER-SystemErrorReporting', 'Microsoft-Windows-Kernel-Power', 'EventLog' }} -ErrorAction SilentlyContinue | Where-Object {{ ($_.ProviderName -eq 'Microsoft-Windows-WER-SystemErrorReporting' -and $_.Id -eq 1001) -or ($_.ProviderName -eq 'Microsoft-Windows-Kernel-Power' -and $_.Id -eq 41) -or ($_.ProviderName -eq 'EventLog' -and $_.Id -eq 6008) }})\n\
+             $crashed = @($ev | Where-Object {{ $_.Id -ne 1001 }}).Count -gt 0\n\
+             $saved = @($ev | Where-Object {{ $_.Id -eq 1001 }}).Count -gt 0\n\
+             if ($saved -or -not $crashed) {{ break }}\n\
+             Start-Sleep -Seconds 5\n\
+             }} while ((Get-Date) -lt $deadline)\n\
+             if ($crashed -and -not $saved) {{ Note 'the VM restarted unexpectedly but no bugcheck event 1001 (dump saved) appeared within 90s: the dump may still be being written, or none is configured' }}\n\
              Section 'dumps'\n\
              $files = @(Join-Path $env:SystemRoot 'MEMORY.DMP') + @(Get-ChildItem -LiteralPath (Join-Path $env:SystemRoot 'Minidump') -Filter '*.dmp' -ErrorAction SilentlyContinue | ForEach-Object {{ $_.FullName }})\n\
              foreach ($f in $files) {{ if (Test-Path -LiteralPath $f) {{ $i = Get-Item -LiteralPath $f; if ($i.LastWriteTimeUtc -ge $since) {{ Say ('{{0}} ({{1}} bytes)' -f $i.FullName, $i.Length) }} }} }}\n\
              Section 'events'\n\
-             $ev = @(Get-WinEvent -FilterHashtable @{{ LogName = 'System'; Id = 1001; StartTime = $since }} -ErrorAction SilentlyContinue)\n\
-             Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object {{ [pscustomobject]@{{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Message = $_.Message }} }}))\n",
+             Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object {{ [pscustomobject]@{{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message }} }}))\n",
             start = quote(&format!("{remote_dir}\\deploy-start.txt")),
         ),
     )
@@ -1518,7 +1629,15 @@ pub mod tests {
         };
         assert_eq!(
             argv,
-            &["virsh", "snapshot-revert", "win11", "clean", "--running"]
+            &[
+                "virsh",
+                "-c",
+                "qemu:///system",
+                "snapshot-revert",
+                "win11",
+                "clean",
+                "--running"
+            ]
         );
         assert_eq!(plan.setup[1].run, Run::WaitForGuest { new_boot: false });
         assert_eq!(plan.teardown[1].cleanup, Cleanup::OnlyOnFailure);

@@ -19,11 +19,12 @@
 //!
 //! [[after-unload]]                # checks run once the driver is stopped (unloaded)
 //! name = "anything"
-//! command = "Get-Item C:\\x"      # PowerShell; passes if it exits with expect-exit (0)
+//! command = "Get-Item C:\\x"      # PowerShell, run as a powershell.exe of its own; passes if
+//!                                 # that process exits with expect-exit (0)
 //! ```
 //!
-//! Every driver, with or without this file, is also checked to be RUNNING and in the list of
-//! loaded kernel modules after start and after `settle`, and STOPPED with exit code 0 and gone
+//! Every driver, with or without this file, is also checked to be Running and in the list of
+//! loaded kernel modules after start and after `settle`, and Stopped with exit code 0 and gone
 //! from that list after stop.
 
 use std::path::Path;
@@ -31,7 +32,7 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::parse::{self, Outcome, Sections};
-use super::ps::quote;
+use super::ps::{self, quote};
 use crate::error::{Context, Result, bail};
 
 /// The file name, in the driver's folder.
@@ -315,10 +316,9 @@ fn split_hive(key: &str) -> Result<(&'static str, String)> {
     Ok((hive, path.trim_end_matches('\\').to_owned()))
 }
 
-/// The PowerShell helper the registry checks use: runs an operation and prints `allowed`,
-/// `denied` (UnauthorizedAccessException, SecurityException or a Win32 error 5) or
-/// `error 0xHRESULT message`.
-pub const TRY_OP: &str = "function Try-Op([scriptblock]$op) { try { & $op | Out-Null; 'allowed' } catch { $e = $_.Exception; while ($e.InnerException) { $e = $e.InnerException }; if ($e -is [UnauthorizedAccessException] -or $e -is [Security.SecurityException] -or ($e.HResult -band 0xFFFF) -eq 5) { 'denied' } else { 'error 0x{0:X8} {1}' -f $e.HResult, $e.Message } } }\n";
+/// What a command check's own powershell.exe runs before the command: UTF-8 output (the step
+/// decodes it as UTF-8, as the prologue sets), no progress records.
+const COMMAND_PROLOGUE: &str = "try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }\n$ProgressPreference = 'SilentlyContinue'\n";
 
 /// The script lines of check `check`, writing its answer as section `section`.
 pub fn script(check: &Check, section: &str) -> String {
@@ -349,27 +349,48 @@ pub fn script(check: &Check, section: &str) -> String {
             };
             format!("Section {}\nSay (Try-Op {{ {body} }})\n", quote(section))
         }
-        Kind::Wfp { .. } => format!(
-            "$f = Join-Path $env:SystemRoot 'Temp\\xtask-wfp-filters.xml'\n\
-             $o = Native 'netsh.exe' @('wfp', 'show', 'filters', \"file=$f\")\n\
-             Section {} $script:rc\n\
-             if ($script:rc -eq 0) {{ Say ([IO.File]::ReadAllText($f)); Remove-Item -LiteralPath $f }} else {{ Say $o }}\n",
-            quote(section)
-        ),
+        // netsh writes every filter of the system (megabytes on a busy machine): the guest keeps
+        // the items that name one of ours (display name, callout or provider key) and prints
+        // them in the same document shape, with their count, for `parse::wfp_filters`.
+        Kind::Wfp {
+            filter_names,
+            callout_keys,
+            provider_keys,
+            ..
+        } => {
+            let keys: Vec<String> = callout_keys
+                .iter()
+                .chain(provider_keys)
+                .map(|k| parse::guid(k))
+                .collect();
+            format!(
+                "$f = Join-Path $env:SystemRoot 'Temp\\xtask-wfp-filters.xml'\n\
+                 $o = Native 'netsh.exe' @('wfp', 'show', 'filters', \"file=$f\")\n\
+                 Section {section} $script:rc\n\
+                 if ($script:rc -eq 0) {{\n\
+                 $names = {names}; $keys = {keys}\n\
+                 $x = New-Object Xml.XmlDocument; $x.Load($f); Remove-Item -LiteralPath $f\n\
+                 $g = {{ param($n) if ($null -eq $n) {{ '' }} else {{ $n.InnerText.Trim().Trim('{{', '}}').ToUpperInvariant() }} }}\n\
+                 $m = @($x.SelectNodes('//filters/item') | Where-Object {{ $n = $_.SelectSingleNode('displayData/name'); ($null -ne $n -and $names -contains $n.InnerText.Trim()) -or ($keys -contains (& $g $_.SelectSingleNode('action/calloutKey'))) -or ($keys -contains (& $g $_.SelectSingleNode('providerKey'))) }})\n\
+                 Say ('<wfpdiag><filters numItems=\"{{0}}\">{{1}}</filters></wfpdiag>' -f $m.Count, (($m | ForEach-Object {{ $_.OuterXml }}) -join ''))\n\
+                 }} else {{ Say $o }}\n",
+                section = quote(section),
+                names = ps::array(filter_names),
+                keys = ps::array(&keys),
+            )
+        }
+        // The command runs as a powershell.exe process of its own, so that its `exit N` is its
+        // exit code: inside `& { }` in this script, `exit` would end the whole script, skipping
+        // every later check (https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_language_keywords,
+        // "exit"), while the `exit` argument of a script run with -EncodedCommand is the exit
+        // code of its process (about_PowerShell_exe).
         Kind::Command { script, .. } => format!(
-            "$global:LASTEXITCODE = 0\n\
-             try {{ $o = & {{\n{script}\n}} 2>&1 | ForEach-Object {{ \"$_\" }}; $c = $LASTEXITCODE }} catch {{ $o = \"$_\"; $c = 1 }}\n\
-             Section {} $c\nSay ($o -join \"`n\")\n",
+            "$o = Native 'powershell.exe' @('-NoProfile', '-NonInteractive', '-EncodedCommand', {})\n\
+             Section {} $script:rc\nSay $o\n",
+            quote(&ps::encode(&format!("{COMMAND_PROLOGUE}{script}\n"))),
             quote(section)
         ),
     }
-}
-
-/// Whether any of `checks` needs [`TRY_OP`].
-pub fn needs_try_op(checks: &[Check]) -> bool {
-    checks
-        .iter()
-        .any(|c| matches!(c.kind, Kind::Registry { .. }))
 }
 
 /// The result of one check.
@@ -643,6 +664,9 @@ mod tests {
         assert!(judge(c, &sections("#xtask:section k exit=3\n"), "k").ok);
         let v = judge(c, &sections("#xtask:section k exit=0\nout\n"), "k");
         assert_eq!((v.ok, v.observed.as_str()), (false, "exit code 0: out"));
-        assert!(script(c, "k").contains("\nexit 3\n"));
+        let line = script(c, "k");
+        let b64 = line.split("'-EncodedCommand', '").nth(1).unwrap();
+        let command = ps::decode(b64.split('\'').next().unwrap()).unwrap();
+        assert!(command.ends_with("\nexit 3\n"), "{command}");
     }
 }

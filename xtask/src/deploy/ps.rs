@@ -46,8 +46,7 @@ pub fn encode(script: &str) -> String {
 }
 
 /// The script an `-EncodedCommand` argument carries (tests, and the stand-in guest of the
-/// loopback test). `None` if it is not base64 of UTF-16LE.
-#[cfg(test)]
+/// loopback test, the syntax check). `None` if it is not base64 of UTF-16LE.
 pub fn decode(encoded: &str) -> Option<String> {
     let bytes = Base64::decode_vec(encoded).ok()?;
     if bytes.len() % 2 != 0 {

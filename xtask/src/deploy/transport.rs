@@ -500,6 +500,7 @@ impl HyperV {
     fn session(&self) -> String {
         format!(
             "$ErrorActionPreference = 'Stop'\n\
+             try {{ [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false }} catch {{ }}\n\
              try {{ $cred = Import-Clixml -LiteralPath {cred}; $s = New-PSSession -VMName {vm} -Credential $cred }}\n\
              catch {{ [Console]::Error.WriteLine(\"xtask-hyperv: cannot open a PowerShell Direct session: $_\"); exit {HYPERV_LOST} }}\n",
             cred = ps::quote(&self.credential),
@@ -507,20 +508,28 @@ impl HyperV {
         )
     }
 
-    /// The host script that runs `script` in the guest.
+    /// The host script that runs `script` in the guest. The host writes UTF-8 (the guest's output,
+    /// the certificate subject's em dash, localised messages pass unchanged); an error the guest
+    /// reports without ending the script stays an error message (`-ErrorAction Continue`), and only
+    /// a broken session (PSRemotingTransportException,
+    /// https://learn.microsoft.com/dotnet/api/system.management.automation.remoting.psremotingtransportexception)
+    /// or no result at all is reported as the VM being lost.
     pub fn guest_wrapper(&self, script: &str) -> String {
         format!(
             "{session}\
+             $r = $null\n\
              try {{\n\
-             $r = Invoke-Command -Session $s -ArgumentList {b64} -ScriptBlock {{\n\
+             $r = Invoke-Command -Session $s -ErrorAction Continue -ArgumentList {b64} -ScriptBlock {{\n\
              param($c)\n\
              $o = [IO.Path]::GetTempFileName(); $e = [IO.Path]::GetTempFileName()\n\
              $p = Start-Process -FilePath powershell.exe -ArgumentList @('-NoProfile', '-NonInteractive', '-EncodedCommand', $c) -NoNewWindow -Wait -PassThru -RedirectStandardOutput $o -RedirectStandardError $e\n\
-             [pscustomobject]@{{ code = $p.ExitCode; out = [IO.File]::ReadAllText($o); err = [IO.File]::ReadAllText($e) }}\n\
+             [pscustomobject]@{{ code = $p.ExitCode; out = [IO.File]::ReadAllText($o, [Text.Encoding]::UTF8); err = [IO.File]::ReadAllText($e) }}\n\
              Remove-Item -LiteralPath $o, $e -Force\n\
              }}\n\
-             }} catch {{ [Console]::Error.WriteLine(\"xtask-hyperv: the session was lost: $_\"); exit {HYPERV_LOST} }}\n\
+             }} catch [System.Management.Automation.Remoting.PSRemotingTransportException] {{ [Console]::Error.WriteLine(\"xtask-hyperv: the session was lost: $_\"); exit {HYPERV_LOST} }}\n\
+             catch {{ [Console]::Error.WriteLine(\"xtask-hyperv-step: $_\"); exit 1 }}\n\
              finally {{ Remove-PSSession $s -ErrorAction SilentlyContinue }}\n\
+             if ($null -eq $r -or $null -eq $r.code) {{ [Console]::Error.WriteLine('xtask-hyperv: no result came back from the VM'); exit {HYPERV_LOST} }}\n\
              [Console]::Out.Write($r.out); [Console]::Error.Write($r.err); exit $r.code\n",
             session = self.session(),
             b64 = ps::quote(&ps::encode(script)),
