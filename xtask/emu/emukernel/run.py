@@ -203,10 +203,21 @@ def run_all(image, scenario, faults, count_instructions, progress):
         'schema': 1,
         'driver': driver,
         'image': image,
+        'versions': versions(),
         'passed': all(r['passed'] for r in runs),
         'routines': split,
         'runs': runs,
     }
+
+
+def versions():
+    """What ran the driver: the emulator, its CPU engine and the interpreter."""
+    import platform
+
+    import speakeasy.version
+    import unicorn
+    return {'speakeasy': speakeasy.version.__version__, 'unicorn': unicorn.__version__,
+            'python': platform.python_version()}
 
 
 def _nth_call(calls, routine, occurrence):
