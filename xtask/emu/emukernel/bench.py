@@ -16,6 +16,10 @@ import time
 from .run import Run
 
 DISPATCH_CALLS = 20_000
+
+
+class BenchError(Exception):
+    """A measurement could not be made."""
 BENCH_MODULE, BENCH_ROUTINE = 'xtask', 'BenchNoOp'
 
 
@@ -25,7 +29,7 @@ def dispatch_rate(image, scenario, calls=DISPATCH_CALLS):
     m = run.m
     status = m.run_driver_entry()
     if status is None or status >= 0x80000000 or m.stop is not None:
-        raise RuntimeError('DriverEntry did not succeed (%s): no machine to measure' % status)
+        raise BenchError('DriverEntry did not succeed (%s): no machine to measure' % status)
     reached = []
     m.attach(BENCH_MODULE, BENCH_ROUTINE, 0, lambda argv, orig: reached.append(1) or 0)
     # One more import address, after the image's own, resolved like theirs.
@@ -49,7 +53,7 @@ def dispatch_rate(image, scenario, calls=DISPATCH_CALLS):
     m.call(loop, [], phase='bench')
     took, cpu = time.perf_counter() - start, time.process_time() - cpu
     if len(reached) != calls or m.run_error():
-        raise RuntimeError('the dispatch loop made %d of %d calls (%s)' % (len(reached), calls, m.run_error()))
+        raise BenchError('the dispatch loop made %d of %d calls (%s)' % (len(reached), calls, m.run_error()))
     return {'calls': calls, 'seconds': took, 'cpu_seconds': cpu, 'calls_per_second': calls / took}
 
 
@@ -61,17 +65,27 @@ def run_times(image, scenario, names):
     for name, s in runs:
         if name not in names:
             continue
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run = Run(image, s)
         run.execute(run_steps=True)
         report = run.report(name, 'scenario')
-        took = time.perf_counter() - start
-        out.append({'run': name, 'seconds': took, 'kernel_calls': len(run.m.calls),
-                    'passed': report['passed']})
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+        out.append({'run': name, 'seconds': took, 'cpu_seconds': cpu,
+                    'kernel_calls': len(run.m.calls), 'passed': report['passed']})
     missing = set(names) - {name for name, _ in runs}
     if missing:
-        raise RuntimeError('no such run in the scenario: %s' % ', '.join(sorted(missing)))
+        raise BenchError('no such run in the scenario: %s' % ', '.join(sorted(missing)))
     return out
 
 
-__all__ = ['dispatch_rate', 'run_times']
+def measure(image, scenario, run_names):
+    """The `--bench` report: schema 1, the versions, the dispatch rate, the named runs' times."""
+    import os
+
+    from .run import versions
+    return {'schema': 1, 'driver': os.path.splitext(os.path.basename(image))[0], 'image': image,
+            'versions': versions(), 'dispatch': dispatch_rate(image, scenario),
+            'runs': run_times(image, scenario, run_names)}
+
+
+__all__ = ['BenchError', 'dispatch_rate', 'measure', 'run_times']
