@@ -8,6 +8,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# unicorn 1.0.2 imports distutils only to find its library; the standard library's distutils answers
+# that as setuptools' copy (the venv's default) does, and imports a third as much.
+os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib')
 
 from emukernel import bench  # noqa: E402
 from emukernel import run as runner  # noqa: E402
