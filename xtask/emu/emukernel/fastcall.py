@@ -49,7 +49,10 @@ _EMU_ATTRIBUTES = ('return_hook', 'exit_hook', 'curr_mod', 'callbacks', 'dyn_imp
                    'handle_import_func', 'do_call_return', 'on_run_complete', 'on_emu_complete',
                    'get_error_info', 'emu_eng', '_set_emu_hooks', '_unset_emu_hooks',
                    'dispatch_handlers', 'dispatch_seh', 'continue_seh', 'run_complete',
-                   'emu_complete', 'get_ret_address', 'get_module_from_addr', 'log_exception')
+                   'emu_complete', 'get_ret_address', 'get_module_from_addr', 'log_exception',
+                   'add_api_hook', 'get_api_hooks', 'api', 'normalize_import_miss', 'hammer',
+                   'profiler', 'logger', 'max_api_count', 'get_current_run', 'get_func_argv',
+                   'get_address_map', '_dynamic_code_cb', 'get_mem_maps')
 
 
 class FastCalls:
@@ -70,6 +73,14 @@ class FastCalls:
         self._returned = False    # its handler returned to the caller through the thunk's `ret`
         self._real_return = emu.do_call_return
         self._handlers = {}       # (module, routine) -> speakeasy's handler lookup, which is static
+        self._hooks = {}          # (module, routine) -> its API hooks, until one is added
+        add_api_hook = emu.add_api_hook
+
+        def add_api_hook_and_forget(*args, **kwargs):
+            self._hooks.clear()
+            return add_api_hook(*args, **kwargs)
+
+        emu.add_api_hook = add_api_hook_and_forget
         self.image_begin, self.image_end = _image_range(emu, module)
         # speakeasy starts with the range "unmapped" (emu_hooks_set) and toggles it around each
         # call; map it once, and make its toggles no-ops on this instance.
@@ -156,7 +167,9 @@ class FastCalls:
                 mod, func_attrs = emu.normalize_import_miss(dll, name)
             handler = self._handlers[key] = (mod, func_attrs)
         mod, func_attrs = handler
-        hooks = emu.get_api_hooks(dll, name)
+        hooks = self._hooks.get(key)
+        if hooks is None:
+            hooks = self._hooks[key] = emu.get_api_hooks(dll, name)
         if not hooks:
             return emu.handle_import_func(dll, name)
         oret = self._ret_address()
