@@ -8,7 +8,11 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# unicorn 1.0.2 imports distutils only to find its library; the standard library's distutils answers
+# that as setuptools' copy (the venv's default) does, and imports a third as much.
+os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib')
 
+from emukernel import bench  # noqa: E402
 from emukernel import run as runner  # noqa: E402
 from emukernel.errors import HarnessError  # noqa: E402
 from emukernel.scenario import load  # noqa: E402
@@ -23,6 +27,12 @@ def main(argv=None):
                         help='also run once per fallible call DriverEntry makes, with that call failing')
     parser.add_argument('--count-instructions', action='store_true',
                         help='count the instructions each callback executes inside the image')
+    parser.add_argument('--jobs', type=int, default=1, metavar='N',
+                        help='run the variants and fault runs in N processes (the report is the same)')
+    parser.add_argument('--bench', action='store_true',
+                        help='measure instead of audit: kernel-call dispatch rate and run times (bench.py)')
+    parser.add_argument('--bench-run', action='append', default=[], metavar='NAME',
+                        help='with --bench: also time this scenario run ("scenario" or a variant name)')
     args = parser.parse_args(argv)
 
     try:
@@ -33,9 +43,13 @@ def main(argv=None):
             head = f.read(2)
         if head != b'MZ':
             raise HarnessError('%s is not a PE image' % args.image)
+        if args.bench:
+            _write_atomically(args.report, json.dumps(bench.measure(
+                os.path.abspath(args.image), scenario, args.bench_run), indent=2) + '\n')
+            return 0
         report = runner.run_all(os.path.abspath(args.image), scenario, args.faults,
-                                args.count_instructions, progress=_progress)
-    except HarnessError as e:
+                                args.count_instructions, progress=_progress, jobs=max(1, args.jobs))
+    except (HarnessError, bench.BenchError) as e:
         print('harness: error: %s' % e, file=sys.stderr)
         return 2
 

@@ -6,7 +6,15 @@
 //! - the instructions each callback invocation executes inside the image, counted by the harness
 //!   (`--count-instructions`) on the release image: budget `callback-instruction-budget`;
 //! - signing and packaging every driver for x64 and arm64 (release), once the images are built and
-//!   the test certificate exists: budget [`PACKAGE_BUDGET_SECS`].
+//!   the test certificate exists: budget [`PACKAGE_BUDGET_SECS`];
+//! - the emulated kernel (`harness.py --bench`, `xtask/emu/emukernel/bench.py`) on the release
+//!   wfp-callout image: kernel-call dispatch (a no-op routine called through an import address
+//!   20,000 times), at least [`DISPATCH_BUDGET_CALLS_PER_SEC`], and its scenario run
+//!   [`WFP_BENCH_RUN`] from load to audit, at most [`WFP_RUN_BUDGET_SECS`]. Both are judged on the
+//!   harness process's CPU time, the emulator's own speed whatever else the machine runs (it is
+//!   one thread); the wall time and the load average are shown beside it;
+//! - a warm `cargo xtask deploy` (emulated kernel, every driver; run once untimed first), wall
+//!   clock, which is what a developer waits for: budget [`DEPLOY_BUDGET_SECS`].
 //!
 //! Budgets are measured, not asserted: an overrun is printed as OVER BUDGET and the exit status
 //! stays 0; only a measurement that could not be made fails the command.
@@ -32,6 +40,17 @@ pub const BUILD_BUDGET_SECS: f64 = 20.0;
 /// Seconds signing and packaging every driver for both architectures may take, after the build.
 pub const PACKAGE_BUDGET_SECS: f64 = 2.0;
 
+/// Kernel calls per second the emulated kernel must dispatch (issue #14).
+pub const DISPATCH_BUDGET_CALLS_PER_SEC: f64 = 20_000.0;
+
+/// The wfp-callout scenario run timed by `bench`, and its budget in seconds.
+pub const WFP_BENCH_RUN: &str = "unload with 1,000 live flows";
+/// Seconds [`WFP_BENCH_RUN`] may take (load, DriverEntry, 1,000 flows, DriverUnload, audit).
+pub const WFP_RUN_BUDGET_SECS: f64 = 1.0;
+
+/// Seconds a warm `cargo xtask deploy` of every driver to the emulated kernel may take.
+pub const DEPLOY_BUDGET_SECS: f64 = 6.0;
+
 /// One measurement against its budget.
 #[derive(Clone, Debug, PartialEq)]
 struct Row {
@@ -41,6 +60,8 @@ struct Row {
     /// Shown instead of `value unit` when set (e.g. `max 37, mean 30.5 over 4 calls`).
     shown: Option<String>,
     budget: Option<f64>,
+    /// The budget is a floor (calls per second), not a ceiling.
+    at_least: bool,
     /// A line shown under the row (which events invoked a callback).
     note: Option<String>,
     /// More fields for `--json` (`kind`, `driver`, ...).
@@ -49,7 +70,13 @@ struct Row {
 
 impl Row {
     fn over(&self) -> bool {
-        self.budget.is_some_and(|b| self.value > b)
+        self.budget.is_some_and(|b| {
+            if self.at_least {
+                self.value < b
+            } else {
+                self.value > b
+            }
+        })
     }
 
     fn verdict(&self) -> &'static str {
@@ -63,7 +90,7 @@ impl Row {
     fn to_json(&self) -> Value {
         let mut v = json!({
             "measure": self.measure, "value": self.value, "unit": self.unit,
-            "budget": self.budget, "over_budget": self.over(),
+            "budget": self.budget, "budget_is_minimum": self.at_least, "over_budget": self.over(),
         });
         if let (Some(map), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
             map.extend(extra.clone());
@@ -148,6 +175,7 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
             unit: "s",
             shown: Some(format!("{secs:.1} s")),
             budget: Some(BUILD_BUDGET_SECS),
+            at_least: false,
             note: None,
             extra: json!({"kind": "clean_build_seconds"}),
         }),
@@ -171,8 +199,40 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
             unit: "s",
             shown: Some(format!("{secs:.2} s")),
             budget: Some(PACKAGE_BUDGET_SECS),
+            at_least: false,
             note: None,
             extra: json!({"kind": "sign_package_seconds", "drivers": drivers.len(), "architectures": 2}),
+        }),
+        Err(e) => errors.push(e.to_string()),
+    }
+
+    // (e) The emulated kernel, on the release wfp-callout image built in (b).
+    if let Some(wfp) = placed.iter().find(|d| d.name == "wfp-callout") {
+        match emulator_rows(ws, wfp) {
+            Ok(r) => rows.extend(r),
+            Err(e) => errors.push(e.to_string()),
+        }
+    } else {
+        errors.push("the emulator measurements need the release wfp-callout image".to_owned());
+    }
+    // (f) A warm deploy to the emulated kernel.
+    match deploy_secs(ws) {
+        Ok(secs) => rows.push(Row {
+            measure: format!(
+                "warm `cargo xtask deploy`, {} driver(s), emulated kernel",
+                drivers.len()
+            ),
+            value: secs,
+            unit: "s",
+            shown: Some(format!(
+                "{secs:.1} s ({} CPU(s), load {})",
+                crate::process::jobs(),
+                load_average()
+            )),
+            budget: Some(DEPLOY_BUDGET_SECS),
+            at_least: false,
+            note: None,
+            extra: json!({"kind": "deploy_seconds", "drivers": drivers.len()}),
         }),
         Err(e) => errors.push(e.to_string()),
     }
@@ -230,6 +290,7 @@ fn measure_sizes<'a>(
                     unit: "bytes",
                     shown: Some(format!("{bytes} B")),
                     budget: d.size_budget.map(as_f64),
+                    at_least: false,
                     note: None,
                     extra: json!({"kind": "image_bytes", "driver": d.name, "bytes": bytes}),
                 });
@@ -249,8 +310,8 @@ fn measure_callbacks(
     errors: &mut Vec<String>,
 ) {
     let opts = Options {
-        faults: false,
         count_instructions: true,
+        ..Options::default()
     };
     let runs = match emulate::emulate(
         ws,
@@ -321,6 +382,7 @@ fn unload_rows(d: &Driver, report: &Value) -> Vec<Row> {
                 unit: "instructions",
                 shown: Some(format!("{n} instructions, {calls} kernel calls")),
                 budget: None,
+                at_least: false,
                 note: None,
                 extra: json!({
                     "kind": "unload_instructions", "driver": d.name, "run": name,
@@ -346,6 +408,7 @@ fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<R
                 c.counts.len()
             )),
             budget: d.callback_instruction_budget.map(as_f64),
+            at_least: false,
             note: Some(format!("invoked by: {}", c.events.join("; "))),
             extra: json!({
                 "kind": "callback_instructions", "driver": d.name, "callback": addr,
@@ -353,6 +416,146 @@ fn callback_rows(d: &Driver, counts: &BTreeMap<String, CallbackCounts>) -> Vec<R
             }),
         })
         .collect()
+}
+
+/// `harness.py --bench` on the placed release image of `wfp`: the dispatch rate and the time of
+/// [`WFP_BENCH_RUN`].
+fn emulator_rows(ws: &Workspace, wfp: &Driver) -> Result<Vec<Row>> {
+    let (image, scenario) = emulate::inputs(ws, wfp, Profile::Release)?;
+    let harness = emulate::Harness::locate(ws)?;
+    let out = ws.layout.emu_report(&wfp.name, "bench-emulator.json");
+    crate::files::remove_if_exists(&out)?;
+    eprintln!(
+        "  measuring the emulated kernel on {} (release)...",
+        wfp.name
+    );
+    let mut cmd = Command::new(&harness.python);
+    cmd.arg(&harness.script)
+        .arg("--image")
+        .arg(&image)
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&out)
+        .args(["--bench", "--bench-run", WFP_BENCH_RUN]);
+    let (status, stderr) = run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}"))?;
+    if !status.success() {
+        bail!(
+            "harness.py --bench failed ({status}):\n{}",
+            tail(&stderr, 15)
+        );
+    }
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?,
+    )
+    .with_context(|| format!("reading {}", out.display()))?;
+    emulator_rows_from(&doc, &load_average())
+}
+
+/// The rows of a `harness.py --bench` document.
+fn emulator_rows_from(doc: &Value, load: &str) -> Result<Vec<Row>> {
+    let num = |v: &Value, k: &str| -> Result<f64> {
+        match v.get(k).and_then(Value::as_f64) {
+            Some(n) => Ok(n),
+            None => bail!("harness.py --bench: no number `{k}`"),
+        }
+    };
+    let versions = doc.get("versions").cloned().unwrap_or(Value::Null);
+    let Some(dispatch) = doc.get("dispatch") else {
+        bail!("harness.py --bench: no `dispatch`");
+    };
+    let (calls, secs, cpu) = (
+        num(dispatch, "calls")?,
+        num(dispatch, "seconds")?,
+        num(dispatch, "cpu_seconds")?,
+    );
+    let mut rows = vec![Row {
+        measure: "emulated kernel-call dispatch (no-op routine, through an import address)".into(),
+        value: calls / cpu,
+        unit: "calls/s",
+        shown: Some(format!(
+            "{:.0} calls per CPU second ({:.0} per wall second, load {load})",
+            calls / cpu,
+            calls / secs
+        )),
+        budget: Some(DISPATCH_BUDGET_CALLS_PER_SEC),
+        at_least: true,
+        note: None,
+        extra: json!({"kind": "dispatch_calls_per_second", "calls": calls, "seconds": secs,
+                      "cpu_seconds": cpu, "versions": versions}),
+    }];
+    let runs = doc
+        .get("runs")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let Some(run) = runs
+        .iter()
+        .find(|r| r.get("run").and_then(Value::as_str) == Some(WFP_BENCH_RUN))
+    else {
+        bail!("harness.py --bench did not time the run `{WFP_BENCH_RUN}`");
+    };
+    if run.get("passed").and_then(Value::as_bool) != Some(true) {
+        bail!(
+            "the run `{WFP_BENCH_RUN}` did not pass while being timed (see cargo xtask emulate wfp-callout --release)"
+        );
+    }
+    let (secs, cpu, calls) = (
+        num(run, "seconds")?,
+        num(run, "cpu_seconds")?,
+        num(run, "kernel_calls")?,
+    );
+    rows.push(Row {
+        measure: format!("wfp-callout run \"{WFP_BENCH_RUN}\" (load to audit)"),
+        value: cpu,
+        unit: "s",
+        shown: Some(format!(
+            "{cpu:.2} s CPU ({secs:.2} s wall, load {load}), {calls:.0} kernel calls, {:.0} calls per CPU second",
+            calls / cpu
+        )),
+        budget: Some(WFP_RUN_BUDGET_SECS),
+        at_least: false,
+        note: None,
+        extra: json!({"kind": "wfp_run_seconds", "run": WFP_BENCH_RUN, "cpu_seconds": cpu,
+                      "seconds": secs, "kernel_calls": calls}),
+    });
+    Ok(rows)
+}
+
+/// Times `cargo xtask deploy` (this xtask's own `deploy`, emulated kernel, debug) after one untimed
+/// run that builds, packages and warms whatever the first needs.
+fn deploy_secs(ws: &Workspace) -> Result<f64> {
+    let exe = std::env::current_exe().context("finding xtask's own executable")?;
+    let run = || -> Result<std::time::Duration> {
+        let start = Instant::now();
+        let out = Command::new(&exe)
+            .arg("deploy")
+            .current_dir(&ws.root)
+            .output()
+            .with_context(|| format!("running {} deploy", exe.display()))?;
+        let took = start.elapsed();
+        if !out.status.success() {
+            bail!(
+                "cargo xtask deploy failed ({}):\n{}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 15)
+            );
+        }
+        Ok(took)
+    };
+    eprintln!("  cargo xtask deploy (warming up, not timed)...");
+    run()?;
+    eprintln!("  cargo xtask deploy (timed)...");
+    let took = run()?;
+    eprintln!("  deploy took {}", elapsed(took));
+    Ok(took.as_secs_f64())
+}
+
+/// The 1-minute load average (`/proc/loadavg`), to read the wall times by; `?` elsewhere.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// Builds the release images for both architectures (not timed), then times signing and packaging
@@ -417,7 +620,11 @@ fn clean_build_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
 fn render(rows: &[Row]) -> String {
     let budget = |r: &Row| match r.budget {
         // Budgets are whole numbers in their units.
-        Some(b) => format!("{b} {}", r.unit.split(' ').next().unwrap_or_default()),
+        Some(b) => format!(
+            "{}{b} {}",
+            if r.at_least { ">= " } else { "" },
+            r.unit.split(' ').next().unwrap_or_default()
+        ),
         None => "-".to_owned(),
     };
     let shown = |r: &Row| {
@@ -551,6 +758,33 @@ mod tests {
     }
 
     #[test]
+    fn emulator_rows_judge_cpu_time_against_their_budgets() {
+        let doc = |calls_cpu: f64, run_cpu: f64, passed: bool| {
+            json!({"schema": 1, "versions": {"speakeasy": "1.5.11"},
+                   "dispatch": {"calls": 20000, "seconds": 2.0, "cpu_seconds": calls_cpu},
+                   "runs": [{"run": WFP_BENCH_RUN, "seconds": 3.0, "cpu_seconds": run_cpu,
+                             "kernel_calls": 12086, "passed": passed}]})
+        };
+        let rows = emulator_rows_from(&doc(0.5, 0.8, true), "0.5").unwrap();
+        assert_eq!(rows.len(), 2);
+        // 20,000 calls in 0.5 CPU seconds: 40,000/s, above the 20,000 floor.
+        assert!((rows[0].value - 40_000.0).abs() < 1e-6);
+        assert_eq!(rows[0].verdict(), "ok");
+        assert_eq!(rows[1].verdict(), "ok");
+        assert!(render(&rows).contains(">= 20000 calls/s"), "{}", render(&rows));
+        // Below the floor, above the ceiling.
+        let slow = emulator_rows_from(&doc(2.0, 1.5, true), "0.5").unwrap();
+        assert_eq!(slow[0].verdict(), "OVER BUDGET");
+        assert_eq!(slow[1].verdict(), "OVER BUDGET");
+        assert_eq!(slow[0].to_json()["budget_is_minimum"], true);
+        // A run that failed while timed is not a measurement.
+        let e = emulator_rows_from(&doc(0.5, 0.8, false), "0.5").unwrap_err().to_string();
+        assert!(e.contains("did not pass"), "{e}");
+        let e = emulator_rows_from(&json!({"schema": 1}), "0.5").unwrap_err().to_string();
+        assert!(e.contains("no `dispatch`"), "{e}");
+    }
+
+    #[test]
     fn a_row_without_budget_is_never_over() {
         let r = Row {
             measure: "x".into(),
@@ -558,6 +792,7 @@ mod tests {
             unit: "bytes",
             shown: None,
             budget: None,
+            at_least: false,
             note: None,
             extra: json!({"kind": "image_bytes"}),
         };

@@ -56,6 +56,8 @@ pub struct Options {
     pub faults: bool,
     /// `--count-instructions`: instructions per callback invocation.
     pub count_instructions: bool,
+    /// `--jobs`: processes the harness runs its variant and fault runs in (0 or 1: one).
+    pub jobs: usize,
 }
 
 /// How one driver's emulation ended.
@@ -103,7 +105,7 @@ pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
     let drivers = ws.select(&args.drivers)?;
     let opts = Options {
         faults: args.faults,
-        count_instructions: false,
+        ..Options::default()
     };
     // Scenarios first: no build for a driver that could not be run anyway.
     let problems: Vec<String> = drivers
@@ -213,24 +215,51 @@ pub fn emulate(
         bail!("{}", problems.join("\n"));
     }
     let harness = Harness::locate(ws)?;
+    // Drivers run side by side, each harness with the processes left over for its own runs
+    // (one driver alone gets them all); reports and output come in the drivers' order.
+    let jobs = crate::process::jobs();
+    let opts = Options {
+        jobs: (jobs / jobs.min(planned.len())).max(1),
+        ..opts
+    };
     let mut runs = Vec::new();
-    for (d, image, scenario) in planned {
-        let report_path = ws.layout.emu_report(&d.name, report_name);
-        eprintln!(
-            "  emulating {} ({profile}{})...",
-            d.name,
-            if opts.faults {
-                ", with fault sweep"
-            } else {
-                ""
+    crate::process::parallel_ordered(
+        planned.len(),
+        jobs,
+        |i| {
+            let (d, image, scenario) = &planned[i];
+            let report_path = ws.layout.emu_report(&d.name, report_name);
+            let mut progress = Vec::new();
+            let run = run_harness_showing(
+                &harness,
+                &d.name,
+                image,
+                scenario,
+                &report_path,
+                opts,
+                &mut |line| progress.push(line.to_owned()),
+            );
+            (run, progress)
+        },
+        |i, (run, progress)| {
+            eprintln!(
+                "  emulating {} ({profile}{})...",
+                planned[i].0.name,
+                if opts.faults {
+                    ", with fault sweep"
+                } else {
+                    ""
+                }
+            );
+            for line in progress {
+                eprintln!("    {line}");
             }
-        );
-        let run = run_harness(&harness, &d.name, &image, &scenario, &report_path, opts);
-        if print {
-            print_run(&run);
-        }
-        runs.push(run);
-    }
+            if print {
+                print_run(&run);
+            }
+            runs.push(run);
+        },
+    );
     if print {
         println!("{}", summary(&runs));
     }
@@ -245,6 +274,27 @@ pub fn run_harness(
     scenario: &Path,
     report_path: &Path,
     opts: Options,
+) -> DriverRun {
+    run_harness_showing(
+        harness,
+        driver,
+        image,
+        scenario,
+        report_path,
+        opts,
+        &mut |line| eprintln!("    {line}"),
+    )
+}
+
+/// [`run_harness`], with each line of the harness's progress (stderr) given to `show`.
+pub fn run_harness_showing(
+    harness: &Harness,
+    driver: &str,
+    image: &Path,
+    scenario: &Path,
+    report_path: &Path,
+    opts: Options,
+    show: &mut dyn FnMut(&str),
 ) -> DriverRun {
     // A report left by an earlier run must not be taken for this run's.
     if let Err(e) = files::remove_if_exists(report_path) {
@@ -271,7 +321,10 @@ pub fn run_harness(
     if opts.count_instructions {
         cmd.arg("--count-instructions");
     }
-    let (status, stderr) = match run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}")) {
+    if opts.jobs > 1 {
+        cmd.arg("--jobs").arg(opts.jobs.to_string());
+    }
+    let (status, stderr) = match run_teeing_stderr(&mut cmd, show) {
         Ok(r) => r,
         Err(e) => {
             let e = Error::new(format!(
@@ -445,7 +498,7 @@ sys.exit(0 if passed else 1)
             let report = self.dir.join("emu/fake/report.json");
             let opts = Options {
                 faults,
-                count_instructions: false,
+                ..Options::default()
             };
             run_harness(
                 &self.harness,

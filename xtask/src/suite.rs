@@ -514,7 +514,7 @@ fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
         }
         let opts = Options {
             faults: true,
-            count_instructions: false,
+            ..Options::default()
         };
         match emulate::emulate(
             ws,
@@ -551,52 +551,99 @@ fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
         (Ok(s), Ok(h)) => (s, h),
         (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
     };
-    for scenario in scenarios {
-        let stem = scenario
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let what = format!("fixture {name} {stem} is caught");
-        let expect = match fixtures::read_expect(&harness.python, &scenario) {
-            Ok(e) => e,
-            Err(e) => {
-                t.record(false, format!("{what}: {e}"));
-                continue;
+    // The scenarios are independent runs: side by side, reported in their order.
+    crate::process::parallel_ordered(
+        scenarios.len(),
+        crate::process::jobs(),
+        |i| fixture_scenario(ws, &harness, name, &image, &scenarios[i]),
+        |_, (what, progress, result)| {
+            for line in progress {
+                eprintln!("{line}");
             }
-        };
-        let report = ws.layout.emu_report(name, &format!("{stem}.json"));
-        let opts = Options {
-            faults: expect.fault_sweep,
-            count_instructions: false,
-        };
-        eprintln!(
-            "  emulating {name} with {stem}.toml{}...",
-            if opts.faults {
-                ", with fault sweep"
-            } else {
-                ""
-            }
-        );
-        let run = emulate::run_harness(&harness, name, &image, &scenario, &report, opts);
-        match fixtures::verdict(&run.outcome, &expect) {
-            Ok(()) => {
-                let wanted = if expect.failures.is_empty() {
-                    "a failing run".to_owned()
-                } else {
-                    expect.failures.join("; ")
-                };
-                println!("  ✓ {name} {stem}: caught, as expected ({wanted})");
-                t.record(true, what);
-            }
-            Err(e) => {
-                if let Some(r) = run.outcome.report() {
-                    print!("{}", crate::report::render(r));
+            match result {
+                Ok(message) => {
+                    println!("{message}");
+                    t.record(true, what);
                 }
-                println!("  ✗ {name} {stem}: {e}");
-                t.record(false, format!("{what}: {e}"));
+                Err((rendered, message, failure)) => {
+                    print!("{rendered}");
+                    if !message.is_empty() {
+                        println!("{message}");
+                    }
+                    t.record(false, failure);
+                }
             }
+        },
+    );
+}
+
+/// What one fixture scenario's check says: (the check, the harness's progress lines, Ok(the line
+/// to print) or Err((the report shown, the line to print, the failure recorded))).
+type FixtureCheck = (
+    String,
+    Vec<String>,
+    Result<String, (String, String, String)>,
+);
+
+fn fixture_scenario(
+    ws: &Workspace,
+    harness: &Harness,
+    name: &str,
+    image: &std::path::Path,
+    scenario: &std::path::Path,
+) -> FixtureCheck {
+    let stem = scenario
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let what = format!("fixture {name} {stem} is caught");
+    let expect = match fixtures::read_expect(&harness.python, scenario) {
+        Ok(e) => e,
+        Err(e) => {
+            let failure = format!("{what}: {e}");
+            return (
+                what,
+                Vec::new(),
+                Err((String::new(), String::new(), failure)),
+            );
         }
-    }
+    };
+    let report = ws.layout.emu_report(name, &format!("{stem}.json"));
+    let opts = Options {
+        faults: expect.fault_sweep,
+        ..Options::default()
+    };
+    let mut progress = vec![format!(
+        "  emulating {name} with {stem}.toml{}...",
+        if opts.faults {
+            ", with fault sweep"
+        } else {
+            ""
+        }
+    )];
+    let run =
+        emulate::run_harness_showing(harness, name, image, scenario, &report, opts, &mut |line| {
+            progress.push(format!("    {line}"));
+        });
+    let result = match fixtures::verdict(&run.outcome, &expect) {
+        Ok(()) => {
+            let wanted = if expect.failures.is_empty() {
+                "a failing run".to_owned()
+            } else {
+                expect.failures.join("; ")
+            };
+            Ok(format!("  ✓ {name} {stem}: caught, as expected ({wanted})"))
+        }
+        Err(e) => Err((
+            run.outcome
+                .report()
+                .map(crate::report::render)
+                .unwrap_or_default(),
+            format!("  ✗ {name} {stem}: {e}"),
+            format!("{what}: {e}"),
+        )),
+    };
+    (what, progress, result)
 }
 
 /// The last line of `cargo xtask test`, which `.ci/run`'s readers parse.

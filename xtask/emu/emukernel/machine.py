@@ -20,7 +20,9 @@ import speakeasy
 import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
+from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
+from .watch import Watches
 
 # How many instructions one run (DriverEntry, a callback, DriverUnload) may take before it is
 # declared hung. The drivers here execute a few thousand at most.
@@ -88,6 +90,8 @@ class Machine:
     def __init__(self, image_path, fault=None, count_instructions=False):
         self.se = speakeasy.Speakeasy(config=_config())
         self.module = self.se.load_module(image_path)
+        self.fastcalls = FastCalls(self.se.emu, self.module)  # kernel calls without a fault each (fastcall.py)
+        self.watches = Watches(self)
         self.image_base = self.module.base
         self.image_end = self.module.base + self.module.image_size
         self.calls = []
@@ -213,6 +217,11 @@ class Machine:
     def cdecl_args(self, count):
         """The first `count` arguments of a variadic (cdecl) call, read from registers and stack."""
         return self.se.emu.get_func_argv(CDECL, count)
+
+    def watch(self, start, length, function):
+        """Calls `function(emu, access, address, size, value, ctx)` on every emulated read or write
+        whose address lies in the range (one hook per page: watch.py)."""
+        self.watches.watch(start, length, function)
 
     def log_line(self, text):
         self.log.append(text)

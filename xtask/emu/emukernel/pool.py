@@ -78,8 +78,7 @@ class Pool:
                 % (length, where, address, block[0], _tag(block[1]), block[2], self.m.phase),
                 code=PAGE_FAULT_IN_NONPAGED_AREA, params=(where,)))
 
-        self.m.se.add_mem_read_hook(touched, begin=address, end=address + size - 1)
-        self.m.se.add_mem_write_hook(touched, begin=address, end=address + size - 1)
+        self.m.watch(address, size, touched)
 
     def audit(self):
         leaks = ['0x%x (%d bytes, tag %r, allocated during %s)' % (a, s, _tag(t), p)

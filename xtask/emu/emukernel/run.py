@@ -161,7 +161,10 @@ class Run:
         return used
 
 
-def run_all(image, scenario, faults, count_instructions, progress):
+def run_all(image, scenario, faults, count_instructions, progress, jobs=1):
+    """The scenario run, then each variant and (with `faults`) each fault run, each on a fresh
+    machine. The runs after the first are independent: with `jobs` > 1 they run in that many
+    processes; the report and the progress lines keep the same order either way."""
     # The image's name: two images built from one crate (variants) share a scenario folder.
     driver = os.path.splitext(os.path.basename(image))[0]
     routines = {}
@@ -173,14 +176,8 @@ def run_all(image, scenario, faults, count_instructions, progress):
     runs.append(first.report('scenario', 'scenario'))
     routines.update(first.routines())
 
-    for variant in scenario.variants:
-        name = 'scenario: %s' % variant.name
-        progress('%s: %s' % (driver, name))
-        run = Run(image, variant, count_instructions=count_instructions)
-        run.execute(run_steps=True)
-        runs.append(run.report(name, 'scenario'))
-        routines.update({k: v for k, v in run.routines().items() if k not in routines})
-
+    plans = [('scenario: %s' % variant.name, 'scenario', variant, None, True)
+             for variant in scenario.variants]
     if faults:
         if not _nt_success(first.status):
             raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
@@ -191,11 +188,13 @@ def run_all(image, scenario, faults, count_instructions, progress):
             args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence))
             value, label = probe(args)
             name = 'fault %d/%d: %s call #%d fails (%s)' % (index, len(plan), routine, occurrence, label)
-            progress('%s: %s' % (driver, name))
-            run = Run(image, scenario, fault=Fault(routine, occurrence, value, label))
-            run.execute(run_steps=False)
-            runs.append(run.report(name, 'fault'))
-            routines.update({k: v for k, v in run.routines().items() if k not in routines})
+            plans.append((name, 'fault', scenario, Fault(routine, occurrence, value, label), False))
+    tasks = [(image, s, fault, count_instructions if kind == 'scenario' else False, steps, name, kind)
+             for name, kind, s, fault, steps in plans]
+    first = None  # its machine is no longer needed: free it before forking
+    for report, used in _map(_one_run, tasks, jobs, driver, progress):
+        runs.append(report)
+        routines.update({k: v for k, v in used.items() if k not in routines})
 
     split = {'speakeasy': sorted(k for k, v in routines.items() if v == 'speakeasy'),
              'modelled': sorted(k for k, v in routines.items() if v == 'model')}
@@ -203,10 +202,43 @@ def run_all(image, scenario, faults, count_instructions, progress):
         'schema': 1,
         'driver': driver,
         'image': image,
+        'versions': versions(),
         'passed': all(r['passed'] for r in runs),
         'routines': split,
         'runs': runs,
     }
+
+
+def versions():
+    """What ran the driver: the emulator, its CPU engine and the interpreter."""
+    import platform
+
+    import speakeasy.version
+    import unicorn
+    return {'speakeasy': speakeasy.version.__version__, 'unicorn': unicorn.__version__,
+            'python': platform.python_version()}
+
+
+def _one_run(task):
+    image, scenario, fault, count_instructions, run_steps, name, kind = task
+    run = Run(image, scenario, fault=fault, count_instructions=count_instructions)
+    run.execute(run_steps=run_steps)
+    return run.report(name, kind), run.routines()
+
+
+def _map(function, tasks, jobs, driver, progress):
+    """`function` over `tasks`, in order; with jobs > 1 in forked worker processes. Each task's
+    progress line is shown when its result is taken, so the lines keep the tasks' order."""
+    if jobs <= 1 or len(tasks) < 2:
+        for task in tasks:
+            progress('%s: %s' % (driver, task[5]))
+            yield function(task)
+        return
+    import multiprocessing
+    with multiprocessing.get_context('fork').Pool(min(jobs, len(tasks))) as pool:
+        for task, result in zip(tasks, pool.imap(function, tasks)):
+            progress('%s: %s' % (driver, task[5]))
+            yield result
 
 
 def _nth_call(calls, routine, occurrence):
