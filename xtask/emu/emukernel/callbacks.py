@@ -20,6 +20,7 @@ no reference to; an object deleted while registrations on it remain (ExUnregiste
 then touch freed memory); a callback entered after its unregistration returned.
 """
 
+from . import lockorder
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -52,6 +53,11 @@ class CallbackObject:
 
     def total_refs(self):
         return self.driver_refs + (1 if self.system or self.permanent else 0)
+
+    def list_lock(self):
+        """The object's callback list, held while its callbacks run (lockorder.py)."""
+        return (('kernel', 'callback list', self.address),
+                'the callback list of %s (held while its callbacks run)' % self.name)
 
 
 class Registration:
@@ -166,6 +172,7 @@ class ExCallbacks:
     def register(self, argv, orig):
         address, function, context = argv
         obj = self._object('ExRegisterCallback', address)
+        lockorder.of(self.m).momentary(*obj.list_lock())
         if obj.registrations and not obj.allow_multiple:
             return 0
         handle = self.m.alloc(0x30, 'CallbackRegistration')
@@ -187,6 +194,7 @@ class ExCallbacks:
         if reg.obj.deleted:
             raise violation('ExUnregisterCallback on %s after the object was deleted by its last '
                             'ObDereferenceObject: the registration went with it' % reg.obj.name)
+        lockorder.of(self.m).momentary(*reg.obj.list_lock())
         reg.obj.registrations.remove(reg)
         reg.state = 'unregistering'
         races = [r for r in self.armed_races if r[0].upper() == reg.obj.name.upper()]
@@ -215,12 +223,21 @@ class ExCallbacks:
             raise violation('ExNotifyCallback on %s: drivers must not notify the system-defined '
                             'callback objects' % obj.name)
         regs = list(obj.registrations)
+        order = lockorder.of(self.m)
         if regs:
             label = 'ExNotifyCallback(%s, 0x%x, 0x%x) from the driver' % (obj.name, argument1, argument2)
+            order.acquire(*obj.list_lock())
+
+            def after(i):
+                self._leave(regs[i], label)
+                if i == len(regs) - 1:
+                    order.release(obj.list_lock()[0])
+
             self.m.call_back_before_return(
                 [(r.function, [r.context, argument1, argument2]) for r in regs],
-                before=lambda i: self._enter(regs[i], label),
-                after=lambda i: self._leave(regs[i], label))
+                before=lambda i: self._enter(regs[i], label), after=after)
+        else:
+            order.momentary(*obj.list_lock())
         return None
 
     def deliver(self, name, argument1, argument2, irql):
@@ -229,12 +246,15 @@ class ExCallbacks:
         if obj is None or obj.deleted:
             return 'no callback object %s exists' % name
         label = 'notify %s (0x%x, 0x%x) at %s' % (name, argument1, argument2, irql_name(irql))
+        order = lockorder.of(self.m)
+        order.acquire(*obj.list_lock())
         for reg in list(obj.registrations):
             self._enter(reg, label)
             self.m.call(reg.function, [reg.context, argument1, argument2], phase=label, irql=irql)
             self._leave(reg, label)
             if self.m.stop is not None:
                 break
+        order.release(obj.list_lock()[0])
         return '%d routine(s) called' % len(obj.registrations)
 
     def run_step(self, step):

@@ -141,6 +141,9 @@ class Machine:
             # A model already stopped the machine; speakeasy may still finish the current call.
             return 0
         try:
+            checks = getattr(self, 'irql_checks', None)
+            if checks is not None:
+                checks.check_call(routine, argv)  # irql_table.py: every call, whoever handles it
             if routine in self.fallible and self.phase == 'DriverEntry':
                 self.occurrences[routine] += 1
                 n = self.occurrences[routine]

@@ -27,6 +27,7 @@ driver was gone).
 
 import struct
 
+from . import lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, irql_name, require
 
@@ -39,12 +40,13 @@ SYNCHRONIZATION_EVENT = 1
 class Deferred:
     """Work a routine promised to do later, on another processor."""
 
-    def __init__(self, function, args, label, before=None, after=None):
+    def __init__(self, function, args, label, before=None, after=None, locks=()):
         self.function = function
         self.args = list(args)
         self.label = label
         self.before = before
         self.after = after
+        self.locks = list(locks)      # [(key, name)] the kernel holds while it runs (lockorder.py)
 
 
 class Sync:
@@ -78,6 +80,7 @@ class Sync:
                            'forever' % (lock, self.m.phase))
         self.locks[lock] = self.m.irql
         self.acquisitions += 1
+        lockorder.of(self.m).acquire(('spin lock', lock), 'spin lock 0x%x' % lock)
         previous = self.m.irql
         self.m.irql = DISPATCH_LEVEL
         return previous
@@ -90,6 +93,7 @@ class Sync:
             raise violation('KeReleaseSpinLock(0x%x, %s): not the IRQL KeAcquireSpinLock returned'
                             % (lock, irql_name(new_irql)))
         del self.locks[lock]
+        lockorder.of(self.m).release(('spin lock', lock))
         self.m.irql = new_irql
         return None
 
@@ -158,13 +162,18 @@ class Sync:
                            'left to run will set: it would never return' % (address, self.m.phase))
         work, self.deferred = self.deferred, []
 
+        order = lockorder.of(self.m)
+
         def before(i):
+            # Another processor runs it: the waiting thread's locks are not held there.
+            order.switch_to(work[i].locks)
             if work[i].before:
                 work[i].before()
 
         def after(i):
             if work[i].after:
                 work[i].after()
+            order.switch_back()
             if i == len(work) - 1 and self.m.stop is None:
                 if not self.events[address]['signalled']:
                     self.m.halt(deadlock(
@@ -186,8 +195,8 @@ class Sync:
 
     # ---- deferred work --------------------------------------------------------------------------
 
-    def defer(self, function, args, label, before=None, after=None):
-        self.deferred.append(Deferred(function, args, label, before, after))
+    def defer(self, function, args, label, before=None, after=None, locks=()):
+        self.deferred.append(Deferred(function, args, label, before, after, locks))
 
     def pending(self):
         return list(self.deferred)

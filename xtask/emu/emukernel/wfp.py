@@ -55,8 +55,10 @@ import ipaddress
 import struct
 import uuid
 
+from . import lockorder
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
+from .irql_table import CALLBACKS
 from .scenario import REQUIRED
 
 STATUS_SUCCESS = 0
@@ -114,6 +116,10 @@ MAX_FIELDS = 32
 METADATA_SIZE = 288
 PROTOCOLS = {'tcp': 6, 'udp': 17, 'icmp': 1}
 POISON = 0xDD
+# The engine's flow lock (lockorder.py): held while FwpsFlowAssociateContext0 and
+# FwpsFlowRemoveContext0 run and while the engine calls flowDeleteFn. Not documented either way:
+# the model takes the stricter reading, that such a lock exists.
+FLOW_LOCK = (('kernel', 'wfp flow lock'), "the filter engine's flow lock")
 
 
 def _guid(data):
@@ -421,12 +427,15 @@ class Wfp:
 
         def before(i):
             previous['phase'] = self.m.phase
+            previous['irql'] = self.m.irql
             self.m.phase = label
+            self.m.irql = CALLBACKS['notifyFn'][0]
             self._enter()
 
         def after(i):
             self._leave(label, regs[i][0], 'notify')
             self.m.phase = previous.get('phase', self.m.phase)
+            self.m.irql = previous.get('irql', self.m.irql)
             rv = self.m.se.reg_read('rax') & 0xFFFFFFFF
             if notify_type == NOTIFY_ADD_FILTER and rv >= 0x80000000:
                 self.rule_breaks.append('notifyFn vetoed filter %d (%s): this harness expects the '
@@ -520,6 +529,7 @@ class Wfp:
         flow = self.flows.get(flow_id)
         if flow is None or flow.ended:
             return STATUS_NOT_FOUND
+        lockorder.of(self.m).momentary(*FLOW_LOCK)
         if (layer_id, callout_id) in flow.contexts or (layer_id, callout_id) in flow.pending:
             return STATUS_OBJECT_NAME_EXISTS
         flow.contexts[(layer_id, callout_id)] = context
@@ -533,6 +543,8 @@ class Wfp:
         require(self.m, 'FwpsFlowRemoveContext0', DISPATCH_LEVEL)
         flow = self.flows.get(flow_id)
         key = (layer_id, callout_id)
+        order = lockorder.of(self.m)
+        order.momentary(*FLOW_LOCK)
         if flow is None or key not in flow.contexts:
             self.removals['unsuccessful'] += 1
             return STATUS_UNSUCCESSFUL
@@ -548,18 +560,26 @@ class Wfp:
             sync = self.m.sync
             sync.defer(reg.delete, [layer_id, callout_id, context], late,
                        before=lambda: self._before_delete(late),
-                       after=lambda: self._after_delete(late, reg, flow, key, pending=True))
+                       after=lambda: self._after_delete(late, reg, flow, key, pending=True),
+                       locks=[FLOW_LOCK])
             return STATUS_PENDING
         self.removals['success'] += 1
+        order.acquire(*FLOW_LOCK)
+
+        def after():
+            self._after_delete(label, reg, flow, None)
+            order.release(FLOW_LOCK[0])
+
         self._call_now(reg.delete, [layer_id, callout_id, context],
-                       before=lambda: self._before_delete(label),
-                       after=lambda: self._after_delete(label, reg, flow, None))
+                       before=lambda: self._before_delete(label), after=after)
         return STATUS_SUCCESS
 
     def _before_delete(self, label):
         self._saved_phase = self.m.phase
         self._saved_irql = self.m.irql
         self.m.phase = label
+        # flowDeleteFn is called at IRQL <= DISPATCH_LEVEL (irql_table.CALLBACKS): the highest.
+        self.m.irql = CALLBACKS['flowDeleteFn'][0]
         self._enter()
 
     def _after_delete(self, label, reg, flow, key, pending=False):
@@ -693,6 +713,9 @@ class Wfp:
             state['i'] = i + 1
 
         self._batch_calls = (before, after)
+        # classifyFn is called at IRQL <= DISPATCH_LEVEL (irql_table.CALLBACKS): the highest, whatever
+        # the step says.
+        irql = max(irql, CALLBACKS['classifyFn'][0])
         self.m.call(self._looper(), [len(items), area + 0x3a0], phase=items[0][-1], irql=irql)
         self._area_active = False
         return results
@@ -917,7 +940,10 @@ class Wfp:
             reg = self.registrations[callout_id]
             label = 'flowDeleteFn (flow 0x%x ended)' % flow.id
             self._enter()
+            order = lockorder.of(self.m)
+            order.acquire(*FLOW_LOCK)
             self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
+            order.release(FLOW_LOCK[0])
             self._leave(label, reg, 'flowDeleteFn')
             self.deleted_contexts += 1
             if self.m.stop is not None:
