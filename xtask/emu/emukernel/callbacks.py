@@ -20,7 +20,7 @@ no reference to; an object deleted while registrations on it remain (ExUnregiste
 then touch freed memory); a callback entered after its unregistration returned.
 """
 
-from . import lockorder
+from . import lockorder, racing
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -198,19 +198,32 @@ class ExCallbacks:
         reg.obj.registrations.remove(reg)
         reg.state = 'unregistering'
         races = [r for r in self.armed_races if r[0].upper() == reg.obj.name.upper()]
-        if races:
-            # A notification the kernel had already dispatched to this routine completes while
-            # ExUnregisterCallback runs (the documentation promises nothing either way).
-            for r in races:
-                self.armed_races.remove(r)
-            calls = [(reg.function, [reg.context, r[1], r[2]]) for r in races]
-            label = 'in flight during ExUnregisterCallback on %s' % reg.obj.name
-            self.m.call_back_before_return(
-                calls,
-                before=lambda i: self._enter(reg, label),
-                after=lambda i: self._leave(reg, label, last=(i == len(calls) - 1)))
-        else:
-            reg.state = 'unregistered'
+        # A notification the kernel had already dispatched to this routine completes while
+        # ExUnregisterCallback runs (racing.py; the documentation promises nothing either way): the
+        # scenario's armed races, or one with Argument1 = Argument2 = 0.
+        for r in races:
+            self.armed_races.remove(r)
+        calls = [(reg.function, [reg.context, r[1], r[2]]) for r in races] or [(reg.function, [reg.context, 0, 0])]
+        label = 'routine 0x%x racing ExUnregisterCallback on %s (another processor)' % (reg.function, reg.obj.name)
+        order = lockorder.of(self.m)
+        race = racing.of(self.m)
+        token = race.begin(label)
+        saved = {}
+
+        def before(i):
+            order.switch_to([reg.obj.list_lock()])   # on another processor
+            saved['phase'] = self.m.phase
+            self.m.phase = label
+            self._enter(reg, label)
+
+        def after(i):
+            self._leave(reg, label, last=(i == len(calls) - 1))
+            self.m.phase = saved.get('phase', self.m.phase)
+            order.switch_back()
+            if i == len(calls) - 1:
+                race.end(token)
+
+        self.m.call_back_before_return(calls, before=before, after=after)
         return None
 
     # ---- notifications ------------------------------------------------------------------------
@@ -296,6 +309,24 @@ class ExCallbacks:
         if regs and all(r.state == 'unregistered' for r in regs):
             self.late_entries.append('callback 0x%x entered after its unregistration returned'
                                      % function)
+
+    # ---- after the run (run.py's probe) -------------------------------------------------------
+
+    def probe(self):
+        """Whoever notifies an object still carrying a registration reaches its routine."""
+        done = []
+        for reg in [r for r in self.registrations.values() if r.state == 'registered' and not r.obj.deleted]:
+            label = 'probe: %s notified after unload' % reg.obj.name
+            order = lockorder.of(self.m)
+            order.acquire(*reg.obj.list_lock())
+            self._enter(reg, label)
+            self.m.call(reg.function, [reg.context, 0, 0], phase=label, irql=PASSIVE_LEVEL)
+            self._leave(reg, label)
+            order.release(reg.obj.list_lock()[0])
+            done.append('routine 0x%x on %s' % (reg.function, reg.obj.name))
+            if self.m.stop is not None:
+                break
+        return done
 
     # ---- audit --------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .lockorder import LockOrder
 from .mutex import GuardedMutexes
 from .pnp import PnpNotifications
 from .pool import Pool
+from .racing import Racing
 from .rundown import Rundown
 from .sync import Sync
 from .wdf import Wdf
@@ -24,5 +25,5 @@ from .wfp import Wfp
 
 # LockOrder first (the others record into it); IrqlChecks last (it observes every routine of its
 # table that no other family attached).
-FAMILIES = [LockOrder, Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
+FAMILIES = [LockOrder, Racing, Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
             PnpNotifications, Sync, Devices, Wdf, Wfp, IrqlChecks]
