@@ -288,7 +288,8 @@ def run_all(image, scenario, faults, count_instructions, progress, fault_phase=N
         seen = set()
         # Each teardown call is failed once, in the quickest scenario (or variant) that makes it:
         # every fault run replays that scenario's steps.
-        for _elapsed, _order, source, done in sorted(swept, key=lambda s: s[:2]) if fault_phase != 'DriverEntry' else ():
+        quickest_first = sorted(swept, key=lambda s: s[:2]) if fault_phase != 'DriverEntry' else ()
+        for _elapsed, _order, source, done in quickest_first:
             for routine, occurrence in done.m.teardown_calls:
                 if occurrence > MAX_UNLOAD_OCCURRENCES or (routine, occurrence) in seen:
                     continue
