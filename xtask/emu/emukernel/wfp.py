@@ -1062,6 +1062,7 @@ class Wfp:
             label = 'flowDeleteFn (flow 0x%x ended)' % flow.id
             self._enter()
             order = lockorder.of(self.m)
+            self.m.phase = label
             order.acquire(*FLOW_LOCK)
             self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
             order.release(FLOW_LOCK[0])
@@ -1107,6 +1108,7 @@ class Wfp:
         for w in work:
             if w.before:
                 w.before()
+            self.m.phase = 'probe: ' + w.label
             order.acquire(*FLOW_LOCK)
             self.m.call(w.function, w.args, phase='probe: ' + w.label, irql=DISPATCH_LEVEL)
             order.release(FLOW_LOCK[0])
@@ -1120,6 +1122,7 @@ class Wfp:
                 reg = self.registrations[callout_id]
                 del flow.contexts[(layer, callout_id)]
                 label = 'probe: flowDeleteFn (flow 0x%x ends after unload)' % flow.id
+                self.m.phase = label
                 order.acquire(*FLOW_LOCK)
                 self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
                 order.release(FLOW_LOCK[0])
