@@ -24,7 +24,10 @@ def main(argv=None):
     parser.add_argument('--scenario', required=True, help="the driver's scenario.toml")
     parser.add_argument('--report', required=True, help='where to write the JSON report')
     parser.add_argument('--faults', action='store_true',
-                        help='also run once per fallible call DriverEntry makes, with that call failing')
+                        help='also run once per fallible call DriverEntry and DriverUnload make, with '
+                             'that call failing')
+    parser.add_argument('--fault-phase', choices=('DriverEntry', 'DriverUnload'),
+                        help='with --faults: only the fallible calls of this phase')
     parser.add_argument('--count-instructions', action='store_true',
                         help='count the instructions each callback executes inside the image')
     parser.add_argument('--jobs', type=int, default=1, metavar='N',
@@ -48,7 +51,8 @@ def main(argv=None):
                 os.path.abspath(args.image), scenario, args.bench_run), indent=2) + '\n')
             return 0
         report = runner.run_all(os.path.abspath(args.image), scenario, args.faults,
-                                args.count_instructions, progress=_progress, jobs=max(1, args.jobs))
+                                args.count_instructions, progress=_progress, fault_phase=args.fault_phase,
+                                jobs=max(1, args.jobs))
     except (HarnessError, bench.BenchError) as e:
         print('harness: error: %s' % e, file=sys.stderr)
         return 2

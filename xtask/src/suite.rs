@@ -28,7 +28,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::build::{self, Built};
-use crate::emulate::{self, Harness, Options, Outcome};
+use crate::emulate::{self, FaultPhase, Harness, Options, Outcome};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
 use crate::process::elapsed;
@@ -611,14 +611,16 @@ fn fixture_scenario(
     let report = ws.layout.emu_report(name, &format!("{stem}.json"));
     let opts = Options {
         faults: expect.fault_sweep,
+        fault_phase: expect.fault_phase,
         ..Options::default()
     };
     let mut progress = vec![format!(
         "  emulating {name} with {stem}.toml{}...",
-        if opts.faults {
-            ", with fault sweep"
-        } else {
-            ""
+        match (opts.faults, opts.fault_phase) {
+            (false, _) => "",
+            (true, FaultPhase::Both) => ", with fault sweep",
+            (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
+            (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
         }
     )];
     let run =
@@ -627,11 +629,7 @@ fn fixture_scenario(
         });
     let result = match fixtures::verdict(&run.outcome, &expect) {
         Ok(()) => {
-            let wanted = if expect.failures.is_empty() {
-                "a failing run".to_owned()
-            } else {
-                expect.failures.join("; ")
-            };
+            let wanted = expect.describe();
             Ok(format!("  ✓ {name} {stem}: caught, as expected ({wanted})"))
         }
         Err(e) => Err((

@@ -5,7 +5,7 @@ import os
 
 from .errors import HarnessError
 from .families import FAMILIES
-from .machine import Fault, Machine
+from .machine import Fault, Machine, fault_choices
 
 logging.getLogger('speakeasy').setLevel(logging.CRITICAL)
 
@@ -16,6 +16,24 @@ def _nt_success(status):
 
 def _status(value):
     return 'none' if value is None else '0x%08X' % value
+
+
+PROBE_CHECK = 'no freed memory reachable from a registered callback'
+LEAK_LOG_CHECK = 'what teardown left behind after the injected failure is logged'
+# What a DriverUnload fault may leave behind, if the driver logs it: registrations whose
+# unregistration failed, and what they can still reach (never freed under a live callback).
+LEFTOVER_CHECKS = (
+    'every callback registration undone', 'every callback-object reference released',
+    'every registry callback unregistered (CmUnRegisterCallback)', 'every PnP notification registration undone',
+    'no PnP registration still references the driver object', 'every pool allocation freed',
+    'every device object deleted', 'every callout unregistered (FwpsCalloutUnregisterById0 succeeded)',
+    'every flow context deleted (flowDeleteFn called once for each)',
+    'every engine session closed, no transaction left open', 'no filter left in the engine',
+    'control device deleted by the driver (WdfObjectDelete)', 'every barrier drained before teardown ended',
+)
+# Teardown faults per routine: its first calls only, in the quickest scenario that makes it (a
+# thousand FwpsFlowRemoveContext0 calls of one drain take the same path).
+MAX_UNLOAD_OCCURRENCES = 3
 
 
 class Run:
@@ -32,6 +50,9 @@ class Run:
         self.unloaded = False
         self.status = None
         self.count_instructions = count_instructions
+        self.probed = []                  # callbacks called after the run (see _probe)
+        self.audited = None               # the models' audit, taken before the probe
+        self.probe_stop = None
         self.unload_cost = None           # (instructions in the image, kernel calls) of DriverUnload
 
     def execute(self, run_steps):
@@ -42,6 +63,7 @@ class Run:
         if not _nt_success(self.status) or m.stop is not None:
             return
         if run_steps:
+            m.stage = 'steps'
             for step in self.scenario.steps:
                 before = {id(model): len(getattr(model, 'callback_counts', [])) for model in self.models}
                 ok, detail = self.by_family[step.family].run_step(step)
@@ -59,6 +81,34 @@ class Run:
             m.call(unload, [m.driver_object()], phase='DriverUnload')
             self.unloaded = m.run_error() is None
             self.unload_cost = (m.executed - executed, len(m.calls) - calls)
+        self._probe()
+
+    def _audit_models(self):
+        out = []
+        for model in self.models:
+            if hasattr(model, 'audit'):
+                out.extend(model.audit())
+        return out
+
+    def _probe(self):
+        """After the run: every callback still registered is called once more, as the kernel may call
+        it at any time (a flow ending, a notification). Freed pool is poisoned and watched, so a
+        callback that reaches memory the driver freed is a use after free."""
+        m = self.m
+        self.probed = []
+        # The verdicts on what the driver left are taken before the probe changes anything.
+        self.audited = self._audit_models()
+        if not _nt_success(self.status) or m.stop is not None or m.run_error() is not None:
+            return
+        m.stage = 'probe'
+        for model in self.models:
+            probe = getattr(model, 'probe', None)
+            if probe is None:
+                continue
+            self.probed += probe()
+            if m.stop is not None:
+                self.probe_stop = m.stop
+                return
 
     def report(self, name, kind):
         m = self.m
@@ -74,9 +124,12 @@ class Run:
             has_unload = bool(m.unload_routine()) or self.unloaded
             audit.append(('DriverUnload set, so the driver can be unloaded', has_unload,
                           'DriverObject->DriverUnload = %s' % ('set' if has_unload else 'NULL')))
-        for model in self.models:
-            if hasattr(model, 'audit'):
-                audit.extend(model.audit())
+        audit.extend(self.audited if self.audited is not None else self._audit_models())
+        if entry_ok:
+            audit.append(self._probe_check())
+        tolerated = set()
+        if self.fault is not None and self.fault.phase == 'DriverUnload':
+            audit, tolerated = self._leftovers(audit)
         if self.fault is None and self.scenario.expect_log:
             audit.append(self._log_check())
         audit.append(('the kernel was never stopped (no bugcheck, fault, deadlock or rule broken)',
@@ -95,12 +148,46 @@ class Run:
             'unloaded': self.unloaded,
             'log': list(m.log),
             'steps': self.steps,
-            'audit': [{'check': c, 'ok': ok, 'detail': d} for c, ok, d in audit],
+            'audit': [dict({'check': c, 'ok': ok, 'detail': d}, **({'tolerated': True} if c in tolerated else {}))
+                      for c, ok, d in audit],
             'failures': failures,
             'error': error,
             'callbacks': self._callback_counts(),
             'measurements': self._measurements(),
         }
+
+    def _probe_check(self):
+        if self.probe_stop is not None:
+            return (PROBE_CHECK, False, 'calling the still-registered callbacks after the run: %s'
+                    % self.probe_stop.message)
+        if not self.probed:
+            return (PROBE_CHECK, True, 'no callback left registered')
+        return (PROBE_CHECK, True, 'called after the run, none touched freed memory: '
+                + '; '.join(self.probed))
+
+    def _leftovers(self, audit):
+        """A DriverUnload fault run: what the failed call forced the driver to leave behind is
+        tolerated if, and only if, the driver logged it (a line after the failure naming the
+        routine or the status)."""
+        left = [(c, d) for c, ok, d in audit if not ok and c in LEFTOVER_CHECKS]
+        if not left:
+            return audit + [(LEAK_LOG_CHECK, True, 'nothing was left behind')], set()
+        f = self.fault
+        after = self.m.log[self.m.fault_log_at or 0:]
+        status = '%08x' % (f.value & 0xFFFFFFFF)
+        name = f.routine.split('.', 1)[-1].lower()
+        logged = [line for line in after if status in line.lower() or name in line.lower()]
+        what = '; '.join('%s (%s)' % (c, d) for c, d in left)
+        if not logged:
+            return audit + [(LEAK_LOG_CHECK, False, 'left behind without a log line naming %s or %s '
+                             'after the failure: %s' % (f.routine, status.upper(), what))], set()
+        out = []
+        for c, ok, d in audit:
+            if not ok and c in LEFTOVER_CHECKS:
+                out.append((c, True, 'left behind after the injected failure, and logged: ' + d))
+            else:
+                out.append((c, ok, d))
+        return out + [(LEAK_LOG_CHECK, True, 'logged: %s' % logged[0][:200])], {c for c, _d in left}
 
     def _measurements(self):
         """With --count-instructions: what DriverUnload cost, nested callbacks included."""
@@ -129,6 +216,9 @@ class Run:
         if _nt_success(self.status):
             return ('DriverEntry tolerated the failure and still set up completely', True,
                     'returned %s; the unload audit below applies' % _status(self.status))
+        if f.phase == 'DriverUnload':
+            return ('DriverUnload met the injected failure', True, '%s call #%d during DriverUnload: %s'
+                    % (f.routine, f.occurrence, f.label))
         if f.value >= 0x80000000 and self.status != f.value:
             return ('DriverEntry propagated the failure status', False,
                     'the routine failed with %s but DriverEntry returned %s' % (f.label, _status(self.status)))
@@ -161,10 +251,14 @@ class Run:
         return used
 
 
-def run_all(image, scenario, faults, count_instructions, progress, jobs=1):
+def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None, jobs=1):
     """The scenario run, then each variant and (with `faults`) each fault run, each on a fresh
     machine. The runs after the first are independent: with `jobs` > 1 they run in that many
-    processes; the report and the progress lines keep the same order either way."""
+    processes; the report and the progress lines keep the same order either way.
+
+    The fault sweep fails each fallible call DriverEntry made in the scenario run, and (unless
+    `fault_phase` is 'DriverEntry') each fallible call DriverUnload makes, in the cheapest scenario
+    or variant that makes it (cost: the kernel calls its run made, the same on every machine)."""
     # The image's name: two images built from one crate (variants) share a scenario folder.
     driver = os.path.splitext(os.path.basename(image))[0]
     routines = {}
@@ -175,26 +269,47 @@ def run_all(image, scenario, faults, count_instructions, progress, jobs=1):
     first.execute(run_steps=True)
     runs.append(first.report('scenario', 'scenario'))
     routines.update(first.routines())
+    # (cost, order, scenario, teardown faults): what each scenario run offers the teardown sweep.
+    swept = [(len(first.m.calls), 0, scenario, _teardown_faults(first))]
 
-    plans = [('scenario: %s' % variant.name, 'scenario', variant, None, True)
-             for variant in scenario.variants]
+    tasks = [(image, v, None, count_instructions, True, 'scenario: %s' % v.name, 'scenario')
+             for v in scenario.variants]
+    for report, used, offered in _map(_one_run, tasks, jobs, driver, progress):
+        runs.append(report)
+        routines.update({k: v for k, v in used.items() if k not in routines})
+        swept.append((offered[0], len(swept), scenario.variants[len(swept) - 1], offered[1]))
+
     if faults:
         if not _nt_success(first.status):
             raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
                                'DriverEntry that succeeds' % _status(first.status))
-        plan = list(first.m.fallible_calls)
-        for index, (routine, occurrence) in enumerate(plan, 1):
-            probe = first.m.fallible[routine]
-            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence))
-            value, label = probe(args)
-            name = 'fault %d/%d: %s call #%d fails (%s)' % (index, len(plan), routine, occurrence, label)
-            plans.append((name, 'fault', scenario, Fault(routine, occurrence, value, label), False))
-    tasks = [(image, s, fault, count_instructions if kind == 'scenario' else False, steps, name, kind)
-             for name, kind, s, fault, steps in plans]
-    first = None  # its machine is no longer needed: free it before forking
-    for report, used in _map(_one_run, tasks, jobs, driver, progress):
-        runs.append(report)
-        routines.update({k: v for k, v in used.items() if k not in routines})
+        plan = []
+        for routine, occurrence in first.m.fallible_calls if fault_phase != 'DriverUnload' else ():
+            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence, 'DriverEntry'))
+            for value, label, _effect in fault_choices(first.m.fallible[routine], args):
+                plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry')))
+        # Each routine DriverUnload calls is failed in the cheapest scenario (or variant) that calls
+        # it, at each of its first MAX_UNLOAD_OCCURRENCES calls there: every fault run replays that
+        # scenario's steps, and a costlier scenario makes the same calls on the same path.
+        seen = set()
+        cheapest_first = sorted(swept, key=lambda s: s[:2]) if fault_phase != 'DriverEntry' else ()
+        for _cost, _order, source, offered in cheapest_first:
+            routines_here = {routine for routine, _n, _v, _l in offered} - seen
+            for routine, occurrence, value, label in offered:
+                if routine in routines_here:
+                    plan.append((source, Fault(routine, occurrence, value, label, 'DriverUnload')))
+            seen |= routines_here
+        tasks = []
+        for index, (source, fault) in enumerate(plan, 1):
+            where = '' if source is scenario else ' (scenario: %s)' % source.name
+            name = 'fault %d/%d: %s call #%d %sfails (%s)%s' % (
+                index, len(plan), fault.routine, fault.occurrence,
+                'in DriverUnload ' if fault.phase == 'DriverUnload' else '', fault.label, where)
+            tasks.append((image, source, fault, False, fault.phase == 'DriverUnload', name, 'fault'))
+        first = None  # its machine is no longer needed: free it before forking
+        for report, used, _offered in _map(_one_run, tasks, jobs, driver, progress):
+            runs.append(report)
+            routines.update({k: v for k, v in used.items() if k not in routines})
 
     split = {'speakeasy': sorted(k for k, v in routines.items() if v == 'speakeasy'),
              'modelled': sorted(k for k, v in routines.items() if v == 'model')}
@@ -209,6 +324,20 @@ def run_all(image, scenario, faults, count_instructions, progress, jobs=1):
     }
 
 
+def _teardown_faults(run):
+    """What a scenario run offers the teardown sweep: [(routine, occurrence, value, label)] for the
+    first MAX_UNLOAD_OCCURRENCES calls of each fallible routine DriverUnload made (plain data, so it
+    can come back from a worker process)."""
+    offered = []
+    for routine, occurrence in run.m.teardown_calls:
+        if occurrence > MAX_UNLOAD_OCCURRENCES:
+            continue
+        args = next(c.args for c in _nth_call(run.m.calls, routine, occurrence, 'DriverUnload'))
+        for value, label, _effect in fault_choices(run.m.teardown[routine], args):
+            offered.append((routine, occurrence, value, label))
+    return offered
+
+
 def versions():
     """What ran the driver: the emulator, its CPU engine and the interpreter."""
     import platform
@@ -220,10 +349,13 @@ def versions():
 
 
 def _one_run(task):
+    """One run on a fresh machine: its report, the routines it used and, for a scenario run, its
+    cost and what it offers the teardown sweep."""
     image, scenario, fault, count_instructions, run_steps, name, kind = task
     run = Run(image, scenario, fault=fault, count_instructions=count_instructions)
     run.execute(run_steps=run_steps)
-    return run.report(name, kind), run.routines()
+    offered = (len(run.m.calls), _teardown_faults(run)) if kind == 'scenario' else None
+    return run.report(name, kind), run.routines(), offered
 
 
 def _map(function, tasks, jobs, driver, progress):
@@ -236,15 +368,15 @@ def _map(function, tasks, jobs, driver, progress):
         return
     import multiprocessing
     with multiprocessing.get_context('fork').Pool(min(jobs, len(tasks))) as pool:
-        for task, result in zip(tasks, pool.imap(function, tasks)):
+        for task, result in zip(tasks, pool.imap(function, tasks), strict=True):
             progress('%s: %s' % (driver, task[5]))
             yield result
 
 
-def _nth_call(calls, routine, occurrence):
+def _nth_call(calls, routine, occurrence, stage):
     seen = 0
     for call in calls:
-        if call.routine == routine and call.phase == 'DriverEntry':
+        if call.routine == routine and call.stage == stage:
             seen += 1
             if seen == occurrence:
                 yield call
