@@ -771,16 +771,24 @@ mod tests {
         assert!((rows[0].value - 40_000.0).abs() < 1e-6);
         assert_eq!(rows[0].verdict(), "ok");
         assert_eq!(rows[1].verdict(), "ok");
-        assert!(render(&rows).contains(">= 20000 calls/s"), "{}", render(&rows));
+        assert!(
+            render(&rows).contains(">= 20000 calls/s"),
+            "{}",
+            render(&rows)
+        );
         // Below the floor, above the ceiling.
         let slow = emulator_rows_from(&doc(2.0, 1.5, true), "0.5").unwrap();
         assert_eq!(slow[0].verdict(), "OVER BUDGET");
         assert_eq!(slow[1].verdict(), "OVER BUDGET");
         assert_eq!(slow[0].to_json()["budget_is_minimum"], true);
         // A run that failed while timed is not a measurement.
-        let e = emulator_rows_from(&doc(0.5, 0.8, false), "0.5").unwrap_err().to_string();
+        let e = emulator_rows_from(&doc(0.5, 0.8, false), "0.5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did not pass"), "{e}");
-        let e = emulator_rows_from(&json!({"schema": 1}), "0.5").unwrap_err().to_string();
+        let e = emulator_rows_from(&json!({"schema": 1}), "0.5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no `dispatch`"), "{e}");
     }
 
