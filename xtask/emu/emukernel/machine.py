@@ -318,7 +318,9 @@ class Machine:
         """From inside a routine's hook: make the routine, before returning to the driver, call
         each `(function, [arg0, arg1, arg2])` in `calls` in order. `before(i)` / `after(i)` run
         (in the harness) just before and after the i-th call. `result`: the value the routine
-        returns (rax) once the calls are done, for routines that return one."""
+        returns (rax) once the calls are done, for routines that return one; a callable is asked
+        for it only then (a timed wait returns STATUS_TIMEOUT or STATUS_SUCCESS depending on what
+        the calls did)."""
         ret = self.se.emu.get_ret_address()
         code = bytearray()
         marks = []
@@ -339,9 +341,13 @@ class Machine:
             code += b'\x48\xb8' + struct.pack('<Q', ret)       # mov rax, original return
             code += b'\xff\xe0'                                # jmp rax
         else:
+            fixed = 0 if callable(result) else result & 0xFFFFFFFFFFFFFFFF
             code += b'\x49\xbb' + struct.pack('<Q', ret)       # mov r11, original return
-            code += b'\x48\xb8' + struct.pack('<Q', result & 0xFFFFFFFFFFFFFFFF)  # mov rax, result
+            code += b'\x48\xb8' + struct.pack('<Q', fixed)     # mov rax, result
+            jump_at = base + len(code)
             code += b'\x41\xff\xe3'                            # jmp r11
+            if callable(result):
+                self.on_pc(jump_at, lambda: self.se.emu.reg_write('rax', result() & 0xFFFFFFFFFFFFFFFF))
         self.write(base, bytes(code))
         for i, call_at, back_at in marks:
             if before:

@@ -17,8 +17,14 @@ KeWaitForSingleObject(Object, Reason, Mode, Alertable, Timeout)
     signalled. Otherwise the thread would sleep while other processors run: the model then lets the
     **deferred work** run (call-backs a routine promised for "later", such as the flowDeleteFn after
     FwpsFlowRemoveContext0 returned STATUS_PENDING), as if another processor finished it during the
-    wait, and the wait returns once the event is set. With nothing left that could set it, the wait
-    could never end: a deadlock. A zero timeout returns STATUS_TIMEOUT instead.
+    wait, and the wait returns once the event is set. With no timeout and nothing left that could
+    set it, the wait could never end: a deadlock. A zero timeout returns STATUS_TIMEOUT at once; a
+    non-zero (relative, negative) timeout lets the deferred work run, then returns STATUS_SUCCESS
+    if the event got set and STATUS_TIMEOUT otherwise (the interval ran out: the machine's time is
+    not modelled beyond that, so a timed wait is never a deadlock).
+KeDelayExecutionThread(WaitMode, Alertable, Interval)    <= APC_LEVEL
+  - the thread sleeps for the interval while other processors run: the deferred work runs, then
+    STATUS_SUCCESS. Counted (`delays`), so a report shows a driver backing off.
 
 Other models queue deferred work with `machine.sync.defer(function, args, label, before, after)`.
 `pending()` lists what never ran (an audit failure for its owner: the work would run after the
@@ -56,6 +62,7 @@ class Sync:
         self.events = {}         # address -> {'type': 0/1, 'signalled': bool}
         self.deferred = []       # Deferred, in the order promised
         self.waits = 0
+        self.delays = 0
         for name, argc, impl in (
                 ('KeAcquireSpinLockRaiseToDpc', 1, self.acquire),
                 ('KeReleaseSpinLock', 2, self.release),
@@ -64,7 +71,8 @@ class Sync:
                 ('KeClearEvent', 1, self.clear_event),
                 ('KeResetEvent', 1, self.reset_event),
                 ('KeReadStateEvent', 1, self.read_state_event),
-                ('KeWaitForSingleObject', 5, self.wait)):
+                ('KeWaitForSingleObject', 5, self.wait),
+                ('KeDelayExecutionThread', 3, self.delay)):
             machine.attach('ntoskrnl', name, argc, impl)
 
     # ---- spin locks ---------------------------------------------------------------------------
@@ -153,6 +161,8 @@ class Sync:
             return STATUS_SUCCESS
         if zero_timeout:
             return STATUS_TIMEOUT
+        if timeout_ptr:
+            return self._timed_wait(address)
         if not self.deferred:
             raise deadlock('KeWaitForSingleObject(0x%x) during %s waits for an event that nothing '
                            'left to run will set: it would never return' % (address, self.m.phase))
@@ -176,6 +186,42 @@ class Sync:
         # The deferred calls run "on another processor" while this thread waits; then it resumes.
         self.m.call_back_before_return([(w.function, w.args) for w in work], before=before,
                                        after=after, result=STATUS_SUCCESS)
+        return STATUS_SUCCESS
+
+    def _timed_wait(self, address):
+        """A wait with a non-zero timeout on an unset event: what other processors would finish
+        meanwhile runs, then the wait returns SUCCESS if that set the event, TIMEOUT if not."""
+        if not self.deferred:
+            return STATUS_TIMEOUT
+        work, self.deferred = self.deferred, []
+
+        def outcome():
+            if self.events[address]['signalled']:
+                self._satisfy(address)
+                return STATUS_SUCCESS
+            return STATUS_TIMEOUT
+
+        self.m.call_back_before_return(
+            [(w.function, w.args) for w in work],
+            before=lambda i: work[i].before() if work[i].before else None,
+            after=lambda i: work[i].after() if work[i].after else None,
+            result=outcome)
+        return STATUS_SUCCESS  # replaced by outcome() once the deferred calls have run
+
+    def delay(self, argv, orig):
+        require(self.m, 'KeDelayExecutionThread', APC_LEVEL)
+        if self.locks:
+            raise deadlock('KeDelayExecutionThread while holding spin lock(s) %s'
+                           % ', '.join('0x%x' % a for a in self.locks))
+        self.delays += 1
+        if not self.deferred:
+            return STATUS_SUCCESS
+        work, self.deferred = self.deferred, []
+        self.m.call_back_before_return(
+            [(w.function, w.args) for w in work],
+            before=lambda i: work[i].before() if work[i].before else None,
+            after=lambda i: work[i].after() if work[i].after else None,
+            result=STATUS_SUCCESS)
         return STATUS_SUCCESS
 
     def _satisfy(self, address):
