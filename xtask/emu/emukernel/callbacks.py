@@ -30,6 +30,7 @@ is deleted when its last reference goes — the driver's, the registrations', th
 system or permanent object — so "dereferenced before unregistering" is not a defect.
 """
 
+from . import lockorder, racing
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -64,6 +65,11 @@ class CallbackObject:
         # Each live registration holds a reference of its own (see the module documentation).
         return (self.driver_refs + len(self.registrations)
                 + (1 if self.system or self.permanent else 0))
+
+    def list_lock(self):
+        """The object's callback list, held while its callbacks run (lockorder.py)."""
+        return (('kernel', 'callback list', self.address),
+                'the callback list of %s (held while its callbacks run)' % self.name)
 
 
 class Registration:
@@ -178,6 +184,7 @@ class ExCallbacks:
     def register(self, argv, orig):
         address, function, context = argv
         obj = self._object('ExRegisterCallback', address)
+        lockorder.of(self.m).momentary(*obj.list_lock())
         if obj.registrations and not obj.allow_multiple:
             return 0
         handle = self.m.alloc(0x30, 'CallbackRegistration')
@@ -199,24 +206,38 @@ class ExCallbacks:
         if reg.obj.deleted:
             raise violation('ExUnregisterCallback on %s after the object was deleted by its last '
                             'ObDereferenceObject: the registration went with it' % reg.obj.name)
+        lockorder.of(self.m).momentary(*reg.obj.list_lock())
         reg.obj.registrations.remove(reg)
         if reg.obj.total_refs() == 0:
             reg.obj.deleted = True  # the registration held the last reference
         reg.state = 'unregistering'
         races = [r for r in self.armed_races if r[0].upper() == reg.obj.name.upper()]
-        if races:
-            # A notification the kernel had already dispatched to this routine completes while
-            # ExUnregisterCallback runs (the documentation promises nothing either way).
-            for r in races:
-                self.armed_races.remove(r)
-            calls = [(reg.function, [reg.context, r[1], r[2]]) for r in races]
-            label = 'in flight during ExUnregisterCallback on %s' % reg.obj.name
-            self.m.call_back_before_return(
-                calls,
-                before=lambda i: self._enter(reg, label),
-                after=lambda i: self._leave(reg, label, last=(i == len(calls) - 1)))
-        else:
-            reg.state = 'unregistered'
+        # A notification the kernel had already dispatched to this routine completes while
+        # ExUnregisterCallback runs (racing.py; the documentation promises nothing either way): the
+        # scenario's armed races, or one with Argument1 = Argument2 = 0.
+        for r in races:
+            self.armed_races.remove(r)
+        calls = [(reg.function, [reg.context, r[1], r[2]]) for r in races] or [(reg.function, [reg.context, 0, 0])]
+        label = 'routine 0x%x racing ExUnregisterCallback on %s (another processor)' % (reg.function, reg.obj.name)
+        order = lockorder.of(self.m)
+        race = racing.of(self.m)
+        token = race.begin(label)
+        saved = {}
+
+        def before(i):
+            order.switch_to([reg.obj.list_lock()])   # on another processor
+            saved['phase'] = self.m.phase
+            self.m.phase = label
+            self._enter(reg, label)
+
+        def after(i):
+            self._leave(reg, label, last=(i == len(calls) - 1))
+            self.m.phase = saved.get('phase', self.m.phase)
+            order.switch_back()
+            if i == len(calls) - 1:
+                race.end(token)
+
+        self.m.call_back_before_return(calls, before=before, after=after)
         return None
 
     # ---- notifications ------------------------------------------------------------------------
@@ -229,12 +250,21 @@ class ExCallbacks:
             raise violation('ExNotifyCallback on %s: drivers must not notify the system-defined '
                             'callback objects' % obj.name)
         regs = list(obj.registrations)
+        order = lockorder.of(self.m)
         if regs:
             label = 'ExNotifyCallback(%s, 0x%x, 0x%x) from the driver' % (obj.name, argument1, argument2)
+            order.acquire(*obj.list_lock())
+
+            def after(i):
+                self._leave(regs[i], label)
+                if i == len(regs) - 1:
+                    order.release(obj.list_lock()[0])
+
             self.m.call_back_before_return(
                 [(r.function, [r.context, argument1, argument2]) for r in regs],
-                before=lambda i: self._enter(regs[i], label),
-                after=lambda i: self._leave(regs[i], label))
+                before=lambda i: self._enter(regs[i], label), after=after)
+        else:
+            order.momentary(*obj.list_lock())
         return None
 
     def deliver(self, name, argument1, argument2, irql):
@@ -243,12 +273,15 @@ class ExCallbacks:
         if obj is None or obj.deleted:
             return 'no callback object %s exists' % name
         label = 'notify %s (0x%x, 0x%x) at %s' % (name, argument1, argument2, irql_name(irql))
+        order = lockorder.of(self.m)
+        order.acquire(*obj.list_lock())
         for reg in list(obj.registrations):
             self._enter(reg, label)
             self.m.call(reg.function, [reg.context, argument1, argument2], phase=label, irql=irql)
             self._leave(reg, label)
             if self.m.stop is not None:
                 break
+        order.release(obj.list_lock()[0])
         return '%d routine(s) called' % len(obj.registrations)
 
     def run_step(self, step):
@@ -290,6 +323,24 @@ class ExCallbacks:
         if regs and all(r.state == 'unregistered' for r in regs):
             self.late_entries.append('callback 0x%x entered after its unregistration returned'
                                      % function)
+
+    # ---- after the run (run.py's probe) -------------------------------------------------------
+
+    def probe(self):
+        """Whoever notifies an object still carrying a registration reaches its routine."""
+        done = []
+        for reg in [r for r in self.registrations.values() if r.state == 'registered' and not r.obj.deleted]:
+            label = 'probe: %s notified after unload' % reg.obj.name
+            order = lockorder.of(self.m)
+            order.acquire(*reg.obj.list_lock())
+            self._enter(reg, label)
+            self.m.call(reg.function, [reg.context, 0, 0], phase=label, irql=PASSIVE_LEVEL)
+            self._leave(reg, label)
+            order.release(reg.obj.list_lock()[0])
+            done.append('routine 0x%x on %s' % (reg.function, reg.obj.name))
+            if self.m.stop is not None:
+                break
+        return done
 
     # ---- audit --------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ the pre-notification left.
 
 import struct
 
+from . import lockorder, racing
 from .errors import violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .scenario import REQUIRED
@@ -40,6 +41,7 @@ STATUS_FLT_INSTANCE_ALTITUDE_COLLISION = 0xC01C0011
 STATUS_INVALID_HANDLE = 0xC0000008
 STATUS_BUFFER_TOO_SMALL = 0xC0000023
 STATUS_BUFFER_OVERFLOW = 0x80000005
+STATUS_INTERNAL_ERROR = 0xC00000E5
 KEY_VALUE_PARTIAL_INFORMATION = 2
 
 # REG_NOTIFY_CLASS (wdm.h)
@@ -62,6 +64,9 @@ OPERATIONS = {
 }
 REG_SZ = 1
 REG_DWORD = 4
+RACE_KEY = '\\REGISTRY\\MACHINE\\SOFTWARE\\RacingUnregistration'
+LIST_LOCK = (('kernel', 'registry callback list'), 'the registry callback list (held while '
+             'RegistryCallback routines run)')
 
 
 def nt_success(status):
@@ -84,6 +89,7 @@ class Registration:
         self.context = context
         self.altitude = altitude
         self.active = True
+        self.unregistering = False
 
 
 class Registry:
@@ -131,7 +137,11 @@ class Registry:
         machine.attach('ntoskrnl', 'CmRegisterCallbackEx', 6, self.register_ex, handled_by='speakeasy',
                        fallible=lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'))
         machine.attach('ntoskrnl', 'CmRegisterCallback', 3, self.register_old, handled_by='speakeasy')
-        machine.attach('ntoskrnl', 'CmUnRegisterCallback', 1, self.unregister, handled_by='speakeasy')
+        # CmUnRegisterCallback "returns STATUS_SUCCESS or an error": the teardown sweep fails it, and
+        # the registration stays (the driver must not free what its RegistryCallback reaches).
+        machine.attach('ntoskrnl', 'CmUnRegisterCallback', 1, self.unregister, handled_by='speakeasy',
+                       teardown=lambda argv: [(STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'),
+                                              (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)')])
         machine.attach('ntoskrnl', 'CmCallbackGetKeyObjectIDEx', 5, self.get_key_object_id)
         machine.attach('ntoskrnl', 'CmCallbackReleaseKeyObjectIDEx', 1, self.release_key_object_id)
         machine.attach('ntoskrnl', 'RtlUpcaseUnicodeChar', 1, self.upcase)
@@ -218,6 +228,7 @@ class Registry:
             return STATUS_INVALID_PARAMETER
         if any(r.active and r.altitude == altitude for r in self.registrations.values()):
             return STATUS_FLT_INSTANCE_ALTITUDE_COLLISION
+        lockorder.of(self.m).momentary(*LIST_LOCK)
         status = orig(list(argv))
         if not nt_success(status):
             return status
@@ -248,12 +259,40 @@ class Registry:
             raise violation('CmUnRegisterCallback called from inside the RegistryCallback: the '
                             'documentation says this deadlocks')
         orig(list(argv))
+        lockorder.of(self.m).momentary(*LIST_LOCK)
         reg = self.registrations.get(cookie)
-        if reg is None or not reg.active:
+        if reg is None or not reg.active or reg.unregistering:
             return STATUS_INVALID_PARAMETER
-        reg.active = False
+        reg.unregistering = True          # inactive once the racing callback returned (_race)
         self.unregistered.append(cookie)
+        self._race(reg)
         return STATUS_SUCCESS
+
+    def _race(self, reg):
+        """racing.py: a registry operation on another processor reaches the RegistryCallback while
+        CmUnRegisterCallback runs; the registration ends once it returned."""
+        info, objects, _offset = self._pre_structure('set-value', RACE_KEY, None, 'Racing')
+        label = 'RegistryCallback 0x%x racing CmUnRegisterCallback (another processor)' % reg.function
+        order = lockorder.of(self.m)
+        race = racing.of(self.m)
+        token = race.begin(label)
+        saved = {}
+
+        def before(i):
+            order.switch_to([LIST_LOCK])
+            saved['phase'], saved['irql'] = self.m.phase, self.m.irql
+            self.m.phase, self.m.irql = label, PASSIVE_LEVEL
+            self.current_objects = set(objects)
+
+        def after(i):
+            self.current_objects = set()
+            reg.active = False
+            self.m.phase, self.m.irql = saved['phase'], saved['irql']
+            order.switch_back()
+            race.end(token)
+
+        self.m.call_back_before_return([(reg.function, [reg.context, PRE_SET_VALUE, info])],
+                                       before=before, after=after, result=STATUS_SUCCESS)
 
     # ---- key names -----------------------------------------------------------------------------
 
@@ -310,7 +349,16 @@ class Registry:
         return block
 
     def _call(self, notify_class, info, label):
-        """Calls every active RegistryCallback; returns the first failure status, or success."""
+        """Calls every active RegistryCallback; returns the first failure status, or success. The
+        callback list is held while they run (lockorder.py)."""
+        order = lockorder.of(self.m)
+        order.acquire(*LIST_LOCK)
+        try:
+            return self._call_each(notify_class, info, label)
+        finally:
+            order.release(LIST_LOCK[0])
+
+    def _call_each(self, notify_class, info, label):
         for reg in list(self.registrations.values()):
             if not reg.active:
                 continue
@@ -473,6 +521,17 @@ class Registry:
             if got != expect:
                 wrong.append('odd-length %r / %r: %s, expected %s' % (p, value, got, expect))
         return not wrong, '; '.join(wrong) or '%d key/value names, every verdict right' % total
+
+    # ---- after the run (run.py's probe) ----------------------------------------------------------
+
+    def probe(self):
+        """A registry operation after unload reaches every RegistryCallback still registered."""
+        active = [r for r in self.registrations.values() if r.active]
+        if not active:
+            return []
+        self.deliver('set-value', '\\REGISTRY\\MACHINE\\SOFTWARE\\AfterUnload', None, 'Probe',
+                     STATUS_SUCCESS)
+        return ['RegistryCallback 0x%x (cookie 0x%x)' % (r.function, r.cookie) for r in active]
 
     # ---- audit -----------------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """DbgPrintEx / DbgPrint (the driver's log) and KeBugCheckEx (the driver's panic)."""
 
 from .errors import KernelStop
+from .irql import PASSIVE_LEVEL, irql_name
+from .irql_table import unicode_conversions
 from .machine import CDECL, STDCALL
 from .printf import Reader, count_arguments, format_kernel
 
@@ -20,8 +22,16 @@ class Debug:
         machine.attach('ntoskrnl', 'DbgPrint', 1, self.dbg_print, conv=CDECL)
         machine.attach('ntoskrnl', 'KeBugCheckEx', 5, self.ke_bug_check_ex)
 
-    def _print(self, fmt_address, first_variadic):
+    def _print(self, routine, fmt_address, first_variadic):
         fmt = self._cstring(fmt_address, None)
+        unicode = unicode_conversions(fmt)
+        checks = getattr(self.m, 'irql_checks', None)
+        if unicode and self.m.irql > PASSIVE_LEVEL and checks is not None:
+            # DbgPrintEx, Parameters (Format): "the Unicode format codes (%C, %S, %lc, %ls, %wc, %ws,
+            # and %wZ) can only be used with IRQL = PASSIVE_LEVEL".
+            checks.report('%s(%r) at %s during %s: the Unicode conversion(s) %s may be used only at '
+                          'PASSIVE_LEVEL (DbgPrintEx, Format parameter)' % (
+                              routine, fmt[:80], irql_name(self.m.irql), self.m.phase, ' '.join(unicode)))
         n = count_arguments(fmt)
         args = self.m.cdecl_args(first_variadic + n)[first_variadic:]
         reader = Reader(args, self._cstring, self._wstring, self.m.read_unicode_string)
@@ -35,11 +45,11 @@ class Debug:
 
     def dbg_print_ex(self, argv, orig):
         # ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
-        return self._print(argv[2], 3)
+        return self._print('DbgPrintEx', argv[2], 3)
 
     def dbg_print(self, argv, orig):
         # ULONG DbgPrint(PCSTR Format, ...)
-        return self._print(argv[0], 1)
+        return self._print('DbgPrint', argv[0], 1)
 
     def ke_bug_check_ex(self, argv, orig):
         code, p1, p2, p3, p4 = argv

@@ -12,13 +12,18 @@ from .cm import Registry
 from .crt import Runtime
 from .debug import Debug
 from .io import Devices
+from .irql_table import IrqlChecks
+from .lockorder import LockOrder
 from .mutex import GuardedMutexes
 from .pnp import PnpNotifications
 from .pool import Pool
+from .racing import Racing
 from .rundown import Rundown
 from .sync import Sync
 from .wdf import Wdf
 from .wfp import Wfp
 
-FAMILIES = [Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes, PnpNotifications,
-            Sync, Devices, Wdf, Wfp]
+# LockOrder first (the others record into it); IrqlChecks last (it observes every routine of its
+# table that no other family attached).
+FAMILIES = [LockOrder, Racing, Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
+            PnpNotifications, Sync, Devices, Wdf, Wfp, IrqlChecks]

@@ -47,12 +47,13 @@ def _config():
 class CallRecord:
     """One kernel routine call made by the driver."""
 
-    def __init__(self, routine, args, handled_by, phase, irql):
+    def __init__(self, routine, args, handled_by, phase, irql, stage=None):
         self.routine = routine
         self.args = args
         self.ret = None
         self.handled_by = handled_by
         self.phase = phase
+        self.stage = stage
         self.irql = irql
         self.note = ''
 
@@ -70,16 +71,29 @@ def _fmt_arg(value):
 
 
 class Fault:
-    """One injected failure: the `occurrence`-th call of `routine` fails with `value`."""
+    """One injected failure: the `occurrence`-th call of `routine` made in `phase` (DriverEntry or
+    DriverUnload) returns `value`. `effect(argv)`, when given, does what the routine documents for
+    that status (for instance STATUS_PENDING queues flowDeleteFn for later) and returns the value."""
 
-    def __init__(self, routine, occurrence, value, label):
+    def __init__(self, routine, occurrence, value, label, phase='DriverEntry', effect=None):
         self.routine = routine
         self.occurrence = occurrence
         self.value = value
         self.label = label
+        self.phase = phase
+        self.effect = effect
 
     def to_json(self):
-        return {'routine': self.routine, 'occurrence': self.occurrence, 'injected': self.label}
+        return {'routine': self.routine, 'occurrence': self.occurrence, 'injected': self.label,
+                'phase': self.phase}
+
+
+def fault_choices(probe, argv):
+    """The failures a `fallible` / `teardown` function offers: [(value, label, effect or None)]."""
+    choices = probe(argv)
+    if isinstance(choices, tuple):
+        choices = [choices]
+    return [(c[0], c[1], c[2] if len(c) > 2 else None) for c in choices]
 
 
 class Machine:
@@ -101,6 +115,11 @@ class Machine:
         self.routines = {}        # routine -> 'speakeasy' | 'model'
         self.fallible = {}        # routine -> callable(argv) -> (value, label) for fault runs
         self.fallible_calls = []  # (routine, occurrence) made during DriverEntry, in order
+        self.teardown = {}        # routine -> callable(argv) -> [(value, label, effect)]: unload faults
+        self.teardown_calls = []  # (routine, occurrence) made during DriverUnload, in order
+        self.unload_occurrences = Counter()
+        self.stage = 'DriverEntry'  # DriverEntry | steps | DriverUnload | probe (phase is finer)
+        self.fault_log_at = None  # len(log) when the fault was injected
         self.instructions = 0
         self.counting = False
         self.executed = 0         # every instruction executed in the image (with count_instructions)
@@ -116,12 +135,14 @@ class Machine:
 
     # ---- routine registration ---------------------------------------------------------------
 
-    def attach(self, module, name, argc, impl, handled_by='model', conv=STDCALL, fallible=None):
+    def attach(self, module, name, argc, impl, handled_by='model', conv=STDCALL, fallible=None,
+               teardown=None):
         """Routes `module!name` to `impl(argv, orig)`.
 
         `handled_by` is 'model' when `impl` does the work itself, 'speakeasy' when it only observes
         and delegates to speakeasy's handler (`orig`). `fallible(argv)` returns the failure
-        (value, label) a fault run injects for this routine.
+        (value, label), or a list of (value, label[, effect]), a fault run injects for this routine
+        when DriverEntry calls it; `teardown(argv)` the same for calls DriverUnload makes.
         """
         routine = '%s.%s' % (module.split('.')[0].lower(), name)
 
@@ -132,25 +153,35 @@ class Machine:
         self.routines[routine] = handled_by
         if fallible:
             self.fallible[routine] = fallible
+        if teardown:
+            self.teardown[routine] = teardown
 
     def _dispatch(self, routine, impl, orig, argv):
-        record = CallRecord(routine, list(argv), self.routines[routine], self.phase, self.irql)
+        record = CallRecord(routine, list(argv), self.routines[routine], self.phase, self.irql,
+                            'DriverEntry' if self.phase == 'DriverEntry' else self.stage)
         self.calls.append(record)
         self.recent_calls.append(record)
         if self.stop is not None:
             # A model already stopped the machine; speakeasy may still finish the current call.
             return 0
         try:
+            checks = getattr(self, 'irql_checks', None)
+            if checks is not None:
+                checks.check_call(routine, argv)  # irql_table.py: every call, whoever handles it
             if routine in self.fallible and self.phase == 'DriverEntry':
                 self.occurrences[routine] += 1
                 n = self.occurrences[routine]
                 self.fallible_calls.append((routine, n))
                 f = self.fault
-                if f is not None and f.routine == routine and f.occurrence == n:
-                    self.fault_hit = True
-                    record.ret = f.value
-                    record.note = 'injected failure: %s' % f.label
-                    return f.value
+                if f is not None and f.phase == 'DriverEntry' and f.routine == routine and f.occurrence == n:
+                    return self._inject(f, record, argv, orig)
+            elif routine in self.teardown and self.stage == 'DriverUnload':
+                self.unload_occurrences[routine] += 1
+                n = self.unload_occurrences[routine]
+                self.teardown_calls.append((routine, n))
+                f = self.fault
+                if f is not None and f.phase == 'DriverUnload' and f.routine == routine and f.occurrence == n:
+                    return self._inject(f, record, argv, orig)
             pending = [p for p in self._after_next if routine not in p[1]]
             self._speakeasy_returns = orig is None
             rv = impl(argv, orig)
@@ -164,6 +195,15 @@ class Machine:
             record.note = stop.kind
             self.se.emu.stop()
             raise
+
+    def _inject(self, f, record, argv, orig):
+        self.fault_hit = True
+        self.fault_log_at = len(self.log)
+        record.note = 'injected failure: %s' % f.label
+        self._speakeasy_returns = orig is None
+        value = f.effect(list(argv), orig) if f.effect else f.value
+        record.ret = value
+        return value
 
     def after_next_call(self, callback, skip=()):
         """Runs `callback(value)` inside the hook of the next kernel routine the driver calls (other
@@ -235,6 +275,8 @@ class Machine:
         if self.stop is not None:
             return None
         self.phase = phase
+        if phase == 'DriverUnload':
+            self.stage = 'DriverUnload'
         self.irql = irql
         self.se.emu.emu_complete = False
         self.se.call(address, list(args))
@@ -318,9 +360,8 @@ class Machine:
         """From inside a routine's hook: make the routine, before returning to the driver, call
         each `(function, [arg0, arg1, arg2])` in `calls` in order. `before(i)` / `after(i)` run
         (in the harness) just before and after the i-th call. `result`: the value the routine
-        returns (rax) once the calls are done, for routines that return one; a callable is asked
-        for it only then (a timed wait returns STATUS_TIMEOUT or STATUS_SUCCESS depending on what
-        the calls did)."""
+        returns (rax) once the calls are done, for routines that return one, or a function that
+        gives it once the calls are done."""
         ret = self.se.emu.get_ret_address()
         code = bytearray()
         marks = []
@@ -337,18 +378,25 @@ class Machine:
             back_at = base + len(code)
             code += b'\x48\x83\xc4\x28'                       # add rsp, 0x28
             marks.append((i, call_at, back_at))
+        cell = None
         if result is None:
             code += b'\x48\xb8' + struct.pack('<Q', ret)       # mov rax, original return
             code += b'\xff\xe0'                                # jmp rax
-        else:
-            fixed = 0 if callable(result) else result & 0xFFFFFFFFFFFFFFFF
+        elif callable(result):
+            # The value is decided once the calls are done: result() is written to a cell here.
+            cell = self._code_space(8)
+            done_at = base + len(code)
             code += b'\x49\xbb' + struct.pack('<Q', ret)       # mov r11, original return
-            code += b'\x48\xb8' + struct.pack('<Q', fixed)     # mov rax, result
-            jump_at = base + len(code)
+            code += b'\x48\xb8' + struct.pack('<Q', cell)      # mov rax, cell
+            code += b'\x48\x8b\x00'                            # mov rax, [rax]
             code += b'\x41\xff\xe3'                            # jmp r11
-            if callable(result):
-                self.on_pc(jump_at, lambda: self.se.emu.reg_write('rax', result() & 0xFFFFFFFFFFFFFFFF))
+        else:
+            code += b'\x49\xbb' + struct.pack('<Q', ret)       # mov r11, original return
+            code += b'\x48\xb8' + struct.pack('<Q', result & 0xFFFFFFFFFFFFFFFF)  # mov rax, result
+            code += b'\x41\xff\xe3'                            # jmp r11
         self.write(base, bytes(code))
+        if cell is not None:
+            self.on_pc(done_at, lambda: self.write_u64(cell, result()))
         for i, call_at, back_at in marks:
             if before:
                 self.on_pc(call_at, lambda i=i: before(i))
@@ -376,4 +424,4 @@ def describe_irql(irql):
     return irql_name(irql)
 
 
-__all__ = ['Machine', 'Fault', 'CallRecord', 'HarnessError', 'KernelStop', 'STDCALL', 'CDECL']
+__all__ = ['Machine', 'Fault', 'fault_choices', 'CallRecord', 'HarnessError', 'KernelStop', 'STDCALL', 'CDECL']

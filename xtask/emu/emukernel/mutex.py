@@ -17,6 +17,7 @@ The state is also written to the structure's Count field (1 = free, 0 = held), a
 
 import struct
 
+from . import lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, require
 
@@ -72,6 +73,7 @@ class GuardedMutexes:
         mutex.update(held=True, where=self.m.phase)
         mutex['taken'] += 1
         self.taken_during.append((self.m.phase, address))
+        lockorder.of(self.m).acquire(('guarded mutex', address), 'guarded mutex 0x%x' % address)
         self._store(address)
 
     def try_acquire(self, argv, orig):
@@ -90,6 +92,7 @@ class GuardedMutexes:
         if not mutex['held']:
             raise violation('KeReleaseGuardedMutex(0x%x): the mutex is not held' % address)
         mutex.update(held=False, where=None)
+        lockorder.of(self.m).release(('guarded mutex', address))
         self._store(address)
 
     def held(self):

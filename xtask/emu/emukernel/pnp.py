@@ -42,6 +42,7 @@ Races (armed before DriverUnload, for a device-interface registration of the cla
 import struct
 import uuid
 
+from . import lockorder, racing
 from .errors import KernelStop, bugcheck, deadlock, violation
 from .irql import PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -49,6 +50,9 @@ from .scenario import REQUIRED
 STATUS_SUCCESS = 0
 STATUS_INVALID_PARAMETER = 0xC000000D
 STATUS_INSUFFICIENT_RESOURCES = 0xC000009A
+STATUS_INTERNAL_ERROR = 0xC00000E5
+LIST_LOCK = (('kernel', 'pnp notification list'), 'the PnP notification list (held while '
+             'notification callbacks run)')
 
 HARDWARE_PROFILE = 1
 DEVICE_INTERFACE = 2
@@ -180,7 +184,9 @@ class PnpNotifications:
         self._entry_hooks = set()
         machine.attach('ntoskrnl', 'IoRegisterPlugPlayNotification', 7, self.register,
                        fallible=lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'))
-        machine.attach('ntoskrnl', 'IoUnregisterPlugPlayNotificationEx', 1, self.unregister_ex)
+        # "returns STATUS_SUCCESS or an error": the teardown sweep fails it; the registration stays.
+        machine.attach('ntoskrnl', 'IoUnregisterPlugPlayNotificationEx', 1, self.unregister_ex,
+                       teardown=lambda argv: [(STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR')])
         machine.attach('ntoskrnl', 'IoUnregisterPlugPlayNotification', 1, self.unregister_old)
 
     # ---- registration -------------------------------------------------------------------------
@@ -221,6 +227,7 @@ class PnpNotifications:
         if not out:
             raise violation('IoRegisterPlugPlayNotification: NotificationEntry is NULL')
         class_guid = self.m.read(data, 16) if category == DEVICE_INTERFACE else None
+        lockorder.of(self.m).momentary(*LIST_LOCK)
         entry = self.m.alloc(0x40, 'PnpNotificationEntry')
         reg = Registration(entry, category, flags, class_guid, data if category == TARGET_DEVICE else 0,
                            function, context)
@@ -235,7 +242,7 @@ class PnpNotifications:
                 deliveries = [self._interface_notification('arrival', class_guid, link) for link in links]
                 label = 'existing interface reported by IoRegisterPlugPlayNotification (%s)' % reg.describe()
                 self._call_back(reg, deliveries, label, finish=lambda: setattr(reg, 'registering', False),
-                                result=STATUS_SUCCESS)
+                                result=STATUS_SUCCESS, other_processor=False)
         return STATUS_SUCCESS
 
     # ---- unregistration -----------------------------------------------------------------------
@@ -260,6 +267,7 @@ class PnpNotifications:
                            % (routine, reg.describe()))
         if waits:
             self._check_held_mutexes(routine, reg)
+        lockorder.of(self.m).momentary(*LIST_LOCK)
         reg.state = 'unregistering'
         reg.routine = routine
         if not waits:
@@ -274,13 +282,22 @@ class PnpNotifications:
             reg.state = 'unregistered'
             self.references_released += 1
 
-        if in_flight:
-            self.fired += len(in_flight)
-            label = 'in flight during %s (%s)' % (routine, reg.describe())
-            deliveries = [self._interface_notification(r[1], r[2], r[3]) for r in in_flight]
-            self._call_back(reg, deliveries, label, finish=finish, result=STATUS_SUCCESS)
-        else:
+        race = racing.of(self.m)
+        label = 'callback 0x%x racing %s (%s, another processor)' % (reg.function, routine, reg.describe())
+        token = race.begin(label)
+        self.fired += len(in_flight)
+        # racing.py: the scenario's in-flight races, or one notification of the registration's kind.
+        deliveries = [self._interface_notification(r[1], r[2], r[3]) for r in in_flight] or [self._racing(reg)]
+
+        def finish_race():
             finish()
+            race.end(token)
+
+        self._call_back(reg, deliveries, label, finish=finish_race, result=STATUS_SUCCESS)
+        if not waits and not late:
+            # IoUnregisterPlugPlayNotification's Remarks: the callback can still be called after it
+            # returned. Once more, then.
+            late = [('interface-change-after-unregister-returns', None, None, None)]
         if late:
             self.m.after_next_call(lambda value: self._deliver_late(reg, late, routine, value),
                                    skip=('ntoskrnl.DbgPrintEx', 'ntoskrnl.DbgPrint'))
@@ -297,10 +314,19 @@ class PnpNotifications:
                            'the routine waits for a callback in flight, and that callback waits for '
                            'the mutex' % (routine, reg.describe(), held[0]))
 
+    def _racing(self, reg):
+        """A notification of the registration's kind, for a racing delivery."""
+        if reg.category == DEVICE_INTERFACE:
+            return self._interface_notification('arrival', reg.class_guid, '\\??\\RACING#UNREGISTRATION')
+        if reg.category == HARDWARE_PROFILE:
+            return self._simple_notification(HARDWARE_PROFILE, 'change-complete', VERSION, None)
+        return self._simple_notification(TARGET_DEVICE, 'remove-complete', VERSION, None)
+
     def _deliver_late(self, reg, races, routine, value):
-        self.fired += len(races)
+        self.fired += len([r for r in races if r[1] is not None])
         label = 'dispatched before %s and run after it returned (%s)' % (routine, reg.describe())
-        deliveries = [self._interface_notification(r[1], r[2], r[3]) for r in races]
+        deliveries = [self._interface_notification(r[1], r[2], r[3]) if r[1] is not None
+                      else self._racing(reg) for r in races]
         self._call_back(reg, deliveries, label, finish=None, result=value)
 
     def arm_race(self, step):
@@ -376,15 +402,25 @@ class PnpNotifications:
 
     # ---- calling the driver -------------------------------------------------------------------
 
-    def _call_back(self, reg, deliveries, label, finish, result=None):
-        """From inside a routine's hook: run the callback once per delivery before it returns."""
+    def _call_back(self, reg, deliveries, label, finish, result=None, other_processor=True):
+        """From inside a routine's hook: run the callback once per delivery before it returns, on
+        another processor (a notification in flight) or on the caller's thread."""
         calls = [(reg.function, [d.address, reg.context]) for d in deliveries]
+        order = lockorder.of(self.m)
 
         def before(i):
+            if other_processor:
+                order.switch_to([LIST_LOCK])
+            else:
+                order.acquire(*LIST_LOCK)
             self._enter(reg, label)
 
         def after(i):
             self._leave(reg, label, deliveries[i], self.m.se.reg_read('rax'))
+            if other_processor:
+                order.switch_back()
+            else:
+                order.release(LIST_LOCK[0])
             if i == len(deliveries) - 1 and finish is not None:
                 finish()
 
@@ -393,6 +429,14 @@ class PnpNotifications:
     def _deliver(self, category, deliveries, label, match=lambda reg: True):
         regs = [r for r in self.registrations.values()
                 if r.category == category and r.state == 'registered' and match(r)]
+        order = lockorder.of(self.m)
+        order.acquire(*LIST_LOCK)
+        try:
+            return self._deliver_each(regs, deliveries, label)
+        finally:
+            order.release(LIST_LOCK[0])
+
+    def _deliver_each(self, regs, deliveries, label):
         for reg in regs:
             for d in deliveries(reg):
                 self._enter(reg, label)
@@ -482,6 +526,30 @@ class PnpNotifications:
                         for r in regs):
             self.late_entries.append('callback 0x%x entered after IoUnregisterPlugPlayNotificationEx '
                                      'returned' % function)
+
+    # ---- after the run (run.py's probe) -------------------------------------------------------
+
+    def probe(self):
+        """An event after unload reaches every callback still registered."""
+        done = []
+        for reg in [r for r in self.registrations.values() if r.state == 'registered']:
+            if reg.category == DEVICE_INTERFACE:
+                delivery = self._interface_notification('arrival', reg.class_guid, '\\??\\AFTER#UNLOAD')
+            elif reg.category == HARDWARE_PROFILE:
+                delivery = self._simple_notification(HARDWARE_PROFILE, 'change-complete', VERSION, None)
+            else:
+                delivery = self._simple_notification(TARGET_DEVICE, 'remove-complete', VERSION, None)
+            label = 'probe: %s after unload' % reg.describe()
+            order = lockorder.of(self.m)
+            order.acquire(*LIST_LOCK)
+            self._enter(reg, label)
+            status = self.m.call(reg.function, [delivery.address, reg.context], phase=label, irql=PASSIVE_LEVEL)
+            self._leave(reg, label, delivery, status)
+            order.release(LIST_LOCK[0])
+            done.append('callback 0x%x (%s)' % (reg.function, reg.describe()))
+            if self.m.stop is not None:
+                break
+        return done
 
     # ---- audit --------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import os
 
 from .errors import HarnessError
 from .families import FAMILIES
-from .machine import Fault, Machine
+from .machine import Fault, Machine, fault_choices
 
 logging.getLogger('speakeasy').setLevel(logging.CRITICAL)
 
@@ -16,6 +16,24 @@ def _nt_success(status):
 
 def _status(value):
     return 'none' if value is None else '0x%08X' % value
+
+
+PROBE_CHECK = 'no freed memory reachable from a registered callback'
+LEAK_LOG_CHECK = 'what teardown left behind after the injected failure is logged'
+# What a DriverUnload fault may leave behind, if the driver logs it: registrations whose
+# unregistration failed, and what they can still reach (never freed under a live callback).
+LEFTOVER_CHECKS = (
+    'every callback registration undone', 'every callback-object reference released',
+    'every registry callback unregistered (CmUnRegisterCallback)', 'every PnP notification registration undone',
+    'no PnP registration still references the driver object', 'every pool allocation freed',
+    'every device object deleted', 'every callout unregistered (FwpsCalloutUnregisterById0 succeeded)',
+    'every flow context deleted (flowDeleteFn called once for each)',
+    'every engine session closed, no transaction left open', 'no filter left in the engine',
+    'control device deleted by the driver (WdfObjectDelete)', 'every barrier drained before teardown ended',
+)
+# Teardown faults per routine: the first occurrences only (a thousand FwpsFlowRemoveContext0 calls
+# of one drain take the same path).
+MAX_UNLOAD_OCCURRENCES = 3
 
 
 class Run:
@@ -32,6 +50,9 @@ class Run:
         self.unloaded = False
         self.status = None
         self.count_instructions = count_instructions
+        self.probed = []                  # callbacks called after the run (see _probe)
+        self.audited = None               # the models' audit, taken before the probe
+        self.probe_stop = None
         self.unload_cost = None           # (instructions in the image, kernel calls) of DriverUnload
 
     def execute(self, run_steps):
@@ -42,6 +63,7 @@ class Run:
         if not _nt_success(self.status) or m.stop is not None:
             return
         if run_steps:
+            m.stage = 'steps'
             for step in self.scenario.steps:
                 before = {id(model): len(getattr(model, 'callback_counts', [])) for model in self.models}
                 ok, detail = self.by_family[step.family].run_step(step)
@@ -59,6 +81,34 @@ class Run:
             m.call(unload, [m.driver_object()], phase='DriverUnload')
             self.unloaded = m.run_error() is None
             self.unload_cost = (m.executed - executed, len(m.calls) - calls)
+        self._probe()
+
+    def _audit_models(self):
+        out = []
+        for model in self.models:
+            if hasattr(model, 'audit'):
+                out.extend(model.audit())
+        return out
+
+    def _probe(self):
+        """After the run: every callback still registered is called once more, as the kernel may call
+        it at any time (a flow ending, a notification). Freed pool is poisoned and watched, so a
+        callback that reaches memory the driver freed is a use after free."""
+        m = self.m
+        self.probed = []
+        # The verdicts on what the driver left are taken before the probe changes anything.
+        self.audited = self._audit_models()
+        if not _nt_success(self.status) or m.stop is not None or m.run_error() is not None:
+            return
+        m.stage = 'probe'
+        for model in self.models:
+            probe = getattr(model, 'probe', None)
+            if probe is None:
+                continue
+            self.probed += probe()
+            if m.stop is not None:
+                self.probe_stop = m.stop
+                return
 
     def report(self, name, kind):
         m = self.m
@@ -74,9 +124,12 @@ class Run:
             has_unload = bool(m.unload_routine()) or self.unloaded
             audit.append(('DriverUnload set, so the driver can be unloaded', has_unload,
                           'DriverObject->DriverUnload = %s' % ('set' if has_unload else 'NULL')))
-        for model in self.models:
-            if hasattr(model, 'audit'):
-                audit.extend(model.audit())
+        audit.extend(self.audited if self.audited is not None else self._audit_models())
+        if entry_ok:
+            audit.append(self._probe_check())
+        tolerated = set()
+        if self.fault is not None and self.fault.phase == 'DriverUnload':
+            audit, tolerated = self._leftovers(audit)
         if self.fault is None and self.scenario.expect_log:
             audit.append(self._log_check())
         audit.append(('the kernel was never stopped (no bugcheck, fault, deadlock or rule broken)',
@@ -95,12 +148,46 @@ class Run:
             'unloaded': self.unloaded,
             'log': list(m.log),
             'steps': self.steps,
-            'audit': [{'check': c, 'ok': ok, 'detail': d} for c, ok, d in audit],
+            'audit': [dict({'check': c, 'ok': ok, 'detail': d}, **({'tolerated': True} if c in tolerated else {}))
+                      for c, ok, d in audit],
             'failures': failures,
             'error': error,
             'callbacks': self._callback_counts(),
             'measurements': self._measurements(),
         }
+
+    def _probe_check(self):
+        if self.probe_stop is not None:
+            return (PROBE_CHECK, False, 'calling the still-registered callbacks after the run: %s'
+                    % self.probe_stop.message)
+        if not self.probed:
+            return (PROBE_CHECK, True, 'no callback left registered')
+        return (PROBE_CHECK, True, 'called after the run, none touched freed memory: '
+                + '; '.join(self.probed))
+
+    def _leftovers(self, audit):
+        """A DriverUnload fault run: what the failed call forced the driver to leave behind is
+        tolerated if, and only if, the driver logged it (a line after the failure naming the
+        routine or the status)."""
+        left = [(c, d) for c, ok, d in audit if not ok and c in LEFTOVER_CHECKS]
+        if not left:
+            return audit + [(LEAK_LOG_CHECK, True, 'nothing was left behind')], set()
+        f = self.fault
+        after = self.m.log[self.m.fault_log_at or 0:]
+        status = '%08x' % (f.value & 0xFFFFFFFF)
+        name = f.routine.split('.', 1)[-1].lower()
+        logged = [line for line in after if status in line.lower() or name in line.lower()]
+        what = '; '.join('%s (%s)' % (c, d) for c, d in left)
+        if not logged:
+            return audit + [(LEAK_LOG_CHECK, False, 'left behind without a log line naming %s or %s '
+                             'after the failure: %s' % (f.routine, status.upper(), what))], set()
+        out = []
+        for c, ok, d in audit:
+            if not ok and c in LEFTOVER_CHECKS:
+                out.append((c, True, 'left behind after the injected failure, and logged: ' + d))
+            else:
+                out.append((c, ok, d))
+        return out + [(LEAK_LOG_CHECK, True, 'logged: %s' % logged[0][:200])], {c for c, _d in left}
 
     def _measurements(self):
         """With --count-instructions: what DriverUnload cost, nested callbacks included."""
@@ -129,6 +216,9 @@ class Run:
         if _nt_success(self.status):
             return ('DriverEntry tolerated the failure and still set up completely', True,
                     'returned %s; the unload audit below applies' % _status(self.status))
+        if f.phase == 'DriverUnload':
+            return ('DriverUnload met the injected failure', True, '%s call #%d during DriverUnload: %s'
+                    % (f.routine, f.occurrence, f.label))
         if f.value >= 0x80000000 and self.status != f.value:
             return ('DriverEntry propagated the failure status', False,
                     'the routine failed with %s but DriverEntry returned %s' % (f.label, _status(self.status)))
@@ -172,6 +262,7 @@ def run_all(image, scenario, faults, count_instructions, progress):
     first.execute(run_steps=True)
     runs.append(first.report('scenario', 'scenario'))
     routines.update(first.routines())
+    swept = [(scenario, first)]
 
     for variant in scenario.variants:
         name = 'scenario: %s' % variant.name
@@ -180,20 +271,34 @@ def run_all(image, scenario, faults, count_instructions, progress):
         run.execute(run_steps=True)
         runs.append(run.report(name, 'scenario'))
         routines.update({k: v for k, v in run.routines().items() if k not in routines})
+        swept.append((variant, run))
 
     if faults:
         if not _nt_success(first.status):
             raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
                                'DriverEntry that succeeds' % _status(first.status))
-        plan = list(first.m.fallible_calls)
-        for index, (routine, occurrence) in enumerate(plan, 1):
-            probe = first.m.fallible[routine]
-            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence))
-            value, label = probe(args)
-            name = 'fault %d/%d: %s call #%d fails (%s)' % (index, len(plan), routine, occurrence, label)
+        plan = []
+        for routine, occurrence in first.m.fallible_calls:
+            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence, 'DriverEntry'))
+            for value, label, effect in fault_choices(first.m.fallible[routine], args):
+                plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry', effect)))
+        seen = set()
+        for source, done in swept:
+            for routine, occurrence in done.m.teardown_calls:
+                if occurrence > MAX_UNLOAD_OCCURRENCES or (routine, occurrence) in seen:
+                    continue
+                seen.add((routine, occurrence))
+                args = next(c.args for c in _nth_call(done.m.calls, routine, occurrence, 'DriverUnload'))
+                for value, label, effect in fault_choices(done.m.teardown[routine], args):
+                    plan.append((source, Fault(routine, occurrence, value, label, 'DriverUnload', effect)))
+        for index, (source, fault) in enumerate(plan, 1):
+            where = '' if source is scenario else ' (scenario: %s)' % source.name
+            name = 'fault %d/%d: %s call #%d %sfails (%s)%s' % (
+                index, len(plan), fault.routine, fault.occurrence,
+                'in DriverUnload ' if fault.phase == 'DriverUnload' else '', fault.label, where)
             progress('%s: %s' % (driver, name))
-            run = Run(image, scenario, fault=Fault(routine, occurrence, value, label))
-            run.execute(run_steps=False)
+            run = Run(image, source, fault=fault)
+            run.execute(run_steps=fault.phase == 'DriverUnload')
             runs.append(run.report(name, 'fault'))
             routines.update({k: v for k, v in run.routines().items() if k not in routines})
 
@@ -209,10 +314,10 @@ def run_all(image, scenario, faults, count_instructions, progress):
     }
 
 
-def _nth_call(calls, routine, occurrence):
+def _nth_call(calls, routine, occurrence, stage):
     seen = 0
     for call in calls:
-        if call.routine == routine and call.phase == 'DriverEntry':
+        if call.routine == routine and call.stage == stage:
             seen += 1
             if seen == occurrence:
                 yield call

@@ -14,6 +14,7 @@ written to the EX_RUNDOWN_REF itself (holders * 2, bit 0 = rundown active) so a 
 sees what the kernel would store.
 """
 
+from . import lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, require
 
@@ -65,6 +66,8 @@ class Rundown:
             return 0
         r['holders'] += 1
         self.acquired += 1
+        # Holding a rundown reference is a shared hold of the barrier; the wait takes it exclusively.
+        lockorder.of(self.m).acquire(('rundown', argv[0]), 'rundown protection 0x%x' % argv[0])
         self._store(argv[0])
         return 1
 
@@ -76,6 +79,7 @@ class Rundown:
                             % argv[0])
         r['holders'] -= 1
         self.released += 1
+        lockorder.of(self.m).release(('rundown', argv[0]))
         self._store(argv[0])
 
     def wait(self, argv, orig):
@@ -84,6 +88,7 @@ class Rundown:
         r['active'] = True
         r['waited'] = True
         self._store(argv[0])
+        lockorder.of(self.m).momentary(('rundown', argv[0]), 'rundown protection 0x%x' % argv[0])
         if r['holders']:
             raise deadlock('ExWaitForRundownProtectionRelease(0x%x) waits for %d holder(s) that only '
                            'this thread could release: it would never return' % (argv[0], r['holders']))

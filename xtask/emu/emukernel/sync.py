@@ -17,14 +17,8 @@ KeWaitForSingleObject(Object, Reason, Mode, Alertable, Timeout)
     signalled. Otherwise the thread would sleep while other processors run: the model then lets the
     **deferred work** run (call-backs a routine promised for "later", such as the flowDeleteFn after
     FwpsFlowRemoveContext0 returned STATUS_PENDING), as if another processor finished it during the
-    wait, and the wait returns once the event is set. With no timeout and nothing left that could
-    set it, the wait could never end: a deadlock. A zero timeout returns STATUS_TIMEOUT at once; a
-    non-zero (relative, negative) timeout lets the deferred work run, then returns STATUS_SUCCESS
-    if the event got set and STATUS_TIMEOUT otherwise (the interval ran out: the machine's time is
-    not modelled beyond that, so a timed wait is never a deadlock).
-KeDelayExecutionThread(WaitMode, Alertable, Interval)    <= APC_LEVEL
-  - the thread sleeps for the interval while other processors run: the deferred work runs, then
-    STATUS_SUCCESS. Counted (`delays`), so a report shows a driver backing off.
+    wait, and the wait returns once the event is set. With nothing left that could set it, the wait
+    could never end: a deadlock. A zero timeout returns STATUS_TIMEOUT instead.
 
 Other models queue deferred work with `machine.sync.defer(function, args, label, before, after)`.
 `pending()` lists what never ran (an audit failure for its owner: the work would run after the
@@ -33,11 +27,13 @@ driver was gone).
 
 import struct
 
+from . import lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, irql_name, require
 
 STATUS_SUCCESS = 0
 STATUS_TIMEOUT = 0x102
+IDLE_LIMIT = 10 * 60 * 10_000_000   # ten minutes, in 100 ns units
 NOTIFICATION_EVENT = 0
 SYNCHRONIZATION_EVENT = 1
 
@@ -45,12 +41,13 @@ SYNCHRONIZATION_EVENT = 1
 class Deferred:
     """Work a routine promised to do later, on another processor."""
 
-    def __init__(self, function, args, label, before=None, after=None):
+    def __init__(self, function, args, label, before=None, after=None, locks=()):
         self.function = function
         self.args = list(args)
         self.label = label
         self.before = before
         self.after = after
+        self.locks = list(locks)      # [(key, name)] the kernel holds while it runs (lockorder.py)
 
 
 class Sync:
@@ -62,7 +59,7 @@ class Sync:
         self.events = {}         # address -> {'type': 0/1, 'signalled': bool}
         self.deferred = []       # Deferred, in the order promised
         self.waits = 0
-        self.delays = 0
+        self.idle = 0            # 100 ns units waited with nothing able to make progress (_idle)
         for name, argc, impl in (
                 ('KeAcquireSpinLockRaiseToDpc', 1, self.acquire),
                 ('KeReleaseSpinLock', 2, self.release),
@@ -86,6 +83,7 @@ class Sync:
                            'forever' % (lock, self.m.phase))
         self.locks[lock] = self.m.irql
         self.acquisitions += 1
+        lockorder.of(self.m).acquire(('spin lock', lock), 'spin lock 0x%x' % lock)
         previous = self.m.irql
         self.m.irql = DISPATCH_LEVEL
         return previous
@@ -98,6 +96,7 @@ class Sync:
             raise violation('KeReleaseSpinLock(0x%x, %s): not the IRQL KeAcquireSpinLock returned'
                             % (lock, irql_name(new_irql)))
         del self.locks[lock]
+        lockorder.of(self.m).release(('spin lock', lock))
         self.m.irql = new_irql
         return None
 
@@ -129,6 +128,7 @@ class Sync:
         e = self._event('KeSetEvent', argv[0])
         previous = int(e['signalled'])
         e['signalled'] = True
+        self.idle = 0
         self._store(argv[0])
         return previous
 
@@ -147,9 +147,30 @@ class Sync:
     def read_state_event(self, argv, orig):
         return int(self._event('KeReadStateEvent', argv[0])['signalled'])
 
+    def _timeout(self, pointer):
+        """The wait's timeout in 100 ns units (None: none, wait forever; 0: just test)."""
+        if not pointer:
+            return None
+        value = struct.unpack('<q', self.m.read(pointer, 8))[0]
+        # Negative: relative. Positive: an absolute system time; the machine's clock starts at 0,
+        # so it is that far in the future.
+        return abs(value)
+
+    def _idle(self, routine, address, interval):
+        """Time passes with nothing in the machine able to make progress (no deferred work): the
+        waits of one stage add up; past IDLE_LIMIT the driver is waiting for what nothing will
+        deliver (a retry loop that never ends), reported as a deadlock instead of a timeout."""
+        self.idle += interval
+        if self.idle > IDLE_LIMIT:
+            what = 'event 0x%x' % address if address else 'a delay'
+            raise deadlock('%s (%s) during %s: the driver has waited %d s in all, with no deferred '
+                           'call, DPC, timer or other processor left that could end the wait; it '
+                           'would wait forever' % (routine, what, self.m.phase, self.idle // 10_000_000))
+
     def wait(self, argv, orig):
         address, timeout_ptr = argv[0], argv[4]
-        zero_timeout = bool(timeout_ptr) and struct.unpack('<q', self.m.read(timeout_ptr, 8))[0] == 0
+        timeout = self._timeout(timeout_ptr)
+        zero_timeout = timeout == 0
         require(self.m, 'KeWaitForSingleObject', DISPATCH_LEVEL if zero_timeout else APC_LEVEL)
         if self.locks:
             raise deadlock('KeWaitForSingleObject while holding spin lock(s) %s'
@@ -161,67 +182,73 @@ class Sync:
             return STATUS_SUCCESS
         if zero_timeout:
             return STATUS_TIMEOUT
-        if timeout_ptr:
-            return self._timed_wait(address)
         if not self.deferred:
-            raise deadlock('KeWaitForSingleObject(0x%x) during %s waits for an event that nothing '
-                           'left to run will set: it would never return' % (address, self.m.phase))
+            if timeout is None:
+                raise deadlock('KeWaitForSingleObject(0x%x) during %s waits, with no timeout, for an '
+                               'event that nothing left to run will set (no deferred call, DPC, timer '
+                               'or other processor): it would never return' % (address, self.m.phase))
+            self._idle('KeWaitForSingleObject', address, timeout)
+            return STATUS_TIMEOUT
         work, self.deferred = self.deferred, []
+        self.idle = 0
+        order = lockorder.of(self.m)
+        state = {'signalled': False}
 
         def before(i):
+            # Another processor runs it: the waiting thread's locks are not held there.
+            order.switch_to(work[i].locks)
             if work[i].before:
                 work[i].before()
 
         def after(i):
             if work[i].after:
                 work[i].after()
+            order.switch_back()
             if i == len(work) - 1 and self.m.stop is None:
-                if not self.events[address]['signalled']:
+                if self.events[address]['signalled']:
+                    state['signalled'] = True
+                    self._satisfy(address)
+                elif timeout is None and not self.deferred:
                     self.m.halt(deadlock(
                         'KeWaitForSingleObject(0x%x) during %s: every deferred call has run and the '
-                        'event is still not set: the wait would never return' % (address, self.m.phase)))
-                else:
-                    self._satisfy(address)
+                        'event is still not set: the wait (no timeout) would never return'
+                        % (address, self.m.phase)))
+
+        def result():
+            return STATUS_SUCCESS if state['signalled'] or timeout is None else STATUS_TIMEOUT
 
         # The deferred calls run "on another processor" while this thread waits; then it resumes.
         self.m.call_back_before_return([(w.function, w.args) for w in work], before=before,
-                                       after=after, result=STATUS_SUCCESS)
+                                       after=after, result=result)
         return STATUS_SUCCESS
 
-    def _timed_wait(self, address):
-        """A wait with a non-zero timeout on an unset event: what other processors would finish
-        meanwhile runs, then the wait returns SUCCESS if that set the event, TIMEOUT if not."""
-        if not self.deferred:
-            return STATUS_TIMEOUT
-        work, self.deferred = self.deferred, []
-
-        def outcome():
-            if self.events[address]['signalled']:
-                self._satisfy(address)
-                return STATUS_SUCCESS
-            return STATUS_TIMEOUT
-
-        self.m.call_back_before_return(
-            [(w.function, w.args) for w in work],
-            before=lambda i: work[i].before() if work[i].before else None,
-            after=lambda i: work[i].after() if work[i].after else None,
-            result=outcome)
-        return STATUS_SUCCESS  # replaced by outcome() once the deferred calls have run
-
     def delay(self, argv, orig):
+        """KeDelayExecutionThread(WaitMode, Alertable, Interval) <= APC_LEVEL: the thread sleeps;
+        meanwhile the other processors run what was deferred. STATUS_SUCCESS."""
         require(self.m, 'KeDelayExecutionThread', APC_LEVEL)
         if self.locks:
             raise deadlock('KeDelayExecutionThread while holding spin lock(s) %s'
                            % ', '.join('0x%x' % a for a in self.locks))
-        self.delays += 1
+        interval = self._timeout(argv[2]) or 0
         if not self.deferred:
+            self._idle('KeDelayExecutionThread', 0, interval)
             return STATUS_SUCCESS
         work, self.deferred = self.deferred, []
-        self.m.call_back_before_return(
-            [(w.function, w.args) for w in work],
-            before=lambda i: work[i].before() if work[i].before else None,
-            after=lambda i: work[i].after() if work[i].after else None,
-            result=STATUS_SUCCESS)
+        self.idle = 0
+        order = lockorder.of(self.m)
+
+        def before(i):
+            order.switch_to(work[i].locks)
+            if work[i].before:
+                work[i].before()
+
+        def after(i):
+            if work[i].after:
+                work[i].after()
+            order.switch_back()
+
+        self.m.call_back_before_return([(w.function, w.args) for w in work], before=before,
+                                       after=after, result=STATUS_SUCCESS)
         return STATUS_SUCCESS
 
     def _satisfy(self, address):
@@ -232,8 +259,8 @@ class Sync:
 
     # ---- deferred work --------------------------------------------------------------------------
 
-    def defer(self, function, args, label, before=None, after=None):
-        self.deferred.append(Deferred(function, args, label, before, after))
+    def defer(self, function, args, label, before=None, after=None, locks=()):
+        self.deferred.append(Deferred(function, args, label, before, after, locks))
 
     def pending(self):
         return list(self.deferred)

@@ -131,7 +131,9 @@ class Wdf:
         self.after_unbind = []
         self.callback_counts = []
         machine.attach('wdfldr', 'WdfVersionBind', 4, self.bind, handled_by='speakeasy',
-                       fallible=lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'))
+                       fallible=lambda argv: [(STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'),
+                                              (STATUS_SUCCESS, 'STATUS_SUCCESS with a NULL function table',
+                                               self._bind_null_table)])
         machine.attach('wdfldr', 'WdfVersionUnbind', 3, self.unbind)
         machine.attach('wdfldr', 'WdfDriverCreate', 6, self.driver_create, handled_by='speakeasy',
                        fallible=lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'))
@@ -191,6 +193,19 @@ class Wdf:
         for index, (name, _argc) in MODELLED_SLOTS.items():
             self.m.write_u64(self.table + 8 * index, self.m.se.emu.add_callback('wdfldr', name))
         return status
+
+    def _bind_null_table(self, argv, orig):
+        """A fault run: the bind succeeds (the client is bound and must unbind) but leaves the
+        function table NULL, which the stub must check before using it (the published stub checks
+        the status only; a client that does not check dereferences NULL)."""
+        status = self.bind(argv, orig)
+        if status & 0xFFFFFFFF >= 0x80000000:
+            return status
+        func_table = self.m.read_u64(self.bind_info + 32)
+        self.m.write_u64(func_table, 0)
+        self.table = 0
+        self.m.log_line('[harness] WdfVersionBind: success, function table NULL (injected)')
+        return STATUS_SUCCESS
 
     def _wide(self, address, limit=64):
         out = []

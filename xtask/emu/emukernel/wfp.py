@@ -55,8 +55,10 @@ import ipaddress
 import struct
 import uuid
 
+from . import lockorder, racing
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
+from .irql_table import CALLBACKS
 from .scenario import REQUIRED
 
 STATUS_SUCCESS = 0
@@ -70,6 +72,8 @@ STATUS_NOT_FOUND = 0xC0000225
 STATUS_FWP_CALLOUT_NOT_FOUND = 0xC0220001
 STATUS_FWP_SUBLAYER_NOT_FOUND = 0xC0220007
 STATUS_FWP_ALREADY_EXISTS = 0xC0220009
+STATUS_FWP_IN_USE = 0xC022000A
+STATUS_INTERNAL_ERROR = 0xC00000E5     # documented for none of these routines: the teardown sweep's
 STATUS_FWP_TXN_IN_PROGRESS = 0xC022000B
 STATUS_FWP_NO_TXN_IN_PROGRESS = 0xC022000D
 FWP_E_CALLOUT_NOT_FOUND = 0x80320001   # speakeasy's user-mode HRESULT
@@ -114,6 +118,10 @@ MAX_FIELDS = 32
 METADATA_SIZE = 288
 PROTOCOLS = {'tcp': 6, 'udp': 17, 'icmp': 1}
 POISON = 0xDD
+# The engine's flow lock (lockorder.py): held while FwpsFlowAssociateContext0 and
+# FwpsFlowRemoveContext0 run and while the engine calls flowDeleteFn. Not documented either way:
+# the model takes the stricter reading, that such a lock exists.
+FLOW_LOCK = (('kernel', 'wfp flow lock'), "the filter engine's flow lock")
 
 
 def _guid(data):
@@ -216,7 +224,9 @@ class Wfp:
         no_memory = lambda argv: (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES')
         machine.attach('fwpkclnt', 'FwpmEngineOpen0', 5, self.engine_open, handled_by='speakeasy',
                        fallible=no_memory)
-        machine.attach('fwpkclnt', 'FwpmEngineClose0', 1, self.engine_close, handled_by='speakeasy')
+        machine.attach('fwpkclnt', 'FwpmEngineClose0', 1, self.engine_close, handled_by='speakeasy',
+                       teardown=lambda argv: [(STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (the '
+                                               'session and its filters stay)')])
         machine.attach('fwpkclnt', 'FwpmTransactionBegin0', 2, self.txn_begin, fallible=no_memory)
         machine.attach('fwpkclnt', 'FwpmTransactionCommit0', 1, self.txn_commit, fallible=no_memory)
         machine.attach('fwpkclnt', 'FwpmTransactionAbort0', 1, self.txn_abort)
@@ -229,9 +239,9 @@ class Wfp:
         machine.attach('fwpkclnt', 'FwpsCalloutRegister1', 3, self.register, handled_by='speakeasy',
                        fallible=fwp_exists)
         machine.attach('fwpkclnt', 'FwpsCalloutUnregisterById0', 1, self.unregister,
-                       handled_by='speakeasy')
+                       handled_by='speakeasy', teardown=self._unregister_faults)
         machine.attach('fwpkclnt', 'FwpsFlowAssociateContext0', 4, self.associate)
-        machine.attach('fwpkclnt', 'FwpsFlowRemoveContext0', 3, self.remove)
+        machine.attach('fwpkclnt', 'FwpsFlowRemoveContext0', 3, self.remove, teardown=self._remove_faults)
 
     # ---- sessions and transactions ------------------------------------------------------------
 
@@ -421,12 +431,15 @@ class Wfp:
 
         def before(i):
             previous['phase'] = self.m.phase
+            previous['irql'] = self.m.irql
             self.m.phase = label
+            self.m.irql = CALLBACKS['notifyFn'][0]
             self._enter()
 
         def after(i):
             self._leave(label, regs[i][0], 'notify')
             self.m.phase = previous.get('phase', self.m.phase)
+            self.m.irql = previous.get('irql', self.m.irql)
             rv = self.m.se.reg_read('rax') & 0xFFFFFFFF
             if notify_type == NOTIFY_ADD_FILTER and rv >= 0x80000000:
                 self.rule_breaks.append('notifyFn vetoed filter %d (%s): this harness expects the '
@@ -499,9 +512,104 @@ class Wfp:
         if live:
             reg.busy += 1
             self.busy_returns += 1
-            return STATUS_DEVICE_BUSY
-        reg.state = 'unregistered'
-        return STATUS_SUCCESS
+            status = STATUS_DEVICE_BUSY
+        else:
+            reg.state = 'unregistered'
+            status = STATUS_SUCCESS
+        self._race(reg, status)
+        return status
+
+    def _race(self, reg, status):
+        """racing.py: while FwpsCalloutUnregisterById0 runs, another processor is in classifyFn
+        for a filter that names the callout, and a flow carrying one of its contexts ends there
+        (flowDeleteFn, under the engine's flow lock). Both at DISPATCH_LEVEL."""
+        calls, befores, afters = [], [], []
+        order = lockorder.of(self.m)
+        saved = {}
+        obj = next((o for o in reversed(self.objects) if o.kind == 'filter'
+                    and o.fields.get('callout') == reg.key), None)
+        if obj is not None:
+            params = _Params(DISPATCH_LEVEL, remote_address='198.51.100.77', remote_port=443,
+                             protocol='tcp', local_port=50077, layer_id=None, value_count=None)
+            layer = obj.fields['layer'] if obj.fields['layer'] in LAYERS else LAYER_ALE_AUTH_CONNECT_V4
+            label = 'classifyFn of callout %d racing FwpsCalloutUnregisterById0 (another processor)' % reg.id
+            item = (obj, reg, self._fields(params, layer), FWPS_METADATA_FIELD_PROCESS_ID, 0, 0, True,
+                    ACTION_CONTINUE, label)
+            area = self._classify_area()
+            self._batch_calls = self._batch_hooks([item], area, [])
+            calls.append((self._looper(), [1, area + 0x3a0]))
+
+            def before_classify():
+                order.switch_to()
+                saved['classify'] = (self.m.phase, self.m.irql)
+                self.m.irql = CALLBACKS['classifyFn'][0]
+
+            def after_classify():
+                self.m.phase, self.m.irql = saved['classify']
+                self._area_active = False
+                order.switch_back()
+
+            befores.append(before_classify)
+            afters.append(after_classify)
+        flow = next((f for f in self.flows.values() if any(c == reg.id for (_l, c) in f.contexts)), None)
+        if flow is not None:
+            key = next(k for k in flow.contexts if k[1] == reg.id)
+            context = flow.contexts.pop(key)
+            label = 'flowDeleteFn of callout %d racing FwpsCalloutUnregisterById0 (flow 0x%x ends on ' \
+                    'another processor)' % (reg.id, flow.id)
+            calls.append((reg.delete, [key[0], reg.id, context]))
+
+            def before_delete():
+                order.switch_to([FLOW_LOCK])
+                self._before_delete(label)
+
+            def after_delete():
+                self._after_delete(label, reg, flow, None)
+                order.switch_back()
+
+            befores.append(before_delete)
+            afters.append(after_delete)
+        if not calls:
+            return
+        race = racing.of(self.m)
+        token = race.begin('; '.join(c for c in (
+            'classifyFn of callout %d' % reg.id if obj is not None else '',
+            'flowDeleteFn of callout %d' % reg.id if flow is not None else '') if c)
+            + ' racing FwpsCalloutUnregisterById0 (another processor)')
+
+        def after(i):
+            afters[i]()
+            if i == len(calls) - 1:
+                race.end(token)
+
+        self.m.call_back_before_return(calls, before=lambda i: befores[i](), after=after, result=status)
+
+    # ---- teardown faults (run.py: DriverUnload fault runs) -----------------------------------
+
+    def _unregister_faults(self, argv):
+        """FwpsCalloutUnregisterById0's documented failures, and one it does not document. The
+        callout stays registered (STATUS_FWP_IN_USE: another thread is registering or unregistering;
+        retry), or is no longer registered (STATUS_FWP_CALLOUT_NOT_FOUND) while the flows that carry
+        its contexts still end, calling flowDeleteFn."""
+        return [(STATUS_FWP_IN_USE, 'STATUS_FWP_IN_USE'),
+                (STATUS_FWP_CALLOUT_NOT_FOUND, 'STATUS_FWP_CALLOUT_NOT_FOUND', self._gone),
+                (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)')]
+
+    def _gone(self, argv, orig):
+        reg = self.registrations.get(argv[0] & 0xFFFFFFFF)
+        if reg is not None:
+            reg.state = 'unregistered'
+        return STATUS_FWP_CALLOUT_NOT_FOUND
+
+    def _remove_faults(self, argv):
+        """FwpsFlowRemoveContext0's documented statuses, forced: STATUS_PENDING (a classify is in
+        progress: flowDeleteFn runs later), STATUS_UNSUCCESSFUL (the flow ended on another processor
+        just before: its flowDeleteFn ran there), and an undocumented error (the context stays)."""
+        return [(STATUS_PENDING, 'STATUS_PENDING (flowDeleteFn later)',
+                 lambda a, orig: self.remove(a, orig, force='pending')),
+                (STATUS_UNSUCCESSFUL, 'STATUS_UNSUCCESSFUL (the flow ended on another processor first)',
+                 lambda a, orig: self.remove(a, orig, force='ended')),
+                (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented; the context stays)')]
 
     # ---- flow contexts ------------------------------------------------------------------------
 
@@ -520,46 +628,75 @@ class Wfp:
         flow = self.flows.get(flow_id)
         if flow is None or flow.ended:
             return STATUS_NOT_FOUND
+        lockorder.of(self.m).momentary(*FLOW_LOCK)
         if (layer_id, callout_id) in flow.contexts or (layer_id, callout_id) in flow.pending:
             return STATUS_OBJECT_NAME_EXISTS
         flow.contexts[(layer_id, callout_id)] = context
         self.associated += 1
         return STATUS_SUCCESS
 
-    def remove(self, argv, orig):
+    def remove(self, argv, orig, force=None):
         flow_id, layer_id, callout_id = argv
         layer_id &= 0xFFFF
         callout_id &= 0xFFFFFFFF
         require(self.m, 'FwpsFlowRemoveContext0', DISPATCH_LEVEL)
         flow = self.flows.get(flow_id)
         key = (layer_id, callout_id)
+        order = lockorder.of(self.m)
+        order.momentary(*FLOW_LOCK)
         if flow is None or key not in flow.contexts:
             self.removals['unsuccessful'] += 1
             return STATUS_UNSUCCESSFUL
         context = flow.contexts.pop(key)
         reg = self.registrations[callout_id]
         label = 'flowDeleteFn (flow 0x%x, removed by FwpsFlowRemoveContext0)' % flow_id
-        if self.pending_armed > self.pending_fired:
+        if force == 'ended':
+            # The flow ended on another processor just before: the engine called flowDeleteFn there
+            # (holding its flow lock), and the removal finds no context.
+            ended = 'flowDeleteFn (flow 0x%x ended on another processor)' % flow_id
+            self.removals['unsuccessful'] += 1
+
+            def before(i):
+                order.switch_to([FLOW_LOCK])
+                self._before_delete(ended)
+
+            def after(i):
+                self._after_delete(ended, reg, flow, None)
+                order.switch_back()
+
+            self.m.call_back_before_return([(reg.delete, [layer_id, callout_id, context])],
+                                           before=before, after=after, result=STATUS_UNSUCCESSFUL)
+            return STATUS_UNSUCCESSFUL
+        if force == 'pending' or self.pending_armed > self.pending_fired:
             # A classify is in progress on the flow (another processor): flowDeleteFn runs later.
-            self.pending_fired += 1
+            if force != 'pending':
+                self.pending_fired += 1
             self.removals['pending'] += 1
             flow.pending[key] = context
             late = 'flowDeleteFn (flow 0x%x, after STATUS_PENDING)' % flow_id
             sync = self.m.sync
             sync.defer(reg.delete, [layer_id, callout_id, context], late,
                        before=lambda: self._before_delete(late),
-                       after=lambda: self._after_delete(late, reg, flow, key, pending=True))
+                       after=lambda: self._after_delete(late, reg, flow, key, pending=True),
+                       locks=[FLOW_LOCK])
             return STATUS_PENDING
         self.removals['success'] += 1
+        order.acquire(*FLOW_LOCK)
+
+        def after():
+            self._after_delete(label, reg, flow, None)
+            order.release(FLOW_LOCK[0])
+
         self._call_now(reg.delete, [layer_id, callout_id, context],
-                       before=lambda: self._before_delete(label),
-                       after=lambda: self._after_delete(label, reg, flow, None))
+                       before=lambda: self._before_delete(label), after=after)
         return STATUS_SUCCESS
 
     def _before_delete(self, label):
         self._saved_phase = self.m.phase
         self._saved_irql = self.m.irql
         self.m.phase = label
+        # flowDeleteFn is called at IRQL <= DISPATCH_LEVEL (irql_table.CALLBACKS): the highest.
+        self.m.irql = CALLBACKS['flowDeleteFn'][0]
         self._enter()
 
     def _after_delete(self, label, reg, flow, key, pending=False):
@@ -669,6 +806,16 @@ class Wfp:
         poisoned again as soon as it returns. Returns [(actionType, rights)] of the calls made."""
         area = self._classify_area()
         results = []
+        self._batch_calls = self._batch_hooks(items, area, results)
+        # classifyFn is called at IRQL <= DISPATCH_LEVEL (irql_table.CALLBACKS): the highest, whatever
+        # the step says.
+        irql = max(irql, CALLBACKS['classifyFn'][0])
+        self.m.call(self._looper(), [len(items), area + 0x3a0], phase=items[0][-1], irql=irql)
+        self._area_active = False
+        return results
+
+    def _batch_hooks(self, items, area, results):
+        """The looper's (before, after) for one batch of classify items."""
         state = {'i': 0}
 
         def before():
@@ -692,10 +839,7 @@ class Wfp:
             self.m.write(area, bytes([POISON]) * 0x600)
             state['i'] = i + 1
 
-        self._batch_calls = (before, after)
-        self.m.call(self._looper(), [len(items), area + 0x3a0], phase=items[0][-1], irql=irql)
-        self._area_active = False
-        return results
+        return before, after
 
     def _write_classify(self, area, filter_obj, reg, values, meta_bits, flow_handle, flow_context,
                         write_right, preset):
@@ -917,7 +1061,10 @@ class Wfp:
             reg = self.registrations[callout_id]
             label = 'flowDeleteFn (flow 0x%x ended)' % flow.id
             self._enter()
+            order = lockorder.of(self.m)
+            order.acquire(*FLOW_LOCK)
             self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
+            order.release(FLOW_LOCK[0])
             self._leave(label, reg, 'flowDeleteFn')
             self.deleted_contexts += 1
             if self.m.stop is not None:
@@ -931,6 +1078,55 @@ class Wfp:
         left = self.pending_armed - self.pending_fired
         return ['flow-delete-pending: %d removal(s) never happened (no FwpsFlowRemoveContext0 found a '
                 'context)' % left] if left > 0 else []
+
+    # ---- after the run (run.py's probe) ---------------------------------------------------------
+
+    def probe(self):
+        """What the engine may still do once the driver is unloaded: classify for every callout
+        still registered, run the flowDeleteFn whose removal pended, end every flow that still
+        carries a context (flowDeleteFn), each at DISPATCH_LEVEL."""
+        done = []
+        for reg in [r for r in self.registrations.values() if r.state == 'registered']:
+            obj = next((o for o in reversed(self.objects) if o.kind == 'filter'
+                        and o.fields.get('callout') == reg.key), None)
+            if obj is None:
+                continue
+            params = _Params(DISPATCH_LEVEL, remote_address='198.51.100.99', remote_port=443,
+                             protocol='tcp', local_port=50099, layer_id=None, value_count=None)
+            context = next((c for f in self.flows.values() for (_l, cid), c in f.contexts.items()
+                            if cid == reg.id), 0)
+            label = 'probe: classifyFn of callout %d, still registered after unload' % reg.id
+            layer = obj.fields['layer'] if obj.fields['layer'] in LAYERS else LAYER_ALE_AUTH_CONNECT_V4
+            self._classify_batch([(obj, reg, self._fields(params, layer), FWPS_METADATA_FIELD_PROCESS_ID,
+                                   0, context, True, ACTION_CONTINUE, label)], DISPATCH_LEVEL)
+            done.append('classifyFn of callout %d' % reg.id)
+            if self.m.stop is not None:
+                return done
+        work, self.m.sync.deferred = list(self.m.sync.deferred), []
+        order = lockorder.of(self.m)
+        for w in work:
+            if w.before:
+                w.before()
+            order.acquire(*FLOW_LOCK)
+            self.m.call(w.function, w.args, phase='probe: ' + w.label, irql=DISPATCH_LEVEL)
+            order.release(FLOW_LOCK[0])
+            if w.after:
+                w.after()
+            done.append('pending ' + w.label)
+            if self.m.stop is not None:
+                return done
+        for flow in list(self.flows.values()):
+            for (layer, callout_id), context in list(flow.contexts.items()):
+                reg = self.registrations[callout_id]
+                del flow.contexts[(layer, callout_id)]
+                label = 'probe: flowDeleteFn (flow 0x%x ends after unload)' % flow.id
+                order.acquire(*FLOW_LOCK)
+                self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
+                order.release(FLOW_LOCK[0])
+                done.append('flowDeleteFn of callout %d (flow 0x%x)' % (callout_id, flow.id))
+                if self.m.stop is not None:
+                    return done
+        return done
 
     # ---- audit --------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ class FakeMachine:
         self.results = []
         self.se = self
 
-    def attach(self, module, name, argc, impl, handled_by='model', conv=None, fallible=None):
+    def attach(self, module, name, argc, impl, handled_by='model', conv=None, fallible=None, teardown=None):
         self.routines[name] = impl
 
     def call_routine(self, name, *args):
@@ -62,7 +62,7 @@ class FakeMachine:
     def in_image(self, a):
         return False
 
-    def call_back_before_return(self, calls, before=None, after=None):
+    def call_back_before_return(self, calls, before=None, after=None, result=None):
         self.callbacks.extend(calls)
 
 

@@ -195,10 +195,17 @@ class CalloutRegistrationTest(ModelTest):
     def test_unregister_is_busy_while_a_context_lives_and_unknown_ids_are_not_found(self):
         _, callout = self.register()
         self.flow(0x10)
+        self.flow(0x11)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
+        self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x11, FLOW_LAYER, callout, 0xCD), 0)
         self.assertEqual(self.call('FwpsCalloutUnregisterById0', callout), STATUS_DEVICE_BUSY)
-        self.assertEqual(self.call('FwpsFlowRemoveContext0', 0x10, FLOW_LAYER, callout), 0)
         self.assertEqual(self.m.callbacks, [(DELETE, [FLOW_LAYER, callout, 0xAB])],
+                         'a flow carrying a context ends on another processor while it unregisters '
+                         '(racing.py)')
+        self.assertEqual(self.call('FwpsFlowRemoveContext0', 0x10, FLOW_LAYER, callout), STATUS_UNSUCCESSFUL,
+                         'that context is gone')
+        self.assertEqual(self.call('FwpsFlowRemoveContext0', 0x11, FLOW_LAYER, callout), 0)
+        self.assertEqual(self.m.callbacks[1:], [(DELETE, [FLOW_LAYER, callout, 0xCD])],
                          'flowDeleteFn runs before FwpsFlowRemoveContext0 returns')
         self.assertEqual(self.call('FwpsCalloutUnregisterById0', callout), 0)
         # speakeasy answers a user-mode HRESULT for an unknown id and success for a repeated one.
