@@ -54,6 +54,7 @@ use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING,
 };
+use common::teardown::{Tether, Tethered};
 use common::{klog, klog_passive};
 
 /// Pool tag of the context allocation, as `!poolused` shows it.
@@ -143,9 +144,13 @@ struct State {
     on_profile: PnpNotification,
     /// 2. IoUnregisterPlugPlayNotificationEx: device-interface change, volume class.
     on_interfaces: PnpNotification,
-    /// 3. The context both callbacks use, with the interface table: barrier drained, then freed.
-    context: PoolBox<Context>,
+    /// 3. The context both callbacks use, with the interface table: barrier drained, then freed
+    ///    — or leaked, if an unregistration failed ([`TETHER`]).
+    context: Tethered<PoolBox<Context>>,
 }
+
+/// Snapped when an IoUnregisterPlugPlayNotificationEx fails: the context is then leaked.
+static TETHER: Tether = Tether::new();
 
 /// The state between DriverEntry and DriverUnload.
 static STATE: StateSlot<State> = StateSlot::new();
@@ -211,6 +216,7 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     })?;
     context.barrier.initialize();
     context.table.initialize();
+    let context = Tethered::new(context, &TETHER);
 
     // 2. The registrations. Rule: the context must outlive every call of the callbacks. It does:
     //    it is declared (and pushed) before them, so it is dropped after IoUnregisterPlugPlay-
@@ -223,6 +229,7 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
             driver,
             on_interface_change,
             context.as_context(),
+            &TETHER,
         )
     }
     .inspect_err(|s| {
@@ -234,7 +241,12 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     })?;
     // SAFETY: as above.
     let on_profile = unsafe {
-        PnpNotification::hardware_profile(driver, on_hardware_profile_change, context.as_context())
+        PnpNotification::hardware_profile(
+            driver,
+            on_hardware_profile_change,
+            context.as_context(),
+            &TETHER,
+        )
     }
     .inspect_err(|s| {
         klog!(
@@ -283,7 +295,14 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
     //      returns, its callback is not running and never will again; the driver-object references go;
     //   2. the context: its barrier closes and drains (nothing is inside), then ExFreePoolWithTag.
     drop(state);
-    klog!(Info, "unloaded: every registration undone");
+    if TETHER.is_snapped() {
+        klog!(
+            Error,
+            "unloaded with a notification possibly still registered: its context was leaked"
+        );
+    } else {
+        klog!(Info, "unloaded: every registration undone");
+    }
 }
 
 /// Resolves a callback's context. Touches nothing but the pointer.

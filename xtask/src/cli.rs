@@ -24,7 +24,10 @@ pub enum Command {
     /// `deploy`
     Deploy(DeployArgs),
     /// `test`
-    Test,
+    Test {
+        /// `--mutations`: only the mutation check (stage 6's second half).
+        only_mutations: bool,
+    },
     /// `bench`
     Bench(BenchArgs),
 }
@@ -228,8 +231,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "package" => Command::Package(parse_package(p)?),
         "deploy" => Command::Deploy(parse_deploy(p)?),
         "test" => {
+            let only_mutations = p.flag(&["--mutations"]);
             p.finish()?;
-            Command::Test
+            Command::Test { only_mutations }
         }
         "bench" => {
             let json = p.flag(&["--json"]);
@@ -620,7 +624,7 @@ OPTIONS:
 const TEST_HELP: &str = "\
 cargo xtask test: run every test of the suite
 
-USAGE: cargo xtask test
+USAGE: cargo xtask test [--mutations]
 
 Stages, in order: host unit tests (cargo test -p common -p xtask, and the harness's unit tests
 in xtask/emu/tests); build every driver for x64 and
@@ -628,7 +632,9 @@ arm64, debug and release (each image linted); lint the placed images; sign and p
 driver, verified by osslsigncode (signatures, catalog membership), by a round trip of the catalog
 and the INF, and by tampered copies that must fail, the signed x64 images run in the emulator;
 emulate every driver with the fault sweep (debug and release); the negative fixtures (a leaking
-driver must be caught). Needs osslsigncode on PATH.
+driver must be caught), then the mutation check: every lesson a driver README claims, broken in a
+copy of the driver (xtask/mutations/*.toml), must be failed by the rule that names it
+(--mutations runs only this check). Needs osslsigncode on PATH.
 Ends with a line `N passed, M failed`; exits non-zero if anything failed.
 ";
 

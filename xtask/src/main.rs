@@ -23,6 +23,7 @@
 //! | `deploy`      | the emulator or a Windows VM: the plan, transports, report          |
 //! | `suite`       | `cargo xtask test`                                                  |
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
+//! | `mutations`   | the mutation check: each README lesson broken in a copy, and caught |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
 mod authenticode;
@@ -40,6 +41,7 @@ mod inf;
 mod layout;
 mod lint;
 mod lint_images;
+mod mutations;
 mod package;
 mod pe;
 mod pkcs7;
@@ -87,7 +89,7 @@ fn run() -> error::Result<()> {
         Command::Sign(args) => sign::run(&ws, &args),
         Command::Package(args) => package::run(&ws, &args),
         Command::Deploy(args) => deploy::run(&ws, &args),
-        Command::Test => suite::run(&ws),
+        Command::Test { only_mutations } => suite::run(&ws, only_mutations),
         Command::Bench(args) => bench::run(&ws, &args),
     }
 }

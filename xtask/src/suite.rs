@@ -10,6 +10,8 @@
 //!    signed x64 images run in the emulator;
 //! 5. every driver emulated with the fault sweep, debug and release images;
 //! 6. the negative fixtures (`fixtures`): each defect of a driver broken on purpose must be caught;
+//!    then the mutation check (`mutations`): every lesson a driver README claims, broken in a copy
+//!    of the driver, must be caught by the rule that names it;
 //! 7. deploy: the VM plans of the real packages, and the ssh transport and whole plans against a
 //!    real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
 //!    OpenSSH cannot be installed).
@@ -53,9 +55,17 @@ fn header(n: usize, title: &str) {
 }
 
 /// The `test` command.
-pub fn run(ws: &Workspace) -> Result<()> {
+pub fn run(ws: &Workspace, only_mutations: bool) -> Result<()> {
     let start = Instant::now();
     let mut t = Tally::default();
+    if only_mutations {
+        header(
+            6,
+            "mutations: each README lesson broken in a copy of its driver must be caught",
+        );
+        check_mutations(ws, &mut t);
+        return finish(start, t);
+    }
     let drivers = ws.select(&[])?;
 
     header(1, "host unit tests: cargo test -p common -p xtask");
@@ -79,7 +89,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     emulate_stage(ws, &drivers, &built, &mut t);
     header(
         6,
-        "negative fixtures: each defect of a driver broken on purpose must be caught",
+        "negative fixtures and mutations: each defect of a driver broken on purpose, and each README lesson broken in a copy, must be caught",
     );
     let fixtures = ws.fixtures();
     if fixtures.is_empty() {
@@ -90,6 +100,7 @@ pub fn run(ws: &Workspace) -> Result<()> {
     for fixture in fixtures {
         check_fixture(ws, fixture, &mut t);
     }
+    check_mutations(ws, &mut t);
 
     header(
         7,
@@ -105,6 +116,11 @@ pub fn run(ws: &Workspace) -> Result<()> {
         t.skipped.push(what);
     }
 
+    finish(start, t)
+}
+
+/// The summary and the final line.
+fn finish(start: Instant, t: Tally) -> Result<()> {
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
     for s in &t.skipped {
         println!("  SKIPPED: {s}");
@@ -403,6 +419,78 @@ fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
                     print!("{}", crate::report::render(r));
                 }
                 println!("  ✗ {name} {stem}: {e}");
+                t.record(false, format!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+/// The mutation check: every `xtask/mutations/*.toml` is named by its driver's README, and each
+/// mutant builds and fails in the harness with the rule that names its lesson.
+fn check_mutations(ws: &Workspace, t: &mut Tally) {
+    let harness = match Harness::locate(ws) {
+        Ok(h) => h,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let mutations = match crate::mutations::load_all(ws, &harness.python) {
+        Ok(m) => m,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let problems = crate::mutations::readme_problems(ws, &mutations);
+    for p in &problems {
+        println!("  ✗ {p}");
+    }
+    t.record(
+        problems.is_empty() && !mutations.is_empty(),
+        format!(
+            "every README lesson has its mutation, and every mutation its README line ({} mutation(s))",
+            mutations.len()
+        ),
+    );
+    let drivers = ws.select(&[]).unwrap_or_default();
+    for m in &mutations {
+        let what = format!("mutation {} ({}: {}) is caught", m.name, m.driver, m.lesson);
+        let Some(driver) = drivers.iter().find(|d| d.name == m.driver) else {
+            t.record(false, format!("{what}: no driver {}", m.driver));
+            continue;
+        };
+        eprintln!("  building mutant {}...", m.name);
+        let image = match crate::mutations::build(ws, driver, m) {
+            Ok(image) => image,
+            Err(e) => {
+                t.record(false, format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let report = ws
+            .layout
+            .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
+        let opts = Options {
+            faults: m.expect.fault_sweep,
+            count_instructions: false,
+        };
+        let run = emulate::run_harness(
+            &harness,
+            &m.driver,
+            &image,
+            &driver.scenario(),
+            &report,
+            opts,
+        );
+        match fixtures::verdict(&run.outcome, &m.expect) {
+            Ok(()) => {
+                println!(
+                    "  ✓ mutant {}: caught ({})",
+                    m.name,
+                    m.expect.failures.join("; ")
+                );
+                t.record(true, what);
+            }
+            Err(e) => {
+                if let Some(r) = run.outcome.report() {
+                    print!("{}", crate::report::render(r));
+                }
+                println!("  ✗ mutant {}: {e}", m.name);
                 t.record(false, format!("{what}: {e}"));
             }
         }

@@ -151,7 +151,9 @@ class CallbackObjectTest(unittest.TestCase):
         self.m.call_routine('ExUnregisterCallback', handle)
         with self.assertRaisesRegex(KernelStop, 'REFERENCE_BY_POINTER'):
             self.m.call_routine('ExNotifyCallback', obj, 1, 2)
-        self.assertTrue(all(ok for _c, ok, _d in self.ex.audit()), self.ex.audit())
+        audit = {c: ok for c, ok, _d in self.ex.audit()}
+        self.assertTrue(audit['no object deleted while registered'])
+        self.assertTrue(audit['every callback-object reference released'])
 
     def test_audit_reports_what_is_left(self):
         _, obj = self.create('\\Callback\\Mine', 1)
