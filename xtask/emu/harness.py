@@ -20,7 +20,10 @@ def main(argv=None):
     parser.add_argument('--scenario', required=True, help="the driver's scenario.toml")
     parser.add_argument('--report', required=True, help='where to write the JSON report')
     parser.add_argument('--faults', action='store_true',
-                        help='also run once per fallible call DriverEntry makes, with that call failing')
+                        help='also run once per fallible call DriverEntry and DriverUnload make, with '
+                             'that call failing')
+    parser.add_argument('--fault-phase', choices=('DriverEntry', 'DriverUnload'),
+                        help='with --faults: only the fallible calls of this phase')
     parser.add_argument('--count-instructions', action='store_true',
                         help='count the instructions each callback executes inside the image')
     args = parser.parse_args(argv)
@@ -34,7 +37,7 @@ def main(argv=None):
         if head != b'MZ':
             raise HarnessError('%s is not a PE image' % args.image)
         report = runner.run_all(os.path.abspath(args.image), scenario, args.faults,
-                                args.count_instructions, progress=_progress)
+                                args.count_instructions, progress=_progress, fault_phase=args.fault_phase)
     except HarnessError as e:
         print('harness: error: %s' % e, file=sys.stderr)
         return 2

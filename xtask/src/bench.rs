@@ -251,6 +251,7 @@ fn measure_callbacks(
     let opts = Options {
         faults: false,
         count_instructions: true,
+        ..Options::default()
     };
     let runs = match emulate::emulate(
         ws,

@@ -49,11 +49,25 @@ impl Harness {
     }
 }
 
+/// Which fallible calls the fault sweep fails (`--fault-phase`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultPhase {
+    /// Those of DriverEntry and of DriverUnload.
+    #[default]
+    Both,
+    /// Those of DriverEntry only.
+    DriverEntry,
+    /// Those of DriverUnload only.
+    DriverUnload,
+}
+
 /// What to ask the harness for.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// `--faults`: the fault sweep.
     pub faults: bool,
+    /// With `faults`: which phase's calls it fails.
+    pub fault_phase: FaultPhase,
     /// `--count-instructions`: instructions per callback invocation.
     pub count_instructions: bool,
 }
@@ -104,6 +118,7 @@ pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
     let opts = Options {
         faults: args.faults,
         count_instructions: false,
+        ..Options::default()
     };
     let runs = emulate(
         ws,
@@ -242,6 +257,15 @@ pub fn run_harness(
         .arg(report_path);
     if opts.faults {
         cmd.arg("--faults");
+        match opts.fault_phase {
+            FaultPhase::Both => {}
+            FaultPhase::DriverEntry => {
+                cmd.args(["--fault-phase", "DriverEntry"]);
+            }
+            FaultPhase::DriverUnload => {
+                cmd.args(["--fault-phase", "DriverUnload"]);
+            }
+        }
     }
     if opts.count_instructions {
         cmd.arg("--count-instructions");
@@ -421,6 +445,7 @@ sys.exit(0 if passed else 1)
             let opts = Options {
                 faults,
                 count_instructions: false,
+                ..Options::default()
             };
             run_harness(
                 &self.harness,

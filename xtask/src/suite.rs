@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::build::{self, Built};
-use crate::emulate::{self, Harness, Options, Outcome};
+use crate::emulate::{self, FaultPhase, Harness, Options, Outcome};
 use crate::error::{Result, bail};
 use crate::layout::{Arch, Profile};
 use crate::process::elapsed;
@@ -341,6 +341,7 @@ fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
         let opts = Options {
             faults: true,
             count_instructions: false,
+            ..Options::default()
         };
         match emulate::emulate(
             ws,
@@ -393,24 +394,22 @@ fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
         let report = ws.layout.emu_report(name, &format!("{stem}.json"));
         let opts = Options {
             faults: expect.fault_sweep,
+            fault_phase: expect.fault_phase,
             count_instructions: false,
         };
         eprintln!(
             "  emulating {name} with {stem}.toml{}...",
-            if opts.faults {
-                ", with fault sweep"
-            } else {
-                ""
+            match (opts.faults, opts.fault_phase) {
+                (false, _) => "",
+                (true, FaultPhase::Both) => ", with fault sweep",
+                (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
+                (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
             }
         );
         let run = emulate::run_harness(&harness, name, &image, &scenario, &report, opts);
         match fixtures::verdict(&run.outcome, &expect) {
             Ok(()) => {
-                let wanted = if expect.failures.is_empty() {
-                    "a failing run".to_owned()
-                } else {
-                    expect.failures.join("; ")
-                };
+                let wanted = expect.describe();
                 println!("  ✓ {name} {stem}: caught, as expected ({wanted})");
                 t.record(true, what);
             }

@@ -191,7 +191,10 @@ mod tests {
     fn venv_state_follows_the_marker() {
         let id = lock_id(b"speakeasy-emulator==1.5.11 --hash=sha256:00\n");
         assert_eq!(state(false, None, &id, false), State::Create);
-        assert_eq!(state(true, Some(&format!("{id}\n")), &id, true), State::Ready);
+        assert_eq!(
+            state(true, Some(&format!("{id}\n")), &id, true),
+            State::Ready
+        );
         // A pip install that failed or was interrupted wrote no marker.
         assert_eq!(state(true, None, &id, true), State::Rebuild);
         // The lock changed since the venv was made.
@@ -207,14 +210,20 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let lock = fs::read_to_string(root.join(LOCK)).unwrap();
         let mut packages = 0;
-        for entry in lock.split("\n").filter(|l| !l.starts_with([' ', '#']) && !l.is_empty()) {
+        for entry in lock
+            .split("\n")
+            .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
+        {
             assert!(entry.contains("=="), "not pinned to one version: {entry}");
             packages += 1;
         }
         assert!(packages > 0);
         // Each requirement is followed by at least one `--hash=sha256:` line.
         let hashed = lock.matches("\\\n    --hash=sha256:").count();
-        assert!(hashed >= packages, "{hashed} hashes for {packages} packages");
+        assert!(
+            hashed >= packages,
+            "{hashed} hashes for {packages} packages"
+        );
         assert!(lock.contains("speakeasy-emulator=="));
     }
 

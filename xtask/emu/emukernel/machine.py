@@ -72,16 +72,16 @@ def _fmt_arg(value):
 
 class Fault:
     """One injected failure: the `occurrence`-th call of `routine` made in `phase` (DriverEntry or
-    DriverUnload) returns `value`. `effect(argv)`, when given, does what the routine documents for
-    that status (for instance STATUS_PENDING queues flowDeleteFn for later) and returns the value."""
+    DriverUnload) returns `value`. A choice with an effect (`fallible` / `teardown` of `attach`)
+    does what the routine documents for that status (for instance STATUS_PENDING queues
+    flowDeleteFn for later) and returns the value; it is found again by its label."""
 
-    def __init__(self, routine, occurrence, value, label, phase='DriverEntry', effect=None):
+    def __init__(self, routine, occurrence, value, label, phase='DriverEntry'):
         self.routine = routine
         self.occurrence = occurrence
         self.value = value
         self.label = label
         self.phase = phase
-        self.effect = effect
 
     def to_json(self):
         return {'routine': self.routine, 'occurrence': self.occurrence, 'injected': self.label,
@@ -201,7 +201,11 @@ class Machine:
         self.fault_log_at = len(self.log)
         record.note = 'injected failure: %s' % f.label
         self._speakeasy_returns = orig is None
-        value = f.effect(list(argv), orig) if f.effect else f.value
+        # The effect of this machine's model (the plan was made on another machine).
+        probes = self.fallible if f.phase == 'DriverEntry' else self.teardown
+        effect = next((e for v, label, e in fault_choices(probes[f.routine], list(argv))
+                       if label == f.label), None)
+        value = effect(list(argv), orig) if effect else f.value
         record.ret = value
         return value
 

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import time
 
 from .errors import HarnessError
 from .families import FAMILIES
@@ -255,46 +256,51 @@ class Run:
         return used
 
 
-def run_all(image, scenario, faults, count_instructions, progress):
+def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None):
     # The image's name: two images built from one crate (variants) share a scenario folder.
     driver = os.path.splitext(os.path.basename(image))[0]
     routines = {}
     runs = []
 
     progress('%s: scenario run' % driver)
+    began = time.monotonic()
     first = Run(image, scenario, count_instructions=count_instructions)
     first.execute(run_steps=True)
     runs.append(first.report('scenario', 'scenario'))
     routines.update(first.routines())
-    swept = [(scenario, first)]
+    swept = [(time.monotonic() - began, 0, scenario, first)]
 
     for variant in scenario.variants:
         name = 'scenario: %s' % variant.name
         progress('%s: %s' % (driver, name))
+        began = time.monotonic()
         run = Run(image, variant, count_instructions=count_instructions)
         run.execute(run_steps=True)
         runs.append(run.report(name, 'scenario'))
         routines.update({k: v for k, v in run.routines().items() if k not in routines})
-        swept.append((variant, run))
+        swept.append((time.monotonic() - began, len(swept), variant, run))
 
     if faults:
         if not _nt_success(first.status):
             raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
                                'DriverEntry that succeeds' % _status(first.status))
         plan = []
-        for routine, occurrence in first.m.fallible_calls:
+        for routine, occurrence in first.m.fallible_calls if fault_phase != 'DriverUnload' else ():
             args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence, 'DriverEntry'))
-            for value, label, effect in fault_choices(first.m.fallible[routine], args):
-                plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry', effect)))
+            for value, label, _effect in fault_choices(first.m.fallible[routine], args):
+                plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry')))
         seen = set()
-        for source, done in swept:
+        # Each teardown call is failed once, in the quickest scenario (or variant) that makes it:
+        # every fault run replays that scenario's steps.
+        quickest_first = sorted(swept, key=lambda s: s[:2]) if fault_phase != 'DriverEntry' else ()
+        for _elapsed, _order, source, done in quickest_first:
             for routine, occurrence in done.m.teardown_calls:
                 if occurrence > MAX_UNLOAD_OCCURRENCES or (routine, occurrence) in seen:
                     continue
                 seen.add((routine, occurrence))
                 args = next(c.args for c in _nth_call(done.m.calls, routine, occurrence, 'DriverUnload'))
-                for value, label, effect in fault_choices(done.m.teardown[routine], args):
-                    plan.append((source, Fault(routine, occurrence, value, label, 'DriverUnload', effect)))
+                for value, label, _effect in fault_choices(done.m.teardown[routine], args):
+                    plan.append((source, Fault(routine, occurrence, value, label, 'DriverUnload')))
         for index, (source, fault) in enumerate(plan, 1):
             where = '' if source is scenario else ' (scenario: %s)' % source.name
             name = 'fault %d/%d: %s call #%d %sfails (%s)%s' % (

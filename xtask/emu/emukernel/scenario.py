@@ -24,7 +24,10 @@ object = "\\Callback\\PowerState"
 [expect]
 log = ["loaded", "unloaded"]   # substrings that must appear in the log, in this order
 failures = []                  # fixture drivers only: failures xtask expects the audit to find
+rules = []                     # fixture drivers only: audit checks (by name) that must fail
+error = "deadlock"             # fixture drivers only: the error kind a run must end with
 fault_sweep = false            # fixture drivers only: xtask runs this scenario with --faults
+                               # (true), or with --faults --fault-phase DriverEntry|DriverUnload
 
 [[variant]]                    # one more scenario run, on a fresh machine, after the main one
 name = "unload with no flow"   # the run is reported as "scenario: <name>"
@@ -195,7 +198,7 @@ def _runs(data, steps, races, where):
     step_list = [_entry(s, steps, '%s: step %d' % (where, i + 1)) for i, s in enumerate(data.get('step', []))]
     race_list = [_entry(r, races, '%s: race %d' % (where, i + 1)) for i, r in enumerate(data.get('race', []))]
     expect = data.get('expect', {})
-    unknown = set(expect) - {'log', 'failures', 'fault_sweep'}
+    unknown = set(expect) - {'log', 'failures', 'fault_sweep', 'rules', 'error'}
     if unknown:
         raise HarnessError('scenario %s: unknown key(s) in [expect]: %s' % (where, ', '.join(sorted(unknown))))
     log = _check('texts', expect.get('log', []), 'scenario %s' % where, 'expect.log')

@@ -17,8 +17,15 @@ KeWaitForSingleObject(Object, Reason, Mode, Alertable, Timeout)
     signalled. Otherwise the thread would sleep while other processors run: the model then lets the
     **deferred work** run (call-backs a routine promised for "later", such as the flowDeleteFn after
     FwpsFlowRemoveContext0 returned STATUS_PENDING), as if another processor finished it during the
-    wait, and the wait returns once the event is set. With nothing left that could set it, the wait
-    could never end: a deadlock. A zero timeout returns STATUS_TIMEOUT instead.
+    wait, and the wait returns STATUS_SUCCESS once the event is set, or STATUS_TIMEOUT after a
+    finite timeout. With nothing left that could set it and no timeout, the wait could never end:
+    a deadlock, reported at once, naming the wait. A zero timeout returns STATUS_TIMEOUT.
+KeDelayExecutionThread(WaitMode, Alertable, Interval)    <= APC_LEVEL
+  - the deferred work runs during the delay (other processors progress); STATUS_SUCCESS.
+No silent hang: timed waits and delays during which nothing could make progress (no deferred
+work, no KeSetEvent) add up; past ten minutes of emulated time in one stage the driver is retrying
+for something nothing will deliver, and the run ends with a deadlock naming the last wait, instead
+of running into the instruction limit (a `timeout`).
 
 Other models queue deferred work with `machine.sync.defer(function, args, label, before, after)`.
 `pending()` lists what never ran (an audit failure for its owner: the work would run after the
