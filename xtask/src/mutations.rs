@@ -11,9 +11,9 @@
 //! file = "src/lib.rs"
 //! find = "..."
 //! replace = "..."
-//! [expect]                               # as a fixture scenario's: the failures that must be reported
-//! fault_sweep = false
-//! failures = ["no freed memory reachable from a registered callback"]
+//! [expect]                               # as a fixture scenario's; `rules` names the rule(s)
+//! fault_sweep = false                    # whose audit check must fail: the lesson's
+//! rules = ["callback racing unregistration"]
 //! ```
 //!
 //! The check copies the workspace's `Cargo.toml` (members cut down to `common` and the driver),
@@ -136,33 +136,16 @@ pub fn parse(name: &str, v: &Value) -> Result<Mutation> {
     let Some(expect) = v.get("expect") else {
         bail!("no [expect] table")
     };
-    let fault_sweep = expect
-        .get("fault_sweep")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let mut failures = Vec::new();
-    for f in expect
-        .get("failures")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice)
-    {
-        let Some(f) = f.as_str() else {
-            bail!("failures must be strings")
-        };
-        failures.push(f.to_owned());
-    }
-    if failures.is_empty() {
-        bail!("[expect] failures is empty: name the rule that must catch the broken lesson");
+    let expect = crate::fixtures::parse_expect(expect).context("[expect]")?;
+    if expect.rules.is_empty() {
+        bail!("[expect] rules is empty: name the rule that must catch the broken lesson");
     }
     Ok(Mutation {
         name: name.to_owned(),
         driver,
         lesson,
         edits,
-        expect: Expect {
-            fault_sweep,
-            failures,
-        },
+        expect,
     })
 }
 
@@ -406,7 +389,7 @@ mod tests {
         let good = json!({
             "driver": "ex-callback", "lesson": "l",
             "edit": [{"file": "src/lib.rs", "find": "a", "replace": ""}],
-            "expect": {"failures": ["rule"]}
+            "expect": {"fault_sweep": false, "rules": ["rule"]}
         });
         let m = parse("m", &good).unwrap();
         assert_eq!(
@@ -417,7 +400,7 @@ mod tests {
         no_edit["edit"] = json!([]);
         assert!(parse("m", &no_edit).is_err());
         let mut no_rule = good.clone();
-        no_rule["expect"] = json!({"failures": []});
+        no_rule["expect"] = json!({"fault_sweep": false, "failures": ["x"]});
         assert!(
             parse("m", &no_rule)
                 .unwrap_err()

@@ -466,6 +466,7 @@ fn check_mutations(ws: &Workspace, t: &mut Tally) {
             .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
         let opts = Options {
             faults: m.expect.fault_sweep,
+            fault_phase: m.expect.fault_phase,
             count_instructions: false,
         };
         let run = emulate::run_harness(
@@ -478,11 +479,7 @@ fn check_mutations(ws: &Workspace, t: &mut Tally) {
         );
         match fixtures::verdict(&run.outcome, &m.expect) {
             Ok(()) => {
-                println!(
-                    "  ✓ mutant {}: caught ({})",
-                    m.name,
-                    m.expect.failures.join("; ")
-                );
+                println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
                 t.record(true, what);
             }
             Err(e) => {
