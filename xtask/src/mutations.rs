@@ -212,7 +212,9 @@ pub fn mutant_manifest(manifest: &str, driver_dir: &str) -> Result<String> {
     let mut replaced = false;
     for line in manifest.lines() {
         if line.starts_with("members = ") {
-            out.push_str(&format!("members = [\"common\", \"{driver_dir}\"]\n"));
+            out.push_str("members = [\"common\", \"");
+            out.push_str(driver_dir);
+            out.push_str("\"]\n");
             replaced = true;
         } else if line.starts_with("default-members = ") {
             out.push_str("default-members = [\"common\"]\n");

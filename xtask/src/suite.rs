@@ -64,7 +64,7 @@ pub fn run(ws: &Workspace, only_mutations: bool) -> Result<()> {
             "mutations: each README lesson broken in a copy of its driver must be caught",
         );
         check_mutations(ws, &mut t);
-        return finish(start, t);
+        return finish(start, &t);
     }
     let drivers = ws.select(&[])?;
 
@@ -116,11 +116,11 @@ pub fn run(ws: &Workspace, only_mutations: bool) -> Result<()> {
         t.skipped.push(what);
     }
 
-    finish(start, t)
+    finish(start, &t)
 }
 
 /// The summary and the final line.
-fn finish(start: Instant, t: Tally) -> Result<()> {
+fn finish(start: Instant, t: &Tally) -> Result<()> {
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
     for s in &t.skipped {
         println!("  SKIPPED: {s}");
