@@ -84,7 +84,7 @@ fn mark(ok: bool) -> char {
     if ok { '✓' } else { '✗' }
 }
 
-/// The run's title: `scenario`, or `fault ROUTINE #N -> STATUS`.
+/// The run's title: `scenario`, or `fault ROUTINE #N [in DriverUnload] -> STATUS`.
 pub fn run_title(run: &Value) -> String {
     let name = str_of(run, "name");
     match run.get("fault").filter(|f| f.is_object()) {
@@ -92,6 +92,9 @@ pub fn run_title(run: &Value) -> String {
             let mut t = format!("fault: {}", str_of(f, "routine"));
             if let Some(n) = f.get("occurrence").and_then(Value::as_u64) {
                 let _ = write!(t, " #{n}");
+            }
+            if str_of(f, "phase") == "DriverUnload" {
+                t.push_str(" in DriverUnload");
             }
             let injected = str_of(f, "injected");
             if !injected.is_empty() {
@@ -282,7 +285,7 @@ pub(crate) mod tests {
                 },
                 {
                     "name": "fault ntoskrnl.ExAllocatePoolWithTag#1", "kind": "fault",
-                    "fault": {"routine": "ntoskrnl.ExAllocatePoolWithTag", "occurrence": 1, "injected": "NULL"},
+                    "fault": {"routine": "ntoskrnl.ExAllocatePoolWithTag", "occurrence": 1, "injected": "NULL", "phase": "DriverUnload"},
                     "passed": true,
                     "driver_entry": {"status": 3_221_225_626_u64, "expected": "failure"},
                     "unloaded": false,
@@ -318,7 +321,7 @@ pub(crate) mod tests {
             "    failure: \\Callback\\ExCallbackSample left referenced",
             "    error: invalid_memory at pc 0x140001010: read of 0x0",
             "      ntoskrnl.ExCreateCallback(...) -> 0xC000009A",
-            "  ✓ fault: ntoskrnl.ExAllocatePoolWithTag #1 -> NULL: passed",
+            "  ✓ fault: ntoskrnl.ExAllocatePoolWithTag #1 in DriverUnload -> NULL: passed",
             "    ✓ every pool allocation freed",
             "  routines, speakeasy's (1): ntoskrnl.ExAllocatePoolWithTag",
             "  routines, modelled (2): ntoskrnl.ExCreateCallback, ntoskrnl.ExUnregisterCallback",

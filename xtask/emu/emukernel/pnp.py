@@ -289,18 +289,21 @@ class PnpNotifications:
         # racing.py: the scenario's in-flight races, or one notification of the registration's kind.
         deliveries = [self._interface_notification(r[1], r[2], r[3]) for r in in_flight] or [self._racing(reg)]
 
-        def finish_race():
-            finish()
-            race.end(token)
-
-        self._call_back(reg, deliveries, label, finish=finish_race, result=STATUS_SUCCESS)
         if not waits and not late:
             # IoUnregisterPlugPlayNotification's Remarks: the callback can still be called after it
             # returned. Once more, then.
             late = [('interface-change-after-unregister-returns', None, None, None)]
-        if late:
-            self.m.after_next_call(lambda value: self._deliver_late(reg, late, routine, value),
-                                   skip=('ntoskrnl.DbgPrintEx', 'ntoskrnl.DbgPrint'))
+
+        def finish_race():
+            finish()
+            race.end(token)
+            if late:
+                # Armed once the racing callback returned: the driver's next kernel call is made
+                # after the routine returned (not by the racing callback itself).
+                self.m.after_next_call(lambda value: self._deliver_late(reg, late, routine, value),
+                                       skip=('ntoskrnl.DbgPrintEx', 'ntoskrnl.DbgPrint'))
+
+        self._call_back(reg, deliveries, label, finish=finish_race, result=STATUS_SUCCESS)
         return STATUS_SUCCESS
 
     def _check_held_mutexes(self, routine, reg):

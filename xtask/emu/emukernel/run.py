@@ -32,8 +32,8 @@ LEFTOVER_CHECKS = (
     'every engine session closed, no transaction left open', 'no filter left in the engine',
     'control device deleted by the driver (WdfObjectDelete)', 'every barrier drained before teardown ended',
 )
-# Teardown faults per routine: the first occurrences only (a thousand FwpsFlowRemoveContext0 calls
-# of one drain take the same path).
+# Teardown faults per routine: its first calls only, in the quickest scenario that makes it (a
+# thousand FwpsFlowRemoveContext0 calls of one drain take the same path).
 MAX_UNLOAD_OCCURRENCES = 3
 
 
@@ -289,18 +289,20 @@ def run_all(image, scenario, faults, count_instructions, progress, fault_phase=N
             args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence, 'DriverEntry'))
             for value, label, _effect in fault_choices(first.m.fallible[routine], args):
                 plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry')))
+        # Each routine DriverUnload calls is failed in the quickest scenario (or variant) that calls
+        # it, at each of its first MAX_UNLOAD_OCCURRENCES calls there: every fault run replays that
+        # scenario's steps, and a slower scenario makes the same calls on the same path.
         seen = set()
-        # Each teardown call is failed once, in the quickest scenario (or variant) that makes it:
-        # every fault run replays that scenario's steps.
         quickest_first = sorted(swept, key=lambda s: s[:2]) if fault_phase != 'DriverEntry' else ()
         for _elapsed, _order, source, done in quickest_first:
+            routines_here = {routine for routine, _n in done.m.teardown_calls} - seen
             for routine, occurrence in done.m.teardown_calls:
-                if occurrence > MAX_UNLOAD_OCCURRENCES or (routine, occurrence) in seen:
+                if routine not in routines_here or occurrence > MAX_UNLOAD_OCCURRENCES:
                     continue
-                seen.add((routine, occurrence))
                 args = next(c.args for c in _nth_call(done.m.calls, routine, occurrence, 'DriverUnload'))
                 for value, label, _effect in fault_choices(done.m.teardown[routine], args):
                     plan.append((source, Fault(routine, occurrence, value, label, 'DriverUnload')))
+            seen |= routines_here
         for index, (source, fault) in enumerate(plan, 1):
             where = '' if source is scenario else ' (scenario: %s)' % source.name
             name = 'fault %d/%d: %s call #%d %sfails (%s)%s' % (

@@ -1071,6 +1071,7 @@ class Wfp:
             label = 'flowDeleteFn (flow 0x%x ended)' % flow.id
             self._enter()
             order = lockorder.of(self.m)
+            self.m.phase = label
             order.acquire(*FLOW_LOCK)
             self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
             order.release(FLOW_LOCK[0])
@@ -1116,6 +1117,7 @@ class Wfp:
         for w in work:
             if w.before:
                 w.before()
+            self.m.phase = 'probe: ' + w.label
             order.acquire(*FLOW_LOCK)
             self.m.call(w.function, w.args, phase='probe: ' + w.label, irql=DISPATCH_LEVEL)
             order.release(FLOW_LOCK[0])
@@ -1129,6 +1131,7 @@ class Wfp:
                 reg = self.registrations[callout_id]
                 del flow.contexts[(layer, callout_id)]
                 label = 'probe: flowDeleteFn (flow 0x%x ends after unload)' % flow.id
+                self.m.phase = label
                 order.acquire(*FLOW_LOCK)
                 self.m.call(reg.delete, [layer, callout_id, context], phase=label, irql=DISPATCH_LEVEL)
                 order.release(FLOW_LOCK[0])
