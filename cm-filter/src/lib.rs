@@ -18,14 +18,20 @@
 //!   that deadlocks (the callback below registers and unregisters nothing);
 //! - an unknown cookie gets `STATUS_INVALID_PARAMETER` (the guard keeps the one right cookie).
 //!
-//! The context the callback uses is released only after CmUnRegisterCallback has returned: it is
-//! pushed on the teardown stack *before* the registration, so it is dropped *after* it.
+//! The context the callback uses is released only after CmUnRegisterCallback has returned **with
+//! success**: it is a later field of [`State`] than the registration, so it is dropped after it.
+//! Whether a RegistryCallback can still be running once CmUnRegisterCallback has returned, its page
+//! does not say; so, as ex-callback does with the same silence, the driver keeps its own drain (a
+//! callback barrier in the context, closed and waited for before the context is freed) instead of
+//! assuming a promise the documentation does not make. And if CmUnRegisterCallback fails, the
+//! callback may still be registered: the context is then leaked, with a log line, never freed
+//! (`common::teardown::Tethered`).
 #![no_std]
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicI64, AtomicUsize, Ordering::Relaxed};
 
-use common::barrier::InFlight;
+use common::barrier::{CallbackBarrier, KernelRundown};
 use common::cm::{
     CmRegistration, KeyName, REG_CREATE_KEY_INFORMATION_V1, REG_DELETE_KEY_INFORMATION,
     REG_POST_OPERATION_INFORMATION, REG_SET_VALUE_KEY_INFORMATION, RegNtPostCreateKeyEx,
@@ -38,11 +44,11 @@ use common::sys::{
     DRIVER_OBJECT, NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
     UNICODE_STRING,
 };
-use common::teardown::{Empty, Stack};
+use common::teardown::{Tether, Tethered};
 use common::unicode::{
     ascii_to_utf16, equals_ignoring_case, is_at_or_below, path_is_at_or_below, units,
 };
-use common::{klog, teardown_stack, unicode};
+use common::{klog, unicode};
 
 /// The demo key, in upper case (names are compared without case, as the registry does).
 const DEMO_KEY: [u16; 41] = ascii_to_utf16("\\REGISTRY\\MACHINE\\SOFTWARE\\CMFILTERSAMPLE");
@@ -63,9 +69,10 @@ const CONTEXT_TAG: u32 = pool_tag(b"CmFl");
 /// What the callback uses. Non-paged: the callback runs at PASSIVE_LEVEL, but the pool type keeps
 /// the context usable from any IRQL the sample may grow into.
 struct Context {
-    /// RegistryCallback calls in progress. CmUnRegisterCallback returns only when none is running,
-    /// and DriverUnload checks that promise; no rundown wait is needed for this family.
-    in_flight: InFlight,
+    /// Every RegistryCallback runs inside it. CmUnRegisterCallback's page does not promise that no
+    /// call is running once it returns, so the context's drop closes the barrier and waits for
+    /// the calls inside it before the pool is freed (the driver's own drain).
+    barrier: CallbackBarrier<KernelRundown>,
     /// The registration's cookie, for CmCallbackGetKeyObjectIDEx. Zero until CmRegisterCallbackEx
     /// has returned: a call that arrives before that cannot resolve names and lets the operation
     /// through.
@@ -94,14 +101,22 @@ impl Context {
     }
 }
 
-/// Everything DriverEntry set up, bottom (first) to top (last).
-type State = teardown_stack![
-    PoolBox<Context>, // the context the callback uses
-    CmRegistration,   // the RegistryCallback (holds the cookie)
-];
+/// Everything DriverEntry set up, **fields in teardown order** (Rust drops them in declaration
+/// order; [`set_up`] declares them in the reverse order).
+#[allow(dead_code)] // guards, held for what their Drop undoes
+struct State {
+    /// 1. CmUnRegisterCallback(cookie). If it fails, it snaps [`TETHER`].
+    registration: CmRegistration,
+    /// 2. The context: barrier closed and drained, then freed — or leaked if the unregistration
+    ///    failed.
+    context: Tethered<PoolBox<Context>>,
+}
 
 /// The state between DriverEntry and DriverUnload.
 static STATE: StateSlot<State> = StateSlot::new();
+
+/// Snapped when CmUnRegisterCallback fails: the context is then leaked, not freed.
+static TETHER: Tether = Tether::new();
 
 /// The driver's entry point: reads the altitude, allocates the context, registers the callback.
 ///
@@ -173,7 +188,7 @@ unsafe fn set_up(
 
     let context = PoolBox::try_new(
         Context {
-            in_flight: InFlight::new(),
+            barrier: CallbackBarrier::new(KernelRundown::new()),
             cookie: AtomicI64::new(0),
             altitude,
             altitude_units,
@@ -186,10 +201,14 @@ unsafe fn set_up(
         klog!(Error, "context allocation failed");
         STATUS_INSUFFICIENT_RESOURCES
     })?;
+    // The barrier opens at its final address, before any callback can see it.
+    context.barrier.initialize();
+    let context = Tethered::new(context, &TETHER);
 
     let altitude = context.altitude();
     // Rule (CmUnRegisterCallback): the context must outlive the registration. It does: it is
-    // pushed before the registration, so the registration is dropped (unregistered) first.
+    // declared before the registration (a later field of State), so the registration is dropped
+    // (unregistered) first, and a failed unregistration leaks it (TETHER).
     // SAFETY: see above; the altitude string lives in the context; IRQL PASSIVE_LEVEL.
     let registration = unsafe {
         CmRegistration::register(
@@ -197,6 +216,7 @@ unsafe fn set_up(
             &raw const altitude,
             driver,
             context.as_context(),
+            &TETHER,
         )
     }
     .inspect_err(|s| {
@@ -207,8 +227,13 @@ unsafe fn set_up(
         );
     })?;
     context.cookie.store(*registration.cookie(), Relaxed);
-    klog!(Info, "registered at altitude %wZ", &altitude);
-    Ok(Empty.push(context).push(registration))
+    // SAFETY: DriverEntry runs at PASSIVE_LEVEL.
+    let passive = unsafe { common::log::Passive::new_unchecked() };
+    common::klog_passive!(&passive, Info, "registered at altitude %wZ", &altitude);
+    Ok(State {
+        registration,
+        context,
+    })
 }
 
 fn use_default(altitude: &mut [u16; ALTITUDE_CAPACITY]) -> usize {
@@ -226,26 +251,24 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
     let Some(state) = STATE.take() else {
         return;
     };
-    let context: &Context = state.below().top();
     klog!(
         Info,
         "unloading after refusing %Iu and logging %Iu operations",
-        context.refused.load(Relaxed),
-        context.logged.load(Relaxed)
+        state.context.refused.load(Relaxed),
+        state.context.logged.load(Relaxed)
     );
-    // Top first: CmUnRegisterCallback(cookie) (a failure is logged with its status), then the
-    // context. Never the other way round: the callback may run until unregistration returns.
-    let (state, registration) = state.pop();
-    drop(registration);
-    // The family's promise: once CmUnRegisterCallback has returned, no call is running. Check it
-    // before the context goes (a failed assertion is a bugcheck that names this line).
-    assert_eq!(
-        state.top().in_flight.count(),
-        0,
-        "a RegistryCallback outlived CmUnRegisterCallback"
-    );
+    // Field by field: CmUnRegisterCallback(cookie), then the context (its barrier drained, then
+    // freed). Never the other way round: the callback may run until unregistration returns. If
+    // CmUnRegisterCallback failed, the context is leaked and both are logged.
     drop(state);
-    klog!(Info, "unloaded: callback unregistered, context released");
+    if TETHER.is_snapped() {
+        klog!(
+            Error,
+            "unloaded with the callback possibly still registered: its context was leaked"
+        );
+    } else {
+        klog!(Info, "unloaded: callback unregistered, context released");
+    }
 }
 
 /// The RegistryCallback. Runs at PASSIVE_LEVEL, in the thread doing the registry operation.
@@ -263,7 +286,9 @@ unsafe extern "system" fn registry_callback(
 ) -> NTSTATUS {
     // SAFETY: registered with our context, which outlives the registration.
     let context = unsafe { &*context.cast::<Context>() };
-    let _inside = context.in_flight.enter();
+    let Some(_inside) = context.barrier.enter() else {
+        return STATUS_SUCCESS; // unload has begun: touch nothing else, let the operation through
+    };
     let class = argument1 as usize;
     match class {
         c if c == RegNtPreSetValueKey as usize => {
@@ -348,6 +373,9 @@ unsafe fn set_value_in_demo_key(
     info: &mut REG_SET_VALUE_KEY_INFORMATION,
     key: &KeyName,
 ) -> NTSTATUS {
+    // SAFETY: a RegistryCallback runs at PASSIVE_LEVEL ("RegistryCallback routine" page), and
+    // this runs inside it.
+    let passive = unsafe { common::log::Passive::new_unchecked() };
     // SAFETY: ValueName is a counted string (possibly NULL for some callers; `units` allows it).
     let value = unsafe { units(info.ValueName) };
     let empty = UNICODE_STRING {
@@ -359,7 +387,8 @@ unsafe fn set_value_in_demo_key(
     let value_name = unsafe { info.ValueName.as_ref() }.unwrap_or(&empty);
     if equals_ignoring_case(value, &BLOCKED_VALUE, upcase) {
         context.refused.fetch_add(1, Relaxed);
-        klog!(
+        common::klog_passive!(
+            &passive,
             Info,
             "refused: set value %wZ under %wZ",
             value_name,
@@ -370,7 +399,8 @@ unsafe fn set_value_in_demo_key(
     // Ask for the post-notification to be recognised as ours.
     info.CallContext = context.marker();
     context.logged.fetch_add(1, Relaxed);
-    klog!(
+    common::klog_passive!(
+        &passive,
         Info,
         "set value %wZ under %wZ",
         value_name,
@@ -401,13 +431,21 @@ unsafe fn pre_delete_key(context: &Context, info: *mut REG_DELETE_KEY_INFORMATIO
 #[cold]
 #[inline(never)]
 fn delete_in_demo_key(context: &Context, key: &KeyName) -> NTSTATUS {
+    // SAFETY: a RegistryCallback runs at PASSIVE_LEVEL ("RegistryCallback routine" page), and
+    // this runs inside it.
+    let passive = unsafe { common::log::Passive::new_unchecked() };
     if key.units().len() == DEMO_KEY.len() {
         context.refused.fetch_add(1, Relaxed);
-        klog!(Info, "refused: delete key %wZ", key.as_unicode_string());
+        common::klog_passive!(
+            &passive,
+            Info,
+            "refused: delete key %wZ",
+            key.as_unicode_string()
+        );
         return STATUS_ACCESS_DENIED;
     }
     context.logged.fetch_add(1, Relaxed);
-    klog!(Info, "delete key %wZ", key.as_unicode_string());
+    common::klog_passive!(&passive, Info, "delete key %wZ", key.as_unicode_string());
     STATUS_SUCCESS
 }
 
@@ -450,11 +488,14 @@ unsafe fn pre_create_or_open(
 #[cold]
 #[inline(never)]
 fn create_or_open_in_demo_key(context: &Context, info: &mut REG_CREATE_KEY_INFORMATION_V1) {
+    // SAFETY: a RegistryCallback runs at PASSIVE_LEVEL ("RegistryCallback routine" page), and
+    // this runs inside it.
+    let passive = unsafe { common::log::Passive::new_unchecked() };
     info.CallContext = context.marker();
     context.logged.fetch_add(1, Relaxed);
     // SAFETY: a non-NULL CompleteName is valid for the duration of the callback.
     if let Some(name) = unsafe { info.CompleteName.as_ref() } {
-        klog!(Info, "create/open key %wZ", name);
+        common::klog_passive!(&passive, Info, "create/open key %wZ", name);
     }
 }
 

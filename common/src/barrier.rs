@@ -1,11 +1,10 @@
 //! A callback barrier: rundown protection for callbacks that may still run after unregistration.
 //!
-//! Some families promise that once their unregister routine returns, the callback is neither running
-//! nor will run again (`CmUnRegisterCallback`, `IoUnregisterPlugPlayNotificationEx`). Others do not:
-//! the `ExUnregisterCallback` page promises nothing about a callback already in progress, and the old
-//! `IoUnregisterPlugPlayNotification` explicitly does not wait. For those, the memory a callback uses
-//! must outlive every call that might still be running. The barrier is how a driver knows that moment
-//! has come:
+//! `IoUnregisterPlugPlayNotificationEx` promises that once it returns, the callback is neither
+//! running nor will run again. Others do not say: the `ExUnregisterCallback`,
+//! `CmUnRegisterCallback` and `FwpsCalloutUnregisterById0` pages promise nothing about a callback
+//! already in progress, and the old `IoUnregisterPlugPlayNotification` explicitly does not wait.
+//! For those, the samples keep a barrier as **defence in depth**:
 //!
 //! 1. every callback body runs inside [`CallbackBarrier::enter`], which fails once teardown began;
 //! 2. teardown first unregisters (no *new* calls are started), then
@@ -18,9 +17,12 @@
 //! its rules are unit-tested on the host.
 //!
 //! **What a barrier cannot do.** It protects the code *after* `enter` succeeds. A call that the
-//! kernel has dispatched but that has not executed `enter` yet still reads the barrier itself, so the
-//! barrier must live in memory that outlives unregistration (the context it guards) and the callback
-//! must touch nothing else of the context before entering.
+//! kernel has dispatched but that has not executed `enter` yet still reads the barrier itself, which
+//! lives in the context it guards: once the barrier has drained and the context is freed, such a
+//! call reads freed memory. Only the unregistration routine waiting for its calls in flight (as
+//! ReactOS's `ExUnregisterCallback` does; the documentation is silent) protects that call. So the
+//! order — unregister, then free — is the lesson; the barrier covers what is inside it, nothing
+//! more, and the callback must touch nothing else of the context before entering.
 //!
 //! IRQL: `enter` and the guard's release run at any IRQL <= DISPATCH_LEVEL; `close_and_wait` blocks
 //! and must run at IRQL <= APC_LEVEL (ExWaitForRundownProtectionRelease).
@@ -111,48 +113,6 @@ pub struct Entered<'a, R: Rundown> {
 impl<R: Rundown> Drop for Entered<'_, R> {
     fn drop(&mut self) {
         self.barrier.rundown.release();
-    }
-}
-
-/// A count of callbacks in progress, for families whose unregistration *does* promise that no call
-/// is running once it returns (CmUnRegisterCallback): there is nothing to wait for, but the driver
-/// can check the promise. Two interlocked instructions per call instead of a rundown reference.
-pub struct InFlight(core::sync::atomic::AtomicUsize);
-
-impl InFlight {
-    /// No call in progress.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self(core::sync::atomic::AtomicUsize::new(0))
-    }
-
-    /// Counts a call until the returned guard is dropped.
-    #[inline]
-    pub fn enter(&self) -> InFlightGuard<'_> {
-        self.0.fetch_add(1, Ordering::Acquire);
-        InFlightGuard(self)
-    }
-
-    /// Calls in progress right now.
-    #[must_use]
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Default for InFlight {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// One call in progress; dropping it ends the call.
-pub struct InFlightGuard<'a>(&'a InFlight);
-
-impl Drop for InFlightGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -330,18 +290,6 @@ mod tests {
         b.initialize();
         drop(b.enter());
         drop(b); // must not hang: nothing inside
-    }
-
-    #[test]
-    fn in_flight_counts_calls_until_their_guards_drop() {
-        let calls = InFlight::new();
-        let a = calls.enter();
-        let b = calls.enter();
-        assert_eq!(calls.count(), 2);
-        drop(a);
-        assert_eq!(calls.count(), 1);
-        drop(b);
-        assert_eq!(calls.count(), 0);
     }
 
     #[test]

@@ -9,7 +9,14 @@
 //! **What the family guarantees.** A driver must call `CmUnRegisterCallback` before it unloads,
 //! and must never call it — or `CmRegisterCallback(Ex)` — from inside its `RegistryCallback`: that
 //! deadlocks. An unknown cookie gets `STATUS_INVALID_PARAMETER`. Keep the callback's context alive
-//! until the unregistration has returned (push it on the teardown stack before the registration).
+//! until the unregistration has returned (declare it as a later field of the state than the
+//! registration). If `CmUnRegisterCallback` fails, the callback may still be registered: the guard
+//! snaps its [`Tether`](crate::teardown::Tether), and the context (a
+//! [`Tethered`](crate::teardown::Tethered) guard) is leaked, not freed.
+//!
+//! **What the family does not promise.** `CmUnRegisterCallback`'s page does not say whether a
+//! RegistryCallback can still be running once it has returned; a driver keeps its own drain (a
+//! [`CallbackBarrier`](crate::barrier::CallbackBarrier) in the context) rather than assume it.
 
 use core::ffi::c_void;
 
@@ -37,6 +44,7 @@ pub use kernel::{CmRegistration, KeyName, upcase};
 mod kernel {
     use super::{NTSTATUS, RegistryCallback, c_void};
     use crate::sys::{DRIVER_OBJECT, STATUS_SUCCESS, UNICODE_STRING, nt_success};
+    use crate::teardown::Tether;
     pub use windows_sys::Wdk::System::SystemServices::{
         CmCallbackGetKeyObjectIDEx, CmCallbackReleaseKeyObjectIDEx, CmUnRegisterCallback,
     };
@@ -58,6 +66,7 @@ mod kernel {
     /// A registered `RegistryCallback`. Dropping it calls `CmUnRegisterCallback(cookie)`.
     pub struct CmRegistration {
         cookie: i64,
+        tether: &'static Tether,
     }
 
     impl CmRegistration {
@@ -68,6 +77,8 @@ mod kernel {
         /// * `altitude` - the driver's altitude, a decimal string (Microsoft allocates them).
         /// * `driver` - our driver object.
         /// * `context` - passed to every call as `CallbackContext`.
+        /// * `tether` - snapped if `CmUnRegisterCallback` fails, so that what the callback reaches
+        ///   is leaked.
         ///
         /// # Return value
         /// The registration (holding the cookie), or `STATUS_FLT_INSTANCE_ALTITUDE_COLLISION` /
@@ -84,6 +95,7 @@ mod kernel {
             altitude: *const UNICODE_STRING,
             driver: *const DRIVER_OBJECT,
             context: *const c_void,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             let mut cookie = 0i64;
             // SAFETY: valid pointers per the caller's contract; the cookie is a valid out pointer.
@@ -98,7 +110,7 @@ mod kernel {
                 )
             };
             if nt_success(status) {
-                Ok(Self { cookie })
+                Ok(Self { cookie, tether })
             } else {
                 Err(status)
             }
@@ -113,16 +125,19 @@ mod kernel {
 
     impl Drop for CmRegistration {
         /// `CmUnRegisterCallback(cookie)`. IRQL <= APC_LEVEL; never from inside the callback
-        /// (deadlock). A failure cannot be retried meaningfully here; it is logged with its status.
+        /// (deadlock). Its page lists no passing failure to retry; on any failure the callback may
+        /// still be registered, so the tether is snapped (what it reaches is leaked) and the
+        /// status logged.
         fn drop(&mut self) {
             // SAFETY: the cookie came from a successful CmRegisterCallbackEx; unregistered once.
             let status = unsafe { CmUnRegisterCallback(self.cookie) };
             if status != STATUS_SUCCESS {
                 crate::klog!(
                     Error,
-                    "CmUnRegisterCallback failed: %08Ix",
+                    "CmUnRegisterCallback failed: %08Ix; the callback may still be registered: leaking what it reaches",
                     status.cast_unsigned()
                 );
+                self.tether.snap();
             }
         }
     }

@@ -8,17 +8,29 @@
 //! - [`ExCallbackRegistration`]: a callback registered on an object; dropping it calls
 //!   `ExUnregisterCallback`.
 //!
-//! **What the family guarantees after unregistration.** The documentation of `ExUnregisterCallback`
-//! says only that the routine is removed from the list of routines to call. It promises nothing
-//! about a call already in progress on another processor. So a driver must not free what its
-//! callback uses just because `ExUnregisterCallback` returned: guard the callback with a
-//! [`CallbackBarrier`](crate::barrier::CallbackBarrier) in the context, and free the context only
-//! after the barrier has been closed and drained (the [`teardown`](crate::teardown) stack does this
-//! when the context is pushed before the registrations that use it).
+//! **What the family guarantees after unregistration.** `ExUnregisterCallback`'s page says only
+//! that the routine is removed from the list of routines to call; it promises nothing about a call
+//! already in progress on another processor. ReactOS's implementation (ntoskrnl/ex/callback.c, a
+//! second source, not Windows) *does* wait: each registration counts the calls running through it
+//! (`Busy`), and `ExUnregisterCallback` waits until that count is zero before it removes the
+//! registration. That wait is what actually protects a context: a barrier inside the context
+//! cannot protect a call that has been dispatched but has not reached the barrier yet (it would
+//! read the context after the barrier drained and the context was freed). So the samples free the
+//! context only after `ExUnregisterCallback` has returned, and keep a
+//! [`CallbackBarrier`](crate::barrier::CallbackBarrier) in it as **defence in depth** for what the
+//! documentation leaves open: a call that entered the barrier is waited for, one that arrives
+//! after it closed touches nothing else.
 //!
-//! The registration keeps the object pointer without a reference of its own: push the
-//! [`CallbackObject`] on the teardown stack before the registrations made on it, so it is
-//! dereferenced after them.
+//! **References.** A registration holds a reference of its own on the object: "Using a
+//! Driver-Defined Callback Object" says a driver calls `ExUnregisterCallback` "to delete the routine
+//! from the list of registered callbacks and remove its reference to the callback object", and
+//! ReactOS's `ExRegisterCallback` calls `ObReferenceObject` (its `ExUnregisterCallback`,
+//! `ObDereferenceObject`). So the driver's own reference from `ExCreateCallback` may be released
+//! before or after its registrations; the samples release it last only because they still use the
+//! object (`ExNotifyCallback`) while unloading.
+//!
+//! **OBJ_PERMANENT.** `ExCreateCallback`'s page recommends it for a created object; the samples do
+//! not set it, and say why at [`CallbackObject::create`].
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -69,10 +81,15 @@ impl CallbackObject {
         allow_multiple: bool,
     ) -> Result<Self, NTSTATUS> {
         let object_name = name.as_unicode_string();
-        // Not OBJ_PERMANENT: a permanent object outlives every reference and would have to be made
-        // temporary again (ObMakeTemporaryObject) before unload, which is only right for its
-        // creator, and ExCreateCallback does not say whether we created or opened it. A temporary
-        // named object lives exactly as long as someone holds a reference to it.
+        // Not OBJ_PERMANENT, although ExCreateCallback's page recommends it "to prevent the object
+        // from being deleted before it is registered with the object manager": the reference
+        // ExCreateCallback returns already keeps the object alive (and named) for as long as we
+        // use it, and every registration holds one of its own. A permanent object outlives every
+        // reference: it would have to be made temporary again (ObMakeTemporaryObject, then
+        // ObDereferenceObject, as the ObDereferenceObject page describes) at unload, which is only
+        // right for its creator, and ExCreateCallback does not say whether we created the object
+        // or opened one another driver made. A temporary named object lives exactly as long as
+        // someone holds a reference to it, and then goes, which is what an unloading sample wants.
         #[allow(clippy::cast_possible_truncation)]
         let attributes = OBJECT_ATTRIBUTES {
             Length: size_of::<OBJECT_ATTRIBUTES>() as u32,
@@ -147,7 +164,8 @@ impl ExCallbackRegistration {
     /// Registers `function` on `object` with `context` (`ExRegisterCallback`).
     ///
     /// # Arguments
-    /// * `object` - the callback object; it must be dropped after this registration.
+    /// * `object` - the callback object; the registration takes a reference of its own, so
+    ///   `object` may be dropped before or after it.
     /// * `function` - the callback, non-pageable: it runs at the notifier's IRQL, up to DISPATCH_LEVEL.
     /// * `context` - passed to every call as `CallbackContext`.
     ///
@@ -160,8 +178,8 @@ impl ExCallbackRegistration {
     ///
     /// # Safety
     /// `context`, and everything `function` reaches through it, must stay valid until this
-    /// registration has been dropped **and** no call can still be running (see the module docs:
-    /// use a barrier). `object` must outlive the registration.
+    /// registration has been dropped (`ExUnregisterCallback` returned; see the module docs for what
+    /// that does and does not promise, and the barrier kept as defence in depth).
     pub unsafe fn register(
         object: &CallbackObject,
         function: CallbackFunction,
@@ -177,8 +195,9 @@ impl ExCallbackRegistration {
 }
 
 impl Drop for ExCallbackRegistration {
-    /// `ExUnregisterCallback`. IRQL <= APC_LEVEL. After it returns no *new* call starts; one already
-    /// running may still be in progress (the documentation promises nothing more).
+    /// `ExUnregisterCallback`: removes the routine and the registration's reference to the object.
+    /// IRQL <= APC_LEVEL. After it returns no *new* call starts; its page promises nothing about a
+    /// call already running (ReactOS waits for them; see the module documentation).
     fn drop(&mut self) {
         // SAFETY: the handle came from a successful ExRegisterCallback and is unregistered once.
         unsafe { ExUnregisterCallback(self.handle.as_ptr()) };

@@ -402,7 +402,7 @@ mod kernel {
         // SAFETY: the bind info and the path are statics that live until unbind; `globals` is a
         // valid out pointer. PASSIVE_LEVEL (DriverEntry).
         let status = unsafe { WdfVersionBind(driver, path, BIND_INFO.0.get(), &raw mut globals) };
-        if !nt_success(status) || globals.is_null() || FUNCTIONS.load(Ordering::Acquire).is_null() {
+        if !nt_success(status) {
             klog!(
                 Error,
                 "kmdf: WdfVersionBind(KMDF %Iu.%Iu) failed: %08Ix",
@@ -410,11 +410,22 @@ mod kernel {
                 KMDF_MINOR,
                 status.cast_unsigned()
             );
-            return if nt_success(status) {
-                STATUS_UNSUCCESSFUL
-            } else {
-                status
-            };
+            return status;
+        }
+        if globals.is_null() || FUNCTIONS.load(Ordering::Acquire).is_null() {
+            // Bound, but unusable: the bind succeeded, so it is undone (WdfVersionUnbind) before
+            // failing, as any other failure after a successful bind is.
+            klog!(
+                Error,
+                "kmdf: WdfVersionBind(KMDF %Iu.%Iu) succeeded without globals (%p) or a function table: unbinding",
+                KMDF_MAJOR,
+                KMDF_MINOR,
+                globals
+            );
+            GLOBALS.store(globals, Ordering::Release);
+            // SAFETY: the bind above succeeded; nothing of ours runs in the framework yet.
+            unsafe { unbind() };
+            return STATUS_UNSUCCESSFUL;
         }
         GLOBALS.store(globals, Ordering::Release);
         klog!(Info, "kmdf: bound to KMDF %Iu.%Iu", KMDF_MAJOR, KMDF_MINOR);

@@ -8,9 +8,11 @@
 //! - [`log`]: `DbgPrintEx` logging, formatted into a bounded stack buffer (no heap).
 //! - [`panic`]: a panic is a bugcheck with a distinct code and the source location.
 //! - Unload bookkeeping, as types ([`teardown`], [`barrier`], [`slot`], [`pool`], [`ex`]): every
-//!   registration is a guard that undoes itself when dropped, guards live on a [`teardown`] stack
-//!   so they are undone in reverse order of registration, and a [`barrier`] covers families whose
-//!   unregistration does not promise "no more callbacks".
+//!   registration is a guard that undoes itself when dropped; a driver keeps its guards as the named
+//!   fields of one state struct declared in teardown order ([`teardown`]: Rust drops fields in
+//!   declaration order), leaks what a registration that could not be undone still reaches
+//!   ([`teardown::Tether`]), and a [`barrier`] is defence in depth for families whose unregistration
+//!   page does not promise "no more callbacks".
 //! - Families and locks: [`ex`] (callback objects), [`pnp`] (PnP notifications), [`wfp`] (WFP
 //!   callouts, flow contexts and the unload drain), [`mutex`] (a guarded mutex for data shared by
 //!   PASSIVE_LEVEL callbacks), [`sync`] (a spin lock and an event, for DISPATCH_LEVEL callbacks).

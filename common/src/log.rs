@@ -301,6 +301,18 @@ pub const fn kind_of(format: &str, index: usize) -> u8 {
 /// # Panics
 /// At compile time, on any other conversion or a count mismatch.
 pub const fn check_kernel_format(format: &str, args: usize) {
+    check_format(format, args, false);
+}
+
+/// [`check_kernel_format`] for [`klog_passive!`](crate::klog_passive!): `%wZ` allowed too.
+///
+/// # Panics
+/// At compile time, on any other conversion or a count mismatch.
+pub const fn check_passive_format(format: &str, args: usize) {
+    check_format(format, args, true);
+}
+
+const fn check_format(format: &str, args: usize, unicode: bool) {
     let b = format.as_bytes();
     assert!(
         !b.is_empty() && b[b.len() - 1] == 0,
@@ -322,14 +334,24 @@ pub const fn check_kernel_format(format: &str, args: usize) {
             if b[i] == b'p' {
                 i += 1;
             } else if b[i] == b'w' {
-                assert!(b[i + 1] == b'Z', "klog! allows only %Iu %Id %Ix %IX %p %wZ");
+                assert!(
+                    unicode,
+                    "klog! allows no Unicode conversion (%wZ is PASSIVE_LEVEL only): use klog_passive!"
+                );
+                assert!(
+                    b[i + 1] == b'Z',
+                    "klog! allows only %Iu %Id %Ix %IX %p (and klog_passive! %wZ)"
+                );
                 i += 2;
             } else {
-                assert!(b[i] == b'I', "klog! allows only %Iu %Id %Ix %IX %p %wZ");
+                assert!(
+                    b[i] == b'I',
+                    "klog! allows only %Iu %Id %Ix %IX %p (and klog_passive! %wZ)"
+                );
                 i += 1;
                 assert!(
                     b[i] == b'u' || b[i] == b'd' || b[i] == b'x' || b[i] == b'X',
-                    "klog! allows only %Iu %Id %Ix %IX %p %wZ"
+                    "klog! allows only %Iu %Id %Ix %IX %p (and klog_passive! %wZ)"
                 );
                 i += 1;
             }
@@ -351,8 +373,9 @@ pub const fn check_kernel_format(format: &str, args: usize) {
 /// ([`check_kernel_format`]) and every argument must match the kind of its conversion
 /// ([`KernelArg`]), which is what makes the variadic call sound.
 ///
-/// IRQL: any, except that a format with `%wZ` may only be used at PASSIVE_LEVEL (the documented
-/// rule for Unicode conversions in `DbgPrintEx`; the emulated kernel enforces it).
+/// IRQL: any. No Unicode conversion is accepted (a compile-time error): DbgPrintEx's remarks allow
+/// `%C %S %lc %ls %wc %ws %wZ` only at PASSIVE_LEVEL, so a counted string is logged with
+/// [`klog_passive!`](crate::klog_passive!), which asks for proof of PASSIVE_LEVEL.
 #[macro_export]
 macro_rules! klog {
     ($level:ident, $format:literal $(, $arg:expr)* $(,)?) => {{
@@ -360,6 +383,41 @@ macro_rules! klog {
             "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
         );
         const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
+        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+    }};
+}
+
+/// Proof that the code holding it runs at PASSIVE_LEVEL, which [`klog_passive!`](crate::klog_passive!)
+/// asks for. Made only by [`Passive::new_unchecked`], whose caller states why (DriverEntry, a
+/// RegistryCallback, a PnP notification callback: each documented to run at PASSIVE_LEVEL). It
+/// cannot be stored in a static or sent to code running at another IRQL by accident: it is neither
+/// `Copy` nor `Clone`, and only borrowed by the macro.
+pub struct Passive(());
+
+impl Passive {
+    /// The proof.
+    ///
+    /// # Safety
+    /// The caller runs at PASSIVE_LEVEL, and the value is used only while that stays true (do not
+    /// keep it across a spin lock acquisition, or in a DISPATCH_LEVEL callback).
+    #[must_use]
+    pub const unsafe fn new_unchecked() -> Self {
+        Self(())
+    }
+}
+
+/// [`klog!`](crate::klog!) that also accepts `%wZ` (a `&UNICODE_STRING`), for code that proves it
+/// runs at PASSIVE_LEVEL: `klog_passive!(&passive, Info, "key %wZ", &name)` with `passive` a
+/// [`Passive`]. DbgPrintEx's remarks: Unicode conversions only at IRQL = PASSIVE_LEVEL (the
+/// emulated kernel checks it).
+#[macro_export]
+macro_rules! klog_passive {
+    ($passive:expr, $level:ident, $format:literal $(, $arg:expr)* $(,)?) => {{
+        const FORMAT: &str = concat!(
+            "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
+        );
+        const _: () = $crate::log::check_passive_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
+        let _: &$crate::log::Passive = $passive;
         $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
     }};
 }
@@ -410,9 +468,15 @@ mod kernel_format_tests {
     }
 
     #[test]
-    #[should_panic(expected = "only %Iu")]
+    #[should_panic(expected = "klog")]
     fn nul_terminated_unicode_conversions_are_refused() {
         check_kernel_format("%ws\0", 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "only %Iu")]
+    fn nul_terminated_unicode_conversions_are_refused_by_klog_passive_too() {
+        super::check_passive_format("%ws\0", 1);
     }
 
     #[test]
@@ -428,15 +492,23 @@ mod kernel_format_tests {
     }
 
     #[test]
-    fn counted_strings_are_allowed_and_typed() {
-        check_kernel_format("key %wZ value %Iu\0", 2);
+    #[should_panic(expected = "klog_passive!")]
+    fn counted_strings_are_refused_by_klog() {
+        check_kernel_format("key %wZ\0", 1);
+    }
+
+    #[test]
+    fn counted_strings_are_allowed_and_typed_in_klog_passive() {
+        super::check_passive_format("key %wZ value %Iu\0", 2);
         assert_eq!(
             super::kind_of("key %wZ value %Iu\0", 0),
             super::COUNTED_STRING
         );
         assert_eq!(super::kind_of("key %wZ value %Iu\0", 1), super::WORD);
         let name = crate::unicode!("\\Registry").as_unicode_string();
-        crate::klog!(Info, "key %wZ, %Iu", &name, 3usize);
+        // SAFETY: a host test: there is no IRQL.
+        let passive = unsafe { super::Passive::new_unchecked() };
+        crate::klog_passive!(&passive, Info, "key %wZ, %Iu", &name, 3usize);
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl<R: RawMutex, T> Drop for MutexGuard<'_, R, T> {
 }
 
 #[cfg(target_os = "windows")]
-pub use kernel::KernelGuardedMutex;
+pub use kernel::{KernelGuardedMutex, SpinMutex};
 
 #[cfg(target_os = "windows")]
 mod kernel {
@@ -156,6 +156,53 @@ mod kernel {
             unsafe { KeReleaseGuardedMutex(self.0.get()) }
         }
     }
+
+    /// A spin lock (`KeAcquireSpinLockRaiseToDpc` / `KeReleaseSpinLock`) behind the [`Mutex`]
+    /// interface, for data a callback that **must not block** shares: the holder spins (at
+    /// DISPATCH_LEVEL) instead of waiting, for the few instructions of a bounded update. Nothing
+    /// pageable and no kernel routine that waits or calls back may run while it is held.
+    pub struct SpinMutex {
+        lock: crate::sync::KernelSpinLock,
+        /// The IRQL `lock` raised from; written and read only by the holder.
+        previous: core::cell::Cell<u8>,
+    }
+
+    impl SpinMutex {
+        /// A free spin lock.
+        #[must_use]
+        pub const fn new() -> Self {
+            Self {
+                lock: crate::sync::KernelSpinLock::new(),
+                previous: core::cell::Cell::new(0),
+            }
+        }
+    }
+
+    impl Default for SpinMutex {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    // SAFETY: the kernel spin lock gives mutual exclusion; `previous` is touched only by the
+    // holder, between lock and unlock.
+    unsafe impl RawMutex for SpinMutex {
+        fn initialize(&self) {
+            crate::sync::RawSpinLock::initialize(&self.lock);
+        }
+        fn lock(&self) {
+            let previous = crate::sync::RawSpinLock::lock(&self.lock);
+            self.previous.set(previous);
+        }
+        fn unlock(&self) {
+            crate::sync::RawSpinLock::unlock(&self.lock, self.previous.get());
+        }
+    }
+
+    // SAFETY: `previous` is only used under the lock; the lock synchronises.
+    unsafe impl Sync for SpinMutex {}
+    // SAFETY: plain memory with no thread affinity.
+    unsafe impl Send for SpinMutex {}
 
     // SAFETY: the structure is only touched through the kernel routines, which synchronise.
     unsafe impl Sync for KernelGuardedMutex {}

@@ -218,6 +218,7 @@ mod kernel {
         PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES,
     };
     use crate::sys::{DRIVER_OBJECT, NTSTATUS, STATUS_UNSUCCESSFUL, nt_success};
+    use crate::teardown::Tether;
     use windows_sys::Wdk::System::SystemServices::{
         IoRegisterPlugPlayNotification, IoUnregisterPlugPlayNotification,
         IoUnregisterPlugPlayNotificationEx,
@@ -226,8 +227,13 @@ mod kernel {
     /// A PnP notification callback registered for one event category. Dropping it calls
     /// `IoUnregisterPlugPlayNotificationEx`: when the drop returns, the callback is not running and
     /// will never run again, and the registration's reference on the driver object is released.
+    ///
+    /// If `IoUnregisterPlugPlayNotificationEx` fails, the callback may still be registered: the
+    /// drop snaps the registration's [`Tether`], so whatever the callback reaches (a
+    /// [`Tethered`](crate::teardown::Tethered) context) is leaked, with a log line, never freed.
     pub struct PnpNotification {
         entry: NonNull<c_void>,
+        tether: &'static Tether,
     }
 
     impl PnpNotification {
@@ -241,6 +247,7 @@ mod kernel {
         ///   this function returns, so `context` must be complete before calling it.
         /// * `driver` - the caller's driver object, which the registration references.
         /// * `callback`, `context` - the routine and what it receives as `Context`.
+        /// * `tether` - snapped if the unregistration fails.
         ///
         /// # Return value
         /// The registration, or the status `IoRegisterPlugPlayNotification` failed with.
@@ -258,6 +265,7 @@ mod kernel {
             driver: *mut DRIVER_OBJECT,
             callback: DriverNotificationCallback,
             context: *const c_void,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             let flags = if include_existing {
                 PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES
@@ -273,6 +281,7 @@ mod kernel {
                     driver,
                     callback,
                     context,
+                    tether,
                 )
             }
         }
@@ -289,6 +298,7 @@ mod kernel {
             driver: *mut DRIVER_OBJECT,
             callback: DriverNotificationCallback,
             context: *const c_void,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             // SAFETY: forwarded from the caller.
             unsafe {
@@ -299,6 +309,7 @@ mod kernel {
                     driver,
                     callback,
                     context,
+                    tether,
                 )
             }
         }
@@ -311,6 +322,7 @@ mod kernel {
             driver: *mut DRIVER_OBJECT,
             callback: DriverNotificationCallback,
             context: *const c_void,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             let mut entry: *mut c_void = core::ptr::null_mut();
             // SAFETY: the category data matches the category (a static GUID or NULL); the caller
@@ -331,7 +343,7 @@ mod kernel {
                 return Err(status);
             }
             NonNull::new(entry)
-                .map(|entry| Self { entry })
+                .map(|entry| Self { entry, tether })
                 .ok_or(STATUS_UNSUCCESSFUL)
         }
 
@@ -356,8 +368,18 @@ mod kernel {
         /// holding anything the callback waits for (the callback in flight would never finish).
         fn drop(&mut self) {
             // SAFETY: the entry came from a successful IoRegisterPlugPlayNotification and is
-            // unregistered once. The status is STATUS_SUCCESS for a valid entry.
-            unsafe { IoUnregisterPlugPlayNotificationEx(self.entry.as_ptr()) };
+            // unregistered once.
+            let status = unsafe { IoUnregisterPlugPlayNotificationEx(self.entry.as_ptr()) };
+            if status != crate::sys::STATUS_SUCCESS {
+                // Its page lists no failure to retry: the callback may still be registered, so
+                // what it reaches must stay.
+                crate::klog!(
+                    Error,
+                    "IoUnregisterPlugPlayNotificationEx failed: %08Ix; the callback may still be registered: leaking what it reaches",
+                    status.cast_unsigned()
+                );
+                self.tether.snap();
+            }
         }
     }
 

@@ -6,7 +6,11 @@
 //!   instructions, never across a call that may call back into the holder (it is not recursive: a
 //!   holder that asks for it again spins forever).
 //! - [`RawEvent`] / [`KernelEvent`]: a notification `KEVENT`, initially not signalled, set once
-//!   (`KeSetEvent` at <= DISPATCH_LEVEL) and waited for (`KeWaitForSingleObject` at PASSIVE_LEVEL).
+//!   (`KeSetEvent` at <= DISPATCH_LEVEL) and waited for (`KeWaitForSingleObject` at PASSIVE_LEVEL)
+//!   **with a timeout**: a teardown never waits for something without a bound, because the thing
+//!   it waits for may never come (a status the documentation does not list, a lost callback), and
+//!   an unload that hangs is worse than one that logs and leaks.
+//! - [`delay`]: `KeDelayExecutionThread`, the back-off between retries of a transient failure.
 //!
 //! Both are traits so the logic built on them (`wfp::FlowTable`) is unit-tested on the host with a
 //! mutex and a condition variable. Both must be initialised at their final address (pool or
@@ -36,8 +40,25 @@ pub unsafe trait RawEvent {
     fn initialize(&self);
     /// Signals it and wakes every waiter (KeSetEvent). IRQL <= DISPATCH_LEVEL.
     fn set(&self);
-    /// Waits until it is signalled (KeWaitForSingleObject). PASSIVE_LEVEL.
-    fn wait(&self);
+    /// Waits until it is signalled, at most `milliseconds` (KeWaitForSingleObject with a relative
+    /// timeout). Returns whether it was signalled. PASSIVE_LEVEL.
+    fn wait_for(&self, milliseconds: u32) -> bool;
+}
+
+/// A relative timeout in the kernel's unit (100 ns, negative = relative), as `KeWaitForSingleObject`
+/// and `KeDelayExecutionThread` take it.
+#[must_use]
+pub const fn relative_timeout(milliseconds: u32) -> i64 {
+    -(milliseconds as i64) * 10_000
+}
+
+/// Sleeps `milliseconds` (`KeDelayExecutionThread(KernelMode, FALSE, relative)`): the back-off
+/// between two tries of something the documentation calls transient. IRQL <= APC_LEVEL.
+pub fn delay(milliseconds: u32) {
+    #[cfg(target_os = "windows")]
+    kernel::delay(milliseconds);
+    #[cfg(not(target_os = "windows"))]
+    let _ = milliseconds; // host builds have no kernel to sleep in; the tests model the delay
 }
 
 #[cfg(target_os = "windows")]
@@ -62,6 +83,16 @@ mod kernel {
         /// `KeReleaseSpinLock` (wdm.h): releases the lock and returns to `new_irql`. Not in
         /// windows-sys.
         fn KeReleaseSpinLock(spin_lock: *mut usize, new_irql: u8);
+        /// `KeDelayExecutionThread` (wdm.h): puts the thread into an alertable or nonalertable
+        /// wait for the interval. IRQL <= APC_LEVEL.
+        fn KeDelayExecutionThread(wait_mode: i8, alertable: u8, interval: *const i64) -> i32;
+    }
+
+    /// [`super::delay`] in the kernel.
+    pub(super) fn delay(milliseconds: u32) {
+        let interval = super::relative_timeout(milliseconds);
+        // SAFETY: a valid interval; KernelMode, not alertable; the caller is at <= APC_LEVEL.
+        unsafe { KeDelayExecutionThread(KERNEL_MODE, 0, &raw const interval) };
     }
 
     /// A `KSPIN_LOCK`. It must not move once initialised.
@@ -133,18 +164,20 @@ mod kernel {
             // SAFETY: initialised; IRQL <= DISPATCH_LEVEL; Wait = FALSE.
             unsafe { KeSetEvent(self.0.get(), 0, false) };
         }
-        fn wait(&self) {
-            // SAFETY: initialised; PASSIVE_LEVEL (the caller's contract); no timeout, so the only
-            // return is STATUS_SUCCESS once the event is set.
-            unsafe {
+        fn wait_for(&self, milliseconds: u32) -> bool {
+            let timeout = super::relative_timeout(milliseconds);
+            // SAFETY: initialised; PASSIVE_LEVEL (the caller's contract); a valid relative
+            // timeout: STATUS_SUCCESS once set, STATUS_TIMEOUT when the interval ran out.
+            let status = unsafe {
                 KeWaitForSingleObject(
                     self.0.get().cast_const().cast(),
                     EXECUTIVE,
                     KERNEL_MODE,
                     false,
-                    core::ptr::null(),
-                );
-            }
+                    &raw const timeout,
+                )
+            };
+            status == 0
         }
     }
 

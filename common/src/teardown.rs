@@ -1,81 +1,107 @@
-//! The teardown stack: registrations are undone in reverse order of registration.
+//! Teardown by name: a driver's unload state is a struct of guards, and what a registration that
+//! could not be undone still reaches is leaked, never freed.
 //!
-//! A driver's state is a stack of guards. Each guard undoes one registration when it is dropped
-//! (unregisters a callback, dereferences an object, frees pool). Pushing a guard records that it
-//! was made *after* everything beneath it, and dropping the stack drops the top first, so the
-//! teardown order is the reverse of the registration order by construction:
+//! **The state struct.** Each guard undoes one registration when it is dropped (unregisters a
+//! callback, dereferences an object, frees pool). A driver keeps its guards as the named fields
+//! of one struct, **declared in teardown order**: Rust drops a struct's fields in declaration
+//! order, so the first field is undone first. The order is written once, where the type is
+//! declared, and every use names the guard it means (`state.context`), so a wrong count cannot
+//! silently reach the wrong guard:
 //!
 //! ```text
-//! let state = Empty
-//!     .push(object)          // 1. open the callback object
-//!     .push(context)         // 2. allocate the context the callback will use
-//!     .push(registration);   // 3. register the callback (uses 1 and 2)
-//! drop(state);               // 3, then 2, then 1: unregister before freeing the context,
-//!                            // free the context before dereferencing the object
+//! struct State {
+//!     registration: Registration, // undone 1st: no new calls
+//!     context: PoolBox<Context>,  // 2nd: freed once nothing can call into it
+//!     object: CallbackObject,     // 3rd: dereferenced last
+//! }
 //! ```
 //!
-//! This is the rule every callback family documents ("unregister before freeing the context") made
-//! structural: a guard that depends on another is pushed after it, so it is always undone first.
+//! **DriverEntry failing halfway.** Build the guards as locals in registration order with `?`,
+//! then move them into the struct. When a step fails, `?` returns and Rust drops the locals that
+//! exist in reverse order of declaration — the same order as the struct's fields. There is no
+//! second, hand-written error path. The rule to keep: the struct's field order is the reverse of
+//! the order DriverEntry declares the locals in (each driver's README shows both).
 //!
-//! **DriverEntry failure.** Build the stack step by step with `?`: when a step fails, the stack
-//! built so far is dropped, in the same reverse order. There is no second, hand-written error path
-//! to get wrong.
-//!
-//! **Unload.** The complete stack is kept in a [`StateSlot`](crate::slot::StateSlot); DriverUnload
-//! takes it out and drops it.
+//! **When an unregistration fails** (`CmUnRegisterCallback` returns an error,
+//! `FwpsCalloutUnregisterById0` stays refused), the callback may still be called, and everything
+//! it reaches must stay valid: freeing it would hand the next call freed pool. A [`Tether`] records
+//! that: the guard whose unregistration failed [`snap`](Tether::snap)s it, and every
+//! [`Tethered`] guard after it in the struct is then leaked (not dropped) with a log line naming
+//! it, instead of being freed. Leaking is the documented lesser evil: the memory (and, with the
+//! device object, the driver image) stays for as long as the system runs.
 
-/// The empty stack: nothing registered yet.
+use core::mem::ManuallyDrop;
+use core::ops::Deref;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether a registration of this driver could not be undone at unload, so that what it can reach
+/// must be leaked. One per driver, in static memory (it must outlive everything tethered to it).
 #[derive(Debug, Default)]
-pub struct Empty;
-
-/// A guard `top` registered after everything in `below`.
-///
-/// Field order is drop order in Rust: `top` is declared first, so it is dropped first.
-pub struct Stacked<Below, Top> {
-    top: Top,
-    below: Below,
+pub struct Tether {
+    snapped: AtomicBool,
 }
 
-/// Anything guards can be pushed onto: [`Empty`] or a [`Stacked`].
-pub trait Stack: Sized {
-    /// Records `top` as registered after everything already on the stack.
-    #[must_use = "dropping the stack undoes every registration on it"]
-    fn push<Top>(self, top: Top) -> Stacked<Self, Top> {
-        Stacked { top, below: self }
-    }
-}
-
-impl Stack for Empty {}
-impl<Below, Top> Stack for Stacked<Below, Top> {}
-
-impl<Below, Top> Stacked<Below, Top> {
-    /// The guard registered last.
-    pub fn top(&self) -> &Top {
-        &self.top
+impl Tether {
+    /// Intact: nothing has failed to unregister.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            snapped: AtomicBool::new(false),
+        }
     }
 
-    /// Everything registered before [`top`](Self::top).
-    pub fn below(&self) -> &Below {
-        &self.below
+    /// Records that a registration could not be undone: from now on every [`Tethered`] guard is
+    /// leaked when dropped. Called by the guard whose unregistration failed, before the guards
+    /// after it are dropped.
+    pub fn snap(&self) {
+        self.snapped.store(true, Ordering::Release);
     }
 
-    /// Takes the top guard off, to undo it on its own (for instance to check something between
-    /// two steps of the teardown). The rest stays in order.
-    #[must_use = "dropping the parts undoes them"]
-    pub fn pop(self) -> (Below, Top) {
-        (self.below, self.top)
+    /// Whether [`snap`](Self::snap) was called.
+    #[must_use]
+    pub fn is_snapped(&self) -> bool {
+        self.snapped.load(Ordering::Acquire)
     }
 }
 
-/// The type of a teardown stack, bottom (registered first) to top (registered last):
-/// `teardown_stack![Object, Context, Registration]`.
-#[macro_export]
-macro_rules! teardown_stack {
-    ($($guard:ty),+ $(,)?) => { $crate::teardown_stack!(@build $crate::teardown::Empty; $($guard),+) };
-    (@build $below:ty; $top:ty) => { $crate::teardown::Stacked<$below, $top> };
-    (@build $below:ty; $next:ty, $($rest:ty),+) => {
-        $crate::teardown_stack!(@build $crate::teardown::Stacked<$below, $next>; $($rest),+)
-    };
+/// A guard that a still-registered callback may reach (a context, the device object callouts were
+/// registered with): dropped normally, or leaked with a log line if its [`Tether`] was snapped.
+pub struct Tethered<T> {
+    guard: ManuallyDrop<T>,
+    tether: &'static Tether,
+}
+
+impl<T> Tethered<T> {
+    /// Ties `guard` to `tether`.
+    pub fn new(guard: T, tether: &'static Tether) -> Self {
+        Self {
+            guard: ManuallyDrop::new(guard),
+            tether,
+        }
+    }
+}
+
+impl<T> Deref for Tethered<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> Drop for Tethered<T> {
+    fn drop(&mut self) {
+        if self.tether.is_snapped() {
+            crate::klog!(
+                Error,
+                "teardown: leaking the guard at %p (%Iu bytes): a registration that could not be undone may still reach it",
+                core::ptr::from_ref::<T>(&self.guard),
+                size_of::<T>()
+            );
+            return;
+        }
+        // SAFETY: dropped once, here; the field is never used again.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+    }
 }
 
 #[cfg(test)]
@@ -93,65 +119,96 @@ mod tests {
         }
     }
 
-    type Three = teardown_stack![Guard, Guard, Guard];
+    /// A registration whose unregistration fails when told to, snapping the tether.
+    struct Registration {
+        log: Log,
+        fails: bool,
+        tether: &'static Tether,
+    }
+    impl Drop for Registration {
+        fn drop(&mut self) {
+            if self.fails {
+                self.log.borrow_mut().push("unregistration failed");
+                self.tether.snap();
+            } else {
+                self.log.borrow_mut().push("registration");
+            }
+        }
+    }
+
+    /// Fields in teardown order.
+    #[allow(dead_code)] // guards, held for their Drop
+    struct State {
+        registration: Registration,
+        context: Tethered<Guard>,
+        object: Guard,
+    }
+
+    fn tether() -> &'static Tether {
+        Box::leak(Box::new(Tether::new()))
+    }
+
+    /// A DriverEntry that fails at step `fail_at` (1-based) after building what came before.
+    fn driver_entry(log: &Log, fail_at: usize, tether: &'static Tether) -> Result<State, ()> {
+        let step = |n: usize, name: &'static str| {
+            if n == fail_at {
+                Err(())
+            } else {
+                Ok(Guard(name, log.clone()))
+            }
+        };
+        let object = step(1, "object")?;
+        let context = Tethered::new(step(2, "context")?, tether);
+        step(3, "unused").map(core::mem::forget)?;
+        let registration = Registration {
+            log: log.clone(),
+            fails: false,
+            tether,
+        };
+        Ok(State {
+            registration,
+            context,
+            object,
+        })
+    }
 
     #[test]
-    fn drop_order_is_reverse_of_registration() {
+    fn fields_are_undone_in_declaration_order() {
         let log = Log::default();
-        let state = Empty
-            .push(Guard("object", log.clone()))
-            .push(Guard("context", log.clone()))
-            .push(Guard("registration", log.clone()));
+        let state = driver_entry(&log, 0, tether()).unwrap();
         assert!(
             log.borrow().is_empty(),
-            "nothing is undone while the state lives"
+            "nothing undone while the state lives"
         );
         drop(state);
         assert_eq!(*log.borrow(), ["registration", "context", "object"]);
     }
 
-    /// A DriverEntry that fails at step `fail_at` (1-based) after building what came before.
-    fn driver_entry(log: &Log, fail_at: usize) -> Result<Three, &'static str> {
-        let step = |n: usize, name: &'static str| {
-            if n == fail_at {
-                Err("failed")
-            } else {
-                Ok(Guard(name, log.clone()))
-            }
-        };
-        let state = Empty.push(step(1, "a")?);
-        let state = state.push(step(2, "b")?);
-        let state = state.push(step(3, "c")?);
-        Ok(state)
-    }
-
     #[test]
-    fn failing_driver_entry_undoes_what_exists_in_reverse() {
-        for (fail_at, expected) in [(1, vec![]), (2, vec!["a"]), (3, vec!["b", "a"])] {
+    fn failing_driver_entry_undoes_what_exists_in_the_same_order() {
+        for (fail_at, expected) in [
+            (1, vec![]),
+            (2, vec!["object"]),
+            (3, vec!["context", "object"]),
+        ] {
             let log = Log::default();
-            assert!(driver_entry(&log, fail_at).is_err());
+            assert!(driver_entry(&log, fail_at, tether()).is_err());
             assert_eq!(*log.borrow(), expected, "failing at step {fail_at}");
         }
     }
 
     #[test]
-    fn pop_hands_back_the_top_and_keeps_the_rest_in_order() {
+    fn a_failed_unregistration_leaks_what_is_tethered_and_nothing_else() {
         let log = Log::default();
-        let state = driver_entry(&log, 0).unwrap();
-        let (rest, top) = state.pop();
-        drop(top);
-        assert_eq!(*log.borrow(), ["c"]);
-        drop(rest);
-        assert_eq!(*log.borrow(), ["c", "b", "a"]);
-    }
-
-    #[test]
-    fn successful_driver_entry_then_unload() {
-        let log = Log::default();
-        let state = driver_entry(&log, 0).unwrap();
-        assert_eq!(state.top().0, "c");
-        assert_eq!(state.below().top().0, "b");
+        let t = tether();
+        let mut state = driver_entry(&log, 0, t).unwrap();
+        state.registration.fails = true;
         drop(state);
-        assert_eq!(*log.borrow(), ["c", "b", "a"]);
+        assert!(t.is_snapped());
+        assert_eq!(
+            *log.borrow(),
+            ["unregistration failed", "object"],
+            "the context was leaked (never dropped); the object was not tethered"
+        );
     }
 }

@@ -67,6 +67,9 @@ pub const STATUS_PENDING: NTSTATUS = 0x0000_0103;
 pub const STATUS_OBJECT_NAME_EXISTS: NTSTATUS = 0x4000_0000;
 /// `STATUS_FWP_CALLOUT_NOT_FOUND`: no callout with that id is registered.
 pub const STATUS_FWP_CALLOUT_NOT_FOUND: NTSTATUS = 0xC022_0001_u32.cast_signed();
+/// `STATUS_FWP_IN_USE`: FwpsCalloutUnregisterById0's page: "a register or unregister of the
+/// callout is in progress on another thread" — a passing condition, retried with back-off.
+pub const STATUS_FWP_IN_USE: NTSTATUS = 0xC022_000A_u32.cast_signed();
 /// `STATUS_FWP_ALREADY_EXISTS`: an object with that key exists.
 pub const STATUS_FWP_ALREADY_EXISTS: NTSTATUS = 0xC022_0009_u32.cast_signed();
 /// `STATUS_FWP_NO_TXN_IN_PROGRESS`: commit or abort without a transaction.
@@ -273,8 +276,8 @@ pub const fn guid_eq(a: &GUID, b: &GUID) -> bool {
 
 // ---- the platform the flow table and the drain run on ---------------------------------------
 
-/// What the flow table and the unload drain need from the kernel: a spin lock, an event, pool, and
-/// the three filter-engine routines. The kernel implementation is [`Kernel`]; the host tests use a
+/// What the flow table and the unload drain need from the kernel: a spin lock, an event, pool, a
+/// delay, and the three filter-engine routines. The kernel implementation is [`Kernel`]; the host tests use a
 /// model of the engine.
 ///
 /// # Safety
@@ -299,6 +302,9 @@ pub unsafe trait FlowPlatform: 'static {
     fn remove_context(flow_id: u64, layer_id: u16, callout_id: u32) -> NTSTATUS;
     /// `FwpsCalloutUnregisterById0`.
     fn unregister_callout(callout_id: u32) -> NTSTATUS;
+    /// `KeDelayExecutionThread` for `milliseconds`: the back-off between unregistration rounds.
+    /// PASSIVE_LEVEL.
+    fn delay(milliseconds: u32);
 }
 
 // ---- flow contexts ---------------------------------------------------------------------------
@@ -309,8 +315,19 @@ pub unsafe trait FlowPlatform: 'static {
 struct FlowEntry<T, P: FlowPlatform> {
     next: *mut FlowEntry<T, P>,
     prev: *mut FlowEntry<T, P>,
-    /// Still in the table's list (unload unlinks an entry before removing its context).
+    /// In the table's list (linked before the association; flowDeleteFn unlinks it).
     linked: bool,
+    /// `FwpsFlowAssociateContext0` returned `STATUS_SUCCESS` and [`FlowTable::associate`] has
+    /// recorded it. Until then the entry belongs to `associate`.
+    associated: bool,
+    /// flowDeleteFn ran before `associate` recorded the association (the flow ended right after
+    /// `FwpsFlowAssociateContext0` returned): `associate` finishes the deletion.
+    deleted_early: bool,
+    /// Unload asked `FwpsFlowRemoveContext0` for it and the answer was SUCCESS or PENDING: its
+    /// flowDeleteFn has run or will; never ask again.
+    removal_requested: bool,
+    /// The drain round that last tried to remove it (each round tries an entry once).
+    removal_round: u32,
     table: *const FlowTable<T, P>,
     flow_id: u64,
     layer_id: u16,
@@ -320,7 +337,7 @@ struct FlowEntry<T, P: FlowPlatform> {
 
 struct TableState<T, P: FlowPlatform> {
     head: *mut FlowEntry<T, P>,
-    /// Contexts associated whose flowDeleteFn has not run yet.
+    /// Entries being associated or associated whose flowDeleteFn has not run yet.
     live: usize,
     admitting: bool,
     associated: usize,
@@ -357,16 +374,22 @@ pub struct Removal {
     pub removed: usize,
     /// It returned `STATUS_PENDING`: flowDeleteFn runs later.
     pub pending: usize,
-    /// It returned anything else (`STATUS_UNSUCCESSFUL`: the flow ended meanwhile and its
-    /// flowDeleteFn is running elsewhere).
+    /// It returned anything else (`STATUS_UNSUCCESSFUL`: no context was associated — the flow
+    /// ended meanwhile and its flowDeleteFn is running elsewhere — or a status the page does not
+    /// list). An entry still in the table is tried again in the next round.
     pub other: usize,
 }
 
 /// The contexts a callout associated with flows, so that unload can remove them.
 ///
 /// - classifyFn calls [`associate`](Self::associate) (IRQL <= DISPATCH_LEVEL): the entry is
-///   allocated, the context associated and the entry linked *under the lock*, so a flowDeleteFn on
-///   another processor always finds it linked;
+///   allocated and linked under the lock, then associated **outside** it, as Microsoft's msnmntr
+///   sample does (`MonitorCoInsertFlowContext`, then `FwpsFlowAssociateContext`). Whether the
+///   engine holds a lock of its own while it calls flowDeleteFn — one that
+///   `FwpsFlowAssociateContext0` also takes — is not documented either way; if it does, associating
+///   under our lock (which flowDeleteFn takes) is an ABBA deadlock on a multiprocessor, so the
+///   stricter reading is taken. A flowDeleteFn that arrives before `associate` has recorded the
+///   association marks the entry and leaves the rest to `associate`;
 /// - flowDeleteFn calls [`flow_deleted`](Self::flow_deleted): unlinks and frees the entry, the only
 ///   place one is freed;
 /// - unload closes the table ([`Admission`] dropped), and the [`Callout`] guard drains it.
@@ -472,6 +495,10 @@ impl<T, P: FlowPlatform> FlowTable<T, P> {
                 next: null_mut(),
                 prev: null_mut(),
                 linked: false,
+                associated: false,
+                deleted_early: false,
+                removal_requested: false,
+                removal_round: 0,
                 table: self,
                 flow_id,
                 layer_id,
@@ -479,27 +506,59 @@ impl<T, P: FlowPlatform> FlowTable<T, P> {
                 data,
             });
         }
-        let result = self.locked(|s| {
+        // 1. Linked and counted under the lock, only while the table admits: from here on unload
+        //    waits for this entry (it is live), and a flowDeleteFn finds it.
+        let admitted = self.locked(|s| {
             if !s.admitting {
-                return Err(Refused::Closed);
-            }
-            // Associated under the lock: a flowDeleteFn for this flow, on another processor, waits
-            // for the lock and then finds the entry linked.
-            let status = P::associate_context(flow_id, layer_id, callout_id, entry as u64);
-            if status != crate::sys::STATUS_SUCCESS {
-                return Err(Refused::Failed(status));
+                return false;
             }
             // SAFETY: our entry; the list is consistent under the lock.
             unsafe { link(s, entry) };
             s.live += 1;
-            s.associated += 1;
-            Ok(())
+            true
         });
-        if result.is_err() {
-            // SAFETY: never associated, so nobody else knows the entry.
+        if !admitted {
+            // SAFETY: never linked nor associated, so nobody else knows the entry.
+            unsafe { Self::free_entry(entry, self.tag) };
+            return Err(Refused::Closed);
+        }
+        // 2. Associated with no lock of ours held.
+        let status = P::associate_context(flow_id, layer_id, callout_id, entry as u64);
+        // 3. Recorded under the lock. The entry is still ours: flowDeleteFn never frees an entry
+        //    that is not marked associated.
+        let free = self.locked(|s| {
+            // SAFETY: our entry, under the lock.
+            let e = unsafe { &mut *entry };
+            if status == crate::sys::STATUS_SUCCESS {
+                s.associated += 1;
+                if !e.deleted_early {
+                    e.associated = true;
+                    return false;
+                }
+                // The flow ended between the association and now: flowDeleteFn has run and left
+                // the deletion to us.
+                s.deleted += 1;
+            }
+            if e.linked {
+                // SAFETY: linked, under the lock.
+                unsafe { unlink(s, entry) };
+            }
+            s.live -= 1;
+            if s.live == 0 && !s.admitting {
+                self.all_deleted.set();
+            }
+            true
+        });
+        if free {
+            // SAFETY: unlinked and uncounted; the engine holds no association with it (it failed,
+            // or its flowDeleteFn has run).
             unsafe { Self::free_entry(entry, self.tag) };
         }
-        result
+        if status == crate::sys::STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(Refused::Failed(status))
+        }
     }
 
     /// The flowDeleteFn's work: unlinks the entry whose address is `flow_context` (unless unload
@@ -521,9 +580,17 @@ impl<T, P: FlowPlatform> FlowTable<T, P> {
         // be touched after that.
         let table = unsafe { &*table };
         let tag = table.tag;
-        table.locked(|s| {
+        let ours = table.locked(|s| {
             // SAFETY: our entry, under the lock.
-            if unsafe { (*entry).linked } {
+            let e = unsafe { &mut *entry };
+            if !e.associated {
+                // `associate` has not recorded the association yet (it is between
+                // FwpsFlowAssociateContext0 and its lock): it owns the entry and finishes this
+                // deletion when it gets the lock.
+                e.deleted_early = true;
+                return false;
+            }
+            if e.linked {
                 // SAFETY: as above.
                 unsafe { unlink(s, entry) };
             }
@@ -534,10 +601,13 @@ impl<T, P: FlowPlatform> FlowTable<T, P> {
                 // never touches the table's memory before that.
                 table.all_deleted.set();
             }
+            true
         });
-        // SAFETY: unlinked and counted; WFP will not hand it out again. Only the entry and the
-        // copied tag are used: unload may already be freeing the table.
-        unsafe { Self::free_entry(entry, tag) };
+        if ours {
+            // SAFETY: unlinked and counted; WFP will not hand it out again. Only the entry and the
+            // copied tag are used: unload may already be freeing the table.
+            unsafe { Self::free_entry(entry, tag) };
+        }
         true
     }
 
@@ -586,6 +656,19 @@ unsafe fn link<T, P: FlowPlatform>(s: &mut TableState<T, P>, entry: *mut FlowEnt
     s.head = entry;
 }
 
+/// Whether `entry` is in the list. Lock held.
+fn is_linked<T, P: FlowPlatform>(s: &TableState<T, P>, entry: *mut FlowEntry<T, P>) -> bool {
+    let mut at = s.head;
+    while !at.is_null() {
+        if at == entry {
+            return true;
+        }
+        // SAFETY: a linked entry, under the lock.
+        at = unsafe { (*at).next };
+    }
+    false
+}
+
 /// Unlinks `entry`. Lock held.
 unsafe fn unlink<T, P: FlowPlatform>(s: &mut TableState<T, P>, entry: *mut FlowEntry<T, P>) {
     // SAFETY: a linked entry; the caller holds the lock.
@@ -609,12 +692,14 @@ unsafe fn unlink<T, P: FlowPlatform>(s: &mut TableState<T, P>, entry: *mut FlowE
 pub trait FlowDrain {
     /// No new contexts from now on. Idempotent.
     fn stop_admitting(&self);
-    /// Removes every context still in the table (`FwpsFlowRemoveContext0`), one at a time, never
-    /// holding the lock across the call (flowDeleteFn may run inside it and takes the lock).
-    fn remove_all(&self) -> Removal;
-    /// Waits until every flowDeleteFn has run (those pending included). PASSIVE_LEVEL.
-    fn wait_until_empty(&self);
-    /// Contexts associated and not yet deleted.
+    /// Asks `FwpsFlowRemoveContext0` to remove every associated context still in the table that
+    /// this `round` has not tried yet and whose removal is not already under way, one at a time,
+    /// never holding the lock across the call (flowDeleteFn may run inside it and takes the lock).
+    fn remove_all(&self, round: u32) -> Removal;
+    /// Waits at most `milliseconds` until every flowDeleteFn has run (those pending included);
+    /// returns whether the table is empty. PASSIVE_LEVEL.
+    fn wait_until_empty(&self, milliseconds: u32) -> bool;
+    /// Contexts associated (or being associated) and not yet deleted.
     fn live(&self) -> usize;
 }
 
@@ -628,40 +713,56 @@ impl<T, P: FlowPlatform> FlowDrain for FlowTable<T, P> {
         });
     }
 
-    fn remove_all(&self) -> Removal {
+    fn remove_all(&self, round: u32) -> Removal {
         let mut removal = Removal::default();
         loop {
-            // Take one entry off the list under the lock, copy its ids, release the lock. From
-            // then on the entry belongs to its flowDeleteFn (ours, inside the call, or a flow
-            // ending on another processor): it is never touched here again.
+            // Pick one entry under the lock, mark it, copy its ids, release the lock. It stays
+            // linked: its flowDeleteFn (inside the call, later after PENDING, or a flow ending on
+            // another processor) unlinks and frees it, so it may be gone as soon as the lock is
+            // released and is only touched again under the lock, after checking it is still
+            // linked (no new entry can take its address: the table admits nothing now).
             let next = self.locked(|s| {
-                let entry = s.head;
-                if entry.is_null() {
-                    return None;
+                let mut entry = s.head;
+                // SAFETY: linked entries, under the lock.
+                while let Some(e) = unsafe { entry.as_mut() } {
+                    if e.associated && !e.removal_requested && e.removal_round != round {
+                        e.removal_round = round;
+                        e.removal_requested = true;
+                        return Some((entry, e.flow_id, e.layer_id, e.callout_id));
+                    }
+                    entry = e.next;
                 }
-                // SAFETY: a linked entry, under the lock.
-                unsafe { unlink(s, entry) };
-                // SAFETY: still ours until the lock is released.
-                let e = unsafe { &*entry };
-                Some((e.flow_id, e.layer_id, e.callout_id))
+                None
             });
-            let Some((flow_id, layer_id, callout_id)) = next else {
+            let Some((entry, flow_id, layer_id, callout_id)) = next else {
                 return removal;
             };
             match P::remove_context(flow_id, layer_id, callout_id) {
                 crate::sys::STATUS_SUCCESS => removal.removed += 1,
                 STATUS_PENDING => removal.pending += 1,
-                _ => removal.other += 1,
+                status => {
+                    removal.other += 1;
+                    crate::klog!(
+                        Warning,
+                        "wfp: FwpsFlowRemoveContext0(flow %Ix) = %08Ix: tried again next round if the context is still associated",
+                        flow_id,
+                        status.cast_unsigned()
+                    );
+                    self.locked(|s| {
+                        if is_linked(s, entry) {
+                            // SAFETY: still linked, so its flowDeleteFn has not run: alive.
+                            unsafe { (*entry).removal_requested = false };
+                        }
+                    });
+                }
             }
         }
     }
 
-    fn wait_until_empty(&self) {
-        // The event is set under the lock by the flowDeleteFn that makes `live` 0 once the table is
-        // closed, so the re-check under the lock can never miss it.
-        while self.live() != 0 {
-            self.all_deleted.wait();
-        }
+    fn wait_until_empty(&self, milliseconds: u32) -> bool {
+        // The event is set under the lock by whoever makes `live` 0 once the table is closed, so
+        // the re-check under the lock can never miss it; `live` never grows once closed.
+        self.live() == 0 || (self.all_deleted.wait_for(milliseconds) && self.live() == 0)
     }
 
     fn live(&self) -> usize {
@@ -708,73 +809,171 @@ pub struct Unregistration {
     pub status: NTSTATUS,
     /// How many times it returned `STATUS_DEVICE_BUSY`.
     pub busy: usize,
-    /// Contexts removed, over every pass.
+    /// How many times it returned `STATUS_FWP_IN_USE`.
+    pub in_use: usize,
+    /// Rounds (calls of `FwpsCalloutUnregisterById0`).
+    pub rounds: u32,
+    /// Contexts removed, over every round.
     pub removal: Removal,
 }
 
-/// Unregisters callout `callout_id`, draining `flows` each time the engine answers
-/// `STATUS_DEVICE_BUSY`: close the table, remove every remaining context, wait for every
-/// flowDeleteFn, and unregister again. Returns once the engine says anything other than busy.
-/// PASSIVE_LEVEL.
+impl Unregistration {
+    /// Whether the callout is unregistered. Anything else means it may still be called, and
+    /// whatever it reaches must be leaked.
+    #[must_use]
+    pub fn unregistered(&self) -> bool {
+        self.status == crate::sys::STATUS_SUCCESS
+    }
+}
+
+/// The most `FwpsCalloutUnregisterById0` calls [`unregister_draining`] makes before it gives up.
+pub const UNREGISTER_ROUNDS: u32 = 12;
+/// How long one round waits for the flowDeleteFns it asked for, in milliseconds.
+pub const FLOW_DELETE_WAIT_MS: u32 = 1_000;
+
+/// The back-off before round `round + 1`: 10 ms, doubling, at most 1 s (about 6 s over every
+/// round).
+#[must_use]
+pub const fn backoff_ms(round: u32) -> u32 {
+    let ms = 10u32 << if round < 7 { round } else { 7 };
+    if ms > 1_000 { 1_000 } else { ms }
+}
+
+/// Unregisters callout `callout_id`, in bounded rounds. PASSIVE_LEVEL.
+///
+/// Each round calls `FwpsCalloutUnregisterById0` and acts on its answer, as its page documents it:
+/// - `STATUS_SUCCESS`: done.
+/// - `STATUS_DEVICE_BUSY` (flows still carry contexts of the callout): close the table, ask
+///   `FwpsFlowRemoveContext0` to remove every remaining context, wait (at most
+///   [`FLOW_DELETE_WAIT_MS`]) for their flowDeleteFns, and go round again — at once if the table
+///   is empty, after a back-off otherwise.
+/// - `STATUS_FWP_IN_USE` (a register or unregister is in progress on another thread: passing):
+///   back off ([`backoff_ms`], `KeDelayExecutionThread`) and go round again.
+/// - anything else (`STATUS_FWP_CALLOUT_NOT_FOUND`, a status the page does not list): not
+///   retried; the callout is not known to be unregistered.
+///
+/// After [`UNREGISTER_ROUNDS`] rounds it gives up. Every round is logged. Whenever the result is
+/// not `STATUS_SUCCESS` ([`Unregistration::unregistered`] is false) the caller must leak whatever
+/// the callout can reach (its context, the flow table, the device object and so the image): a
+/// callout that may still be registered may still be called.
 ///
 /// # Arguments
 /// * `callout_id` - the run-time id FwpsCalloutRegister returned.
 /// * `flows` - where the callout's contexts are; `None` for a callout that never associates any.
-///
-/// # Return value
-/// What happened: the final status (`STATUS_SUCCESS`, or for instance
-/// `STATUS_FWP_CALLOUT_NOT_FOUND`), how often the engine was busy, and what was removed.
 #[must_use]
 pub fn unregister_draining<P: FlowPlatform>(
     callout_id: u32,
     flows: Option<&dyn FlowDrain>,
 ) -> Unregistration {
     let mut outcome = Unregistration::default();
-    loop {
+    for round in 1..=UNREGISTER_ROUNDS {
         let status = P::unregister_callout(callout_id);
         outcome.status = status;
-        if status != STATUS_DEVICE_BUSY {
-            crate::klog!(
-                Info,
-                "wfp: FwpsCalloutUnregisterById0(%Iu) = %08Ix",
-                callout_id,
-                status.cast_unsigned()
-            );
-            return outcome;
-        }
-        outcome.busy += 1;
-        let Some(flows) = flows else {
-            // Contexts this driver cannot name: nothing it can remove. The documentation forbids
-            // returning from unload with a callout registered, so keep asking.
-            crate::klog!(
-                Error,
-                "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_DEVICE_BUSY, but the callout has no flow table",
-                callout_id
-            );
-            continue;
+        outcome.rounds = round;
+        let back_off = match status {
+            crate::sys::STATUS_SUCCESS => {
+                crate::klog!(
+                    Info,
+                    "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_SUCCESS (round %Iu)",
+                    callout_id,
+                    round
+                );
+                return outcome;
+            }
+            STATUS_DEVICE_BUSY => {
+                outcome.busy += 1;
+                if let Some(flows) = flows {
+                    !drain_round(callout_id, flows, round, &mut outcome)
+                } else {
+                    // Contexts this driver cannot name: nothing it can remove; the engine may
+                    // still be finishing something of its own. Back off and ask again.
+                    crate::klog!(
+                        Error,
+                        "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_DEVICE_BUSY, but the callout has no flow table (round %Iu)",
+                        callout_id,
+                        round
+                    );
+                    true
+                }
+            }
+            STATUS_FWP_IN_USE => {
+                outcome.in_use += 1;
+                crate::klog!(
+                    Warning,
+                    "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_FWP_IN_USE (round %Iu): a register or unregister is in progress elsewhere; retrying after %Iu ms",
+                    callout_id,
+                    round,
+                    backoff_ms(round)
+                );
+                true
+            }
+            other => {
+                crate::klog!(
+                    Error,
+                    "wfp: FwpsCalloutUnregisterById0(%Iu) = %08Ix (round %Iu): not a status to retry; the callout may still be registered",
+                    callout_id,
+                    other.cast_unsigned(),
+                    round
+                );
+                return outcome;
+            }
         };
-        flows.stop_admitting();
-        let live = flows.live();
-        let pass = flows.remove_all();
-        crate::klog!(
-            Info,
-            "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_DEVICE_BUSY: %Iu flow context(s) live; FwpsFlowRemoveContext0: %Iu removed, %Iu pending, %Iu other",
-            callout_id,
-            live,
-            pass.removed,
-            pass.pending,
-            pass.other
-        );
-        outcome.removal.removed += pass.removed;
-        outcome.removal.pending += pass.pending;
-        outcome.removal.other += pass.other;
-        flows.wait_until_empty();
+        if back_off && round < UNREGISTER_ROUNDS {
+            P::delay(backoff_ms(round));
+        }
+    }
+    crate::klog!(
+        Error,
+        "wfp: callout %Iu still not unregistered after %Iu rounds (last status %08Ix): giving up",
+        callout_id,
+        outcome.rounds,
+        outcome.status.cast_unsigned()
+    );
+    outcome
+}
+
+/// One `STATUS_DEVICE_BUSY` round: close the table, remove what is left, wait (bounded). Returns
+/// whether the table is empty (the next round may go at once).
+fn drain_round(
+    callout_id: u32,
+    flows: &dyn FlowDrain,
+    round: u32,
+    outcome: &mut Unregistration,
+) -> bool {
+    flows.stop_admitting();
+    let live = flows.live();
+    let pass = flows.remove_all(round);
+    crate::klog!(
+        Info,
+        "wfp: FwpsCalloutUnregisterById0(%Iu) = STATUS_DEVICE_BUSY (round %Iu): %Iu flow context(s) live; FwpsFlowRemoveContext0: %Iu removed, %Iu pending, %Iu other",
+        callout_id,
+        round,
+        live,
+        pass.removed,
+        pass.pending,
+        pass.other
+    );
+    outcome.removal.removed += pass.removed;
+    outcome.removal.pending += pass.pending;
+    outcome.removal.other += pass.other;
+    let empty = flows.wait_until_empty(FLOW_DELETE_WAIT_MS);
+    if empty {
         crate::klog!(
             Info,
             "wfp: every flowDeleteFn has run; unregistering callout %Iu again",
             callout_id
         );
+    } else {
+        crate::klog!(
+            Warning,
+            "wfp: %Iu flow context(s) of callout %Iu still live after %Iu ms; retrying after %Iu ms",
+            flows.live(),
+            callout_id,
+            FLOW_DELETE_WAIT_MS,
+            backoff_ms(round)
+        );
     }
+    empty
 }
 
 #[cfg(target_os = "windows")]
@@ -790,9 +989,9 @@ mod kernel {
     use crate::klog;
     use crate::sync::{KernelEvent, KernelSpinLock};
     use crate::sys::{
-        ExAllocatePoolWithTag, ExFreePoolWithTag, HANDLE, NON_PAGED_POOL_NX, NTSTATUS,
-        STATUS_SUCCESS, nt_success,
+        ExAllocatePoolWithTag, ExFreePoolWithTag, HANDLE, NON_PAGED_POOL_NX, NTSTATUS, nt_success,
     };
+    use crate::teardown::Tether;
     use core::ffi::c_void;
     use core::ptr::{NonNull, null, null_mut};
 
@@ -886,6 +1085,9 @@ mod kernel {
         fn unregister_callout(callout_id: u32) -> NTSTATUS {
             // SAFETY: a plain value; PASSIVE_LEVEL (unload, or DriverEntry failing).
             unsafe { FwpsCalloutUnregisterById0(callout_id) }
+        }
+        fn delay(milliseconds: u32) {
+            crate::sync::delay(milliseconds);
         }
     }
 
@@ -1080,9 +1282,16 @@ mod kernel {
     /// functions again, and every flow context it associated has been deleted. Filters that still
     /// name it would act as *block* (terminating callouts) or be ignored (inspection callouts):
     /// delete them first (close the [`Engine`]).
+    ///
+    /// **If it cannot be unregistered** (a status other than success after the bounded rounds of
+    /// [`unregister_draining`]) the callout may still be called, so the drop snaps its
+    /// [`Tether`]: every [`Tethered`](crate::teardown::Tethered) guard dropped after it (the
+    /// context, the flow table in it, the device object) is leaked with a log line instead of
+    /// being freed.
     pub struct Callout {
         id: u32,
         flows: Option<NonNull<dyn FlowDrain>>,
+        tether: &'static Tether,
     }
 
     impl Callout {
@@ -1105,9 +1314,10 @@ mod kernel {
         pub unsafe fn register(
             device: *mut DEVICE_OBJECT,
             callout: &FWPS_CALLOUT1,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             // SAFETY: the caller's contract.
-            unsafe { Self::register_inner(device, callout, None) }
+            unsafe { Self::register_inner(device, callout, None, tether) }
         }
 
         /// `FwpsCalloutRegister1` for a callout that associates flow contexts in `flows`: its
@@ -1122,16 +1332,18 @@ mod kernel {
             device: *mut DEVICE_OBJECT,
             callout: &FWPS_CALLOUT1,
             flows: &FlowTable<T, Kernel>,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             let flows: &dyn FlowDrain = flows;
             // SAFETY: the caller's contract.
-            unsafe { Self::register_inner(device, callout, Some(NonNull::from(flows))) }
+            unsafe { Self::register_inner(device, callout, Some(NonNull::from(flows)), tether) }
         }
 
         unsafe fn register_inner(
             device: *mut DEVICE_OBJECT,
             callout: &FWPS_CALLOUT1,
             flows: Option<NonNull<dyn FlowDrain>>,
+            tether: &'static Tether,
         ) -> Result<Self, NTSTATUS> {
             let mut id = 0u32;
             // SAFETY: the caller's live device object; a valid structure and out pointer.
@@ -1144,7 +1356,7 @@ mod kernel {
                 id
             );
             if nt_success(status) {
-                Ok(Self { id, flows })
+                Ok(Self { id, flows, tether })
             } else {
                 Err(status)
             }
@@ -1163,13 +1375,14 @@ mod kernel {
             // SAFETY: `register_with_flows`' contract: the table outlives this guard.
             let flows = self.flows.map(|f| unsafe { f.as_ref() });
             let outcome: Unregistration = unregister_draining::<Kernel>(self.id, flows);
-            if outcome.status != STATUS_SUCCESS {
+            if !outcome.unregistered() {
                 klog!(
                     Error,
-                    "wfp: callout %Iu could not be unregistered: %08Ix",
+                    "wfp: callout %Iu could not be unregistered (%08Ix): leaking its context, flow table and device object, which it may still reach",
                     self.id,
                     outcome.status.cast_unsigned()
                 );
+                self.tether.snap();
             }
         }
     }
@@ -1357,6 +1570,14 @@ mod tests {
         registered: Vec<u32>,
         calls: Vec<String>,
         blocks: usize,
+        /// Statuses the next unregistrations answer instead of the model's.
+        unregister_answers: Vec<NTSTATUS>,
+        /// Statuses the next removals answer (without removing anything).
+        remove_answers: Vec<NTSTATUS>,
+        /// A flow whose flowDeleteFn the engine calls from inside FwpsFlowAssociateContext0's
+        /// success, before the driver records it (the flow ended at once).
+        end_on_associate: Option<u64>,
+        delays: Vec<u32>,
     }
 
     thread_local! {
@@ -1395,21 +1616,19 @@ mod tests {
         fn set(&self) {
             *self.0.lock().unwrap() = true;
         }
-        fn wait(&self) {
+        fn wait_for(&self, milliseconds: u32) -> bool {
             if *self.0.lock().unwrap() {
-                return;
+                return true;
             }
+            engine(|e| e.calls.push(format!("wait {milliseconds} ms")));
             let deferred = engine(|e| std::mem::take(&mut e.deferred));
-            assert!(!deferred.is_empty(), "waits for an event nobody will set");
             for context in deferred {
                 engine(|e| e.calls.push(format!("late flowDeleteFn {context:#x}")));
                 // SAFETY: the context the table associated, deleted once.
                 unsafe { FlowTable::<u32, Host>::flow_deleted(context) };
             }
-            assert!(
-                *self.0.lock().unwrap(),
-                "still not set after the deferred deletions"
-            );
+            // Nothing else can set it: the timeout expires.
+            *self.0.lock().unwrap()
         }
     }
 
@@ -1438,7 +1657,7 @@ mod tests {
             }
         }
         fn associate_context(flow: u64, layer: u16, callout: u32, context: u64) -> NTSTATUS {
-            engine(|e| {
+            let status = engine(|e| {
                 e.calls.push(format!("associate {flow}"));
                 match e.contexts.entry((flow, layer, callout)) {
                     std::collections::btree_map::Entry::Occupied(_) => STATUS_OBJECT_NAME_EXISTS,
@@ -1447,9 +1666,22 @@ mod tests {
                         0
                     }
                 }
-            })
+            });
+            if status == 0 && engine(|e| e.end_on_associate) == Some(flow) {
+                // The flow ends "on another processor" before the driver records the association.
+                engine(|e| e.contexts.remove(&(flow, layer, callout)));
+                // SAFETY: the associated context, deleted once.
+                assert!(unsafe { FlowTable::<u32, Host>::flow_deleted(context) });
+            }
+            status
         }
         fn remove_context(flow: u64, layer: u16, callout: u32) -> NTSTATUS {
+            if let Some(status) =
+                engine(|e| (!e.remove_answers.is_empty()).then(|| e.remove_answers.remove(0)))
+            {
+                engine(|e| e.calls.push(format!("remove {flow} = {status:#x}")));
+                return status;
+            }
             let (context, pend) = engine(|e| {
                 e.calls.push(format!("remove {flow}"));
                 (
@@ -1474,6 +1706,9 @@ mod tests {
         fn unregister_callout(callout: u32) -> NTSTATUS {
             engine(|e| {
                 e.calls.push(format!("unregister {callout}"));
+                if !e.unregister_answers.is_empty() {
+                    return e.unregister_answers.remove(0);
+                }
                 let busy = e.contexts.keys().any(|k| k.2 == callout) || !e.deferred.is_empty();
                 if !e.registered.contains(&callout) {
                     STATUS_FWP_CALLOUT_NOT_FOUND
@@ -1484,6 +1719,12 @@ mod tests {
                     0
                 }
             })
+        }
+        fn delay(milliseconds: u32) {
+            engine(|e| {
+                e.calls.push(format!("delay {milliseconds} ms"));
+                e.delays.push(milliseconds);
+            });
         }
     }
 
@@ -1571,7 +1812,13 @@ mod tests {
             unsafe { t.admit() },
         );
         let outcome = unregister_draining::<Host>(CALLOUT, Some(&*t));
-        assert_eq!(outcome, Unregistration::default());
+        assert_eq!(
+            outcome,
+            Unregistration {
+                rounds: 1,
+                ..Unregistration::default()
+            }
+        );
         assert_eq!(engine(|e| e.calls.clone()), ["unregister 8"]);
     }
 
@@ -1637,6 +1884,91 @@ mod tests {
             (outcome.status, outcome.busy),
             (STATUS_FWP_CALLOUT_NOT_FOUND, 0)
         );
+    }
+
+    #[test]
+    fn in_use_is_retried_after_a_back_off() {
+        let t = table();
+        engine(|e| e.unregister_answers = vec![STATUS_FWP_IN_USE, STATUS_FWP_IN_USE]);
+        let outcome = unregister_draining::<Host>(CALLOUT, Some(&*t));
+        assert!(outcome.unregistered());
+        assert_eq!((outcome.in_use, outcome.rounds), (2, 3));
+        assert_eq!(engine(|e| e.delays.clone()), [backoff_ms(1), backoff_ms(2)]);
+    }
+
+    #[test]
+    fn in_use_forever_gives_up_after_the_bounded_rounds() {
+        let t = table();
+        engine(|e| e.unregister_answers = vec![STATUS_FWP_IN_USE; 100]);
+        let outcome = unregister_draining::<Host>(CALLOUT, Some(&*t));
+        assert!(!outcome.unregistered(), "the caller must leak");
+        assert_eq!(outcome.rounds, UNREGISTER_ROUNDS);
+        let delays = engine(|e| e.delays.clone());
+        assert_eq!(delays.len(), UNREGISTER_ROUNDS as usize - 1);
+        assert!(delays.iter().all(|&d| (10..=1_000).contains(&d)));
+    }
+
+    #[test]
+    fn an_undocumented_status_is_not_retried_and_not_success() {
+        let t = table();
+        engine(|e| e.unregister_answers = vec![0xC000_0001_u32.cast_signed()]);
+        let outcome = unregister_draining::<Host>(CALLOUT, Some(&*t));
+        assert!(!outcome.unregistered());
+        assert_eq!(outcome.rounds, 1);
+    }
+
+    #[test]
+    fn a_failed_removal_is_tried_again_next_round() {
+        let t = table();
+        // SAFETY: the box outlives the guard.
+        let open = unsafe { t.admit() };
+        for flow in 1..=2 {
+            t.associate(flow, LAYER, CALLOUT, 0).unwrap();
+        }
+        drop(open);
+        engine(|e| e.remove_answers = vec![crate::sys::STATUS_UNSUCCESSFUL]);
+        let outcome = unregister_draining::<Host>(CALLOUT, Some(&*t));
+        assert!(outcome.unregistered());
+        assert_eq!(outcome.removal.other, 1);
+        assert_eq!(
+            outcome.removal.removed, 2,
+            "the failed one, in the next round"
+        );
+        assert_eq!(engine(|e| e.blocks), 0);
+        assert_eq!(t.counts().live, 0);
+    }
+
+    #[test]
+    fn a_flow_delete_before_the_association_is_recorded_is_finished_by_associate() {
+        let t = table();
+        // SAFETY: the box outlives the guard.
+        let open = unsafe { t.admit() };
+        engine(|e| e.end_on_associate = Some(5));
+        assert_eq!(t.associate(5, LAYER, CALLOUT, 0), Ok(()));
+        assert_eq!(
+            t.counts(),
+            FlowCounts {
+                live: 0,
+                associated: 1,
+                deleted: 1
+            }
+        );
+        assert_eq!(engine(|e| e.blocks), 0, "freed once, by associate");
+        drop(open);
+        assert!(unregister_draining::<Host>(CALLOUT, Some(&*t)).unregistered());
+    }
+
+    #[test]
+    fn a_failed_association_unlinks_and_frees_the_entry() {
+        let t = table();
+        // SAFETY: the box outlives the guard.
+        let open = unsafe { t.admit() };
+        t.associate(9, LAYER, CALLOUT, 0).unwrap();
+        assert!(t.associate(9, LAYER, CALLOUT, 1).is_err());
+        assert_eq!(t.counts().live, 1);
+        assert_eq!(engine(|e| e.blocks), 1);
+        drop(open);
+        assert!(unregister_draining::<Host>(CALLOUT, Some(&*t)).unregistered());
     }
 
     #[test]

@@ -11,18 +11,22 @@
 //! - **ExUnregisterCallback** and **ObDereferenceObject** undo it all at unload.
 //!
 //! ## The lesson: the teardown order
-//! `ExUnregisterCallback` removes a routine from the object's list; its documentation does not
-//! promise that a call already running on another processor has finished. So DriverUnload:
+//! `ExUnregisterCallback` removes a routine from the object's list (and the registration's
+//! reference to the object). Its page does not say whether it waits for a call already running on
+//! another processor; ReactOS's implementation does. So DriverUnload:
 //!
-//! 1. unregisters every callback (`ExUnregisterCallback`, IRQL <= APC_LEVEL): no new calls start;
-//! 2. waits for the calls still in flight (the callback barrier in the context drains);
+//! 1. unregisters every callback (`ExUnregisterCallback`, IRQL <= APC_LEVEL): no new calls start,
+//!    and a call in flight has finished when it returns (ReactOS; the documentation is silent);
+//! 2. closes the callback barrier in the context and waits for calls inside it — defence in depth
+//!    for the documentation's silence, not what protects a call that has not reached the barrier;
 //! 3. frees the context the callbacks used;
-//! 4. dereferences each callback object (`ObDereferenceObject`).
+//! 4. dereferences each callback object (`ObDereferenceObject`) — last only because unload still
+//!    notifies our own object; each registration held a reference of its own.
 //!
-//! The driver does not write that sequence by hand. Each step is a guard from `common` pushed onto a
-//! teardown stack in registration order (objects, context, registrations), and dropping the stack
-//! undoes it in reverse. When DriverEntry fails halfway, the same guards, as locals, are dropped in
-//! the same reverse order.
+//! The driver does not write that sequence by hand. Each step is a guard from `common`, a named
+//! field of [`State`] whose fields are declared in teardown order (Rust drops fields in declaration
+//! order). When DriverEntry fails halfway, the same guards, as locals declared in registration
+//! order, are dropped in reverse — the same order.
 #![no_std]
 
 use core::ffi::c_void;
@@ -37,8 +41,7 @@ use common::sys::{
     PO_CB_SYSTEM_POWER_POLICY, PO_CB_SYSTEM_STATE_LOCK, STATUS_INSUFFICIENT_RESOURCES,
     UNICODE_STRING,
 };
-use common::teardown::{Empty, Stack};
-use common::{klog, teardown_stack, unicode};
+use common::{klog, unicode};
 
 /// Pool tag of the context allocation, as `!poolused` shows it.
 const CONTEXT_TAG: u32 = pool_tag(b"ExCb");
@@ -75,16 +78,25 @@ impl Context {
     }
 }
 
-/// Everything DriverEntry set up, bottom (first) to top (last). Dropping it undoes the top first.
-type State = teardown_stack![
-    CallbackObject,   // \Callback\ExCallbackSample (created by us, or opened if it exists)
-    CallbackObject,   // \Callback\PowerState (opened)
-    CallbackObject,   // \Callback\SetSystemTime (opened)
-    PoolBox<Context>, // the context all three callbacks use
-    ExCallbackRegistration, // on \Callback\ExCallbackSample
-    ExCallbackRegistration, // on \Callback\PowerState
-    ExCallbackRegistration, // on \Callback\SetSystemTime
-];
+/// Everything DriverEntry set up, **fields in teardown order**: dropping it drops `on_time`
+/// first and `sample` last (the reverse of the order [`set_up`] declares them in).
+#[allow(dead_code)] // guards, held for what their Drop undoes
+struct State {
+    /// 1. ExUnregisterCallback on \Callback\SetSystemTime.
+    on_time: ExCallbackRegistration,
+    /// 2. ExUnregisterCallback on \Callback\PowerState.
+    on_power: ExCallbackRegistration,
+    /// 3. ExUnregisterCallback on \Callback\ExCallbackSample.
+    on_sample: ExCallbackRegistration,
+    /// 4. The context all three callbacks use: barrier closed and drained, then freed.
+    context: PoolBox<Context>,
+    /// 5. ObDereferenceObject(\Callback\SetSystemTime), opened.
+    time: CallbackObject,
+    /// 6. ObDereferenceObject(\Callback\PowerState), opened.
+    power: CallbackObject,
+    /// 7. ObDereferenceObject(\Callback\ExCallbackSample), created by us or opened.
+    sample: CallbackObject,
+}
 
 /// The state between DriverEntry and DriverUnload.
 static STATE: StateSlot<State> = StateSlot::new();
@@ -172,8 +184,8 @@ fn set_up() -> Result<State, NTSTATUS> {
     context.barrier.initialize();
 
     // 3. The registrations. Rule: the context must outlive every call of the callback. It does:
-    //    `context` is declared (and will be pushed) before the registrations, so it is dropped
-    //    after them, and dropping it first drains the barrier.
+    //    `context` is declared before the registrations (and is a later field of State), so it is
+    //    dropped after them, and dropping it first drains the barrier.
     // SAFETY: see the rule above; the objects, likewise declared earlier, outlive the registrations.
     let on_sample =
         unsafe { ExCallbackRegistration::register(&sample, on_sample_event, context.as_context()) }
@@ -202,30 +214,21 @@ fn set_up() -> Result<State, NTSTATUS> {
                 );
             })?;
 
-    Ok(Empty
-        .push(sample)
-        .push(power)
-        .push(time)
-        .push(context)
-        .push(on_sample)
-        .push(on_power)
-        .push(on_time))
-}
-
-/// Our own callback object, at the bottom of the stack.
-fn sample_object(state: &State) -> &CallbackObject {
-    state.below().below().below().below().below().below().top()
-}
-
-/// The context, pushed after the three objects.
-fn context(state: &State) -> &Context {
-    state.below().below().below().top()
+    Ok(State {
+        on_time,
+        on_power,
+        on_sample,
+        context,
+        time,
+        power,
+        sample,
+    })
 }
 
 /// Sends `event` on our own callback object (`ExNotifyCallback`). IRQL <= DISPATCH_LEVEL.
 fn announce(state: &State, event: usize) {
-    let sent = context(state).notifications_sent.fetch_add(1, Relaxed) + 1;
-    sample_object(state).notify(event, sent);
+    let sent = state.context.notifications_sent.fetch_add(1, Relaxed) + 1;
+    state.sample.notify(event, sent);
 }
 
 /// Unloads the driver: announces it, then drops the state, which undoes everything in reverse.
@@ -240,7 +243,7 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
         return;
     };
     announce(&state, SAMPLE_EVENT_UNLOADING);
-    let context = context(&state);
+    let context = &state.context;
     klog!(
         Info,
         "unloading after %Iu sample, %Iu power-state and %Iu system-time callbacks",
@@ -248,9 +251,9 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
         context.power_calls.load(Relaxed),
         context.time_calls.load(Relaxed)
     );
-    // Dropping the state, top first:
+    // Dropping the state, field by field in declaration order:
     //   1. ExUnregisterCallback x3 (SetSystemTime, PowerState, ExCallbackSample): no new calls;
-    //   2. the context: its barrier closes and waits for calls in flight, then ExFreePoolWithTag;
+    //   2. the context: its barrier closes and waits for calls inside it, then ExFreePoolWithTag;
     //   3. ObDereferenceObject x3 (SetSystemTime, PowerState, ExCallbackSample).
     drop(state);
     klog!(Info, "unloaded: every registration undone");

@@ -22,23 +22,27 @@
 //!    would carry the guarantee** for the calls it can see;
 //! 3. frees the context and the interface table in it.
 //!
-//! The driver does not write that sequence by hand: each step is a guard from `common` pushed onto a
-//! teardown stack in registration order (context, then registrations), and dropping the stack undoes
-//! it in reverse, on unload and when DriverEntry fails halfway.
+//! The driver does not write that sequence by hand: each step is a guard from `common`, a named
+//! field of [`State`] declared in teardown order (registrations, then the context; Rust drops
+//! fields in declaration order), and DriverEntry declares the same guards as locals in the reverse
+//! order, so a halfway failure undoes them the same way.
 //!
 //! ## The callbacks
 //! They run at PASSIVE_LEVEL. Each checks the notification's `Version` and `Size` before reading
 //! anything else, copies what it needs (the structure is the PnP manager's and valid only during the
-//! call), returns `STATUS_SUCCESS` for everything it does not mean to veto, and never waits on
-//! anything the PnP manager might hold: the table's guarded mutex is held only around the table
-//! update, and never while unregistering.
+//! call), returns `STATUS_SUCCESS` for everything it does not mean to veto, and **never blocks**
+//! (PnP notification callbacks must not): the interface table is behind a spin lock
+//! (`common::mutex::SpinMutex`), held for a bounded update of at most eight slots and never across
+//! a kernel call; the log line, which may convert the Unicode name and so needs PASSIVE_LEVEL,
+//! comes after it is released.
 #![no_std]
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use common::barrier::{CallbackBarrier, KernelRundown};
-use common::mutex::{KernelGuardedMutex, Mutex};
+use common::log::Passive;
+use common::mutex::{Mutex, SpinMutex};
 use common::pnp::{
     DEVICE_INTERFACE_CHANGE_NOTIFICATION, GUID_DEVICE_INTERFACE_ARRIVAL,
     GUID_DEVICE_INTERFACE_REMOVAL, GUID_DEVINTERFACE_VOLUME, GUID_HWPROFILE_CHANGE_CANCELLED,
@@ -50,8 +54,8 @@ use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING,
 };
-use common::teardown::{Empty, Stack};
-use common::{klog, teardown_stack};
+use common::teardown::{Tether, Tethered};
+use common::{klog, klog_passive};
 
 /// Pool tag of the context allocation, as `!poolused` shows it.
 const CONTEXT_TAG: u32 = pool_tag(b"PnpN");
@@ -126,18 +130,27 @@ impl InterfaceTable {
 /// is built: in place, because the table is too large for the kernel stack.
 struct Context {
     barrier: CallbackBarrier<KernelRundown>,
-    table: Mutex<KernelGuardedMutex, InterfaceTable>,
+    table: Mutex<SpinMutex, InterfaceTable>,
     arrivals: AtomicUsize,
     removals: AtomicUsize,
     profile_events: AtomicUsize,
 }
 
-/// Everything DriverEntry set up, bottom (first) to top (last). Dropping it undoes the top first.
-type State = teardown_stack![
-    PoolBox<Context>, // the context both callbacks use, with the interface table
-    PnpNotification,  // device-interface change, volume class (existing interfaces included)
-    PnpNotification,  // hardware-profile change
-];
+/// Everything DriverEntry set up, **fields in teardown order** (Rust drops them in declaration
+/// order; [`set_up`] declares them in the reverse order).
+#[allow(dead_code)] // guards, held for what their Drop undoes
+struct State {
+    /// 1. IoUnregisterPlugPlayNotificationEx: hardware-profile change.
+    on_profile: PnpNotification,
+    /// 2. IoUnregisterPlugPlayNotificationEx: device-interface change, volume class.
+    on_interfaces: PnpNotification,
+    /// 3. The context both callbacks use, with the interface table: barrier drained, then freed
+    ///    — or leaked, if an unregistration failed ([`TETHER`]).
+    context: Tethered<PoolBox<Context>>,
+}
+
+/// Snapped when an IoUnregisterPlugPlayNotificationEx fails: the context is then leaked.
+static TETHER: Tether = Tether::new();
 
 /// The state between DriverEntry and DriverUnload.
 static STATE: StateSlot<State> = StateSlot::new();
@@ -196,13 +209,14 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     // 1. The context, in non-paged pool, its barrier and lock initialised at their final address
     //    before any callback can see them: the first callbacks run *inside* the registration below.
     // SAFETY: all-zero bytes are a valid Context: integers, atomics, `false` flags, a zeroed
-    // EX_RUNDOWN_REF and FAST_MUTEX (both initialised just below), every table slot free.
+    // EX_RUNDOWN_REF and KSPIN_LOCK (both initialised just below), every table slot free.
     let context = unsafe { PoolBox::<Context>::try_new_zeroed(CONTEXT_TAG) }.ok_or_else(|| {
         klog!(Error, "context allocation failed");
         STATUS_INSUFFICIENT_RESOURCES
     })?;
     context.barrier.initialize();
     context.table.initialize();
+    let context = Tethered::new(context, &TETHER);
 
     // 2. The registrations. Rule: the context must outlive every call of the callbacks. It does:
     //    it is declared (and pushed) before them, so it is dropped after IoUnregisterPlugPlay-
@@ -215,6 +229,7 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
             driver,
             on_interface_change,
             context.as_context(),
+            &TETHER,
         )
     }
     .inspect_err(|s| {
@@ -226,7 +241,12 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
     })?;
     // SAFETY: as above.
     let on_profile = unsafe {
-        PnpNotification::hardware_profile(driver, on_hardware_profile_change, context.as_context())
+        PnpNotification::hardware_profile(
+            driver,
+            on_hardware_profile_change,
+            context.as_context(),
+            &TETHER,
+        )
     }
     .inspect_err(|s| {
         klog!(
@@ -236,17 +256,16 @@ fn set_up(driver: *mut DRIVER_OBJECT) -> Result<State, NTSTATUS> {
         );
     })?;
 
-    Ok(Empty.push(context).push(on_interfaces).push(on_profile))
-}
-
-/// The context, at the bottom of the stack.
-fn context(state: &State) -> &Context {
-    state.below().below().top()
+    Ok(State {
+        on_profile,
+        on_interfaces,
+        context,
+    })
 }
 
 /// How many interfaces the table holds. Takes and releases the lock.
 fn interfaces_present(state: &State) -> usize {
-    context(state).table.lock().map_or(0, |table| table.len())
+    state.context.table.lock().map_or(0, |table| table.len())
 }
 
 /// Unloads the driver: logs what it saw, then drops the state, which undoes everything in reverse.
@@ -262,7 +281,7 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
     // The table lock is taken and released here, *before* unregistering: the Ex routine waits for a
     // callback in flight, and that callback may be waiting for this very lock.
     let present = interfaces_present(&state);
-    let context = context(&state);
+    let context = &state.context;
     klog!(
         Info,
         "unloading: %Iu interfaces present after %Iu arrivals, %Iu removals and %Iu hardware-profile events",
@@ -271,12 +290,19 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
         context.removals.load(Relaxed),
         context.profile_events.load(Relaxed)
     );
-    // Dropping the state, top first:
+    // Dropping the state, field by field in declaration order:
     //   1. IoUnregisterPlugPlayNotificationEx x2 (hardware profile, volume interfaces): when each
     //      returns, its callback is not running and never will again; the driver-object references go;
     //   2. the context: its barrier closes and drains (nothing is inside), then ExFreePoolWithTag.
     drop(state);
-    klog!(Info, "unloaded: every registration undone");
+    if TETHER.is_snapped() {
+        klog!(
+            Error,
+            "unloaded with a notification possibly still registered: its context was leaked"
+        );
+    } else {
+        klog!(Info, "unloaded: every registration undone");
+    }
 }
 
 /// Resolves a callback's context. Touches nothing but the pointer.
@@ -395,24 +421,43 @@ unsafe extern "system" fn on_interface_change(
     let Some(_inside) = context.barrier.enter() else {
         return STATUS_SUCCESS; // teardown has begun: touch nothing else
     };
+    // SAFETY: PnP notification callbacks run at PASSIVE_LEVEL (IoRegisterPlugPlayNotification's
+    // page); the proof is used only after the spin lock is released.
+    let passive = unsafe { common::log::Passive::new_unchecked() };
+    track(context, &passive, arrival, name, &link);
+    STATUS_SUCCESS
+}
+
+/// Records an arrival or removal of `name` in the table, then logs it (`link` is the same name as
+/// a counted string). The spin lock is held for the bounded table update only; the log line (a
+/// Unicode conversion: PASSIVE_LEVEL) comes after it is released. Never blocks.
+fn track(context: &Context, passive: &Passive, arrival: bool, name: &[u16], link: &UNICODE_STRING) {
     let Some(mut table) = context.table.lock() else {
-        return STATUS_SUCCESS;
+        return;
     };
-    // The lock is held for the table update only; the log line comes after it is released.
     if arrival {
         let outcome = table.add(name);
         drop(table);
         context.arrivals.fetch_add(1, Relaxed);
         match outcome {
             Arrival::Added(present) => {
-                klog!(Info, "volume arrived: %wZ (%Iu present)", &link, present);
+                klog_passive!(
+                    passive,
+                    Info,
+                    "volume arrived: %wZ (%Iu present)",
+                    link,
+                    present
+                );
             }
-            Arrival::AlreadyPresent => klog!(Info, "volume reported again: %wZ", &link),
-            Arrival::Full => klog!(
+            Arrival::AlreadyPresent => {
+                klog_passive!(passive, Info, "volume reported again: %wZ", link);
+            }
+            Arrival::Full => klog_passive!(
+                passive,
                 Warning,
                 "interface table full (%Iu): not tracking %wZ",
                 TABLE_SLOTS,
-                &link
+                link
             ),
         }
     } else {
@@ -420,12 +465,22 @@ unsafe extern "system" fn on_interface_change(
         drop(table);
         context.removals.fetch_add(1, Relaxed);
         if let Some(present) = outcome {
-            klog!(Info, "volume removed: %wZ (%Iu present)", &link, present);
+            klog_passive!(
+                passive,
+                Info,
+                "volume removed: %wZ (%Iu present)",
+                link,
+                present
+            );
         } else {
-            klog!(Info, "volume removed, but it was not tracked: %wZ", &link);
+            klog_passive!(
+                passive,
+                Info,
+                "volume removed, but it was not tracked: %wZ",
+                link
+            );
         }
     }
-    STATUS_SUCCESS
 }
 
 /// `EventCategoryHardwareProfileChange` callback: logs the event, vetoes nothing.

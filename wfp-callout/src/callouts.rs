@@ -16,7 +16,7 @@ use common::barrier::{CallbackBarrier, KernelRundown};
 use common::device::DEVICE_OBJECT;
 use common::pool::{PoolBox, pool_tag};
 use common::sys::{NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING};
-use common::teardown::{Empty, Stack};
+use common::teardown::{Tether, Tethered};
 use common::wfp::{
     Admission, Callout, Engine, FWP_ACTION_BLOCK, FWP_ACTION_CALLOUT_INSPECTION,
     FWP_ACTION_CALLOUT_TERMINATING, FWP_ACTION_CONTINUE, FWP_ACTION_PERMIT, FWP_EMPTY, FWP_UINT8,
@@ -29,7 +29,7 @@ use common::wfp::{
     FWPS_METADATA_FIELD_FLOW_HANDLE, FWPS_RIGHT_ACTION_WRITE, GUID, IPPROTO_TCP, KernelFlowTable,
     Refused, field, flow_delete_fn,
 };
-use common::{klog, teardown_stack, unicode};
+use common::{klog, unicode};
 
 // ---- keys (generated for this sample; a copy of it must generate its own) ----------------------
 /// The sublayer both filters live in.
@@ -177,24 +177,34 @@ impl Drop for Context {
     }
 }
 
-/// Everything [`set_up`] registers, above the device object `D` (bottom) it was registered with.
-/// Dropping it, top first, is the unload sequence:
-///
-/// 1. `Admission`: no new flow contexts;
-/// 2. `Engine`: the dynamic session closes, deleting both filters, both callouts' management
-///    objects and the sublayer: no new classify starts;
-/// 3. `Callout` (flow): `FwpsCalloutUnregisterById0`; on `STATUS_DEVICE_BUSY` every remaining flow
-///    context is removed (`FwpsFlowRemoveContext0`), unload waits for every flowDeleteFn, and
-///    unregisters again;
-/// 4. `Callout` (connect): unregistered;
-/// 5. the context: its barrier drains (no classifyFn is inside), then it is freed;
-/// 6. `D`: the device object is deleted, last, as the documentation orders.
-pub type State<D> = teardown_stack![D, PoolBox<Context>, Callout, Callout, Engine, Admission];
-
-/// The context of a state (second from the bottom).
-pub fn context<D>(state: &State<D>) -> &Context {
-    state.below().below().below().below().top()
+/// Everything [`set_up`] registers, and the device object `D` it was registered with, **fields
+/// in teardown order**: Rust drops a struct's fields in declaration order, so dropping the state
+/// is the unload sequence ([`set_up`] declares the same guards in the reverse order):
+#[allow(dead_code)] // guards, held for what their Drop undoes
+pub struct State<D> {
+    /// 1. No new flow contexts.
+    admission: Admission,
+    /// 2. The dynamic session closes, deleting both filters, both callouts' management objects
+    ///    and the sublayer: no new classify starts.
+    engine: Engine,
+    /// 3. `FwpsCalloutUnregisterById0`, in bounded rounds: on `STATUS_DEVICE_BUSY` every remaining
+    ///    flow context is removed (`FwpsFlowRemoveContext0`) and unload waits (bounded) for the
+    ///    flowDeleteFns; `STATUS_FWP_IN_USE` is retried after a back-off. If it cannot be
+    ///    unregistered, it snaps [`TETHER`].
+    flow: Callout,
+    /// 4. The connect callout, unregistered the same way.
+    connect: Callout,
+    /// 5. The context: its barrier drains (no classifyFn is inside), then it is freed — or, if a
+    ///    callout could not be unregistered, leaked.
+    pub context: Tethered<PoolBox<Context>>,
+    /// 6. The device object, deleted last, as the documentation orders — or leaked with the
+    ///    context (a callout registered with it keeps the image's code in use).
+    device: Tethered<D>,
 }
+
+/// Snapped by a callout that could not be unregistered: the context and the device are then
+/// leaked, never freed under a callout that may still be called.
+pub static TETHER: Tether = Tether::new();
 
 /// Registers the callouts with `device_object` and adds the filters that use them; returns the
 /// teardown stack with `device` at its bottom. PASSIVE_LEVEL.
@@ -226,6 +236,9 @@ pub unsafe fn set_up<D>(
     device_object: *mut DEVICE_OBJECT,
     config: Config,
 ) -> Result<State<D>, NTSTATUS> {
+    // 0. The device: deleted last (a parameter is dropped after every local), or leaked with the
+    //    context if a callout registered with it cannot be unregistered.
+    let device = Tethered::new(device, &TETHER);
     // 1. The context.
     let context = PoolBox::try_new(Context::new(config), CONTEXT_TAG).map_err(|_| {
         klog!(Error, "context allocation failed");
@@ -233,9 +246,11 @@ pub unsafe fn set_up<D>(
     })?;
     context.barrier.initialize();
     context.flows.initialize();
+    let context = Tethered::new(context, &TETHER);
 
     // 2. The callouts. Rule: whatever their functions reach lives until they are unregistered:
-    //    the context is below them on the stack, and the device below it.
+    //    the context and the device are declared before them (later fields of State), and are
+    //    leaked if an unregistration fails (TETHER).
     let connect_callout = FWPS_CALLOUT1 {
         calloutKey: CONNECT_CALLOUT_KEY,
         flags: 0,
@@ -244,7 +259,7 @@ pub unsafe fn set_up<D>(
         flowDeleteFn: None,
     };
     // SAFETY: see the rule above; the device object is live (its guard is `device`).
-    let connect = unsafe { Callout::register(device_object, &connect_callout) }?;
+    let connect = unsafe { Callout::register(device_object, &connect_callout, &TETHER) }?;
     let flow_callout = FWPS_CALLOUT1 {
         calloutKey: FLOW_CALLOUT_KEY,
         flags: 0,
@@ -253,8 +268,9 @@ pub unsafe fn set_up<D>(
         flowDeleteFn: Some(flow_delete_fn::<FlowInfo>),
     };
     // SAFETY: as above; the flow table is in the context, which outlives the registration.
-    let flow =
-        unsafe { Callout::register_with_flows(device_object, &flow_callout, &context.flows) }?;
+    let flow = unsafe {
+        Callout::register_with_flows(device_object, &flow_callout, &context.flows, &TETHER)
+    }?;
 
     // 3. The management objects, in one transaction of a dynamic session.
     let session = FWPM_SESSION0 {
@@ -318,15 +334,16 @@ pub unsafe fn set_up<D>(
     transaction.commit()?;
 
     // 4. Flows may get contexts from now on.
-    // SAFETY: the table is in the context, which is below the admission on the stack.
+    // SAFETY: the table is in the context, a later field of State than the admission.
     let admission = unsafe { context.flows.admit() };
-    Ok(Empty
-        .push(device)
-        .push(context)
-        .push(connect)
-        .push(flow)
-        .push(engine)
-        .push(admission))
+    Ok(State {
+        admission,
+        engine,
+        flow,
+        connect,
+        context,
+        device,
+    })
 }
 
 fn display(name: *mut u16, description: *mut u16) -> FWPM_DISPLAY_DATA0 {

@@ -24,10 +24,12 @@
 //! 5. deletes the device object, and only then lets the framework (KMDF) or the I/O manager (WDM)
 //!    finish the unload.
 //!
-//! None of that is written here step by step: each step is a guard from `common` on a teardown
-//! stack built in registration order ([`callouts::State`]), and dropping the stack undoes it in
-//! reverse — on unload, and the same way when DriverEntry fails halfway. The drain in step 3 is the
-//! `common::wfp::Callout` guard's, not this driver's.
+//! None of that is written here step by step: each step is a guard from `common`, a named field of
+//! [`callouts::State`] declared in teardown order (Rust drops fields in declaration order), and
+//! `callouts::set_up` declares the same guards as locals in the reverse order — so unload and a
+//! DriverEntry that fails halfway undo them the same way. The drain in step 3 is the
+//! `common::wfp::Callout` guard's, not this driver's; if a callout cannot be unregistered, the
+//! context and the device are leaked (logged), never freed under it.
 //!
 //! ## KMDF and WDM, side by side
 //! Only the device object and the way unload is reached differ; everything else is [`callouts`].
@@ -214,7 +216,7 @@ fn unload() {
         Info,
         "unload: stop admitting flow contexts, delete the filters, unregister the callouts"
     );
-    callouts::context(&state).log_counters();
+    state.context.log_counters();
     drop(state);
     klog!(
         Info,

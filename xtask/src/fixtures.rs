@@ -100,7 +100,8 @@ pub fn read_expect(python: &Path, scenario: &Path) -> Result<Expect> {
     parse_expect(&v).with_context(|| format!("{}: [expect]", scenario.display()))
 }
 
-fn parse_expect(v: &Value) -> Result<Expect> {
+/// An `[expect]` table (as JSON): also the mutation files' (`mutations`).
+pub fn parse_expect(v: &Value) -> Result<Expect> {
     let (fault_sweep, fault_phase) = match v.get("fault_sweep") {
         Some(Value::Bool(b)) => (*b, FaultPhase::Both),
         Some(Value::String(s)) if s == "DriverEntry" => (true, FaultPhase::DriverEntry),

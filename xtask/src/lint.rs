@@ -64,6 +64,10 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("init-discardable", "a section named INIT is discardable"),
     (
+        "reloc-discardable",
+        "a section named .reloc is discardable (the loader frees it once it has relocated the image)",
+    ),
+    (
         "dll-characteristics",
         "DllCharacteristics has NX_COMPAT, DYNAMIC_BASE and FORCE_INTEGRITY",
     ),
@@ -396,6 +400,21 @@ fn check_section(section: &Section, violations: &mut Vec<Violation>) {
             "sections-not-pageable",
             name.clone(),
             message,
+        ));
+    }
+    if name == ".reloc" && !section.has(IMAGE_SCN_MEM_DISCARDABLE) {
+        // /SECTION:.reloc,<flags> replaces the attributes: without D the relocations stay
+        // resident, in non-paged memory, for as long as the driver is loaded.
+        let mut flags = section_flags(section);
+        flags.push('D');
+        violations.push(Violation::new(
+            "reloc-discardable",
+            name.clone(),
+            format!(
+                ".reloc section is not discardable (characteristics 0x{characteristics:08X}): the base relocations are \
+                 only needed while the loader relocates the image; keep the linker's DISCARDABLE (do not restate \
+                 .reloc with /SECTION, or restate it with D: /SECTION:.reloc,{flags})"
+            ),
         ));
     }
     if name == "INIT" && !section.has(IMAGE_SCN_MEM_DISCARDABLE) {
@@ -813,6 +832,27 @@ mod tests {
                 IMAGE_SCN_MEM_DISCARDABLE,
                 IMAGE_SCN_MEM_NOT_PAGED,
             );
+        });
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+
+    #[test]
+    fn rule_reloc_discardable() {
+        // A section named .reloc without DISCARDABLE (what /SECTION:.reloc,RP produces) fails...
+        let rename = |bytes: &mut [u8]| {
+            bytes[testimage::section_name(RDATA)..][..8].copy_from_slice(b".reloc\0\0");
+        };
+        let violations = lint_mutated(|bytes| rename(bytes));
+        assert_only(&violations, "reloc-discardable", ".reloc");
+        assert!(
+            violations[0].message.contains("/SECTION:.reloc,RD"),
+            "{}",
+            violations[0]
+        );
+        // ... a discardable one passes.
+        let violations = lint_mutated(|bytes| {
+            rename(bytes);
+            flip_section_bits(bytes, RDATA, IMAGE_SCN_MEM_DISCARDABLE, 0);
         });
         assert!(violations.is_empty(), "{violations:#?}");
     }

@@ -26,6 +26,7 @@
 //! | `suite`       | `cargo xtask test`                                                  |
 //! | `gate`        | fmt, clippy and ruff with warnings denied, and their negatives      |
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
+//! | `mutations`   | the mutation check: each README lesson broken in a copy, and caught |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
 mod authenticode;
@@ -45,6 +46,7 @@ mod inf;
 mod layout;
 mod lint;
 mod lint_images;
+mod mutations;
 mod package;
 mod pe;
 mod pkcs7;

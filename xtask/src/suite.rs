@@ -20,7 +20,9 @@
 //! 7. `emulate`: every driver emulated with the fault sweep, debug and release images;
 //! 8. `fixtures`: the negative fixtures (`fixtures`): each defect of a driver broken on purpose
 //!    must be caught;
-//! 9. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans against
+//! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
+//!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
+//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans against
 //!    a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
 //!    OpenSSH cannot be installed).
 
@@ -68,7 +70,7 @@ impl Tally {
 }
 
 /// The stages, in the order they run: name and title.
-pub const STAGES: [(&str, &str); 9] = [
+pub const STAGES: [(&str, &str); 10] = [
     (
         "toolchain",
         "the pinned toolchain: Windows targets, clippy, rustfmt (installed where missing)",
@@ -94,6 +96,10 @@ pub const STAGES: [(&str, &str); 9] = [
     (
         "fixtures",
         "negative fixtures: each defect of a driver broken on purpose must be caught",
+    ),
+    (
+        "mutations",
+        "mutations: each README lesson broken in a copy of its driver must be caught by its rule",
     ),
     (
         "deploy",
@@ -208,6 +214,10 @@ pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()>
         for fixture in &fixtures {
             check_fixture(ws, fixture, &mut t);
         }
+    }
+    if wants("mutations") && !drivers.is_empty() {
+        header("mutations");
+        check_mutations(ws, &drivers, &mut t);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
@@ -642,6 +652,83 @@ fn fixture_scenario(
         )),
     };
     (what, progress, result)
+}
+
+/// The mutation check: every `xtask/mutations/*.toml` is named by its driver's README, and each
+/// mutant builds and fails in the harness with the rule that names its lesson. With `-p`, only
+/// the mutations of the selected drivers run (the README check then covers those drivers only).
+fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
+    let harness = match Harness::locate(ws) {
+        Ok(h) => h,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let mutations = match crate::mutations::load_all(ws, &harness.python) {
+        Ok(m) => m,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let all_drivers = drivers.len() == ws.select(&[]).map(|d| d.len()).unwrap_or(0);
+    if all_drivers {
+        let problems = crate::mutations::readme_problems(ws, &mutations);
+        for p in &problems {
+            println!("  ✗ {p}");
+        }
+        t.record(
+            problems.is_empty() && !mutations.is_empty(),
+            format!(
+                "every README lesson has its mutation, and every mutation its README line ({} mutation(s))",
+                mutations.len()
+            ),
+        );
+    }
+    for m in &mutations {
+        let Some(driver) = drivers.iter().find(|d| d.name == m.driver) else {
+            if all_drivers {
+                t.record(
+                    false,
+                    format!("mutation {}: no driver {}", m.name, m.driver),
+                );
+            }
+            continue;
+        };
+        let what = format!("mutation {} ({}: {}) is caught", m.name, m.driver, m.lesson);
+        eprintln!("  building mutant {}...", m.name);
+        let image = match crate::mutations::build(ws, driver, m) {
+            Ok(image) => image,
+            Err(e) => {
+                t.record(false, format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let report = ws
+            .layout
+            .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
+        let opts = Options {
+            faults: m.expect.fault_sweep,
+            fault_phase: m.expect.fault_phase,
+            ..Options::default()
+        };
+        let run = emulate::run_harness(
+            &harness,
+            &m.driver,
+            &image,
+            &driver.scenario(),
+            &report,
+            opts,
+        );
+        match fixtures::verdict(&run.outcome, &m.expect) {
+            Ok(()) => {
+                println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
+                t.record(true, what);
+            }
+            Err(e) => {
+                if let Some(r) = run.outcome.report() {
+                    print!("{}", crate::report::render(r));
+                }
+                println!("  ✗ mutant {}: {e}", m.name);
+                t.record(false, format!("{what}: {e}"));
+            }
+        }
+    }
 }
 
 /// The last line of `cargo xtask test`, which `.ci/run`'s readers parse.

@@ -6,18 +6,28 @@ ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   PA
     STATUS_OBJECT_NAME_NOT_FOUND. AllowMultipleCallbacks is ignored when the object exists.
 ExRegisterCallback(Object, Function, Context) -> registration handle, or NULL on failure, including
   when the object allows a single registration and already has one.
+  - the registration holds a reference of its own on the object, which ExUnregisterCallback
+    removes: "Using a Driver-Defined Callback Object" (learn.microsoft.com, kernel-mode driver
+    architecture): a driver that no longer needs notification "should call ExUnregisterCallback
+    to delete the routine from the list of registered callbacks and remove its reference to the
+    callback object"; ReactOS's ntoskrnl/ex/callback.c (ExRegisterCallback: ObReferenceObject;
+    ExUnregisterCallback: ObDereferenceObject) does the same. So a driver may release its own
+    ExCreateCallback reference before unregistering: the object lives until the registration goes.
 ExNotifyCallback(Object, Argument1, Argument2)   <= DISPATCH_LEVEL
   - calls every registered routine, in registration order, at the caller's IRQL, before returning.
   - drivers must not call it on the system-defined objects (\\Callback\\PowerState, \\Callback\\SetSystemTime).
 ExUnregisterCallback(Registration)   <= APC_LEVEL
-  - the handle must be one ExRegisterCallback returned; nothing is promised about a call in progress.
+  - the handle must be one ExRegisterCallback returned; its page promises nothing about a call in
+    progress (ReactOS waits for the registration's calls in flight; the model takes the stricter
+    reading and lets a dispatched call complete while ExUnregisterCallback runs, see races).
 ObfDereferenceObject(Object)   <= DISPATCH_LEVEL
   - a temporary object is deleted when its last reference goes; its registrations go with it.
 
 What the model enforces beyond that (each a way a real kernel would corrupt memory or bugcheck):
 unregistering an unknown or already-unregistered handle; dereferencing an object the driver holds
-no reference to; an object deleted while registrations on it remain (ExUnregisterCallback would
-then touch freed memory); a callback entered after its unregistration returned.
+no reference to (released twice); a callback entered after its unregistration returned. An object
+is deleted when its last reference goes — the driver's, the registrations', the kernel's for a
+system or permanent object — so "dereferenced before unregistering" is not a defect.
 """
 
 from . import lockorder, racing
@@ -52,7 +62,9 @@ class CallbackObject:
         self.deleted = False
 
     def total_refs(self):
-        return self.driver_refs + (1 if self.system or self.permanent else 0)
+        # Each live registration holds a reference of its own (see the module documentation).
+        return (self.driver_refs + len(self.registrations)
+                + (1 if self.system or self.permanent else 0))
 
     def list_lock(self):
         """The object's callback list, held while its callbacks run (lockorder.py)."""
@@ -196,6 +208,8 @@ class ExCallbacks:
                             'ObDereferenceObject: the registration went with it' % reg.obj.name)
         lockorder.of(self.m).momentary(*reg.obj.list_lock())
         reg.obj.registrations.remove(reg)
+        if reg.obj.total_refs() == 0:
+            reg.obj.deleted = True  # the registration held the last reference
         reg.state = 'unregistering'
         races = [r for r in self.armed_races if r[0].upper() == reg.obj.name.upper()]
         # A notification the kernel had already dispatched to this routine completes while
@@ -343,7 +357,7 @@ class ExCallbacks:
                            '%d taken, %d released' % (self.references_taken, self.references_released)
                            + ('; still held: ' + ', '.join(held) if held else '')))
             checks.append(('no object deleted while registered', not self.deleted_with_registrations,
-                           '; '.join(self.deleted_with_registrations) or 'unregistered before dereferencing'))
+                           '; '.join(self.deleted_with_registrations) or 'none (each registration holds a reference)'))
             checks.append(('no callback entered after its unregistration returned', not self.late_entries,
                            '; '.join(self.late_entries) or 'none'))
         return checks

@@ -111,7 +111,16 @@ LAYERS = {  # management key -> (run-time id, name, field count)
     LAYER_ALE_FLOW_ESTABLISHED_V4: (52, 'ALE_FLOW_ESTABLISHED_V4', 18),
 }
 FLOW_ESTABLISHED_V4 = 52
-FLOW_LAYERS = {20, 22, 52, 54}        # STREAM_V4/V6, ALE_FLOW_ESTABLISHED_V4/V6: layers with flows
+# The run-time layers FwpsFlowAssociateContext0 accepts a context for. Sources: its page ("the
+# filtering layer with which the context is being associated"; a callout with a flowDeleteFn must
+# be registered, else STATUS_INVALID_PARAMETER) and "Associating Context with a Data Flow" ("a
+# filtering layer that supports data flows") name no list; Microsoft's samples associate from the
+# ALE_FLOW_ESTABLISHED classify *for a data layer*: STREAM_V4 with the stream callout's id
+# (network/trans/msnmntr/sys/msnmntr.c, MonitorCoFlowEstablishedCalloutV4), STREAM (stmedit),
+# DATAGRAM_DATA (ddproxy). ALE_FLOW_ESTABLISHED_V4/V6 themselves are kept because the flow handle
+# is present there and no page excludes them, but no sample associates at them: not confirmed
+# (wfp-callout's README says so). STREAM_V4/V6 = 20/22, DATAGRAM_DATA_V4/V6 = 24/26 (fwpsk.h).
+FLOW_LAYERS = {20, 22, 24, 26, 52, 54}
 FIELD_LOCAL_ADDRESS, FIELD_LOCAL_PORT, FIELD_PROTOCOL = 2, 4, 5
 FIELD_REMOTE_ADDRESS, FIELD_REMOTE_PORT = 6, 7
 MAX_FIELDS = 32

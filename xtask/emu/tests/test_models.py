@@ -139,6 +139,22 @@ class CallbackObjectTest(unittest.TestCase):
         with self.assertRaisesRegex(KernelStop, 'REFERENCE_BY_POINTER'):
             self.m.call_routine('ObfDereferenceObject', obj)
 
+    def test_a_registration_holds_its_own_reference(self):
+        # "Using a Driver-Defined Callback Object": ExUnregisterCallback removes the registration's
+        # reference to the object; ReactOS ntoskrnl/ex/callback.c likewise. Dereferencing first
+        # is therefore allowed: the object lives until the registration goes.
+        _, obj = self.create('\\Callback\\Mine', 1)
+        handle = self.m.call_routine('ExRegisterCallback', obj, 0x5000, 0x11)
+        self.m.call_routine('ObfDereferenceObject', obj)
+        self.m.call_routine('ExNotifyCallback', obj, 1, 2)
+        self.assertEqual(self.m.callbacks, [(0x5000, [0x11, 1, 2])], 'still alive, still registered')
+        self.m.call_routine('ExUnregisterCallback', handle)
+        with self.assertRaisesRegex(KernelStop, 'REFERENCE_BY_POINTER'):
+            self.m.call_routine('ExNotifyCallback', obj, 1, 2)
+        audit = {c: ok for c, ok, _d in self.ex.audit()}
+        self.assertTrue(audit['no object deleted while registered'])
+        self.assertTrue(audit['every callback-object reference released'])
+
     def test_audit_reports_what_is_left(self):
         _, obj = self.create('\\Callback\\Mine', 1)
         self.m.call_routine('ExRegisterCallback', obj, 0x5000, 0)
