@@ -22,9 +22,9 @@
 //!    must be caught;
 //! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
 //!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
-//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans against
-//!    a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only where
-//!    OpenSSH cannot be installed).
+//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
+//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
+//!     where OpenSSH cannot be installed).
 
 use std::process::Command;
 use std::time::Instant;
@@ -666,7 +666,7 @@ fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
         Ok(m) => m,
         Err(e) => return t.record(false, format!("mutations: {e}")),
     };
-    let all_drivers = drivers.len() == ws.select(&[]).map(|d| d.len()).unwrap_or(0);
+    let all_drivers = ws.select(&[]).map_or(0, |d| d.len()) == drivers.len();
     if all_drivers {
         let problems = crate::mutations::readme_problems(ws, &mutations);
         for p in &problems {

@@ -90,6 +90,18 @@ const CITABLE_ROOTS: [&str; 9] = [
     "docs/",
 ];
 
+/// The part of a file that cites: for Rust, its comments (string literals in code and tests are
+/// data, not citations); for everything else, all of it.
+fn citing_text(file: &Path, text: &str) -> String {
+    if file.extension().and_then(|e| e.to_str()) != Some("rs") {
+        return text.to_owned();
+    }
+    text.lines()
+        .filter_map(|l| l.find("//").map(|i| &l[i..]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Repository paths cited in `text`: a token that starts with one of [`CITABLE_ROOTS`] (not right
 /// after `/`, `\` or a name character, so `target/…/ex-callback/…` is not one) and ends with a file
 /// extension, without placeholders.
@@ -115,12 +127,22 @@ fn cited_paths(text: &str) -> Vec<String> {
                 .collect();
             let token = token.trim_end_matches(['.', '/']).to_owned();
             let file = Path::new(&token);
-            let has_extension = file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            // `xtask/mutations/NAME.toml`: a placeholder, not a file.
+            let placeholder = file.components().any(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                let stem = c.split('.').next().unwrap_or("");
                 matches!(
-                    e,
-                    "rs" | "py" | "md" | "toml" | "inx" | "ps1" | "json" | "lock" | "in"
+                    stem,
+                    "NAME" | "DRIVER" | "FILE" | "DIR" | "ARCH" | "PROFILE" | "VARIANT"
                 )
             });
+            let has_extension = !placeholder
+                && file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(
+                        e,
+                        "rs" | "py" | "md" | "toml" | "inx" | "ps1" | "json" | "lock" | "in"
+                    )
+                });
             if has_extension {
                 cited.push(token);
             }
@@ -182,7 +204,7 @@ fn cited_repository_files_exist() {
     let mut missing = Vec::new();
     for file in tracked_text_files(&root) {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for path in cited_paths(&text) {
+        for path in cited_paths(&citing_text(&file, &text)) {
             if !root.join(&path).exists() {
                 missing.push(format!(
                     "{}: {path}",
@@ -239,6 +261,14 @@ fn the_checks_themselves_catch_what_they_look_for() {
         ["xtask/emu/REPORT.md"]
     );
     assert!(cited_paths("folder common/src/ and <common/src/NAME>").is_empty());
+    assert!(cited_paths("one file per lesson, xtask/mutations/NAME.toml").is_empty());
+    assert_eq!(
+        citing_text(
+            Path::new("a.rs"),
+            "let p = \"xtask/x.toml\"; // see xtask/emu/REPORT.md\nfn f() {}"
+        ),
+        "// see xtask/emu/REPORT.md"
+    );
     assert_eq!(outside_citations("(`reference/kmdf.md` §2)").len(), 1);
     assert_eq!(outside_citations("see ../shared/design.md").len(), 1);
     assert!(outside_citations("the reference/ folder; a reference to x.md").is_empty());
