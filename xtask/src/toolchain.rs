@@ -135,29 +135,13 @@ impl Toolchain {
 /// # Errors
 /// A target is missing and cannot be installed: the message names the fix.
 pub fn ensure_targets(root: &Path, arches: &[Arch], env: &Env) -> Result<()> {
-    let tc = Toolchain::of_workspace(root, env)?;
-    let missing: Vec<&str> = arches
+    let wanted: Vec<(&str, String)> = arches
         .iter()
-        .filter(|a| !tc.has_target(**a))
-        .map(|a| a.triple())
+        .map(|a| (a.triple(), format!("lib/rustlib/{}/lib", a.triple())))
         .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    rustup_add(root, &tc, "target", &missing, env)?;
-    let tc = Toolchain::of_workspace(root, env)?;
-    if let Some(a) = arches.iter().find(|a| !tc.has_target(**a)) {
-        bail!(
-            "rustup added {} but {} still has no lib/rustlib/{}/lib: run `rustup target add {}` \
-             in {} and check what it says",
-            a.triple(),
-            tc.sysroot.display(),
-            a.triple(),
-            a.triple(),
-            root.display()
-        );
-    }
-    Ok(())
+    ensure(root, env, "target", &wanted, |tc, i| {
+        tc.has_target(arches[i])
+    })
 }
 
 /// Makes sure the workspace's toolchain has each of `components`, installing the missing ones with
@@ -166,24 +150,40 @@ pub fn ensure_targets(root: &Path, arches: &[Arch], env: &Env) -> Result<()> {
 /// # Errors
 /// A component is missing and cannot be installed: the message names the fix.
 pub fn ensure_components(root: &Path, components: &[Component], env: &Env) -> Result<()> {
-    let tc = Toolchain::of_workspace(root, env)?;
-    let missing: Vec<&str> = components
+    let wanted: Vec<(&str, String)> = components
         .iter()
-        .filter(|c| !tc.has_component(**c))
-        .map(|c| c.name())
+        .map(|c| (c.name(), format!("bin/{}", c.program())))
+        .collect();
+    ensure(root, env, "component", &wanted, |tc, i| {
+        tc.has_component(components[i])
+    })
+}
+
+/// The common part: `wanted[i]` is (rustup's name, what shows it in the sysroot), `has(tc, i)`
+/// whether the toolchain has it; `what` is `target` or `component`.
+fn ensure(
+    root: &Path,
+    env: &Env,
+    what: &str,
+    wanted: &[(&str, String)],
+    has: impl Fn(&Toolchain, usize) -> bool,
+) -> Result<()> {
+    let tc = Toolchain::of_workspace(root, env)?;
+    let missing: Vec<&str> = (0..wanted.len())
+        .filter(|&i| !has(&tc, i))
+        .map(|i| wanted[i].0)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    rustup_add(root, &tc, "component", &missing, env)?;
+    rustup_add(root, &tc, what, &missing, env)?;
     let tc = Toolchain::of_workspace(root, env)?;
-    if let Some(c) = components.iter().find(|c| !tc.has_component(**c)) {
+    if let Some(i) = (0..wanted.len()).find(|&i| !has(&tc, i)) {
+        let (name, evidence) = &wanted[i];
         bail!(
-            "rustup added {} but {} still has no bin/{}: run `rustup component add {}` in {}",
-            c.name(),
+            "rustup added {name} but {} still has no {evidence}: run `rustup {what} add {name}` \
+             in {} and check what it says",
             tc.sysroot.display(),
-            c.program(),
-            c.name(),
             root.display()
         );
     }
