@@ -4,7 +4,8 @@
 //!   to a file or folder of the repository;
 //! - every repository path cited in a tracked source or document (`xtask/emu/REPORT.md`,
 //!   `common/src/wfp.rs`, ...) exists;
-//! - nothing cites a folder that is not part of the repository (`reference/*.md`, `../shared`):
+//! - nothing cites a document that is not part of the repository (a `DIR/NAME.md` that does
+//!   not exist in it, or a `../` path that climbs out of it):
 //!   a reader who clones the repository must be able to follow every citation.
 //!
 //! The files are those `git ls-files` lists (so `target/` and untracked scratch never count).
@@ -151,25 +152,88 @@ fn cited_paths(text: &str) -> Vec<String> {
     cited
 }
 
-/// Citations of material outside the repository.
-fn outside_citations(text: &str) -> Vec<String> {
+/// Whether a path names a placeholder (`xtask/mutations/NAME.toml`) rather than a file.
+fn has_placeholder(path: &Path) -> bool {
+    path.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        let stem = c.split('.').next().unwrap_or("");
+        matches!(
+            stem,
+            "NAME" | "DRIVER" | "FILE" | "DIR" | "ARCH" | "PROFILE" | "VARIANT"
+        )
+    })
+}
+
+/// Citations of documents a reader of the repository cannot open, in the file `file` (at
+/// `root`): every `DIR/NAME.md` (outside URLs) must exist relative to the root or to the
+/// citing file, and every `../` path must stay inside the repository. Placeholders
+/// (`DIR/NAME.md`) and absolute or URL paths are not citations of repository files.
+fn outside_citations(root: &Path, file: &Path, text: &str) -> Vec<String> {
+    let dir = file.parent().unwrap_or(root);
     let mut found = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let mentions_reference = line.match_indices("reference/").any(|(i, _)| {
-            let rest = &line[i + "reference/".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                .collect();
-            Path::new(&name)
+        for (start, token) in path_tokens(line) {
+            // Part of a URL (`https://host/a/b.md`) or of another repository's path shown as such.
+            let before = &line[..start];
+            if token.starts_with('/')
+                || before.ends_with([':', '@'])
+                || has_placeholder(Path::new(&token))
+            {
+                continue;
+            }
+            let climbs = token.starts_with("../");
+            let is_md = Path::new(&token)
                 .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("md"))
-        });
-        if mentions_reference || line.contains("../shared") || line.contains("shared/reference") {
-            found.push(format!("line {}: {}", n + 1, line.trim()));
+                .is_some_and(|e| e.eq_ignore_ascii_case("md"));
+            if !(climbs || is_md && token.contains('/')) {
+                continue;
+            }
+            let inside = |base: &Path| {
+                let joined = normalize(&base.join(&token));
+                joined.starts_with(root) && joined.exists()
+            };
+            if !inside(root) && !inside(dir) {
+                found.push(format!("line {}: {token}", n + 1));
+            }
         }
     }
     found
+}
+
+/// The path-like tokens of `line` (runs of name characters and `/`), with their byte offsets.
+fn path_tokens(line: &str) -> Vec<(usize, String)> {
+    let mut tokens = Vec::new();
+    let mut start = None;
+    for (i, c) in line.char_indices().chain([(line.len(), ' ')]) {
+        let part = c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-');
+        match (part, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                let token = line[s..i].trim_end_matches(['.', '/']);
+                if token.contains('/') {
+                    tokens.push((s, token.to_owned()));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    tokens
+}
+
+/// `path` with `.` and `..` resolved textually.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[test]
@@ -227,12 +291,8 @@ fn nothing_cites_material_outside_the_repository() {
     let root = root();
     let mut found = Vec::new();
     for file in tracked_text_files(&root) {
-        // This file names the patterns it looks for.
-        if file.ends_with("xtask/src/tidy.rs") {
-            continue;
-        }
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for hit in outside_citations(&text) {
+        for hit in outside_citations(&root, &file, &citing_text(&file, &text)) {
             found.push(format!(
                 "{}: {hit}",
                 file.strip_prefix(&root).unwrap().display()
@@ -269,7 +329,15 @@ fn the_checks_themselves_catch_what_they_look_for() {
         ),
         "// see xtask/emu/REPORT.md"
     );
-    assert_eq!(outside_citations("(`reference/kmdf.md` §2)").len(), 1);
-    assert_eq!(outside_citations("see ../shared/design.md").len(), 1);
-    assert!(outside_citations("the reference/ folder; a reference to x.md").is_empty());
+    let root = root();
+    let readme = root.join("README.md");
+    let cites = |text: &str| outside_citations(&root, &readme, text).len();
+    assert_eq!(cites("(`facts-elsewhere/kmdf.md` §2)"), 1);
+    assert_eq!(cites("see ../beside-the-clone/design.md"), 1);
+    assert_eq!(cites("see ../../etc/hosts"), 1);
+    assert_eq!(cites("see `xtask/emu/REPORT.md` and docs/notes/wfp.md"), 0);
+    assert_eq!(
+        cites("https://github.com/o/r/blob/main/doc/x.md, a folder/ of x.md"),
+        0
+    );
 }
