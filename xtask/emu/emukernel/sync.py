@@ -196,37 +196,24 @@ class Sync:
                                'or other processor): it would never return' % (address, self.m.phase))
             self._idle('KeWaitForSingleObject', address, timeout)
             return STATUS_TIMEOUT
-        work, self.deferred = self.deferred, []
-        self.idle = 0
-        order = lockorder.of(self.m)
         state = {'signalled': False}
 
-        def before(i):
-            # Another processor runs it: the waiting thread's locks are not held there.
-            order.switch_to(work[i].locks)
-            if work[i].before:
-                work[i].before()
-
-        def after(i):
-            if work[i].after:
-                work[i].after()
-            order.switch_back()
-            if i == len(work) - 1 and self.m.stop is None:
-                if self.events[address]['signalled']:
-                    state['signalled'] = True
-                    self._satisfy(address)
-                elif timeout is None and not self.deferred:
-                    self.m.halt(deadlock(
-                        'KeWaitForSingleObject(0x%x) during %s: every deferred call has run and the '
-                        'event is still not set: the wait (no timeout) would never return'
-                        % (address, self.m.phase)))
+        def when_done():
+            if self.m.stop is not None:
+                return
+            if self.events[address]['signalled']:
+                state['signalled'] = True
+                self._satisfy(address)
+            elif timeout is None and not self.deferred:
+                self.m.halt(deadlock(
+                    'KeWaitForSingleObject(0x%x) during %s: every deferred call has run and the '
+                    'event is still not set: the wait (no timeout) would never return'
+                    % (address, self.m.phase)))
 
         def result():
             return STATUS_SUCCESS if state['signalled'] or timeout is None else STATUS_TIMEOUT
 
-        # The deferred calls run "on another processor" while this thread waits; then it resumes.
-        self.m.call_back_before_return([(w.function, w.args) for w in work], before=before,
-                                       after=after, result=result)
+        self._run_deferred(result, when_done)
         return STATUS_SUCCESS
 
     def delay(self, argv, orig):
@@ -240,6 +227,13 @@ class Sync:
         if not self.deferred:
             self._idle('KeDelayExecutionThread', 0, interval)
             return STATUS_SUCCESS
+        self._run_deferred(STATUS_SUCCESS)
+        return STATUS_SUCCESS
+
+    def _run_deferred(self, result, when_done=None):
+        """Runs the deferred calls "on another processor" while this thread waits or sleeps (each
+        without the waiting thread's locks), then resumes the thread with `result`; `when_done()`
+        runs after the last one."""
         work, self.deferred = self.deferred, []
         self.idle = 0
         order = lockorder.of(self.m)
@@ -253,10 +247,11 @@ class Sync:
             if work[i].after:
                 work[i].after()
             order.switch_back()
+            if when_done is not None and i == len(work) - 1:
+                when_done()
 
         self.m.call_back_before_return([(w.function, w.args) for w in work], before=before,
-                                       after=after, result=STATUS_SUCCESS)
-        return STATUS_SUCCESS
+                                       after=after, result=result)
 
     def _satisfy(self, address):
         e = self.events[address]
