@@ -185,7 +185,9 @@ pub fn negatives(root: &Path, scratch: &Path, ruff_bin: Option<&Path>) -> Vec<Ch
     let mut checks = Vec::new();
     let ws = scratch.join("ws");
     let target = scratch.join("target");
-    if let Err(e) = copy_workspace(root, &ws, &["common", "ex-callback"]) {
+    if let Err(e) =
+        crate::scratch::workspace(root, &ws, &["common", "ex-callback"], &|_, _, b| Ok(b))
+    {
         checks.push(Check {
             what: "gate negatives: a scratch copy of the workspace".to_owned(),
             result: Err(e),
@@ -240,13 +242,15 @@ pub fn negatives(root: &Path, scratch: &Path, ruff_bin: Option<&Path>) -> Vec<Ch
         None => Err(Error::new("no ruff: the emulator venv could not be made")),
         Some(ruff_bin) => {
             let emu = ws.join("xtask").join("emu");
-            copy_dir(&root.join("xtask").join("emu"), &emu).and_then(|()| {
-                let module = emu.join("emukernel").join("irql.py");
-                let text = std::fs::read_to_string(&module)
-                    .map_err(|e| Error::new(format!("{}: {e}", module.display())))?;
-                write(&module, &format!("import os\n{text}"))?;
-                expect_failure(ruff(ruff_bin, &emu), "F401")
-            })
+            crate::scratch::mirror(&root.join("xtask").join("emu"), &emu, &|_, b| Ok(b)).and_then(
+                |()| {
+                    let module = emu.join("emukernel").join("irql.py");
+                    let text = std::fs::read_to_string(&module)
+                        .map_err(|e| Error::new(format!("{}: {e}", module.display())))?;
+                    write(&module, &format!("import os\n{text}"))?;
+                    expect_failure(ruff(ruff_bin, &emu), "F401")
+                },
+            )
         }
     };
     checks.push(Check {
@@ -267,65 +271,6 @@ fn expect_failure(result: Result<()>, needle: &str) -> Result<()> {
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::new(format!("writing {}: {e}", path.display())))
-}
-
-/// A workspace of `members` only, copied from `root` to `to` (replacing it): the root manifest
-/// with its members replaced, the lock, the toolchain file, `.cargo/` and the members' folders.
-fn copy_workspace(root: &Path, to: &Path, members: &[&str]) -> Result<()> {
-    if to.exists() {
-        std::fs::remove_dir_all(to)
-            .map_err(|e| Error::new(format!("removing {}: {e}", to.display())))?;
-    }
-    std::fs::create_dir_all(to).map_err(|e| Error::new(format!("{}: {e}", to.display())))?;
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))
-        .map_err(|e| Error::new(format!("reading Cargo.toml: {e}")))?;
-    let list = members
-        .iter()
-        .map(|m| format!("\"{m}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let manifest: String = manifest
-        .lines()
-        .map(|l| {
-            if l.starts_with("members = ") {
-                format!("members = [{list}]\n")
-            } else if l.starts_with("default-members = ") {
-                String::new()
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    write(&to.join("Cargo.toml"), &manifest)?;
-    for file in ["Cargo.lock", "rust-toolchain.toml"] {
-        std::fs::copy(root.join(file), to.join(file))
-            .map_err(|e| Error::new(format!("copying {file}: {e}")))?;
-    }
-    copy_dir(&root.join(".cargo"), &to.join(".cargo"))?;
-    for m in members {
-        copy_dir(&root.join(m), &to.join(m))?;
-    }
-    Ok(())
-}
-
-/// Copies a folder of sources (no `target/`, no `__pycache__`).
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let io = |e: std::io::Error, p: &Path| Error::new(format!("{}: {e}", p.display()));
-    std::fs::create_dir_all(to).map_err(|e| io(e, to))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io(e, from))? {
-        let entry = entry.map_err(|e| io(e, from))?;
-        let name = entry.file_name();
-        if name == "target" || name == "__pycache__" {
-            continue;
-        }
-        let (src, dest) = (entry.path(), to.join(&name));
-        if entry.file_type().map_err(|e| io(e, &src))?.is_dir() {
-            copy_dir(&src, &dest)?;
-        } else {
-            std::fs::copy(&src, &dest).map_err(|e| io(e, &dest))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! | `suite`       | `cargo xtask test`                                                  |
 //! | `gate`        | fmt, clippy and ruff with warnings denied, and their negatives      |
 //! | `fixtures`    | the negative emulation fixtures `test` runs                         |
+//! | `scratch`     | workspace copies cut down to a few members (gate, mutations)        |
 //! | `mutations`   | the mutation check: each README lesson broken in a copy, and caught |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
@@ -52,6 +53,7 @@ mod pe;
 mod pkcs7;
 mod process;
 mod report;
+mod scratch;
 mod sign;
 mod suite;
 mod tidy;

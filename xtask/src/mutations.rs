@@ -165,70 +165,6 @@ pub fn apply(text: &str, file: &str, edits: &[Edit]) -> Result<String> {
     Ok(out)
 }
 
-/// Writes `content` to `path` unless it already holds exactly that (keeps cargo's fingerprints).
-fn sync(path: &Path, content: &[u8]) -> Result<()> {
-    if std::fs::read(path).ok().as_deref() == Some(content) {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    crate::files::write_atomic(path, content)
-}
-
-/// Copies the files under `from` to `to` (skipping `target`), applying `edits` to theirs.
-fn mirror_dir(from: &Path, to: &Path, rel: &Path, edits: &[Edit]) -> Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", from.display()))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name == "target" {
-            continue;
-        }
-        let rel = rel.join(&name);
-        if path.is_dir() {
-            mirror_dir(&path, &to.join(&name), &rel, edits)?;
-        } else {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let key = rel.to_string_lossy().replace('\\', "/");
-            let content = if edits.iter().any(|e| e.file == key) {
-                let text = String::from_utf8(bytes)
-                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
-                apply(&text, &key, edits)?.into_bytes()
-            } else {
-                bytes
-            };
-            sync(&to.join(&name), &content)?;
-        }
-    }
-    Ok(())
-}
-
-/// The root `Cargo.toml` with its members cut down to `common` and `driver_dir`.
-pub fn mutant_manifest(manifest: &str, driver_dir: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut replaced = false;
-    for line in manifest.lines() {
-        if line.starts_with("members = ") {
-            out.push_str("members = [\"common\", \"");
-            out.push_str(driver_dir);
-            out.push_str("\"]\n");
-            replaced = true;
-        } else if line.starts_with("default-members = ") {
-            out.push_str("default-members = [\"common\"]\n");
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !replaced {
-        bail!("the workspace Cargo.toml has no `members = [...]` line to cut down");
-    }
-    Ok(out)
-}
-
 /// Builds the mutant of `driver` (x64, debug) and returns its image.
 pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<PathBuf> {
     let mutants = ws.layout.target_dir.join("mutants");
@@ -239,22 +175,6 @@ pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<Pat
         .with_context(|| format!("{} is outside the workspace", driver.dir.display()))?
         .to_string_lossy()
         .replace('\\', "/");
-    let manifest =
-        std::fs::read_to_string(ws.root.join("Cargo.toml")).context("reading Cargo.toml")?;
-    sync(
-        &copy.join("Cargo.toml"),
-        mutant_manifest(&manifest, &dir_name)?.as_bytes(),
-    )?;
-    for file in ["Cargo.lock", "rust-toolchain.toml", ".cargo/config.toml"] {
-        let bytes = std::fs::read(ws.root.join(file)).with_context(|| format!("reading {file}"))?;
-        sync(&copy.join(file), &bytes)?;
-    }
-    mirror_dir(
-        &ws.root.join("common"),
-        &copy.join("common"),
-        Path::new(""),
-        &[],
-    )?;
     for e in &mutation.edits {
         if !driver.dir.join(&e.file).is_file() {
             bail!(
@@ -265,11 +185,17 @@ pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<Pat
             );
         }
     }
-    mirror_dir(
-        &driver.dir,
-        &copy.join(&dir_name),
-        Path::new(""),
-        &mutation.edits,
+    crate::scratch::workspace(
+        &ws.root,
+        &copy,
+        &["common", &dir_name],
+        &|member, path, bytes| {
+            if member != dir_name || !mutation.edits.iter().any(|e| e.file == path) {
+                return Ok(bytes);
+            }
+            let text = String::from_utf8(bytes).with_context(|| format!("{path} is not UTF-8"))?;
+            Ok(apply(&text, path, &mutation.edits)?.into_bytes())
+        },
     )?;
     let target = mutants.join("target");
     let triple = crate::layout::Arch::X64.triple();
@@ -412,16 +338,6 @@ mod tests {
         let mut no_lesson = good;
         no_lesson["lesson"] = json!("");
         assert!(parse("m", &no_lesson).is_err());
-    }
-
-    #[test]
-    fn the_mutant_workspace_has_only_common_and_the_driver() {
-        let manifest = "[workspace]\nresolver = \"2\"\nmembers = [\"common\", \"a\", \"b\"]\ndefault-members = [\"common\", \"xtask\"]\n";
-        let out = mutant_manifest(manifest, "b").unwrap();
-        assert!(out.contains("members = [\"common\", \"b\"]\n"));
-        assert!(out.contains("default-members = [\"common\"]\n"));
-        assert!(!out.contains("\"a\""));
-        assert!(mutant_manifest("[workspace]\n", "b").is_err());
     }
 
     #[test]
