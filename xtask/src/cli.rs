@@ -3,9 +3,9 @@
 //! Each command's help is written once, in [`COMMANDS`]; `cargo xtask --help` is generated from
 //! their summaries, and the README's command synopsis must equal [`synopsis`] (a test checks it).
 
+use crate::base::error::{Result, bail};
+use crate::base::layout::{Arch, Profile};
 use crate::deploy::{Install, Target};
-use crate::error::{Result, bail};
-use crate::layout::{Arch, Profile};
 
 /// What `cargo xtask ...` asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -377,9 +377,9 @@ fn parse_package(mut p: Parser) -> Result<PackageArgs> {
     Ok(args)
 }
 
-fn unknown_command(c: &str) -> crate::error::Error {
+fn unknown_command(c: &str) -> crate::base::error::Error {
     let names: Vec<&str> = COMMANDS.iter().map(|d| d.name).collect();
-    crate::error::Error::new(format!(
+    crate::base::error::Error::new(format!(
         "unknown command `{c}`: the commands are {} (cargo xtask --help)",
         names.join(", ")
     ))

@@ -28,11 +28,11 @@ use std::time::Duration;
 
 pub use plan::{Install, REMOTE_DIR};
 
+use crate::base::error::{Error, Result, bail};
+use crate::base::layout::Arch;
+use crate::base::workspace::Workspace;
 use crate::cli::{BuildArgs, DeployArgs, PackageArgs};
-use crate::emulate::{self, Options};
-use crate::error::{Error, Result, bail};
-use crate::layout::Arch;
-use crate::workspace::Workspace;
+use crate::emulator::emulate::{self, Options};
 
 /// Where `deploy` puts the drivers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn run_emu(ws: &Workspace, args: &DeployArgs) -> Result<()> {
         match step {
             Step::BuildAndLint => {
                 eprintln!("==> [{n}/{total}] build and lint ({}, x64)", args.profile);
-                crate::build::run(
+                crate::commands::build::run(
                     ws,
                     &BuildArgs {
                         packages: names.clone(),
@@ -191,7 +191,7 @@ fn run_emu(ws: &Workspace, args: &DeployArgs) -> Result<()> {
             }
             Step::Package => {
                 eprintln!("==> [{n}/{total}] sign and package ({}, x64)", args.profile);
-                crate::package::run(
+                crate::packaging::package::run(
                     ws,
                     &PackageArgs {
                         packages: names.clone(),
@@ -242,7 +242,7 @@ fn missing_openssh() -> Vec<&'static str> {
     ["sshd", "ssh", "sftp", "ssh-keygen"]
         .into_iter()
         .filter(|p| {
-            crate::tools::find_on_path(p).is_none()
+            crate::base::tools::find_on_path(p).is_none()
                 && !std::path::Path::new("/usr/sbin").join(p).is_file()
         })
         .collect()
@@ -255,19 +255,19 @@ fn missing_openssh() -> Vec<&'static str> {
 /// were skipped if they were (only when OpenSSH cannot be installed).
 pub fn suite_checks(
     ws: &Workspace,
-    drivers: &[&crate::workspace::Driver],
+    drivers: &[&crate::base::workspace::Driver],
 ) -> (Vec<SuiteCheck>, Option<String>) {
     let mut checks = Vec::new();
     let mut packages = Vec::new();
     for d in drivers {
         let dir = ws
             .layout
-            .package_dir(&d.name, Arch::X64, crate::layout::Profile::Debug);
+            .package_dir(&d.name, Arch::X64, crate::base::layout::Profile::Debug);
         let what = format!(
             "deploy plans of {} (ssh and hyperv, sc and inf installs) from its package",
             d.name
         );
-        if !dir.join(crate::package::MANIFEST).is_file() {
+        if !dir.join(crate::packaging::package::MANIFEST).is_file() {
             println!(
                 "  no package of {} to plan from (its packaging failure is counted above)",
                 d.name
@@ -311,7 +311,10 @@ pub fn suite_checks(
             "  PowerShell syntax of every script of every plan: python {}",
             syntax::CHECKER
         );
-        match crate::venv::ensure(&ws.layout.emu_venv(), &ws.root.join(crate::venv::LOCK)) {
+        match crate::emulator::venv::ensure(
+            &ws.layout.emu_venv(),
+            &ws.root.join(crate::emulator::venv::LOCK),
+        ) {
             Ok(python) => {
                 for (ok, what) in syntax::suite_checks(&python, &ws.root, &packages) {
                     if ok {
@@ -328,7 +331,7 @@ pub fn suite_checks(
     }
     for (program, package) in [("sshd", "openssh-server"), ("ssh", "openssh-client")] {
         if missing_openssh().contains(&program)
-            && let Err(e) = crate::tools::ensure(
+            && let Err(e) = crate::base::tools::ensure(
                 program,
                 package,
                 "the deploy tests run a real OpenSSH server on 127.0.0.1",
@@ -357,7 +360,7 @@ fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     println!(
         "  the loopback tests: cargo test -p xtask --bin xtask -- --ignored deploy::loopback::"
     );
-    let out = std::process::Command::new(crate::workspace::cargo())
+    let out = std::process::Command::new(crate::base::workspace::cargo())
         .args([
             "test",
             "-p",
@@ -396,7 +399,7 @@ fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
         });
     }
     if seen == 0 || !out.status.success() {
-        let tail = crate::process::tail(
+        let tail = crate::base::process::tail(
             &format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
             40,
         );
@@ -463,7 +466,7 @@ fn hyperv_credential(args: &DeployArgs, vm: &str) -> String {
     if let Some(c) = &args.hyperv_credential {
         return c.to_string_lossy().into_owned();
     }
-    let dir = crate::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
+    let dir = crate::packaging::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
     dir.join(format!("hyperv-{vm}.xml"))
         .to_string_lossy()
         .into_owned()
@@ -547,7 +550,7 @@ fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()>
     }
     let names: Vec<String> = drivers.iter().map(|d| d.name.clone()).collect();
     eprintln!("==> build and lint ({}, {})", args.profile, args.arch);
-    crate::build::run(
+    crate::commands::build::run(
         ws,
         &BuildArgs {
             packages: names.clone(),
@@ -556,7 +559,7 @@ fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()>
         },
     )?;
     eprintln!("==> sign and package ({}, {})", args.profile, args.arch);
-    crate::package::run(
+    crate::packaging::package::run(
         ws,
         &PackageArgs {
             packages: names,

@@ -30,43 +30,18 @@
 //! | `mutations`   | the mutation check: each README lesson broken in a copy, and caught |
 //! | `bench`       | `cargo xtask bench`                                                 |
 
-mod authenticode;
-mod bench;
-mod build;
-mod catalog;
-mod cert;
-mod clean;
+mod base;
 mod cli;
+mod commands;
 mod deploy;
-mod emulate;
-mod error;
-mod files;
-mod fixtures;
-mod gate;
-mod inf;
-mod layout;
-mod lint;
-mod lint_images;
-mod mutations;
-mod package;
-mod pe;
-mod pkcs7;
-mod process;
-mod report;
-mod scratch;
-mod sign;
-mod suite;
-mod tidy;
-mod toolchain;
-mod tools;
-mod venv;
-mod verify;
-mod workspace;
+mod emulator;
+mod image;
+mod packaging;
 
 use std::process::ExitCode;
 
+use base::workspace::Workspace;
 use cli::Command;
-use workspace::Workspace;
 
 fn main() -> ExitCode {
     match run() {
@@ -78,7 +53,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> error::Result<()> {
+fn run() -> base::error::Result<()> {
     let command = cli::parse(std::env::args().skip(1))?;
     if let Command::Help(text) = command {
         print!("{text}");
@@ -86,20 +61,20 @@ fn run() -> error::Result<()> {
     }
     // The certificate needs no workspace.
     if let Command::Cert(args) = &command {
-        return cert::run(args);
+        return packaging::cert::run(args);
     }
     let ws = Workspace::load()?;
     match command {
         Command::Help(_) => Ok(()),
-        Command::Build(args) => build::run(&ws, &args),
-        Command::Lint(args) => lint_images::run(&ws, &args),
-        Command::Emulate(args) => emulate::run(&ws, &args),
-        Command::Cert(args) => cert::run(&args),
-        Command::Sign(args) => sign::run(&ws, &args),
-        Command::Package(args) => package::run(&ws, &args),
+        Command::Build(args) => commands::build::run(&ws, &args),
+        Command::Lint(args) => commands::lint::run(&ws, &args),
+        Command::Emulate(args) => emulator::emulate::run(&ws, &args),
+        Command::Cert(args) => packaging::cert::run(&args),
+        Command::Sign(args) => packaging::sign::run(&ws, &args),
+        Command::Package(args) => packaging::package::run(&ws, &args),
         Command::Deploy(args) => deploy::run(&ws, &args),
-        Command::Test(args) => suite::run(&ws, &args.stages, &args.packages),
-        Command::Clean(args) => clean::run(&ws.layout, args.all),
-        Command::Bench(args) => bench::run(&ws, &args),
+        Command::Test(args) => commands::test::run(&ws, &args.stages, &args.packages),
+        Command::Clean(args) => commands::clean::run(&ws.layout, args.all),
+        Command::Bench(args) => commands::bench::run(&ws, &args),
     }
 }

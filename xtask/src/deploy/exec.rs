@@ -13,7 +13,7 @@ use super::parse::{self, Event, Sections, ServiceStatus, State, TestSigning};
 use super::plan::{self, Check, Cleanup, DUMP_PLACES, Plan, Run, Step, When};
 use super::probe::{self, Verdict};
 use super::transport::{Lost, Output, Transport, TransportError};
-use crate::process::{elapsed, tail};
+use crate::base::process::{elapsed, tail};
 
 /// How a step ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -921,7 +921,7 @@ fn win32_failure(what: &str, sec: &parse::Section) -> String {
 /// Preflight: (detail, test signing off and to be enabled, boot time) or why it fails.
 fn judge_preflight(
     s: &Sections,
-    arch: crate::layout::Arch,
+    arch: crate::base::layout::Arch,
     may_enable: bool,
 ) -> Result<(String, bool, String), String> {
     let v = |n: &str| s.value(n).map_err(|e| e.to_string());
@@ -933,8 +933,8 @@ fn judge_preflight(
         );
     }
     let vm_arch = match v("arch")?.to_ascii_uppercase().as_str() {
-        "AMD64" => crate::layout::Arch::X64,
-        "ARM64" => crate::layout::Arch::Arm64,
+        "AMD64" => crate::base::layout::Arch::X64,
+        "ARM64" => crate::base::layout::Arch::Arm64,
         other => {
             return Err(format!(
                 "the VM's architecture is {other}: the drivers are built for x64 and arm64"

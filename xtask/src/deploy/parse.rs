@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result, bail};
+use crate::base::error::{Error, Result, bail};
 
 /// One section of a script's output: `#xtask:section NAME [exit=N]` and the lines up to the next.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use super::probe::{self, Probe};
 use super::ps::{self, quote};
 use super::transport::{HyperV, Transport, Upload};
-use crate::error::{Context, Result, bail};
-use crate::inf;
-use crate::layout::Arch;
+use crate::base::error::{Context, Result, bail};
+use crate::base::layout::Arch;
+use crate::packaging::inf;
 
 /// How the service is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,13 +83,13 @@ pub const LIBVIRT_URI: &str = "qemu:///system";
 /// Writes [`HELPERS`] into `dir` (made if missing), for the copy step.
 pub fn write_helpers(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::files::write_atomic(&dir.join(HELPERS_FILE), HELPERS.as_bytes())
+    crate::base::files::write_atomic(&dir.join(HELPERS_FILE), HELPERS.as_bytes())
 }
 
 /// The helpers' SHA-256, upper-case hex, as the copy check compares it.
 pub fn helpers_sha256() -> String {
     use sha2::{Digest, Sha256};
-    crate::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
+    crate::packaging::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
 }
 
 /// The default `--remote-dir`.
@@ -154,7 +154,7 @@ pub struct Package {
 impl Package {
     /// Reads the package in `dir` (its manifest and INF) and the driver's probe in `driver_dir`.
     pub fn read(dir: &Path, driver_dir: &Path, arch: Arch) -> Result<Self> {
-        let manifest_path = dir.join(crate::package::MANIFEST);
+        let manifest_path = dir.join(crate::packaging::package::MANIFEST);
         let manifest: Value = serde_json::from_slice(
             &std::fs::read(&manifest_path)
                 .with_context(|| format!("reading {}", manifest_path.display()))?,
@@ -195,10 +195,10 @@ impl Package {
         let bytes =
             std::fs::read(&inf_path).with_context(|| format!("reading {}", inf_path.display()))?;
         let text = inf::decode(&bytes).map(|t| t.0).map_err(|p| {
-            crate::error::Error::new(format!("{}: {}", inf_path.display(), p.message))
+            crate::base::error::Error::new(format!("{}: {}", inf_path.display(), p.message))
         })?;
         let (service, display_name, service_values) = service_from_inf(&text, arch)
-            .map_err(|e| crate::error::Error::new(format!("{}: {e}", inf_path.display())))?;
+            .map_err(|e| crate::base::error::Error::new(format!("{}: {e}", inf_path.display())))?;
         Ok(Self {
             driver,
             service,
@@ -206,7 +206,7 @@ impl Package {
             dir: dir.to_path_buf(),
             files,
             thumbprint: thumbprint.to_ascii_uppercase(),
-            cert_file: crate::cert::CERT_FILE.to_owned(),
+            cert_file: crate::packaging::cert::CERT_FILE.to_owned(),
             service_values,
             probe: probe::load(driver_dir)?,
         })
@@ -1318,7 +1318,7 @@ pub mod tests {
                 ("cm-filter.sys".into(), "AB".repeat(32)),
             ],
             thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-            cert_file: crate::cert::CERT_FILE.into(),
+            cert_file: crate::packaging::cert::CERT_FILE.into(),
             service_values,
             probe: probe::parse_probe(include_str!("../../../cm-filter/deploy.toml")).unwrap(),
         }
@@ -1335,7 +1335,7 @@ pub mod tests {
             dir: "/home/me/drivers/target/packages/x64/debug/ex-callback".into(),
             files: vec![("ex-callback.sys".into(), "CD".repeat(32))],
             thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-            cert_file: crate::cert::CERT_FILE.into(),
+            cert_file: crate::packaging::cert::CERT_FILE.into(),
             service_values,
             probe: probe::parse_probe(include_str!("../../../ex-callback/deploy.toml")).unwrap(),
         }

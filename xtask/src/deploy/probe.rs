@@ -33,7 +33,7 @@ use toml::{Table, Value};
 
 use super::parse::{self, Outcome, Sections};
 use super::ps::{self, quote};
-use crate::error::{Context, Result, bail};
+use crate::base::error::{Context, Result, bail};
 
 /// The file name, in the driver's folder.
 pub const FILE: &str = "deploy.toml";
@@ -130,13 +130,14 @@ pub fn load(dir: &Path) -> Result<Probe> {
     }
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_probe(&text).map_err(|e| crate::error::Error::new(format!("{}: {e}", path.display())))
+    parse_probe(&text)
+        .map_err(|e| crate::base::error::Error::new(format!("{}: {e}", path.display())))
 }
 
 /// Parses a `deploy.toml`.
 pub fn parse_probe(text: &str) -> Result<Probe> {
     let table: Table = text.parse().map_err(|e: toml::de::Error| {
-        crate::error::Error::new(e.to_string().trim_end().to_owned())
+        crate::base::error::Error::new(e.to_string().trim_end().to_owned())
     })?;
     let mut probe = Probe::default();
     for (key, value) in &table {
@@ -160,7 +161,7 @@ pub fn parse_probe(text: &str) -> Result<Probe> {
                         bail!("`{key}` must be an array of tables ([[{key}]])")
                     };
                     let check = parse_check(t).map_err(|e| {
-                        crate::error::Error::new(format!("[[{key}]] number {}: {e}", i + 1))
+                        crate::base::error::Error::new(format!("[[{key}]] number {}: {e}", i + 1))
                     })?;
                     if key == "while-loaded" {
                         probe.while_loaded.push(check);
@@ -190,9 +191,9 @@ fn parse_check(t: &Table) -> Result<Check> {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| crate::error::Error::new(format!("`{k}` must list strings")))
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        crate::base::error::Error::new(format!("`{k}` must list strings"))
+                    })
                 })
                 .collect(),
             Some(_) => bail!("`{k}` must be an array of strings"),
@@ -294,7 +295,9 @@ fn parse_check(t: &Table) -> Result<Check> {
                 Some(v) => v
                     .as_integer()
                     .and_then(|i| i32::try_from(i).ok())
-                    .ok_or_else(|| crate::error::Error::new("`expect-exit` must be a number"))?,
+                    .ok_or_else(|| {
+                        crate::base::error::Error::new("`expect-exit` must be a number")
+                    })?,
             };
             Kind::Command { script, exit }
         }
@@ -504,7 +507,7 @@ pub fn judge(check: &Check, sections: &Sections, section: &str) -> Verdict {
                     Some(c) => format!("exit code {c}"),
                     None => "no exit code".to_owned(),
                 };
-                let tail = crate::process::tail(s.body.trim(), 3);
+                let tail = crate::base::process::tail(s.body.trim(), 3);
                 let observed = if tail.is_empty() {
                     observed
                 } else {

@@ -15,7 +15,7 @@ use std::process::Command;
 use super::plan::{self, Install, Options, Package, Run, Via};
 use super::ps;
 use super::transport::HyperV;
-use crate::error::{Context, Result, bail};
+use crate::base::error::{Context, Result, bail};
 
 /// The checker, relative to the workspace root.
 pub const CHECKER: &str = "xtask/emu/ps_syntax.py";
@@ -248,12 +248,15 @@ pub fn suite_checks(python: &Path, root: &Path, packages: &[Package]) -> Vec<(bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::workspace::Workspace;
     use crate::deploy::plan::tests::{cm_filter, ex_callback};
-    use crate::workspace::Workspace;
 
     fn python(ws: &Workspace) -> std::path::PathBuf {
-        crate::venv::ensure(&ws.layout.emu_venv(), &ws.root.join(crate::venv::LOCK))
-            .expect("the emulator venv (tree-sitter is in its lock)")
+        crate::emulator::venv::ensure(
+            &ws.layout.emu_venv(),
+            &ws.root.join(crate::emulator::venv::LOCK),
+        )
+        .expect("the emulator venv (tree-sitter is in its lock)")
     }
 
     #[test]

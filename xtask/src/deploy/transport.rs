@@ -396,7 +396,7 @@ impl Ssh {
                 format!("cannot reach {target} over ssh, or the connection was lost"),
             )
         };
-        let detail = crate::process::tail(e.trim(), 4);
+        let detail = crate::base::process::tail(e.trim(), 4);
         TransportError {
             kind,
             message: if detail.is_empty() {

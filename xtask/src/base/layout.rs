@@ -1,0 +1,283 @@
+//! Where things are: the architectures, the profiles, and the paths every stage reads and writes.
+//!
+//! ```text
+//! target/<triple>/<profile>/<name_with_underscores>.dll   cargo's output (not yet linted)
+//! target/drivers/<arch>/<profile>/NAME/NAME.sys           a linted image, the input of later stages
+//! target/drivers/<arch>/<profile>/NAME/NAME.pdb           its symbols, when the linker wrote them
+//! target/packages/<arch>/<profile>/NAME/                  the signed driver package (`package`)
+//! target/sign-check/                                      scratch files of the signing checks (`test`)
+//! target/emu/NAME/report.json                             the harness's report (`emulate`)
+//! target/emu-venv/                                        the Python venv with speakeasy
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::base::error::{Result, bail};
+
+/// A Windows architecture the drivers are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x86-64 (`x86_64-pc-windows-msvc`); the one the emulator runs.
+    X64,
+    /// ARM64 (`aarch64-pc-windows-msvc`).
+    Arm64,
+}
+
+impl Arch {
+    /// Both, in build order.
+    pub const ALL: [Arch; 2] = [Arch::X64, Arch::Arm64];
+
+    /// The rustc target triple.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::X64 => "x86_64-pc-windows-msvc",
+            Arch::Arm64 => "aarch64-pc-windows-msvc",
+        }
+    }
+
+    /// The name used on the command line and in `target/drivers/<arch>/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X64 => "x64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The PE `Machine` the image must declare.
+    pub fn machine(self) -> u16 {
+        match self {
+            Arch::X64 => crate::image::lint::IMAGE_FILE_MACHINE_AMD64,
+            Arch::Arm64 => crate::image::lint::IMAGE_FILE_MACHINE_ARM64,
+        }
+    }
+
+    /// Parses `--arch`: `x64`, `arm64` or `all`.
+    pub fn parse_selection(value: &str) -> Result<Vec<Arch>> {
+        Ok(match value {
+            "x64" | "amd64" | "x86_64" => vec![Arch::X64],
+            "arm64" | "aarch64" => vec![Arch::Arm64],
+            "all" => Arch::ALL.to_vec(),
+            other => bail!("unknown architecture `{other}`: use --arch x64, arm64 or all"),
+        })
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A cargo profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `dev`, output in `debug/`.
+    Debug,
+    /// `release`.
+    Release,
+}
+
+impl Profile {
+    /// From a `--release` flag.
+    pub fn from_release_flag(release: bool) -> Self {
+        if release {
+            Profile::Release
+        } else {
+            Profile::Debug
+        }
+    }
+
+    /// The directory name cargo uses (and `target/drivers/<arch>/<profile>/`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.dir())
+    }
+}
+
+/// The paths under one target directory (cargo's `target_directory`).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The cargo target directory.
+    pub target_dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `target_dir`.
+    pub fn new(target_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            target_dir: target_dir.into(),
+        }
+    }
+
+    /// The image cargo links for `driver`: a `.dll` named after the crate.
+    pub fn cargo_image(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.cargo_out(arch, profile)
+            .join(format!("{}.dll", crate_file_stem(driver)))
+    }
+
+    /// The symbols cargo's linker writes beside [`Layout::cargo_image`].
+    pub fn cargo_pdb(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.cargo_out(arch, profile)
+            .join(format!("{}.pdb", crate_file_stem(driver)))
+    }
+
+    fn cargo_out(&self, arch: Arch, profile: Profile) -> PathBuf {
+        self.target_dir.join(arch.triple()).join(profile.dir())
+    }
+
+    /// The folder a linted image of `driver` is placed in.
+    pub fn placed_dir(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.target_dir
+            .join("drivers")
+            .join(arch.name())
+            .join(profile.dir())
+            .join(driver)
+    }
+
+    /// The linted image: `target/drivers/<arch>/<profile>/NAME/NAME.sys`.
+    pub fn placed_sys(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.placed_dir(driver, arch, profile)
+            .join(format!("{driver}.sys"))
+    }
+
+    /// Its symbols: `target/drivers/<arch>/<profile>/NAME/NAME.pdb`.
+    pub fn placed_pdb(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.placed_dir(driver, arch, profile)
+            .join(format!("{driver}.pdb"))
+    }
+
+    /// The driver package folder: `target/packages/<arch>/<profile>/NAME/`.
+    pub fn package_dir(&self, driver: &str, arch: Arch, profile: Profile) -> PathBuf {
+        self.target_dir
+            .join("packages")
+            .join(arch.name())
+            .join(profile.dir())
+            .join(driver)
+    }
+
+    /// Scratch space of the signing and packaging checks of `cargo xtask test`.
+    pub fn sign_check_dir(&self) -> PathBuf {
+        self.target_dir.join("sign-check")
+    }
+
+    /// Where the harness writes `driver`'s report; `name` is `report.json` or `bench-report.json`.
+    pub fn emu_report(&self, driver: &str, name: &str) -> PathBuf {
+        self.target_dir.join("emu").join(driver).join(name)
+    }
+
+    /// The Python venv of the emulator (and of the gate's ruff, the deploy tests' PowerShell parser).
+    pub fn emu_venv(&self) -> PathBuf {
+        self.target_dir.join("emu-venv")
+    }
+
+    /// The separate target directory of the clean-build benchmark.
+    pub fn bench_target_dir(&self) -> PathBuf {
+        self.target_dir.join("bench")
+    }
+
+    /// Scratch for the gate's negative checks (a workspace copy broken on purpose, its builds).
+    pub fn gate_dir(&self) -> PathBuf {
+        self.target_dir.join("gate")
+    }
+
+    /// Scratch for the proof that a bare toolchain gets its targets (`toolchain::prove_on_bare_copy`).
+    pub fn toolchain_check_dir(&self) -> PathBuf {
+        self.target_dir.join("toolchain-check")
+    }
+
+    /// Every folder xtask writes under the target directory except the emulator's venv (and
+    /// cargo's own output): what `cargo xtask clean` removes.
+    pub fn xtask_dirs(&self) -> Vec<PathBuf> {
+        [
+            "drivers",
+            "packages",
+            "emu",
+            "sign-check",
+            "bench",
+            "gate",
+            "toolchain-check",
+        ]
+        .iter()
+        .map(|d| self.target_dir.join(d))
+        .collect()
+    }
+}
+
+/// The file stem cargo gives a cdylib: the package name with `-` replaced by `_`.
+fn crate_file_stem(package: &str) -> String {
+    package.replace('-', "_")
+}
+
+/// `path` relative to `base` when it is under it (for shorter progress lines), else unchanged.
+pub fn display_path<'a>(path: &'a Path, base: &Path) -> std::path::Display<'a> {
+    path.strip_prefix(base).unwrap_or(path).display()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_output_uses_the_crate_file_stem_and_the_triple() {
+        let l = Layout::new("/w/target");
+        assert_eq!(
+            l.cargo_image("ex-callback", Arch::X64, Profile::Release),
+            Path::new("/w/target/x86_64-pc-windows-msvc/release/ex_callback.dll")
+        );
+        assert_eq!(
+            l.cargo_pdb("ex-callback", Arch::Arm64, Profile::Debug),
+            Path::new("/w/target/aarch64-pc-windows-msvc/debug/ex_callback.pdb")
+        );
+    }
+
+    #[test]
+    fn placed_images_keep_the_package_name() {
+        let l = Layout::new("/w/target");
+        assert_eq!(
+            l.placed_sys("ex-callback", Arch::Arm64, Profile::Release),
+            Path::new("/w/target/drivers/arm64/release/ex-callback/ex-callback.sys")
+        );
+        assert_eq!(
+            l.placed_pdb("cm-filter", Arch::X64, Profile::Debug),
+            Path::new("/w/target/drivers/x64/debug/cm-filter/cm-filter.pdb")
+        );
+        assert_eq!(
+            l.package_dir("ex-callback", Arch::Arm64, Profile::Debug),
+            Path::new("/w/target/packages/arm64/debug/ex-callback")
+        );
+        assert_eq!(
+            l.emu_report("ex-callback", "report.json"),
+            Path::new("/w/target/emu/ex-callback/report.json")
+        );
+    }
+
+    #[test]
+    fn arch_selection() {
+        assert_eq!(Arch::parse_selection("x64").unwrap(), vec![Arch::X64]);
+        assert_eq!(Arch::parse_selection("arm64").unwrap(), vec![Arch::Arm64]);
+        assert_eq!(
+            Arch::parse_selection("all").unwrap(),
+            vec![Arch::X64, Arch::Arm64]
+        );
+        let e = Arch::parse_selection("x86").unwrap_err().to_string();
+        assert!(
+            e.contains("`x86`") && e.contains("x64, arm64 or all"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn machines_differ_per_arch() {
+        assert_eq!(Arch::X64.machine(), 0x8664);
+        assert_eq!(Arch::Arm64.machine(), 0xAA64);
+    }
+}

@@ -1,0 +1,232 @@
+//! `cargo xtask build`: cargo for the Windows targets, then the lint gate, then the placed image.
+//!
+//! Only an image that passes the lint is placed at `target/drivers/<arch>/<profile>/NAME/NAME.sys`;
+//! when a build or a lint fails, a previously placed image of that driver is removed so that no
+//! later stage can pick up an old one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::base::error::{Error, Result, bail};
+use crate::base::files;
+use crate::base::layout::{Arch, Layout, Profile, display_path};
+use crate::base::process::{elapsed, run_teeing_stderr};
+use crate::base::toolchain;
+use crate::base::workspace::{Driver, Workspace, cargo};
+use crate::cli::BuildArgs;
+use crate::image::lint;
+
+/// What happened to one driver for one architecture and profile.
+#[derive(Debug)]
+pub struct Built {
+    /// The driver's package name.
+    pub driver: String,
+    /// The architecture.
+    pub arch: Arch,
+    /// The profile.
+    pub profile: Profile,
+    /// The placed image, or why there is none.
+    pub result: Result<PathBuf>,
+}
+
+/// The `build` command.
+pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
+    let drivers = ws.select(&args.packages)?;
+    let built = build(ws, &drivers, &args.arches, args.profile)?;
+    let failed = built.iter().filter(|b| b.result.is_err()).count();
+    if failed > 0 {
+        bail!(
+            "build: {failed} of {} images failed (see above); none of them was placed",
+            built.len()
+        );
+    }
+    Ok(())
+}
+
+/// Builds, lints and places each of `drivers` for each of `arches`, first installing the Windows
+/// targets the toolchain lacks (`toolchain`). An `Err` means nothing could be built (a target
+/// missing and not installable); one image failing is reported in its [`Built`].
+pub fn build(
+    ws: &Workspace,
+    drivers: &[&Driver],
+    arches: &[Arch],
+    profile: Profile,
+) -> Result<Vec<Built>> {
+    if drivers.is_empty() {
+        bail!("no drivers to build: no workspace package has a [package.metadata.driver] table");
+    }
+    toolchain::ensure_targets(&ws.root, arches, &toolchain::Env::default())?;
+    let mut built = Vec::new();
+    for &arch in arches {
+        for driver in drivers {
+            let result = build_one(ws, driver, arch, profile);
+            if let Err(e) = &result {
+                eprintln!("  {} ({arch}, {profile}): FAILED: {e}", driver.name);
+                if let Err(e) = unplace(&ws.layout, &driver.name, arch, profile) {
+                    eprintln!("  warning: {e}");
+                }
+            }
+            built.push(Built {
+                driver: driver.name.clone(),
+                arch,
+                profile,
+                result,
+            });
+        }
+    }
+    Ok(built)
+}
+
+fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> Result<PathBuf> {
+    let name = &driver.name;
+    eprintln!("  building {name} ({arch}, {profile})...");
+    let start = Instant::now();
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&ws.root)
+        .args(["build", "-p", driver.package(), "--target", arch.triple()]);
+    if !driver.features().is_empty() {
+        // A variant: the same crate with other features. Cargo writes the same output file for
+        // every variant, so each is copied to its own placed folder right after it is built.
+        cmd.args(["--features", &driver.features().join(",")]);
+    }
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
+    let (status, stderr) = run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}"))?;
+    if !status.success() {
+        if let Some(fix) = diagnose_cargo_failure(&stderr, arch) {
+            bail!("{fix}");
+        }
+        bail!("cargo build failed ({status})");
+    }
+    let image = ws.layout.cargo_image(driver.package(), arch, profile);
+    if !image.is_file() {
+        bail!(
+            "cargo built {name} but there is no {}: is it a `cdylib` (crate-type = [\"cdylib\"])?",
+            image.display()
+        );
+    }
+    eprintln!(
+        "  {name} ({arch}, {profile}): built in {}",
+        elapsed(start.elapsed())
+    );
+    lint_gate(&image, arch)?;
+    eprintln!("  {name} ({arch}, {profile}): linted ok");
+
+    let sys = ws.layout.placed_sys(name, arch, profile);
+    files::copy_atomic(&image, &sys)?;
+    let pdb = ws.layout.cargo_pdb(driver.package(), arch, profile);
+    let placed_pdb = ws.layout.placed_pdb(name, arch, profile);
+    if pdb.is_file() {
+        files::copy_atomic(&pdb, &placed_pdb)?;
+    } else {
+        files::remove_if_exists(&placed_pdb)?;
+    }
+    eprintln!(
+        "  {name} ({arch}, {profile}): placed at {} ({})",
+        display_path(&sys, &ws.root),
+        elapsed(start.elapsed())
+    );
+    Ok(sys)
+}
+
+/// Removes a placed image and its symbols: a failed build or lint must leave no image behind for
+/// a later stage to pick up.
+fn unplace(layout: &Layout, driver: &str, arch: Arch, profile: Profile) -> Result<()> {
+    files::remove_if_exists(&layout.placed_sys(driver, arch, profile))?;
+    files::remove_if_exists(&layout.placed_pdb(driver, arch, profile))
+}
+
+/// Lints `image` for `arch`; every violation is printed and the image is refused.
+fn lint_gate(image: &Path, arch: Arch) -> Result<()> {
+    let violations = lint::lint_file(image, &lint::LintOptions::for_machine(arch.machine()))
+        .map_err(|e| Error::new(format!("linting {}: {e}", image.display())))?;
+    if violations.is_empty() {
+        return Ok(());
+    }
+    for v in &violations {
+        eprintln!("    lint: {v}");
+    }
+    bail!(
+        "{} lint violation(s) in {}: the image is not placed",
+        violations.len(),
+        image.display()
+    )
+}
+
+fn missing_target(arch: Arch) -> String {
+    format!(
+        "the Rust target {triple} is not installed: run `rustup target add {triple}` in the \
+         workspace (xtask adds it itself where rustup manages the toolchain)",
+        triple = arch.triple()
+    )
+}
+
+/// The fix for a cargo failure we recognise.
+fn diagnose_cargo_failure(stderr: &str, arch: Arch) -> Option<String> {
+    let target_missing = stderr.contains("can't find crate for `core`")
+        || stderr.contains("can't find crate for `compiler_builtins`")
+        || stderr.contains("target may not be installed");
+    if target_missing {
+        return Some(missing_target(arch));
+    }
+    if stderr.contains("linker `rust-lld` not found") {
+        return Some(
+            "rust-lld was not found: it ships with rustup's toolchains; reinstall with \
+             `rustup toolchain install` in the workspace (rust-toolchain.toml)"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_target_is_recognised_and_names_the_fix() {
+        let stderr = "error[E0463]: can't find crate for `core`\n  |\n  = note: the \
+                      `aarch64-pc-windows-msvc` target may not be installed\n  = help: consider \
+                      downloading the target with `rustup target add aarch64-pc-windows-msvc`";
+        let fix = diagnose_cargo_failure(stderr, Arch::Arm64).unwrap();
+        assert!(
+            fix.contains("rustup target add aarch64-pc-windows-msvc"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn an_image_that_fails_the_lint_is_refused_and_a_stale_one_removed() {
+        let dir = std::env::temp_dir().join(format!("xtask-build-gate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = Layout::new(&dir);
+        let bad = dir.join("bad.dll");
+        files::write_atomic(&bad, b"MZ but nothing else").unwrap();
+        let e = lint_gate(&bad, Arch::X64).unwrap_err().to_string();
+        assert!(
+            e.contains("lint violation") && e.contains("not placed"),
+            "{e}"
+        );
+
+        let (sys, pdb) = (
+            layout.placed_sys("d", Arch::X64, Profile::Debug),
+            layout.placed_pdb("d", Arch::X64, Profile::Debug),
+        );
+        files::write_atomic(&sys, b"old").unwrap();
+        files::write_atomic(&pdb, b"old").unwrap();
+        unplace(&layout, "d", Arch::X64, Profile::Debug).unwrap();
+        assert!(!sys.exists() && !pdb.exists());
+        unplace(&layout, "d", Arch::X64, Profile::Debug).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ordinary_compile_errors_are_left_to_cargo() {
+        assert_eq!(
+            diagnose_cargo_failure("error[E0308]: mismatched types", Arch::X64),
+            None
+        );
+    }
+}

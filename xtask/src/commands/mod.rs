@@ -1,0 +1,7 @@
+//! One module per `cargo xtask` command.
+
+pub(crate) mod bench;
+pub(crate) mod build;
+pub(crate) mod clean;
+pub(crate) mod lint;
+pub(crate) mod test;

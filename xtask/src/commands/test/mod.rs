@@ -1,0 +1,759 @@
+//! `cargo xtask test`: every layer of tests, in order, and one line CI can read:
+//! `N passed, M failed`. `--stage NAME` runs some stages only (and the builds they need), `-p NAME`
+//! some drivers or fixtures only; the closing line stays.
+//!
+//! 1. `toolchain`: the Windows targets, clippy and rustfmt installed where the pinned toolchain
+//!    lacks them, and the proof on a copy of the toolchain that really lacks them
+//!    (`toolchain::prove_on_bare_copy`);
+//! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
+//!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
+//!    on code broken on purpose, which must fail;
+//! 3. `host`: host unit tests (`cargo test -p common -p xtask`, and the harness's
+//!    `xtask/emu/tests`);
+//! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
+//!    lint gate);
+//! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
+//! 6. `package`: every driver signed and packaged for x64 and arm64, debug and release, and each
+//!    package verified (`verify`): osslsigncode on the signatures and the catalog, our round trip
+//!    of the catalog and the INF, tampered copies that must fail, the lint on the signed image;
+//!    the signed x64 images run in the emulator;
+//! 7. `emulate`: every driver emulated with the fault sweep, debug and release images;
+//! 8. `fixtures`: the negative fixtures (`fixtures`): each defect of a driver broken on purpose
+//!    must be caught;
+//! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
+//!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
+//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
+//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
+//!     where OpenSSH cannot be installed).
+
+pub(crate) mod fixtures;
+pub(crate) mod gate;
+pub(crate) mod mutations;
+pub(crate) mod scratch;
+mod tidy;
+pub(crate) mod verify;
+
+use std::process::Command;
+use std::time::Instant;
+
+use crate::base::error::{Result, bail};
+use crate::base::files;
+use crate::base::layout::{Arch, Profile};
+use crate::base::process::elapsed;
+use crate::base::toolchain::{self, Component};
+use crate::base::workspace::{Driver, Workspace, cargo};
+use crate::commands::build::{self, Built};
+use crate::commands::lint as lint_images;
+use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
+use crate::emulator::venv;
+use crate::packaging::cert;
+use crate::packaging::package;
+use crate::packaging::sign;
+
+/// The tally of checks.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: Vec<String>,
+    skipped: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, ok: bool, what: impl Into<String>) {
+        if ok {
+            self.passed += 1;
+        } else {
+            let what = what.into();
+            println!("    FAILED: {what}");
+            self.failed.push(what);
+        }
+    }
+
+    fn result(&mut self, what: impl Into<String>, result: Result<()>) {
+        let what = what.into();
+        match result {
+            Ok(()) => {
+                println!("  ✓ {what}");
+                self.record(true, what);
+            }
+            Err(e) => self.record(false, format!("{what}: {e}")),
+        }
+    }
+}
+
+/// The stages, in the order they run: name and title.
+pub const STAGES: [(&str, &str); 10] = [
+    (
+        "toolchain",
+        "the pinned toolchain: Windows targets, clippy, rustfmt (installed where missing)",
+    ),
+    (
+        "gate",
+        "the code's own rules: rustfmt, clippy (warnings denied), ruff; and code broken on purpose",
+    ),
+    ("host", "host unit tests: cargo test -p common -p xtask"),
+    (
+        "build",
+        "build every driver: x64 and arm64, debug and release (each image linted)",
+    ),
+    ("lint", "lint the placed images"),
+    (
+        "package",
+        "sign and package every driver, verify with osslsigncode and our own checks",
+    ),
+    (
+        "emulate",
+        "emulate every driver with the fault sweep (debug and release)",
+    ),
+    (
+        "fixtures",
+        "negative fixtures: each defect of a driver broken on purpose must be caught",
+    ),
+    (
+        "mutations",
+        "mutations: each README lesson broken in a copy of its driver must be caught by its rule",
+    ),
+    (
+        "deploy",
+        "deploy: VM plans of the real packages; the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1",
+    ),
+];
+const PROFILES: [Profile; 2] = [Profile::Debug, Profile::Release];
+
+/// Which stages run: the named ones (checked), or all.
+fn selected_stages(names: &[String]) -> Result<Vec<&'static str>> {
+    for n in names {
+        if !STAGES.iter().any(|(s, _)| s == n) {
+            let all: Vec<&str> = STAGES.iter().map(|(s, _)| *s).collect();
+            bail!("unknown stage `{n}`: the stages are {}", all.join(", "));
+        }
+    }
+    Ok(STAGES
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s))
+        .collect())
+}
+
+/// The drivers and fixtures `-p` names (all when empty): unknown names are an error.
+fn selected_packages<'w>(
+    ws: &'w Workspace,
+    names: &[String],
+) -> Result<(Vec<&'w Driver>, Vec<&'w Driver>)> {
+    if names.is_empty() {
+        return Ok((ws.select(&[])?, ws.fixtures()));
+    }
+    let fixtures: Vec<&Driver> = ws
+        .fixtures()
+        .into_iter()
+        .filter(|f| names.contains(&f.name))
+        .collect();
+    let others: Vec<String> = names
+        .iter()
+        .filter(|n| !fixtures.iter().any(|f| f.name == **n))
+        .cloned()
+        .collect();
+    let drivers = if others.is_empty() {
+        Vec::new()
+    } else {
+        ws.select(&others)?
+    };
+    Ok((drivers, fixtures))
+}
+
+/// The `test` command: `stages` (empty: all) for `packages` (empty: every driver and fixture).
+pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()> {
+    let start = Instant::now();
+    let mut t = Tally::default();
+    let stages = selected_stages(stages)?;
+    let (drivers, fixtures) = selected_packages(ws, packages)?;
+    let total = stages.len();
+    let mut n = 0;
+    let mut header = |name: &str| {
+        n += 1;
+        let title = STAGES
+            .iter()
+            .find(|(s, _)| *s == name)
+            .map_or("", |(_, t)| t);
+        println!("\n==> [{n}/{total}] {name}: {title}");
+    };
+    let wants = |s: &str| stages.contains(&s);
+
+    if wants("toolchain") {
+        header("toolchain");
+        toolchain_stage(ws, &mut t);
+    }
+    if wants("gate") {
+        header("gate");
+        gate_stage(ws, packages, &mut t);
+    }
+    if wants("host") {
+        header("host");
+        host_tests(ws, &mut t);
+    }
+    let needs_build = ["build", "lint", "package", "emulate"]
+        .iter()
+        .any(|s| wants(s));
+    let built = if needs_build && !drivers.is_empty() {
+        if wants("build") {
+            header("build");
+        } else {
+            println!("\n==> the builds the selected stages need");
+        }
+        build_stage(ws, &drivers, &mut t)
+    } else {
+        Vec::new()
+    };
+    if wants("lint") && !drivers.is_empty() {
+        header("lint");
+        lint_stage(ws, &built, &mut t);
+    }
+    if wants("package") && !drivers.is_empty() {
+        header("package");
+        package_stage(ws, &drivers, &built, &mut t);
+    }
+    if wants("emulate") && !drivers.is_empty() {
+        header("emulate");
+        emulate_stage(ws, &drivers, &built, &mut t);
+    }
+    if wants("fixtures") {
+        header("fixtures");
+        if fixtures.is_empty() {
+            println!(
+                "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
+            );
+        }
+        for fixture in &fixtures {
+            check_fixture(ws, fixture, &mut t);
+        }
+    }
+    if wants("mutations") && !drivers.is_empty() {
+        header("mutations");
+        check_mutations(ws, &drivers, &mut t);
+    }
+    if wants("deploy") && !drivers.is_empty() {
+        header("deploy");
+        let (checks, skipped) = crate::deploy::suite_checks(ws, &drivers);
+        for c in checks {
+            t.record(c.ok, c.what);
+        }
+        if let Some(why) = skipped {
+            let what =
+                format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
+            println!("  SKIPPED: {what}");
+            t.skipped.push(what);
+        }
+    }
+
+    println!("\ntest: finished in {}", elapsed(start.elapsed()));
+    for s in &t.skipped {
+        println!("  SKIPPED: {s}");
+    }
+    for f in &t.failed {
+        println!("  failed: {f}");
+    }
+    println!("{}", final_line(t.passed, t.failed.len()));
+    if !t.failed.is_empty() {
+        bail!("test: {} check(s) failed", t.failed.len());
+    }
+    Ok(())
+}
+
+/// The toolchain's parts installed where missing, then the proof on a copy that lacks them.
+fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
+    let env = toolchain::Env::default();
+    t.result(
+        "the Windows targets x86_64/aarch64-pc-windows-msvc are installed",
+        toolchain::ensure_targets(&ws.root, &Arch::ALL, &env),
+    );
+    t.result(
+        "clippy and rustfmt are installed",
+        toolchain::ensure_components(&ws.root, &[Component::Clippy, Component::Rustfmt], &env),
+    );
+    println!("  and on a copy of the toolchain without them (rustup downloads them)...");
+    match toolchain::prove_on_bare_copy(&ws.root, &ws.layout.toolchain_check_dir()) {
+        Ok(Some(what)) => t.result(what, Ok(())),
+        Ok(None) => {
+            let what = "the install on a bare toolchain: rustup does not manage this toolchain, \
+                        so there is nothing it could install"
+                .to_owned();
+            println!("  SKIPPED: {what}");
+            t.skipped.push(what);
+        }
+        Err(e) => t.record(
+            false,
+            format!("a toolchain without the Windows targets gets them from xtask: {e}"),
+        ),
+    }
+}
+
+/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose.
+fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
+    if let Err(e) = toolchain::ensure_components(
+        &ws.root,
+        &[Component::Clippy, Component::Rustfmt],
+        &toolchain::Env::default(),
+    ) {
+        return t.record(false, format!("the gate's tools: {e}"));
+    }
+    t.result("cargo fmt --all --check", gate::fmt(&ws.root));
+    // Every driver and fixture, unless -p narrows it.
+    let all: Vec<&Driver> = ws
+        .drivers
+        .iter()
+        .filter(|d| packages.is_empty() || packages.contains(&d.name))
+        .collect();
+    for run in gate::clippy_runs(&["common", "xtask"], &all) {
+        eprintln!("  {}...", run.describe());
+        t.result(
+            format!("{} -- -D warnings", run.describe()),
+            gate::clippy(&ws.root, &run, None),
+        );
+    }
+    let ruff = venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
+        .map(|python| gate::ruff_in_venv(&python));
+    let ruff = match ruff {
+        Ok(r) => {
+            t.result(
+                "ruff check xtask/emu",
+                gate::ruff(&r, &ws.root.join("xtask").join("emu")),
+            );
+            Some(r)
+        }
+        Err(e) => {
+            t.record(false, format!("ruff check xtask/emu: {e}"));
+            None
+        }
+    };
+    println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
+    for c in gate::negatives(&ws.root, &ws.layout.gate_dir(), ruff.as_deref()) {
+        t.result(c.what, c.result);
+    }
+}
+
+/// `cargo test -p common -p xtask`, then the harness's own unit tests (its models' documented
+/// rules) with the venv's Python.
+fn host_tests(ws: &Workspace, t: &mut Tally) {
+    let status = Command::new(cargo())
+        .args(["test", "-p", "common", "-p", "xtask"])
+        .current_dir(&ws.root)
+        .status();
+    t.record(
+        status.is_ok_and(|s| s.success()),
+        "host unit tests (cargo test -p common -p xtask)",
+    );
+    let harness_tests = ws.root.join("xtask").join("emu").join("tests");
+    if !harness_tests.is_dir() {
+        return;
+    }
+    println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
+    let ok = match Harness::locate(ws) {
+        Ok(h) => Command::new(&h.python)
+            .args(["-m", "unittest", "discover", "-s"])
+            .arg(&harness_tests)
+            .current_dir(&ws.root)
+            .status()
+            .is_ok_and(|s| s.success()),
+        Err(e) => {
+            println!("  {e}");
+            false
+        }
+    };
+    t.record(
+        ok,
+        "harness unit tests (python -m unittest discover -s xtask/emu/tests)",
+    );
+}
+
+/// Every driver for both architectures and both profiles; each image is linted before it is placed.
+fn build_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) -> Vec<Built> {
+    let mut built: Vec<Built> = Vec::new();
+    for profile in PROFILES {
+        match build::build(ws, drivers, &Arch::ALL, profile) {
+            Ok(b) => built.extend(b),
+            Err(e) => t.record(false, format!("build ({profile}): {e}")),
+        }
+    }
+    for b in &built {
+        let what = format!("build {} ({}, {})", b.driver, b.arch, b.profile);
+        match &b.result {
+            Ok(_) => t.record(true, what),
+            Err(e) => t.record(false, format!("{what}: {e}")),
+        }
+    }
+    built
+}
+
+/// The placed images, read again as `cargo xtask lint` reads them.
+fn lint_stage(ws: &Workspace, built: &[Built], t: &mut Tally) {
+    let images: Vec<_> = built
+        .iter()
+        .filter_map(|b| b.result.as_ref().ok().map(|p| (p.clone(), b.arch)))
+        .collect();
+    let linted = lint_images::lint_all(&images);
+    print!("{}", lint_images::render(&linted, ws));
+    for l in &linted {
+        t.record(l.passed(), format!("lint {}", l.path.display()));
+    }
+}
+
+/// Every placed image signed and packaged, each package verified (`verify.rs`), and each signed
+/// x64 image run once in the emulator.
+fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut Tally) {
+    let signer = match sign::signer(None) {
+        Ok(s) => s,
+        Err(e) => return t.record(false, format!("the test certificate: {e}")),
+    };
+    let scratch = ws.layout.sign_check_dir();
+    let pem = scratch.join("test-certificate.pem");
+    if let Err(e) = cert::to_pem(&signer.cert).and_then(|p| files::write_atomic(&pem, p.as_bytes()))
+    {
+        return t.record(false, format!("writing {}: {e}", pem.display()));
+    }
+    let osslsigncode = verify::osslsigncode();
+    match &osslsigncode {
+        Ok(p) => println!("  independent verifier: {}", p.display()),
+        Err(e) => println!("  {e}"),
+    }
+    let harness = Harness::locate(ws);
+    for profile in PROFILES {
+        for arch in Arch::ALL {
+            let ready: Vec<&Driver> = drivers
+                .iter()
+                .copied()
+                .filter(|d| {
+                    built.iter().any(|b| {
+                        b.driver == d.name
+                            && b.arch == arch
+                            && b.profile == profile
+                            && b.result.is_ok()
+                    })
+                })
+                .collect();
+            if ready.is_empty() {
+                continue; // their build failures are counted already
+            }
+            let made = match package::package(ws, &ready, &[arch], profile, &signer) {
+                Ok(m) => m,
+                Err(e) => {
+                    t.record(false, format!("package ({arch}, {profile}): {e}"));
+                    continue;
+                }
+            };
+            for p in made {
+                let what = format!("package {} ({arch}, {profile})", p.driver);
+                let dir = match p.result {
+                    Ok((dir, _)) => dir,
+                    Err(e) => {
+                        t.record(false, format!("{what}: {e}"));
+                        continue;
+                    }
+                };
+                t.record(true, what);
+                let subject = verify::Subject {
+                    name: &p.driver,
+                    arch,
+                    profile,
+                    dir: &dir,
+                    cert: &signer.cert,
+                    pem: &pem,
+                    scratch: &scratch
+                        .join(arch.name())
+                        .join(profile.dir())
+                        .join(&p.driver),
+                };
+                for c in verify::check_package(&subject, osslsigncode.as_deref().ok()) {
+                    if c.ok {
+                        println!("  ✓ {}", c.what);
+                    }
+                    t.record(c.ok, c.what);
+                }
+                if arch == Arch::X64 {
+                    emulate_signed(ws, &harness, &p.driver, &dir, profile, t);
+                }
+            }
+        }
+    }
+}
+
+/// The signed x64 image of a package, run once in the emulator (no fault sweep).
+fn emulate_signed(
+    ws: &Workspace,
+    harness: &Result<Harness>,
+    name: &str,
+    dir: &std::path::Path,
+    profile: Profile,
+    t: &mut Tally,
+) {
+    let what = format!("the signed {name}.sys ({profile}) runs in the emulated kernel");
+    let (Ok(harness), Some(driver)) = (harness, ws.drivers.iter().find(|d| d.name == name)) else {
+        let why = harness
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        return t.record(false, format!("{what}: {why}"));
+    };
+    let report = ws
+        .layout
+        .emu_report(name, &format!("signed-{}", emulate::report_name(profile)));
+    let image = dir.join(format!("{name}.sys"));
+    let run = emulate::run_harness(
+        harness,
+        name,
+        &image,
+        &driver.scenario(),
+        &report,
+        Options::default(),
+    );
+    match run.outcome {
+        Outcome::Passed(_) => {
+            println!("  ✓ {what}");
+            t.record(true, what);
+        }
+        Outcome::Failed(r) => {
+            print!("{}", crate::emulator::report::render(&r));
+            t.record(false, what);
+        }
+        Outcome::Error(e) => t.record(false, format!("{what}: {e}")),
+    }
+}
+
+/// Every driver whose x64 image was placed, with the fault sweep, debug and release.
+fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut Tally) {
+    for profile in PROFILES {
+        let placed = |d: &&Driver| {
+            built.iter().any(|b| {
+                b.driver == d.name
+                    && b.arch == Arch::X64
+                    && b.profile == profile
+                    && b.result.is_ok()
+            })
+        };
+        let ready: Vec<&Driver> = drivers.iter().copied().filter(placed).collect();
+        if ready.is_empty() {
+            continue; // their build failures are counted already
+        }
+        let opts = Options {
+            faults: true,
+            ..Options::default()
+        };
+        match emulate::emulate(
+            ws,
+            &ready,
+            profile,
+            opts,
+            emulate::report_name(profile),
+            true,
+        ) {
+            Ok(runs) => {
+                for r in runs {
+                    let ok = matches!(r.outcome, Outcome::Passed(_));
+                    t.record(ok, format!("emulate {} ({profile}, with faults)", r.driver));
+                }
+            }
+            Err(e) => t.record(false, format!("emulate ({profile}): {e}")),
+        }
+    }
+}
+
+/// Builds a fixture and runs each of its scenarios, which must each be caught as it expects.
+fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
+    let name = &fixture.name;
+    let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
+        Ok(b) => b.into_iter().next().map(|b| b.result),
+        Err(e) => Some(Err(e)),
+    };
+    let image = match built {
+        Some(Ok(image)) => image,
+        Some(Err(e)) => return t.record(false, format!("fixture {name}: build: {e}")),
+        None => return t.record(false, format!("fixture {name}: nothing built")),
+    };
+    let (scenarios, harness) = match (fixtures::scenarios(fixture), Harness::locate(ws)) {
+        (Ok(s), Ok(h)) => (s, h),
+        (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
+    };
+    // The scenarios are independent runs: side by side, reported in their order.
+    crate::base::process::parallel_ordered(
+        scenarios.len(),
+        crate::base::process::jobs(),
+        |i| fixture_scenario(ws, &harness, name, &image, &scenarios[i]),
+        |_, (what, progress, result)| {
+            for line in progress {
+                eprintln!("{line}");
+            }
+            match result {
+                Ok(message) => {
+                    println!("{message}");
+                    t.record(true, what);
+                }
+                Err((rendered, message, failure)) => {
+                    print!("{rendered}");
+                    if !message.is_empty() {
+                        println!("{message}");
+                    }
+                    t.record(false, failure);
+                }
+            }
+        },
+    );
+}
+
+/// What one fixture scenario's check says: (the check, the harness's progress lines, Ok(the line
+/// to print) or Err((the report shown, the line to print, the failure recorded))).
+type FixtureCheck = (
+    String,
+    Vec<String>,
+    Result<String, (String, String, String)>,
+);
+
+fn fixture_scenario(
+    ws: &Workspace,
+    harness: &Harness,
+    name: &str,
+    image: &std::path::Path,
+    scenario: &std::path::Path,
+) -> FixtureCheck {
+    let stem = scenario
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let what = format!("fixture {name} {stem} is caught");
+    let expect = match fixtures::read_expect(&harness.python, scenario) {
+        Ok(e) => e,
+        Err(e) => {
+            let failure = format!("{what}: {e}");
+            return (
+                what,
+                Vec::new(),
+                Err((String::new(), String::new(), failure)),
+            );
+        }
+    };
+    let report = ws.layout.emu_report(name, &format!("{stem}.json"));
+    let opts = Options {
+        faults: expect.fault_sweep,
+        fault_phase: expect.fault_phase,
+        ..Options::default()
+    };
+    let mut progress = vec![format!(
+        "  emulating {name} with {stem}.toml{}...",
+        match (opts.faults, opts.fault_phase) {
+            (false, _) => "",
+            (true, FaultPhase::Both) => ", with fault sweep",
+            (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
+            (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
+        }
+    )];
+    let run =
+        emulate::run_harness_showing(harness, name, image, scenario, &report, opts, &mut |line| {
+            progress.push(format!("    {line}"));
+        });
+    let result = match fixtures::verdict(&run.outcome, &expect) {
+        Ok(()) => {
+            let wanted = expect.describe();
+            Ok(format!("  ✓ {name} {stem}: caught, as expected ({wanted})"))
+        }
+        Err(e) => Err((
+            run.outcome
+                .report()
+                .map(crate::emulator::report::render)
+                .unwrap_or_default(),
+            format!("  ✗ {name} {stem}: {e}"),
+            format!("{what}: {e}"),
+        )),
+    };
+    (what, progress, result)
+}
+
+/// The mutation check: every `xtask/mutations/*.toml` is named by its driver's README, and each
+/// mutant builds and fails in the harness with the rule that names its lesson. With `-p`, only
+/// the mutations of the selected drivers run (the README check then covers those drivers only).
+fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
+    let harness = match Harness::locate(ws) {
+        Ok(h) => h,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let mutations = match crate::commands::test::mutations::load_all(ws, &harness.python) {
+        Ok(m) => m,
+        Err(e) => return t.record(false, format!("mutations: {e}")),
+    };
+    let all_drivers = ws.select(&[]).map_or(0, |d| d.len()) == drivers.len();
+    if all_drivers {
+        let problems = crate::commands::test::mutations::readme_problems(ws, &mutations);
+        for p in &problems {
+            println!("  ✗ {p}");
+        }
+        t.record(
+            problems.is_empty() && !mutations.is_empty(),
+            format!(
+                "every README lesson has its mutation, and every mutation its README line ({} mutation(s))",
+                mutations.len()
+            ),
+        );
+    }
+    for m in &mutations {
+        let Some(driver) = drivers.iter().find(|d| d.name == m.driver) else {
+            if all_drivers {
+                t.record(
+                    false,
+                    format!("mutation {}: no driver {}", m.name, m.driver),
+                );
+            }
+            continue;
+        };
+        let what = format!("mutation {} ({}: {}) is caught", m.name, m.driver, m.lesson);
+        eprintln!("  building mutant {}...", m.name);
+        let image = match crate::commands::test::mutations::build(ws, driver, m) {
+            Ok(image) => image,
+            Err(e) => {
+                t.record(false, format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let report = ws
+            .layout
+            .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
+        let opts = Options {
+            faults: m.expect.fault_sweep,
+            fault_phase: m.expect.fault_phase,
+            ..Options::default()
+        };
+        let run = emulate::run_harness(
+            &harness,
+            &m.driver,
+            &image,
+            &driver.scenario(),
+            &report,
+            opts,
+        );
+        match fixtures::verdict(&run.outcome, &m.expect) {
+            Ok(()) => {
+                println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
+                t.record(true, what);
+            }
+            Err(e) => {
+                if let Some(r) = run.outcome.report() {
+                    print!("{}", crate::emulator::report::render(r));
+                }
+                println!("  ✗ mutant {}: {e}", m.name);
+                t.record(false, format!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+/// The last line of `cargo xtask test`, which `.ci/run`'s readers parse.
+fn final_line(passed: usize, failed: usize) -> String {
+    format!("{passed} passed, {failed} failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_line_is_what_ci_parses() {
+        assert_eq!(final_line(12, 0), "12 passed, 0 failed");
+    }
+}

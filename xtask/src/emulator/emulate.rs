@@ -1,0 +1,660 @@
+//! `cargo xtask emulate`: each placed x64 image run by the harness (`xtask/emu/harness.py`) in
+//! speakeasy, and its report shown. The harness's contract is `xtask/emu/REPORT.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::base::error::{Error, Result, bail};
+use crate::base::files;
+use crate::base::layout::{Arch, Profile, display_path};
+use crate::base::process::{run_teeing_stderr, tail};
+use crate::base::workspace::{Driver, Workspace};
+use crate::cli::EmulateArgs;
+use crate::emulator::report;
+use crate::emulator::venv;
+
+/// Overrides the harness script (for testing xtask with a stand-in harness).
+pub const HARNESS_ENV: &str = "XTASK_EMU_HARNESS";
+/// Overrides the harness's Python, skipping the venv (for testing xtask with a stand-in harness).
+pub const PYTHON_ENV: &str = "XTASK_EMU_PYTHON";
+
+/// How to start the harness.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    /// The interpreter: the venv's, with speakeasy.
+    pub python: PathBuf,
+    /// `xtask/emu/harness.py`.
+    pub script: PathBuf,
+}
+
+impl Harness {
+    /// The real harness, `xtask/emu/harness.py`, run by the venv's Python (installed on first use).
+    /// `$XTASK_EMU_HARNESS` and `$XTASK_EMU_PYTHON` replace them, for testing xtask itself.
+    pub fn locate(ws: &Workspace) -> Result<Self> {
+        let script = std::env::var_os(HARNESS_ENV).map_or_else(
+            || ws.root.join("xtask").join("emu").join("harness.py"),
+            PathBuf::from,
+        );
+        if !script.is_file() {
+            bail!(
+                "the emulator harness {} is missing: restore it from git",
+                script.display()
+            );
+        }
+        let python = match std::env::var_os(PYTHON_ENV) {
+            Some(p) => PathBuf::from(p),
+            None => venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))?,
+        };
+        Ok(Self { python, script })
+    }
+}
+
+/// Which fallible calls the fault sweep fails (`--fault-phase`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultPhase {
+    /// Those of DriverEntry and of DriverUnload.
+    #[default]
+    Both,
+    /// Those of DriverEntry only.
+    DriverEntry,
+    /// Those of DriverUnload only.
+    DriverUnload,
+}
+
+/// What to ask the harness for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `--faults`: the fault sweep.
+    pub faults: bool,
+    /// With `faults`: which phase's calls it fails.
+    pub fault_phase: FaultPhase,
+    /// `--count-instructions`: instructions per callback invocation.
+    pub count_instructions: bool,
+    /// `--jobs`: processes the harness runs its variant and fault runs in (0 or 1: one).
+    pub jobs: usize,
+}
+
+/// How one driver's emulation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every run passed; the report.
+    Passed(Value),
+    /// A run failed; the report says why.
+    Failed(Value),
+    /// The harness could not run or gave no usable report.
+    Error(String),
+}
+
+impl Outcome {
+    /// The report, if there is one.
+    pub fn report(&self) -> Option<&Value> {
+        match self {
+            Outcome::Passed(r) | Outcome::Failed(r) => Some(r),
+            Outcome::Error(_) => None,
+        }
+    }
+}
+
+/// One driver's emulation.
+#[derive(Debug)]
+pub struct DriverRun {
+    /// The driver.
+    pub driver: String,
+    /// The harness's exit status (`None`: killed by a signal, or never started).
+    pub exit: Option<i32>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// The report file name of an emulation of the `profile` image, in `target/emu/NAME/`.
+pub fn report_name(profile: Profile) -> &'static str {
+    match profile {
+        Profile::Debug => "report.json",
+        Profile::Release => "report-release.json",
+    }
+}
+
+/// The `emulate` command: builds what it runs (as `cargo run` would), then runs it.
+pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
+    let drivers = ws.select(&args.drivers)?;
+    let opts = Options {
+        faults: args.faults,
+        ..Options::default()
+    };
+    // Scenarios first: no build for a driver that could not be run anyway.
+    let problems: Vec<String> = drivers
+        .iter()
+        .filter_map(|d| scenario(ws, d).err().map(|e| e.to_string()))
+        .collect();
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let built = crate::commands::build::build(ws, &drivers, &[Arch::X64], args.profile)?;
+    let failed: Vec<&str> = built
+        .iter()
+        .filter(|b| b.result.is_err())
+        .map(|b| b.driver.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "emulate: {} did not build (see above); nothing was emulated",
+            failed.join(", ")
+        );
+    }
+    let runs = emulate(
+        ws,
+        &drivers,
+        args.profile,
+        opts,
+        report_name(args.profile),
+        !args.json,
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&aggregate(&runs)).unwrap_or_default()
+        );
+    }
+    let bad = runs
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Passed(_)))
+        .count();
+    if bad > 0 {
+        bail!("emulate: {bad} of {} driver(s) did not pass", runs.len());
+    }
+    Ok(())
+}
+
+/// The inputs of one driver's emulation, checked before anything is installed or run.
+pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(PathBuf, PathBuf)> {
+    let image = ws.layout.placed_sys(&driver.name, Arch::X64, profile);
+    let release = if profile == Profile::Release {
+        " --release"
+    } else {
+        ""
+    };
+    if !image.is_file() {
+        bail!(
+            "{name}: no built x64 image at {}: build it first: cargo xtask build -p {name}{release}",
+            display_path(&image, &ws.root),
+            name = driver.name
+        );
+    }
+    Ok((image, scenario(ws, driver)?))
+}
+
+/// The driver's `scenario.toml`, which must exist.
+fn scenario(ws: &Workspace, driver: &Driver) -> Result<PathBuf> {
+    let scenario = driver.scenario();
+    if !scenario.is_file() && driver.fixture {
+        bail!(
+            "{}: a test fixture has no scenario.toml; its scenario-*.toml files are run by `cargo xtask test`",
+            driver.name
+        );
+    }
+    if !scenario.is_file() {
+        bail!(
+            "{}: no emulation scenario at {}: a driver describes the kernel events that exercise its \
+             callbacks there (see xtask/emu/REPORT.md and ex-callback/scenario.toml)",
+            driver.name,
+            display_path(&scenario, &ws.root)
+        );
+    }
+    Ok(scenario)
+}
+
+/// Runs the harness on each of `drivers` (their x64 `profile` images), writing each report to
+/// `target/emu/NAME/<report_name>`. With `print`, shows each report as text as it comes.
+/// An `Err` means nothing was run (a missing image or scenario, no Python).
+pub fn emulate(
+    ws: &Workspace,
+    drivers: &[&Driver],
+    profile: Profile,
+    opts: Options,
+    report_name: &str,
+    print: bool,
+) -> Result<Vec<DriverRun>> {
+    if drivers.is_empty() {
+        bail!("no drivers to emulate");
+    }
+    let mut problems = Vec::new();
+    let mut planned = Vec::new();
+    for &d in drivers {
+        match inputs(ws, d, profile) {
+            Ok((image, scenario)) => planned.push((d, image, scenario)),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let harness = Harness::locate(ws)?;
+    // Drivers run side by side, each harness with the processes left over for its own runs
+    // (one driver alone gets them all); reports and output come in the drivers' order.
+    let jobs = crate::base::process::jobs();
+    let opts = Options {
+        jobs: (jobs / jobs.min(planned.len())).max(1),
+        ..opts
+    };
+    let mut runs = Vec::new();
+    crate::base::process::parallel_ordered(
+        planned.len(),
+        jobs,
+        |i| {
+            let (d, image, scenario) = &planned[i];
+            let report_path = ws.layout.emu_report(&d.name, report_name);
+            let mut progress = Vec::new();
+            let run = run_harness_showing(
+                &harness,
+                &d.name,
+                image,
+                scenario,
+                &report_path,
+                opts,
+                &mut |line| progress.push(line.to_owned()),
+            );
+            (run, progress)
+        },
+        |i, (run, progress)| {
+            eprintln!(
+                "  emulating {} ({profile}{})...",
+                planned[i].0.name,
+                if opts.faults {
+                    ", with fault sweep"
+                } else {
+                    ""
+                }
+            );
+            for line in progress {
+                eprintln!("    {line}");
+            }
+            if print {
+                print_run(&run);
+            }
+            runs.push(run);
+        },
+    );
+    if print {
+        println!("{}", summary(&runs));
+    }
+    Ok(runs)
+}
+
+/// Runs the harness once and interprets its exit status (0 passed, 1 a run failed, 2 could not run).
+pub fn run_harness(
+    harness: &Harness,
+    driver: &str,
+    image: &Path,
+    scenario: &Path,
+    report_path: &Path,
+    opts: Options,
+) -> DriverRun {
+    run_harness_showing(
+        harness,
+        driver,
+        image,
+        scenario,
+        report_path,
+        opts,
+        &mut |line| eprintln!("    {line}"),
+    )
+}
+
+/// [`run_harness`], with each line of the harness's progress (stderr) given to `show`.
+pub fn run_harness_showing(
+    harness: &Harness,
+    driver: &str,
+    image: &Path,
+    scenario: &Path,
+    report_path: &Path,
+    opts: Options,
+    show: &mut dyn FnMut(&str),
+) -> DriverRun {
+    // A report left by an earlier run must not be taken for this run's.
+    if let Err(e) = files::remove_if_exists(report_path) {
+        return DriverRun {
+            driver: driver.to_owned(),
+            exit: None,
+            outcome: Outcome::Error(e.to_string()),
+        };
+    }
+    if let Some(dir) = report_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut cmd = Command::new(&harness.python);
+    cmd.arg(&harness.script)
+        .arg("--image")
+        .arg(image)
+        .arg("--scenario")
+        .arg(scenario)
+        .arg("--report")
+        .arg(report_path);
+    if opts.faults {
+        cmd.arg("--faults");
+        match opts.fault_phase {
+            FaultPhase::Both => {}
+            FaultPhase::DriverEntry => {
+                cmd.args(["--fault-phase", "DriverEntry"]);
+            }
+            FaultPhase::DriverUnload => {
+                cmd.args(["--fault-phase", "DriverUnload"]);
+            }
+        }
+    }
+    if opts.count_instructions {
+        cmd.arg("--count-instructions");
+    }
+    if opts.jobs > 1 {
+        cmd.arg("--jobs").arg(opts.jobs.to_string());
+    }
+    let (status, stderr) = match run_teeing_stderr(&mut cmd, show) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = Error::new(format!(
+                "{e} (the harness's Python is {})",
+                harness.python.display()
+            ));
+            return DriverRun {
+                driver: driver.to_owned(),
+                exit: None,
+                outcome: Outcome::Error(e.to_string()),
+            };
+        }
+    };
+    let exit = status.code();
+    let outcome = interpret(exit, report_path, &stderr);
+    DriverRun {
+        driver: driver.to_owned(),
+        exit,
+        outcome,
+    }
+}
+
+fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
+    let said = || tail(stderr.trim_end(), 20);
+    match exit {
+        Some(0 | 1) if !report_path.is_file() => Outcome::Error(format!(
+            "the harness exited with {} but wrote no report (it crashed?):\n{}",
+            exit.unwrap_or_default(),
+            said()
+        )),
+        Some(code @ (0 | 1)) => match report::read(report_path) {
+            // The report is the verdict; an exit status that disagrees with it is a harness bug.
+            Ok(r) if code == 0 && report_passed(&r) => Outcome::Passed(r),
+            Ok(r) if code == 1 && !report_passed(&r) => Outcome::Failed(r),
+            Ok(r) => Outcome::Error(format!(
+                "the harness exited with {code} but its report says passed = {}",
+                report_passed(&r)
+            )),
+            Err(e) => Outcome::Error(e.to_string()),
+        },
+        Some(2) => Outcome::Error(format!("the harness could not run:\n{}", said())),
+        Some(code) => Outcome::Error(format!(
+            "the harness failed with exit status {code}:\n{}",
+            said()
+        )),
+        None => Outcome::Error(format!("the harness was killed by a signal:\n{}", said())),
+    }
+}
+
+fn report_passed(r: &Value) -> bool {
+    r.get("passed").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn print_run(run: &DriverRun) {
+    match &run.outcome {
+        Outcome::Passed(r) | Outcome::Failed(r) => print!("{}", report::render(r)),
+        Outcome::Error(e) => println!("== {}\n  ERROR: {e}", run.driver),
+    }
+}
+
+/// `emulate: 2 driver(s): 1 passed, 1 failed, 0 could not run; 12 run(s): 11 passed, 1 failed`.
+pub fn summary(runs: &[DriverRun]) -> String {
+    let count = |f: fn(&Outcome) -> bool| runs.iter().filter(|r| f(&r.outcome)).count();
+    let passed = count(|o| matches!(o, Outcome::Passed(_)));
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
+    let errors = count(|o| matches!(o, Outcome::Error(_)));
+    let (mut total, mut ok) = (0, 0);
+    for t in runs
+        .iter()
+        .filter_map(|r| r.outcome.report())
+        .map(report::tally)
+    {
+        total += t.runs;
+        ok += t.passed;
+    }
+    format!(
+        "emulate: {} driver(s): {passed} passed, {failed} failed, {errors} could not run; \
+         {total} run(s): {ok} passed, {} failed",
+        runs.len(),
+        total - ok
+    )
+}
+
+/// The `--json` document: every report, with each driver's outcome.
+pub fn aggregate(runs: &[DriverRun]) -> Value {
+    let drivers: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let (status, error) = match &r.outcome {
+                Outcome::Passed(_) => ("passed", None),
+                Outcome::Failed(_) => ("failed", None),
+                Outcome::Error(e) => ("error", Some(e.as_str())),
+            };
+            json!({
+                "driver": r.driver,
+                "status": status,
+                "harness_exit": r.exit,
+                "error": error,
+                "report": r.outcome.report(),
+            })
+        })
+        .collect();
+    json!({
+        "schema": report::SCHEMA,
+        "passed": runs.iter().all(|r| matches!(r.outcome, Outcome::Passed(_))),
+        "drivers": drivers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A stand-in harness: behaves as `$FAKE_MODE` says, checking its arguments as the real one
+    /// would be called.
+    const FAKE_HARNESS: &str = r#"
+import json, os, sys
+args = sys.argv[1:]
+def arg(name):
+    return args[args.index(name) + 1]
+mode = open(os.path.join(os.path.dirname(arg("--scenario")), "mode")).read().strip()
+if mode == "unusable":
+    print("harness: unknown scenario step `frobnicate`", file=sys.stderr); sys.exit(2)
+if mode == "crash":
+    raise RuntimeError("boom")
+passed = mode == "pass"
+runs = [{"name": "scenario", "kind": "scenario", "fault": None, "passed": passed,
+         "driver_entry": {"status": 0, "expected": "success"}, "unloaded": True,
+         "log": ["[fake] Info: DriverEntry " + os.path.basename(arg("--image"))],
+         "steps": [], "audit": [{"check": "every registration undone", "ok": passed, "detail": ""}],
+         "failures": [] if passed else ["1 registration left"], "error": None}]
+if "--faults" in args:
+    runs.append(dict(runs[0], name="fault x", kind="fault",
+                     fault={"routine": "ntoskrnl.ExCreateCallback", "occurrence": 1, "injected": "STATUS_INSUFFICIENT_RESOURCES"}))
+report = {"schema": 1, "driver": "fake", "image": arg("--image"), "passed": passed,
+          "routines": {"speakeasy": [], "modelled": []}, "runs": runs}
+print("progress on stdout must not reach ours")
+tmp = arg("--report") + ".tmp"
+json.dump(report, open(tmp, "w")); os.replace(tmp, arg("--report"))
+print("harness: run scenario", file=sys.stderr)
+sys.exit(0 if passed else 1)
+"#;
+
+    struct Fixture {
+        dir: PathBuf,
+        harness: Harness,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("xtask-emulate-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let script = dir.join("harness.py");
+            fs::write(&script, FAKE_HARNESS).unwrap();
+            Self {
+                harness: Harness {
+                    python: "python3".into(),
+                    script,
+                },
+                dir,
+            }
+        }
+
+        fn run(&self, mode: &str, faults: bool) -> DriverRun {
+            let scenario = self.dir.join("scenario.toml");
+            fs::write(&scenario, "").unwrap();
+            fs::write(self.dir.join("mode"), mode).unwrap();
+            let report = self.dir.join("emu/fake/report.json");
+            let opts = Options {
+                faults,
+                ..Options::default()
+            };
+            run_harness(
+                &self.harness,
+                "fake",
+                &self.dir.join("fake.sys"),
+                &scenario,
+                &report,
+                opts,
+            )
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn passing_and_failing_runs_carry_their_report() {
+        let f = Fixture::new("outcomes");
+        let pass = f.run("pass", true);
+        assert_eq!(pass.exit, Some(0));
+        let Outcome::Passed(r) = &pass.outcome else {
+            panic!("{:?}", pass.outcome)
+        };
+        assert_eq!(report::tally(r), report::Tally { runs: 2, passed: 2 });
+
+        let fail = f.run("fail", false);
+        assert!(
+            matches!(fail.outcome, Outcome::Failed(_)),
+            "{:?}",
+            fail.outcome
+        );
+        let text = summary(&[pass, fail]);
+        assert_eq!(
+            text,
+            "emulate: 2 driver(s): 1 passed, 1 failed, 0 could not run; 3 run(s): 2 passed, 1 failed"
+        );
+    }
+
+    #[test]
+    fn a_stale_report_is_never_read() {
+        let f = Fixture::new("stale");
+        assert!(matches!(f.run("pass", false).outcome, Outcome::Passed(_)));
+        // The harness now crashes: the previous report must not stand in for this run's.
+        let crash = f.run("crash", false);
+        let Outcome::Error(e) = &crash.outcome else {
+            panic!("{:?}", crash.outcome)
+        };
+        assert!(
+            e.contains("wrote no report") && e.contains("RuntimeError: boom"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exit_2_is_an_error_with_the_harness_message() {
+        let f = Fixture::new("unusable");
+        let run = f.run("unusable", false);
+        assert_eq!(run.exit, Some(2));
+        let Outcome::Error(e) = &run.outcome else {
+            panic!("{:?}", run.outcome)
+        };
+        assert!(
+            e.contains("could not run") && e.contains("unknown scenario step `frobnicate`"),
+            "{e}"
+        );
+        let doc = aggregate(&[run]);
+        assert_eq!(doc["passed"], false);
+        assert_eq!(doc["drivers"][0]["status"], "error");
+        assert_eq!(doc["drivers"][0]["harness_exit"], 2);
+        assert!(doc["drivers"][0]["report"].is_null());
+    }
+
+    #[test]
+    fn exit_status_and_report_must_agree() {
+        let dir = std::env::temp_dir().join(format!("xtask-emulate-agree-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        let mut r = report::tests::sample(); // passed: false
+        fs::write(&path, r.to_string()).unwrap();
+        assert!(matches!(interpret(Some(1), &path, ""), Outcome::Failed(_)));
+        assert!(matches!(interpret(Some(0), &path, ""), Outcome::Error(_)));
+        r["passed"] = json!(true);
+        fs::write(&path, r.to_string()).unwrap();
+        assert!(matches!(interpret(Some(0), &path, ""), Outcome::Passed(_)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_inputs_name_the_fix() {
+        let dir = std::env::temp_dir().join(format!("xtask-emulate-inputs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let driver = Driver {
+            name: "ex-callback".into(),
+            version: "0.1.0".into(),
+            dir: dir.join("ex-callback"),
+            fixture: false,
+            size_budget: None,
+            callback_instruction_budget: None,
+            variant: None,
+        };
+        let ws = Workspace {
+            root: dir.clone(),
+            layout: crate::base::layout::Layout::new(dir.join("target")),
+            drivers: vec![driver.clone()],
+        };
+        let e = inputs(&ws, &driver, Profile::Release)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("target/drivers/x64/release/ex-callback/ex-callback.sys")
+                && e.contains("cargo xtask build -p ex-callback --release"),
+            "{e}"
+        );
+        files::write_atomic(
+            &ws.layout
+                .placed_sys("ex-callback", Arch::X64, Profile::Release),
+            b"MZ",
+        )
+        .unwrap();
+        let e = inputs(&ws, &driver, Profile::Release)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no emulation scenario at ex-callback/scenario.toml"),
+            "{e}"
+        );
+        files::write_atomic(&driver.scenario(), b"").unwrap();
+        inputs(&ws, &driver, Profile::Release).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

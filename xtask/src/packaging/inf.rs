@@ -1,0 +1,1077 @@
+//! INF files: a driver's `<name>.inx` template stamped into `<name>.inf` the way stampinf does,
+//! and a checker for the form of a primitive (non-PnP) kernel-service driver
+//! (`docs/notes/packaging.md` §6; Microsoft's "Creating a primitive driver").
+//!
+//! **Stamping** (stampinf `-a ARCH -d DATE -v VERSION`): `$ARCH$` becomes `amd64` or `arm64`
+//! everywhere (so `[DefaultInstall.NT$ARCH$]` becomes `[DefaultInstall.NTamd64]`), and `DriverVer`
+//! in `[Version]` is set to `mm/dd/yyyy,w.x.y.z` (the build date in UTC, which is how Inf2Cat reads
+//! it, and the version of the driver's Cargo.toml), appended to `[Version]` if absent. Lines end
+//! in CRLF. The encoding is kept (ASCII, or UTF-16LE with its BOM).
+//!
+//! **Checks** (each names the line), what infverif would reject for this form:
+//! - encoding: ANSI or UTF-16LE only (infverif 1003); here ASCII or UTF-16LE with a BOM, since
+//!   an 8-bit file would be read in the machine's code page;
+//! - syntax: unterminated section names and quotes, lines outside any section;
+//! - `[Version]`: `Signature="$WINDOWS NT$"`, Class, a ClassGuid, Provider (a primitive driver's
+//!   `[Version]` must be complete), `CatalogFile=<name>.cat`, `PnpLockdown=1`, and a well-formed
+//!   `DriverVer` once stamped;
+//! - no `[Manufacturer]` (it makes a device INF; a primitive driver has none, 1297);
+//! - `[DefaultInstall]` only architecture-decorated, `[DefaultInstall.NT<arch>]` present
+//!   (1420/1421/1423), no `[DefaultUninstall]` unless decorated with `LegacyUninstall=1`;
+//! - DIRID 13 (the driver store) in `[DestinationDirs]` and in `ServiceBinary`: primitive drivers
+//!   install into the driver store, not System32\drivers (12);
+//! - the image `<name>.sys` listed in `[SourceDisksFiles]` (on a disk of `[SourceDisksNames]`),
+//!   copied by the install section's `CopyFiles`, and the binary of the service its `.Services`
+//!   section adds: `ServiceType=1` (kernel driver), `StartType` 0-4, `ErrorControl` 0-3;
+//! - every `%token%` defined in `[Strings]`; no `$TOKEN$` left that nothing replaces.
+
+use std::fmt;
+
+use crate::base::layout::Arch;
+
+/// One problem in an INF, at a line (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The line it is on (1-based).
+    pub line: usize,
+    /// What is wrong, and the fix.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+fn problem(line: usize, message: impl Into<String>) -> Problem {
+    Problem {
+        line,
+        message: message.into(),
+    }
+}
+
+/// How the file was encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// ASCII (a subset of every ANSI code page).
+    Ascii,
+    /// UTF-16LE with a byte-order mark.
+    Utf16Le,
+}
+
+/// The INF's text and encoding, or the encoding problem.
+pub fn decode(bytes: &[u8]) -> Result<(String, Encoding), Problem> {
+    const FIX: &str = "INF files must be ANSI or UTF-16LE (infverif 1003): write it in ASCII, or \
+                       save it as UTF-16LE with a byte-order mark";
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        if rest.len() % 2 != 0 {
+            return Err(problem(
+                1,
+                format!("UTF-16LE with an odd number of bytes: the file is truncated; {FIX}"),
+            ));
+        }
+        let units: Vec<u16> = rest
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return match String::from_utf16(&units) {
+            Ok(text) => Ok((text, Encoding::Utf16Le)),
+            Err(_) => Err(problem(
+                1,
+                format!("invalid UTF-16LE (an unpaired surrogate); {FIX}"),
+            )),
+        };
+    }
+    if bytes.starts_with(&[0xFE, 0xFF]) {
+        return Err(problem(1, format!("the file is UTF-16 big-endian; {FIX}")));
+    }
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(problem(
+            1,
+            format!("the file starts with a UTF-8 byte-order mark; {FIX}"),
+        ));
+    }
+    if let Some(at) = bytes.iter().position(|&b| !b.is_ascii() || b == 0) {
+        let line = bytes[..at].split(|&b| b == b'\n').count();
+        return Err(problem(
+            line,
+            format!("byte 0x{:02X} is not ASCII (UTF-8 text?); {FIX}", bytes[at]),
+        ));
+    }
+    Ok((String::from_utf8_lossy(bytes).into_owned(), Encoding::Ascii))
+}
+
+/// `text` encoded as `encoding` (with the BOM for UTF-16LE).
+pub fn encode(text: &str, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Ascii => text.as_bytes().to_vec(),
+        Encoding::Utf16Le => {
+            let mut out = vec![0xFF, 0xFE];
+            for unit in text.encode_utf16() {
+                out.extend_from_slice(&unit.to_le_bytes());
+            }
+            out
+        }
+    }
+}
+
+/// One entry: `key = v1, v2` or a bare `v1, v2` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its line.
+    pub line: usize,
+    /// The key, if the line has `=`.
+    pub key: Option<String>,
+    /// The comma-separated fields, trimmed, quotes removed.
+    pub fields: Vec<String>,
+}
+
+impl Entry {
+    /// The first field, or "".
+    pub fn value(&self) -> &str {
+        self.fields.first().map_or("", String::as_str)
+    }
+
+    fn key_is(&self, key: &str) -> bool {
+        self.key
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case(key))
+    }
+}
+
+/// One `[section]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// The name, as written.
+    pub name: String,
+    /// The line of its header.
+    pub line: usize,
+    /// Its entries.
+    pub entries: Vec<Entry>,
+}
+
+impl Section {
+    /// The entries with `key` (case-insensitive).
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries.iter().filter(move |e| e.key_is(key))
+    }
+
+    /// The first entry with `key`.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key_is(key))
+    }
+}
+
+/// A parsed INF.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inf {
+    /// The sections in file order (a name may repeat; INF merges them).
+    pub sections: Vec<Section>,
+}
+
+impl Inf {
+    /// The first section named `name` (case-insensitive).
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The first entry `key` of section `name`.
+    pub fn value(&self, section: &str, key: &str) -> Option<&Entry> {
+        self.sections
+            .iter()
+            .filter(|s| s.name.eq_ignore_ascii_case(section))
+            .find_map(|s| s.get(key))
+    }
+}
+
+/// Splits a line at its comment (`;` outside quotes); `Err` if a quote is not closed.
+fn strip_comment(line: &str) -> Result<&str, ()> {
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => return Ok(&line[..i]),
+            _ => {}
+        }
+    }
+    if quoted { Err(()) } else { Ok(line) }
+}
+
+/// Splits at `sep` outside quotes.
+fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut start) = (false, 0);
+    for (i, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            parts.push(&text[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// A field trimmed, with its quotes removed (`""` inside quotes is one quote).
+fn unquote(field: &str) -> String {
+    let field = field.trim();
+    let mut out = String::new();
+    let mut chars = field.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if quoted && chars.peek() == Some(&'"') {
+                out.push('"');
+                chars.next();
+            } else {
+                quoted = !quoted;
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses INF text; syntax problems are returned with what could be parsed.
+pub fn parse(text: &str) -> (Inf, Vec<Problem>) {
+    let mut inf = Inf::default();
+    let mut problems = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let Ok(content) = strip_comment(raw) else {
+            problems.push(problem(number, "a quote (\") is not closed on this line"));
+            continue;
+        };
+        let content = content.trim();
+        // A trailing backslash continues the entry on the next line.
+        let (start, mut joined) = pending.take().unwrap_or((number, String::new()));
+        if let Some(head) = content.strip_suffix('\\') {
+            joined.push_str(head);
+            pending = Some((start, joined));
+            continue;
+        }
+        joined.push_str(content);
+        let content = joined.trim();
+        if content.is_empty() {
+            continue;
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            match rest.find(']') {
+                Some(end) if rest[end + 1..].trim().is_empty() => inf.sections.push(Section {
+                    name: rest[..end].trim().to_owned(),
+                    line: start,
+                    entries: Vec::new(),
+                }),
+                Some(_) => problems.push(problem(start, "text after the section name's `]`")),
+                None => problems.push(problem(start, "a section name without its closing `]`")),
+            }
+            continue;
+        }
+        let Some(section) = inf.sections.last_mut() else {
+            problems.push(problem(
+                start,
+                format!("`{content}` is outside any section: put it under a [section] header"),
+            ));
+            continue;
+        };
+        let halves = split_unquoted(content, '=');
+        let (key, values) = if halves.len() > 1 {
+            (
+                Some(unquote(halves[0])),
+                content[halves[0].len() + 1..].to_owned(),
+            )
+        } else {
+            (None, content.to_owned())
+        };
+        section.entries.push(Entry {
+            line: start,
+            key,
+            fields: split_unquoted(&values, ',')
+                .into_iter()
+                .map(unquote)
+                .collect(),
+        });
+    }
+    if let Some((line, _)) = pending {
+        problems.push(problem(line, "the file ends in a line continuation (`\\`)"));
+    }
+    (inf, problems)
+}
+
+/// The architecture decoration stampinf writes: `amd64`, `arm64`.
+pub fn arch_decoration(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => "amd64",
+        Arch::Arm64 => "arm64",
+    }
+}
+
+/// `mm/dd/yyyy,w.x.y.z` from a date and a Cargo version `a.b.c`.
+pub fn driver_ver(year: u16, month: u8, day: u8, cargo_version: &str) -> Result<String, String> {
+    let parts: Vec<&str> = cargo_version.split('.').collect();
+    let numbers: Option<Vec<u16>> = parts.iter().map(|p| p.parse::<u16>().ok()).collect();
+    match numbers {
+        Some(n) if (1..=4).contains(&n.len()) => {
+            let mut n = n;
+            n.resize(4, 0);
+            Ok(format!(
+                "{month:02}/{day:02}/{year:04},{}.{}.{}.{}",
+                n[0], n[1], n[2], n[3]
+            ))
+        }
+        _ => Err(format!(
+            "the version `{cargo_version}` cannot be a DriverVer version (w.x.y.z, each 0-65535, \
+             no pre-release or build suffix): change `version` in the driver's Cargo.toml"
+        )),
+    }
+}
+
+/// The `.inf` text from the `.inx` text: `$ARCH$` replaced, `DriverVer` set, CRLF line ends.
+pub fn stamp(inx: &str, arch: Arch, driver_ver: &str) -> String {
+    let inx = replace_arch(inx, arch);
+    let mut out: Vec<String> = Vec::new();
+    let mut in_version = false;
+    let mut stamped = false;
+    let mut last_version_entry: Option<usize> = None;
+    let stamp_line = format!("DriverVer   = {driver_ver}");
+    for raw in inx.lines() {
+        let content = strip_comment(raw).unwrap_or(raw).trim();
+        if content.starts_with('[') {
+            in_version = content
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("Version"));
+        } else if in_version && !content.is_empty() {
+            let key = split_unquoted(content, '=');
+            if key.len() > 1 && key[0].trim().eq_ignore_ascii_case("DriverVer") {
+                out.push(stamp_line.clone());
+                stamped = true;
+                last_version_entry = Some(out.len() - 1);
+                continue;
+            }
+            last_version_entry = Some(out.len());
+        }
+        out.push(raw.to_owned());
+    }
+    if !stamped && let Some(at) = last_version_entry {
+        out.insert(at + 1, stamp_line);
+    }
+    let mut text = out.join("\r\n");
+    text.push_str("\r\n");
+    text
+}
+
+/// What the checker needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The driver's package name (`<name>.sys`, `<name>.cat`).
+    pub name: &'a str,
+    /// The architecture the INF is for.
+    pub arch: Arch,
+    /// `DriverVer` must be present and well-formed (a stamped `.inf`; an `.inx` may leave it to
+    /// stamping).
+    pub stamped: bool,
+}
+
+/// Checks INF text (with `$ARCH$` still in it, for an `.inx`: it is replaced first, keeping the
+/// lines) against the primitive-driver form.
+#[allow(clippy::too_many_lines)]
+pub fn check(text: &str, expect: &Expect<'_>) -> Vec<Problem> {
+    let text = replace_arch(text, expect.arch);
+    let (inf, mut problems) = parse(&text);
+    let mut p = |line: usize, message: String| problems.push(problem(line, message));
+    let sys = format!("{}.sys", expect.name);
+    let decorated = format!("DefaultInstall.NT{}", arch_decoration(expect.arch));
+
+    // [Version]
+    match inf.section("Version") {
+        None => p(
+            1,
+            "there is no [Version] section: every INF starts with one".into(),
+        ),
+        Some(v) => {
+            let need = |key: &str, example: &str| -> Option<String> {
+                match v.get(key) {
+                    Some(e) if !e.value().is_empty() => None,
+                    _ => Some(format!(
+                        "[Version] has no {key}: add `{key} = {example}` (a primitive driver's \
+                         [Version] must be complete)"
+                    )),
+                }
+            };
+            for (key, example) in [
+                ("Signature", "\"$WINDOWS NT$\""),
+                ("Class", "System"),
+                ("ClassGuid", "{4d36e97d-e325-11ce-bfc1-08002be10318}"),
+                ("Provider", "%ProviderName%"),
+                ("CatalogFile", &format!("{}.cat", expect.name)),
+                ("PnpLockdown", "1"),
+            ] {
+                if let Some(m) = need(key, example) {
+                    p(v.line, m);
+                }
+            }
+            if let Some(e) = v.get("Signature")
+                && !e.value().is_empty()
+                && !e.value().eq_ignore_ascii_case("$WINDOWS NT$")
+            {
+                p(
+                    e.line,
+                    format!("Signature is `{}`: use \"$WINDOWS NT$\"", e.value()),
+                );
+            }
+            if let Some(e) = v.get("ClassGuid")
+                && !e.value().is_empty()
+                && !is_guid(e.value())
+            {
+                p(
+                    e.line,
+                    format!(
+                        "ClassGuid `{}` is not a GUID in braces ({{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}})",
+                        e.value()
+                    ),
+                );
+            }
+            if let Some(e) = v.get("CatalogFile")
+                && !e.value().is_empty()
+                && !e
+                    .value()
+                    .eq_ignore_ascii_case(&format!("{}.cat", expect.name))
+            {
+                p(
+                    e.line,
+                    format!(
+                        "CatalogFile is `{}`, but the package's catalog is {}.cat",
+                        e.value(),
+                        expect.name
+                    ),
+                );
+            }
+            if let Some(e) = v.get("PnpLockdown")
+                && !e.value().is_empty()
+                && e.value() != "1"
+            {
+                p(
+                    e.line,
+                    "PnpLockdown must be 1 (the driver's files are protected)".into(),
+                );
+            }
+            match v.get("DriverVer") {
+                Some(e)
+                    if !is_driver_ver(&e.fields) && (expect.stamped || !e.value().is_empty()) =>
+                {
+                    p(
+                        e.line,
+                        format!(
+                            "DriverVer `{}` is not mm/dd/yyyy,w.x.y.z",
+                            e.fields.join(",")
+                        ),
+                    );
+                }
+                None if expect.stamped => p(v.line, "[Version] has no DriverVer".into()),
+                _ => {}
+            }
+        }
+    }
+
+    // Primitive driver form.
+    for s in &inf.sections {
+        let lower = s.name.to_ascii_lowercase();
+        if lower == "manufacturer" {
+            p(
+                s.line,
+                "[Manufacturer] makes this a device INF; a primitive (non-PnP) driver has \
+                       none: install with [DefaultInstall.NT$ARCH$] instead (infverif 1297)"
+                    .into(),
+            );
+        } else if lower == "defaultinstall" || lower == "defaultinstall.services" {
+            p(
+                s.line,
+                format!(
+                    "[{}] is not architecture-decorated: a primitive driver's install section is \
+                 [DefaultInstall.NT$ARCH$] (infverif 1420/1421)",
+                    s.name
+                ),
+            );
+        } else if lower == "defaultinstall.nt" || lower.starts_with("defaultinstall.nt.") {
+            p(
+                s.line,
+                format!(
+                    "[{}] has no architecture: write [DefaultInstall.NT$ARCH$]",
+                    s.name
+                ),
+            );
+        } else if lower == "defaultuninstall" || lower.starts_with("defaultuninstall.") {
+            let legacy = s.get("LegacyUninstall").is_some_and(|e| e.value() == "1");
+            if lower == "defaultuninstall" || !legacy {
+                p(
+                    s.line,
+                    format!(
+                        "[{}]: a primitive driver has no uninstall section (Windows uninstalls the \
+                     package); remove it, or keep only a decorated one with LegacyUninstall=1 \
+                     for older Windows",
+                        s.name
+                    ),
+                );
+            }
+        }
+    }
+    let install = inf.section(&decorated);
+    if install.is_none() {
+        p(
+            1,
+            format!(
+                "there is no [{decorated}] section: a primitive driver installs with an \
+             architecture-decorated [DefaultInstall.NT$ARCH$] (infverif 1423)"
+            ),
+        );
+    }
+
+    // Files: where they come from and where they go.
+    let disks: Vec<&str> = inf
+        .section("SourceDisksNames")
+        .map(|s| s.entries.iter().filter_map(|e| e.key.as_deref()).collect())
+        .unwrap_or_default();
+    match inf.section("SourceDisksNames") {
+        None => p(
+            1,
+            "there is no [SourceDisksNames] section: add `1 = %DiskName%,,,\"\"`".into(),
+        ),
+        Some(s) if disks.is_empty() => p(
+            s.line,
+            "[SourceDisksNames] lists no disk: add `1 = %DiskName%,,,\"\"`".into(),
+        ),
+        Some(_) => {}
+    }
+    let mut source_files: Vec<String> = Vec::new();
+    match inf.section("SourceDisksFiles") {
+        None => p(
+            1,
+            format!("there is no [SourceDisksFiles] section: add it with `{sys} = 1,,`"),
+        ),
+        Some(s) => {
+            for e in &s.entries {
+                let file = e.key.clone().unwrap_or_else(|| e.value().to_owned());
+                let disk = if e.key.is_some() { e.value() } else { "" };
+                if !disks.is_empty() && !disks.contains(&disk) {
+                    p(
+                        e.line,
+                        format!(
+                            "{file} is on disk `{disk}`, which [SourceDisksNames] does not list"
+                        ),
+                    );
+                }
+                source_files.push(file.to_ascii_lowercase());
+            }
+            if !source_files.contains(&sys.to_ascii_lowercase()) {
+                p(
+                    s.line,
+                    format!("[SourceDisksFiles] does not list the driver image: add `{sys} = 1,,`"),
+                );
+            }
+        }
+    }
+    match inf.section("DestinationDirs") {
+        None => p(
+            1,
+            "there is no [DestinationDirs] section: add it with `DefaultDestDir = 13`".into(),
+        ),
+        Some(s) => {
+            for e in &s.entries {
+                if e.value() != "13" {
+                    p(
+                        e.line,
+                        format!(
+                            "DIRID {} in [DestinationDirs]: a primitive driver installs its files \
+                         into the driver store, DIRID 13 (12 is System32\\drivers)",
+                            if e.value().is_empty() {
+                                "(none)"
+                            } else {
+                                e.value()
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(install) = install {
+        let mut copied: Vec<String> = Vec::new();
+        let copy_files: Vec<&Entry> = install.all("CopyFiles").collect();
+        if copy_files.is_empty() {
+            p(
+                install.line,
+                format!(
+                    "[{decorated}] has no CopyFiles: add `CopyFiles = <a section listing {sys}>`"
+                ),
+            );
+        }
+        for e in copy_files {
+            for target in &e.fields {
+                if let Some(file) = target.strip_prefix('@') {
+                    copied.push(file.to_ascii_lowercase());
+                } else if let Some(list) = inf.section(target) {
+                    copied.extend(list.entries.iter().map(|f| {
+                        f.key
+                            .clone()
+                            .unwrap_or_else(|| f.value().to_owned())
+                            .to_ascii_lowercase()
+                    }));
+                } else {
+                    p(
+                        e.line,
+                        format!("CopyFiles names [{target}], which does not exist"),
+                    );
+                }
+            }
+        }
+        for file in &copied {
+            if !source_files.is_empty() && !source_files.contains(file) {
+                p(
+                    install.line,
+                    format!("{file} is copied but not listed in [SourceDisksFiles]"),
+                );
+            }
+        }
+        if !copied.contains(&sys.to_ascii_lowercase()) {
+            p(
+                install.line,
+                format!("[{decorated}] does not copy the driver image {sys}"),
+            );
+        }
+    }
+    let services_name = format!("{decorated}.Services");
+    match inf.section(&services_name) {
+        None => p(
+            1,
+            format!(
+                "there is no [{services_name}] section: a kernel-service driver adds its service \
+             there (`AddService = Name,0,Name.Service`)"
+            ),
+        ),
+        Some(s) => {
+            let adds: Vec<&Entry> = s.all("AddService").collect();
+            if adds.is_empty() {
+                p(s.line, format!("[{services_name}] has no AddService"));
+            }
+            for e in adds {
+                check_service(&inf, e, &sys, &mut p);
+            }
+        }
+    }
+
+    // %strings% and $tokens$.
+    let strings: Vec<String> = inf
+        .section("Strings")
+        .map(|s| {
+            s.entries
+                .iter()
+                .filter_map(|e| e.key.as_ref().map(|k| k.to_ascii_lowercase()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (index, raw) in text.lines().enumerate() {
+        let Ok(content) = strip_comment(raw) else {
+            continue;
+        };
+        for token in percent_tokens(content) {
+            if token.is_empty() || token.chars().all(|c| c.is_ascii_digit()) {
+                continue; // %% or a DIRID such as %13%
+            }
+            if !strings.contains(&token.to_ascii_lowercase()) {
+                p(index + 1, format!("%{token}% is not defined in [Strings]"));
+            }
+        }
+        for token in dollar_tokens(content) {
+            if !token.eq_ignore_ascii_case("WINDOWS NT") {
+                p(
+                    index + 1,
+                    format!(
+                        "${token}$ is not replaced by stamping (only $ARCH$ is): write the value"
+                    ),
+                );
+            }
+        }
+    }
+    problems.sort_by_key(|p| p.line);
+    problems
+}
+
+fn check_service(inf: &Inf, add: &Entry, sys: &str, p: &mut impl FnMut(usize, String)) {
+    let (name, section) = (add.value(), add.fields.get(2).map_or("", String::as_str));
+    if name.is_empty() || section.is_empty() {
+        p(
+            add.line,
+            "AddService needs `ServiceName,flags,ServiceInstallSection`".into(),
+        );
+        return;
+    }
+    let Some(s) = inf.section(section) else {
+        p(
+            add.line,
+            format!("AddService names [{section}], which does not exist"),
+        );
+        return;
+    };
+    let number = |key: &str| s.get(key).map(|e| (e.line, e.value().parse::<u32>().ok()));
+    match number("ServiceType") {
+        Some((_, Some(1))) => {}
+        Some((line, _)) => p(line, "ServiceType must be 1 (SERVICE_KERNEL_DRIVER)".into()),
+        None => p(
+            s.line,
+            format!("[{section}] has no ServiceType: add `ServiceType = 1`"),
+        ),
+    }
+    match number("StartType") {
+        Some((_, Some(0..=4))) => {}
+        Some((line, _)) => p(
+            line,
+            "StartType must be 0-4 (3 = SERVICE_DEMAND_START)".into(),
+        ),
+        None => p(
+            s.line,
+            format!("[{section}] has no StartType: add `StartType = 3`"),
+        ),
+    }
+    match number("ErrorControl") {
+        Some((_, Some(0..=3))) => {}
+        Some((line, _)) => p(
+            line,
+            "ErrorControl must be 0-3 (1 = SERVICE_ERROR_NORMAL)".into(),
+        ),
+        None => p(
+            s.line,
+            format!("[{section}] has no ErrorControl: add `ErrorControl = 1`"),
+        ),
+    }
+    let want = format!("%13%\\{sys}");
+    match s.get("ServiceBinary") {
+        Some(e) if e.value().eq_ignore_ascii_case(&want) => {}
+        Some(e) if !e.value().starts_with("%13%") => p(
+            e.line,
+            format!(
+                "ServiceBinary `{}` is not in the driver store: use `{want}` (DIRID 13; %12% is \
+             System32\\drivers)",
+                e.value()
+            ),
+        ),
+        Some(e) => p(
+            e.line,
+            format!(
+                "ServiceBinary `{}` is not the driver image: use `{want}`",
+                e.value()
+            ),
+        ),
+        None => p(
+            s.line,
+            format!("[{section}] has no ServiceBinary: add `ServiceBinary = {want}`"),
+        ),
+    }
+}
+
+/// The names between `%` pairs (`%%` gives an empty one).
+fn percent_tokens(line: &str) -> Vec<&str> {
+    delimited(line, '%')
+}
+
+/// The names between `$` pairs.
+fn dollar_tokens(line: &str) -> Vec<&str> {
+    delimited(line, '$')
+}
+
+/// The texts between pairs of `c`.
+fn delimited(line: &str, c: char) -> Vec<&str> {
+    let parts: Vec<&str> = line.split(c).collect();
+    parts
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .take((parts.len() - 1) / 2)
+        .copied()
+        .collect()
+}
+
+/// `text` with `$ARCH$` replaced outside comments, line by line (so line numbers stay).
+fn replace_arch(text: &str, arch: Arch) -> String {
+    let mut out = String::with_capacity(text.len());
+    for raw in text.split_inclusive('\n') {
+        let content_len = strip_comment(raw).map_or(raw.len(), str::len);
+        out.push_str(&raw[..content_len].replace("$ARCH$", arch_decoration(arch)));
+        out.push_str(&raw[content_len..]);
+    }
+    out
+}
+
+fn is_guid(s: &str) -> bool {
+    let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) else {
+        return false;
+    };
+    let groups: Vec<&str> = inner.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_driver_ver(fields: &[String]) -> bool {
+    let [date, version] = fields else {
+        return false;
+    };
+    let d: Vec<&str> = date.split('/').collect();
+    let v: Vec<&str> = version.split('.').collect();
+    let num = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_digit());
+    d.len() == 3
+        && num(d[0], 2)
+        && num(d[1], 2)
+        && num(d[2], 4)
+        && v.len() == 4
+        && v.iter().all(|p| p.parse::<u16>().is_ok())
+}
+
+/// The service the INF installs (`AddService`'s first field), for the manifest.
+pub fn service_name(inf: &Inf, arch: Arch) -> Option<String> {
+    let section = format!("DefaultInstall.NT{}.Services", arch_decoration(arch));
+    inf.value(&section, "AddService")
+        .map(|e| e.value().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../../ex-callback/ex-callback.inx");
+
+    fn expect(stamped: bool) -> Expect<'static> {
+        Expect {
+            name: "ex-callback",
+            arch: Arch::X64,
+            stamped,
+        }
+    }
+
+    /// The problems of `GOOD` with `from` replaced by `to` (which must occur).
+    fn problems_after(from: &str, to: &str) -> Vec<Problem> {
+        assert!(GOOD.contains(from), "{from}");
+        check(&GOOD.replacen(from, to, 1), &expect(false))
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        1 + text.lines().position(|l| l.starts_with(needle)).unwrap()
+    }
+
+    #[test]
+    fn the_sample_inx_passes_and_so_does_its_stamped_inf() {
+        assert_eq!(check(GOOD, &expect(false)), []);
+        for arch in Arch::ALL {
+            let inf = stamp(GOOD, arch, "05/01/2026,0.1.0.0");
+            let e = Expect {
+                name: "ex-callback",
+                arch,
+                stamped: true,
+            };
+            assert_eq!(check(&inf, &e), [], "{arch}");
+            assert!(inf.contains(&format!("[DefaultInstall.NT{}]\r\n", arch_decoration(arch))));
+            assert!(inf.contains("DriverVer   = 05/01/2026,0.1.0.0\r\n"));
+            assert!(!inf.contains("NT$ARCH$]") && !inf.contains("01/01/2000"));
+            let (parsed, _) = parse(&inf);
+            assert_eq!(service_name(&parsed, arch).as_deref(), Some("ExCallback"));
+        }
+    }
+
+    #[test]
+    fn stamping_appends_a_missing_driver_ver_to_version() {
+        let inx = "[Version]\nSignature = \"$WINDOWS NT$\"\nClass = System\n\n[Strings]\n";
+        let inf = stamp(inx, Arch::Arm64, "01/02/2026,1.2.3.0");
+        assert_eq!(
+            inf,
+            "[Version]\r\nSignature = \"$WINDOWS NT$\"\r\nClass = System\r\nDriverVer   = 01/02/2026,1.2.3.0\r\n\r\n[Strings]\r\n"
+        );
+    }
+
+    #[test]
+    fn driver_ver_from_the_cargo_version() {
+        assert_eq!(
+            driver_ver(2026, 5, 1, "0.1.0").unwrap(),
+            "05/01/2026,0.1.0.0"
+        );
+        assert!(
+            driver_ver(2026, 5, 1, "0.1.0-beta.1")
+                .unwrap_err()
+                .contains("Cargo.toml")
+        );
+        assert!(driver_ver(2026, 5, 1, "70000.0.0").is_err());
+    }
+
+    #[test]
+    fn each_mistake_is_reported_at_its_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("DefaultDestDir = 13", "DefaultDestDir = 12", "DIRID 12"),
+            (
+                "[DefaultInstall.NT$ARCH$]",
+                "[DefaultInstall]",
+                "not architecture-decorated",
+            ),
+            (
+                "ServiceBinary = %13%",
+                "ServiceBinary = %12%",
+                "not in the driver store",
+            ),
+            (
+                "ServiceType   = 1",
+                "ServiceType   = 2",
+                "SERVICE_KERNEL_DRIVER",
+            ),
+            (
+                "ClassGuid   = {4d36e97d",
+                "ClassGuid   = {4d36e97",
+                "not a GUID",
+            ),
+            (
+                "CatalogFile = ex-callback.cat",
+                "CatalogFile = other.cat",
+                "other.cat",
+            ),
+            (
+                "Provider    = %ProviderName%",
+                "Provider    = %Nobody%",
+                "%Nobody% is not defined",
+            ),
+            (
+                "Signature   = \"$WINDOWS NT$\"",
+                "Signature   = \"$CHICAGO$\"",
+                "$CHICAGO$",
+            ),
+            (
+                "DriverVer   = 01/01/2000,0.0.0.0",
+                "DriverVer   = 2000-01-01",
+                "not mm/dd/yyyy",
+            ),
+            (
+                "CopyFiles = ExCallback.CopyFiles",
+                "CopyFiles = Missing.CopyFiles",
+                "[Missing.CopyFiles], which does not exist",
+            ),
+            ("ex-callback.sys = 1,,", "ex-callback.sys = 2,,", "disk `2`"),
+            (
+                "AddService = ExCallback,0,ExCallback.Service",
+                "AddService = ExCallback,0,Nope",
+                "[Nope]",
+            ),
+            (
+                "ProviderName       = \"Windows",
+                "ProviderName       = \"Windows",
+                "",
+            ),
+        ];
+        for (from, to, wanted) in cases {
+            if wanted.is_empty() {
+                continue;
+            }
+            let problems = problems_after(from, to);
+            let line = line_of(GOOD, from.split('=').next().unwrap().trim_end());
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.line == line && p.message.contains(wanted)),
+                "{from} -> {to}: wanted `{wanted}` at line {line}, got {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_fields_and_sections_are_named() {
+        let problems = problems_after("PnpLockdown = 1\n", "");
+        let version = line_of(GOOD, "[Version]");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == version && p.message.contains("no PnpLockdown")),
+            "{problems:?}"
+        );
+        let problems = problems_after("\n[Strings]\n", "\n[Manufacturer]\n[Strings]\n");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("[Manufacturer] makes this a device INF")),
+            "{problems:?}"
+        );
+        let problems = check("[Version]\nSignature=\"$WINDOWS NT$\"\n", &expect(false));
+        for needle in [
+            "no Class:",
+            "no Provider",
+            "[DefaultInstall.NTamd64]",
+            "[SourceDisksFiles]",
+            "[DestinationDirs]",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.message.contains(needle)),
+                "{needle}: {problems:?}"
+            );
+        }
+        let problems = problems_after(
+            "\n[Strings]\n",
+            "\n[DefaultUninstall.NT$ARCH$]\nDelFiles = x\n[Strings]\n",
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("LegacyUninstall=1")),
+            "{problems:?}"
+        );
+        let problems = problems_after(
+            "\n[Strings]\n",
+            "\n[DefaultUninstall.NT$ARCH$]\nLegacyUninstall = 1\n[Strings]\n",
+        );
+        assert_eq!(problems, []);
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let (_, problems) = parse("key = 1\n[Version\nSignature = \"x\n");
+        assert_eq!(
+            problems.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn encodings() {
+        let (text, enc) = decode(&encode("[Version]\r\n", Encoding::Utf16Le)).unwrap();
+        assert_eq!((text.as_str(), enc), ("[Version]\r\n", Encoding::Utf16Le));
+        assert_eq!(decode(b"[Version]\n").unwrap().1, Encoding::Ascii);
+        let e = decode("[Version]\n; caf\u{e9}\n".as_bytes()).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("UTF-16LE"), "{e}");
+        assert!(
+            decode(b"\xEF\xBB\xBF[Version]")
+                .unwrap_err()
+                .message
+                .contains("UTF-8 byte-order mark")
+        );
+        assert!(
+            decode(b"\xFE\xFF\x00[")
+                .unwrap_err()
+                .message
+                .contains("big-endian")
+        );
+    }
+
+    #[test]
+    fn comments_and_quotes() {
+        let (inf, problems) = parse("[S]\nk = \"a;b\", c ; comment\nbare\n");
+        assert_eq!(problems, []);
+        let s = inf.section("s").unwrap();
+        assert_eq!(s.entries[0].fields, ["a;b", "c"]);
+        assert_eq!(s.entries[1].key, None);
+        assert_eq!(percent_tokens("%a% x %13%\\y %%"), ["a", "13", ""]);
+    }
+}
