@@ -24,6 +24,12 @@ pub enum Arch {
     Arm64,
 }
 
+/// The PE `Machine` of an x64 image (Microsoft's "PE Format" page, "Machine Types"). Defined
+/// here, below the image library, which re-exports it: `base` imports no other layer.
+pub const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
+/// The PE `Machine` of an ARM64 image.
+pub const IMAGE_FILE_MACHINE_ARM64: u16 = 0xAA64;
+
 impl Arch {
     /// Both, in build order.
     pub const ALL: [Arch; 2] = [Arch::X64, Arch::Arm64];
@@ -47,8 +53,8 @@ impl Arch {
     /// The PE `Machine` the image must declare.
     pub fn machine(self) -> u16 {
         match self {
-            Arch::X64 => crate::image::lint::IMAGE_FILE_MACHINE_AMD64,
-            Arch::Arm64 => crate::image::lint::IMAGE_FILE_MACHINE_ARM64,
+            Arch::X64 => IMAGE_FILE_MACHINE_AMD64,
+            Arch::Arm64 => IMAGE_FILE_MACHINE_ARM64,
         }
     }
 
@@ -194,6 +200,11 @@ impl Layout {
         self.target_dir.join("toolchain-check")
     }
 
+    /// `target/reports/NAME`: a command's report kept on disk (`test.json`).
+    pub fn report(&self, name: &str) -> PathBuf {
+        self.target_dir.join("reports").join(name)
+    }
+
     /// Every folder xtask writes under the target directory except the emulator's venv (and
     /// cargo's own output): what `cargo xtask clean` removes.
     pub fn xtask_dirs(&self) -> Vec<PathBuf> {
@@ -205,6 +216,7 @@ impl Layout {
             "bench",
             "gate",
             "toolchain-check",
+            "reports",
         ]
         .iter()
         .map(|d| self.target_dir.join(d))

@@ -30,9 +30,8 @@ use crate::base::error::{Context, Result, bail};
 use crate::base::layout::{Arch, Profile};
 use crate::base::process::{elapsed, run_teeing_stderr, tail};
 use crate::base::workspace::{Driver, Workspace, cargo};
-use crate::cli::BenchArgs;
 use crate::commands::build;
-use crate::emulator::emulate::{self, Options, Outcome};
+use crate::emulator::emulate::{self, Outcome};
 
 /// Seconds a clean release build of the drivers and common may take on the 2-core machines.
 pub const BUILD_BUDGET_SECS: f64 = 20.0;
@@ -87,15 +86,16 @@ impl Row {
         }
     }
 
-    fn to_json(&self) -> Value {
-        let mut v = json!({
-            "measure": self.measure, "value": self.value, "unit": self.unit,
-            "budget": self.budget, "budget_is_minimum": self.at_least, "over_budget": self.over(),
-        });
-        if let (Some(map), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
-            map.extend(extra.clone());
+    fn measurement(&self) -> Measurement {
+        Measurement {
+            measure: self.measure.clone(),
+            value: self.value,
+            unit: self.unit,
+            budget: self.budget,
+            budget_is_minimum: self.at_least,
+            over_budget: self.over(),
+            details: self.extra.as_object().cloned().unwrap_or_default(),
         }
-        v
     }
 }
 
@@ -161,8 +161,48 @@ pub fn callback_counts(report: &Value) -> BTreeMap<String, CallbackCounts> {
     by_callback
 }
 
+/// `cargo xtask bench`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `--json`: the report ([`BenchReport`]) on stdout.
+    pub json: bool,
+}
+
+/// `cargo xtask bench --json` (docs/reports/bench.md).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct BenchReport {
+    /// Version of this layout: 1.
+    pub schema: u32,
+    /// Every measurement made, in the order made.
+    pub measurements: Vec<Measurement>,
+    /// How many measurements are over their budget.
+    pub over_budget: usize,
+    /// The measurements that could not be made, each with its cause.
+    pub errors: Vec<String>,
+}
+
+/// One measurement against its budget.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Measurement {
+    /// What was measured, in words.
+    pub measure: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit (`s`, `bytes`, `instructions`, `calls/s`).
+    pub unit: &'static str,
+    /// The budget, in the same unit; `null` when there is none.
+    pub budget: Option<f64>,
+    /// The budget is a floor (calls per second), not a ceiling.
+    pub budget_is_minimum: bool,
+    /// The value is over (or, for a floor, under) its budget.
+    pub over_budget: bool,
+    /// What kind of measurement (`clean_build_seconds`, `image_bytes`, ...) and its details.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Value>,
+}
+
 /// The `bench` command.
-pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
+pub(crate) fn run(ws: &Workspace, args: &Options) -> Result<()> {
     let drivers = ws.select(&[])?;
     let mut rows: Vec<Row> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
@@ -238,12 +278,13 @@ pub fn run(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     }
 
     if args.json {
-        let doc = json!({
-            "measurements": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-            "over_budget": rows.iter().filter(|r| r.over()).count(),
-            "errors": errors,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        let doc = BenchReport {
+            schema: 1,
+            measurements: rows.iter().map(Row::measurement).collect(),
+            over_budget: rows.iter().filter(|r| r.over()).count(),
+            errors: errors.clone(),
+        };
+        println!("{}", super::to_json(&doc));
     } else {
         print!("{}", render(&rows));
         for e in &errors {
@@ -309,9 +350,9 @@ fn measure_callbacks(
     rows: &mut Vec<Row>,
     errors: &mut Vec<String>,
 ) {
-    let opts = Options {
+    let opts = emulate::Options {
         count_instructions: true,
-        ..Options::default()
+        ..emulate::Options::default()
     };
     let runs = match emulate::emulate(
         ws,
@@ -682,6 +723,11 @@ fn render(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row as its `--json` measurement.
+    fn json_of(r: &Row) -> Value {
+        serde_json::to_value(r.measurement()).unwrap()
+    }
     use serde_json::json;
 
     #[test]
@@ -716,8 +762,8 @@ mod tests {
             rows.iter().map(Row::verdict).collect::<Vec<_>>(),
             ["ok", "OVER BUDGET"]
         );
-        assert_eq!(rows[0].to_json()["invocations"], 3);
-        assert_eq!(rows[0].to_json()["max"], 41);
+        assert_eq!(json_of(&rows[0])["invocations"], 3);
+        assert_eq!(json_of(&rows[0])["max"], 41);
         let text = render(&rows);
         assert!(
             text.contains("    invoked by: notify PowerState; notify own\n"),
@@ -755,7 +801,7 @@ mod tests {
             "wfp-callout DriverUnload (scenario: unload with 1,000 live flows)"
         );
         assert_eq!(rows[1].verdict(), "(no budget)");
-        assert_eq!(rows[1].to_json()["kernel_calls"], 6000);
+        assert_eq!(json_of(&rows[1])["kernel_calls"], 6000);
     }
 
     #[test]
@@ -781,7 +827,7 @@ mod tests {
         let slow = emulator_rows_from(&doc(2.0, 1.5, true), "0.5").unwrap();
         assert_eq!(slow[0].verdict(), "OVER BUDGET");
         assert_eq!(slow[1].verdict(), "OVER BUDGET");
-        assert_eq!(slow[0].to_json()["budget_is_minimum"], true);
+        assert_eq!(json_of(&slow[0])["budget_is_minimum"], true);
         // A run that failed while timed is not a measurement.
         let e = emulator_rows_from(&doc(0.5, 0.8, false), "0.5")
             .unwrap_err()
@@ -807,8 +853,8 @@ mod tests {
         };
         assert!(!r.over());
         assert_eq!(r.verdict(), "(no budget)");
-        assert_eq!(r.to_json()["over_budget"], false);
-        assert_eq!(r.to_json()["kind"], "image_bytes");
+        assert_eq!(json_of(&r)["over_budget"], false);
+        assert_eq!(json_of(&r)["kind"], "image_bytes");
         let at = Row {
             budget: Some(1e9),
             ..r

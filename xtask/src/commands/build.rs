@@ -14,7 +14,6 @@ use crate::base::layout::{Arch, Layout, Profile, display_path};
 use crate::base::process::{elapsed, run_teeing_stderr};
 use crate::base::toolchain;
 use crate::base::workspace::{Driver, Workspace, cargo};
-use crate::cli::BuildArgs;
 use crate::image::lint;
 
 /// What happened to one driver for one architecture and profile.
@@ -30,10 +29,24 @@ pub struct Built {
     pub result: Result<PathBuf>,
 }
 
-/// The `build` command.
-pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
-    let drivers = ws.select(&args.packages)?;
-    let built = build(ws, &drivers, &args.arches, args.profile)?;
+/// `cargo xtask build`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+}
+
+/// The `build` command; what it placed (or why not) is also written to
+/// `target/reports/build.json` ([`BuildReport`]).
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let drivers = ws.select(&opts.packages)?;
+    let built = build(ws, &drivers, &opts.arches, opts.profile)?;
+    let path = ws.layout.report("build.json");
+    files::write_atomic(&path, super::to_json(&report(ws, &built)).as_bytes())?;
     let failed = built.iter().filter(|b| b.result.is_err()).count();
     if failed > 0 {
         bail!(
@@ -42,6 +55,63 @@ pub fn run(ws: &Workspace, args: &BuildArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `target/reports/build.json`, written by `cargo xtask build` (docs/reports/build.md).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct BuildReport {
+    /// Version of this layout: 1.
+    pub schema: u32,
+    /// Every image placed.
+    pub passed: bool,
+    /// One entry per driver and architecture.
+    pub images: Vec<BuiltImage>,
+}
+
+/// One driver for one architecture and profile.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct BuiltImage {
+    /// The driver's name.
+    pub driver: String,
+    /// `x64` or `arm64`.
+    pub arch: &'static str,
+    /// `debug` or `release`.
+    pub profile: String,
+    /// The placed image, relative to the workspace; `null` when it failed.
+    pub path: Option<String>,
+    /// Its size in bytes; `null` when it failed.
+    pub bytes: Option<u64>,
+    /// Why it failed (build or lint); `null` when placed.
+    pub error: Option<String>,
+}
+
+/// The report of `built`.
+pub(crate) fn report(ws: &Workspace, built: &[Built]) -> BuildReport {
+    BuildReport {
+        schema: 1,
+        passed: built.iter().all(|b| b.result.is_ok()),
+        images: built
+            .iter()
+            .map(|b| {
+                let (path, bytes, error) = match &b.result {
+                    Ok(p) => (
+                        Some(display_path(p, &ws.root).to_string()),
+                        std::fs::metadata(p).ok().map(|m| m.len()),
+                        None,
+                    ),
+                    Err(e) => (None, None, Some(e.to_string())),
+                };
+                BuiltImage {
+                    driver: b.driver.clone(),
+                    arch: b.arch.name(),
+                    profile: b.profile.to_string(),
+                    path,
+                    bytes,
+                    error,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// Builds, lints and places each of `drivers` for each of `arches`, first installing the Windows

@@ -6,12 +6,25 @@
 
 use crate::base::error::{Context, Result};
 use crate::base::layout::{Layout, display_path};
+use crate::base::workspace::Workspace;
 
-/// The `clean` command: removes [`Layout::xtask_dirs`], and with `all` the emulator's venv too.
+/// `cargo xtask clean`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `--all`: the emulator's venv too.
+    pub all: bool,
+}
+
+/// The `clean` command: removes `Layout::xtask_dirs`, and with `--all` the emulator's venv too.
 ///
 /// # Errors
 /// A folder could not be removed.
-pub fn run(layout: &Layout, all: bool) -> Result<()> {
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    remove(&ws.layout, opts.all)
+}
+
+/// Removes `layout`'s xtask folders, and with `all` the venv.
+fn remove(layout: &Layout, all: bool) -> Result<()> {
     let mut dirs = layout.xtask_dirs();
     if all {
         dirs.push(layout.emu_venv());
@@ -53,7 +66,7 @@ mod tests {
         let cert = root.join("cert");
         std::fs::create_dir_all(&cert).unwrap();
 
-        run(&layout, false).unwrap();
+        remove(&layout, false).unwrap();
         assert!(layout.xtask_dirs().iter().all(|d| !d.exists()));
         assert!(layout.emu_venv().exists(), "the venv stays without --all");
         assert!(
@@ -61,11 +74,11 @@ mod tests {
             "cargo's output stays"
         );
 
-        run(&layout, true).unwrap();
+        remove(&layout, true).unwrap();
         assert!(!layout.emu_venv().exists());
         assert!(cert.exists() && layout.target_dir.join("debug").exists());
         // Nothing left to remove is not an error.
-        run(&layout, true).unwrap();
+        remove(&layout, true).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }
 

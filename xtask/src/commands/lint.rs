@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::base::error::{Result, bail};
 use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::workspace::{Driver, Workspace};
-use crate::cli::LintArgs;
 use crate::image::lint::{self, Violation};
 
 /// One image to lint, and what the lint said.
@@ -28,8 +27,23 @@ impl Linted {
     }
 }
 
+/// `cargo xtask lint`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+    /// `--json`: the report ([`LintReport`]) on stdout.
+    pub json: bool,
+    /// Explicit images to lint instead of the placed ones.
+    pub files: Vec<std::path::PathBuf>,
+}
+
 /// The `lint` command.
-pub fn run(ws: &Workspace, args: &LintArgs) -> Result<()> {
+pub(crate) fn run(ws: &Workspace, args: &Options) -> Result<()> {
     let targets: Vec<(PathBuf, Arch)> = if args.files.is_empty() {
         let drivers = ws.select(&args.packages)?;
         placed_images(ws, &drivers, &args.arches, &[args.profile])?
@@ -41,10 +55,7 @@ pub fn run(ws: &Workspace, args: &LintArgs) -> Result<()> {
     };
     let linted = lint_all(&targets);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&linted)).unwrap_or_default()
-        );
+        println!("{}", super::to_json(&report(&linted)));
     } else {
         print!("{}", render(&linted, ws));
     }
@@ -135,32 +146,75 @@ pub fn render(linted: &[Linted], ws: &Workspace) -> String {
     out
 }
 
+/// `cargo xtask lint --json` (docs/reports/lint.md).
+#[derive(Debug, Serialize)]
+pub(crate) struct LintReport {
+    /// Version of this layout: 1.
+    pub schema: u32,
+    /// Every image read and broke no rule.
+    pub passed: bool,
+    /// One entry per image, in the order linted.
+    pub images: Vec<LintedImage>,
+}
+
+/// One image and what the lint said.
+#[derive(Debug, Serialize)]
+pub(crate) struct LintedImage {
+    /// The image's path, as given or as placed.
+    pub path: String,
+    /// The machine it must be for: `x64` or `arm64`.
+    pub arch: &'static str,
+    /// Read, and broke no rule.
+    pub passed: bool,
+    /// Why it could not be read; `null` when it was.
+    pub error: Option<String>,
+    /// The rules it breaks (empty when it passed or could not be read).
+    pub violations: Vec<LintViolation>,
+}
+
+/// One broken rule.
+#[derive(Debug, Serialize)]
+pub(crate) struct LintViolation {
+    /// The rule's id (`image::lint::RULES`).
+    pub rule: &'static str,
+    /// What it is about: a section, an imported module, an export, a header field.
+    pub subject: String,
+    /// What is wrong, and how to fix it.
+    pub message: String,
+}
+
 /// The `--json` document.
-pub fn to_json(linted: &[Linted]) -> Value {
-    let images: Vec<Value> = linted
+pub(crate) fn report(linted: &[Linted]) -> LintReport {
+    let images = linted
         .iter()
         .map(|l| {
             let (violations, error) = match &l.result {
                 Ok(v) => (
                     v.iter()
-                        .map(
-                            |v| json!({"rule": v.rule, "subject": v.subject, "message": v.message}),
-                        )
+                        .map(|v| LintViolation {
+                            rule: v.rule,
+                            subject: v.subject.clone(),
+                            message: v.message.clone(),
+                        })
                         .collect(),
                     None,
                 ),
-                Err(e) => (Vec::new(), Some(e.as_str())),
+                Err(e) => (Vec::new(), Some(e.clone())),
             };
-            json!({
-                "path": l.path,
-                "arch": l.arch.name(),
-                "passed": l.passed(),
-                "error": error,
-                "violations": violations,
-            })
+            LintedImage {
+                path: l.path.display().to_string(),
+                arch: l.arch.name(),
+                passed: l.passed(),
+                error,
+                violations,
+            }
         })
         .collect();
-    json!({ "passed": linted.iter().all(Linted::passed), "images": images })
+    LintReport {
+        schema: 1,
+        passed: linted.iter().all(Linted::passed),
+        images,
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +240,8 @@ mod tests {
             (dir.join("absent.sys"), Arch::Arm64),
         ]);
         assert!(!linted[0].passed() && !linted[1].passed());
-        let doc = to_json(&linted);
+        let doc = serde_json::to_value(report(&linted)).unwrap();
+        assert_eq!(doc["schema"], 1);
         assert_eq!(doc["passed"], false);
         assert_eq!(doc["images"][0]["arch"], "x64");
         assert!(

@@ -1,17 +1,17 @@
-//! `cargo xtask emulate`: each placed x64 image run by the harness (`xtask/emu/harness.py`) in
-//! speakeasy, and its report shown. The harness's contract is `xtask/emu/REPORT.md`.
+//! Library: each placed x64 image run by the harness (`xtask/emu/harness.py`) in speakeasy, and
+//! its report shown. The harness's contract is `xtask/emu/REPORT.md`; the `emulate` command is
+//! `crate::commands::emulate`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::base::error::{Error, Result, bail};
 use crate::base::files;
 use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::process::{run_teeing_stderr, tail};
 use crate::base::workspace::{Driver, Workspace};
-use crate::cli::EmulateArgs;
 use crate::emulator::report;
 use crate::emulator::venv;
 
@@ -116,57 +116,6 @@ pub fn report_name(profile: Profile) -> &'static str {
     }
 }
 
-/// The `emulate` command: builds what it runs (as `cargo run` would), then runs it.
-pub fn run(ws: &Workspace, args: &EmulateArgs) -> Result<()> {
-    let drivers = ws.select(&args.drivers)?;
-    let opts = Options {
-        faults: args.faults,
-        ..Options::default()
-    };
-    // Scenarios first: no build for a driver that could not be run anyway.
-    let problems: Vec<String> = drivers
-        .iter()
-        .filter_map(|d| scenario(ws, d).err().map(|e| e.to_string()))
-        .collect();
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    let built = crate::commands::build::build(ws, &drivers, &[Arch::X64], args.profile)?;
-    let failed: Vec<&str> = built
-        .iter()
-        .filter(|b| b.result.is_err())
-        .map(|b| b.driver.as_str())
-        .collect();
-    if !failed.is_empty() {
-        bail!(
-            "emulate: {} did not build (see above); nothing was emulated",
-            failed.join(", ")
-        );
-    }
-    let runs = emulate(
-        ws,
-        &drivers,
-        args.profile,
-        opts,
-        report_name(args.profile),
-        !args.json,
-    )?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&aggregate(&runs)).unwrap_or_default()
-        );
-    }
-    let bad = runs
-        .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Passed(_)))
-        .count();
-    if bad > 0 {
-        bail!("emulate: {bad} of {} driver(s) did not pass", runs.len());
-    }
-    Ok(())
-}
-
 /// The inputs of one driver's emulation, checked before anything is installed or run.
 pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(PathBuf, PathBuf)> {
     let image = ws.layout.placed_sys(&driver.name, Arch::X64, profile);
@@ -186,7 +135,7 @@ pub fn inputs(ws: &Workspace, driver: &Driver, profile: Profile) -> Result<(Path
 }
 
 /// The driver's `scenario.toml`, which must exist.
-fn scenario(ws: &Workspace, driver: &Driver) -> Result<PathBuf> {
+pub fn scenario(ws: &Workspace, driver: &Driver) -> Result<PathBuf> {
     let scenario = driver.scenario();
     if !scenario.is_file() && driver.fixture {
         bail!(
@@ -433,35 +382,10 @@ pub fn summary(runs: &[DriverRun]) -> String {
     )
 }
 
-/// The `--json` document: every report, with each driver's outcome.
-pub fn aggregate(runs: &[DriverRun]) -> Value {
-    let drivers: Vec<Value> = runs
-        .iter()
-        .map(|r| {
-            let (status, error) = match &r.outcome {
-                Outcome::Passed(_) => ("passed", None),
-                Outcome::Failed(_) => ("failed", None),
-                Outcome::Error(e) => ("error", Some(e.as_str())),
-            };
-            json!({
-                "driver": r.driver,
-                "status": status,
-                "harness_exit": r.exit,
-                "error": error,
-                "report": r.outcome.report(),
-            })
-        })
-        .collect();
-    json!({
-        "schema": report::SCHEMA,
-        "passed": runs.iter().all(|r| matches!(r.outcome, Outcome::Passed(_))),
-        "drivers": drivers,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::fs;
 
     /// A stand-in harness: behaves as `$FAKE_MODE` says, checking its arguments as the real one
@@ -592,11 +516,7 @@ sys.exit(0 if passed else 1)
             e.contains("could not run") && e.contains("unknown scenario step `frobnicate`"),
             "{e}"
         );
-        let doc = aggregate(&[run]);
-        assert_eq!(doc["passed"], false);
-        assert_eq!(doc["drivers"][0]["status"], "error");
-        assert_eq!(doc["drivers"][0]["harness_exit"], 2);
-        assert!(doc["drivers"][0]["report"].is_null());
+        assert!(run.outcome.report().is_none());
     }
 
     #[test]

@@ -27,10 +27,9 @@ use crate::image::pe::{
     IMAGE_SCN_MEM_NOT_PAGED, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE, PeImage, Section,
 };
 
-/// `IMAGE_FILE_MACHINE_AMD64`: x64 images.
-pub const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
-/// `IMAGE_FILE_MACHINE_ARM64`: ARM64 images.
-pub const IMAGE_FILE_MACHINE_ARM64: u16 = 0xAA64;
+/// `IMAGE_FILE_MACHINE_AMD64` (x64) and `IMAGE_FILE_MACHINE_ARM64`, defined in `base::layout`
+/// (the foundation layer, which must not import this library).
+pub use crate::base::layout::{IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_ARM64};
 
 /// The rules, as `(rule id, one-line description)`, in the order violations are reported.
 pub const RULES: &[(&str, &str)] = &[

@@ -44,7 +44,7 @@ use crate::base::toolchain::{self, Component};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
-use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
+use crate::emulator::emulate::{self, FaultPhase, Harness, Options as HarnessOptions, Outcome};
 use crate::emulator::venv;
 use crate::packaging::cert;
 use crate::packaging::package;
@@ -161,8 +161,63 @@ fn selected_packages<'w>(
     Ok((drivers, fixtures))
 }
 
-/// The `test` command: `stages` (empty: all) for `packages` (empty: every driver and fixture).
-pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()> {
+/// `cargo xtask test`'s options.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub(crate) struct Options {
+    /// `--stage NAME`...; empty = every stage.
+    pub stages: Vec<String>,
+    /// `-p NAME`...: these drivers and fixtures only; empty = all.
+    pub packages: Vec<String>,
+}
+
+/// The summary of a `cargo xtask test` run, written to `target/reports/test.json`
+/// (docs/reports/test.md).
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct TestReport {
+    /// Version of this layout: 1.
+    pub schema: u32,
+    /// The stages that ran, in order.
+    pub stages: Vec<String>,
+    /// The `-p` names the run was limited to; empty = every driver and fixture.
+    pub packages: Vec<String>,
+    /// How many checks passed.
+    pub passed: usize,
+    /// How many checks failed.
+    pub failed: usize,
+    /// Each failed check, with its cause.
+    pub failures: Vec<String>,
+    /// Each check that could not run here, with why (e.g. no OpenSSH server).
+    pub skipped: Vec<String>,
+    /// Wall-clock seconds the run took.
+    pub seconds: f64,
+}
+
+/// Writes the run's [`TestReport`] to `target/reports/test.json`; a failure to write it is a
+/// warning (the run's verdict is the closing line).
+fn write_summary(ws: &Workspace, stages: &[&str], packages: &[String], t: &Tally, start: Instant) {
+    let report = TestReport {
+        schema: 1,
+        stages: stages.iter().map(|s| (*s).to_owned()).collect(),
+        packages: packages.to_vec(),
+        passed: t.passed,
+        failed: t.failed.len(),
+        failures: t.failed.clone(),
+        skipped: t.skipped.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let path = ws.layout.report("test.json");
+    if let Err(e) = files::write_atomic(&path, crate::commands::to_json(&report).as_bytes()) {
+        eprintln!(
+            "  warning: the summary was not written to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The `test` command: the stages asked (empty: all) for the packages asked (empty: every driver
+/// and fixture).
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let (stages, packages) = (&opts.stages, &opts.packages);
     let start = Instant::now();
     let mut t = Tally::default();
     let stages = selected_stages(stages)?;
@@ -253,6 +308,7 @@ pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()>
         println!("  failed: {f}");
     }
     println!("{}", final_line(t.passed, t.failed.len()));
+    write_summary(ws, &stages, packages, &t, start);
     if !t.failed.is_empty() {
         bail!("test: {} check(s) failed", t.failed.len());
     }
@@ -504,7 +560,7 @@ fn emulate_signed(
         &image,
         &driver.scenario(),
         &report,
-        Options::default(),
+        HarnessOptions::default(),
     );
     match run.outcome {
         Outcome::Passed(_) => {
@@ -534,9 +590,9 @@ fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
         if ready.is_empty() {
             continue; // their build failures are counted already
         }
-        let opts = Options {
+        let opts = HarnessOptions {
             faults: true,
-            ..Options::default()
+            ..HarnessOptions::default()
         };
         match emulate::emulate(
             ws,
@@ -631,10 +687,10 @@ fn fixture_scenario(
         }
     };
     let report = ws.layout.emu_report(name, &format!("{stem}.json"));
-    let opts = Options {
+    let opts = HarnessOptions {
         faults: expect.fault_sweep,
         fault_phase: expect.fault_phase,
-        ..Options::default()
+        ..HarnessOptions::default()
     };
     let mut progress = vec![format!(
         "  emulating {name} with {stem}.toml{}...",
@@ -714,10 +770,10 @@ fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
         let report = ws
             .layout
             .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
-        let opts = Options {
+        let opts = HarnessOptions {
             faults: m.expect.fault_sweep,
             fault_phase: m.expect.fault_phase,
-            ..Options::default()
+            ..HarnessOptions::default()
         };
         let run = emulate::run_harness(
             &harness,
