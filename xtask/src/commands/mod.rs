@@ -9,6 +9,8 @@ pub(crate) mod clean;
 pub(crate) mod completions;
 pub(crate) mod emulate;
 pub(crate) mod lint;
+#[cfg(test)]
+mod report_docs;
 pub(crate) mod test;
 
 /// A report as pretty JSON (a serde type of plain fields cannot fail to serialize).
