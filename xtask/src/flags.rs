@@ -22,7 +22,7 @@ use crate::cli::{CertArgs, DeployArgs, PackageArgs, SignArgs};
 use crate::commands::{bench, build, clean, completions, emulate, lint, test};
 use crate::deploy::{Install, Target};
 
-pub(crate) use complete::{Shell, script as completion_script};
+use complete::{Shell, script as completion_script};
 use parse::Matches;
 use table::COMMANDS;
 
@@ -114,6 +114,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             json: m.flag("--json"),
         }),
         "completions" => Command::Completions(completions::Options {
+            script: completion_script,
             shell: match m.positional.as_slice() {
                 [one] => Shell::parse(one).ok_or_else(|| {
                     Error::new(format!(

@@ -7,30 +7,8 @@
 use std::fmt::Write as _;
 
 use super::table::{COMMANDS, CommandSpec, Opt, Values};
+pub(crate) use crate::commands::completions::Shell;
 use crate::commands::test::STAGES;
-
-/// A shell `completions` writes for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shell {
-    /// GNU bash (`complete -F`).
-    Bash,
-    /// zsh (`compdef`, `compadd`).
-    Zsh,
-    /// fish (`complete -c cargo`).
-    Fish,
-}
-
-impl Shell {
-    /// Parses `bash`, `zsh` or `fish`.
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        match name {
-            "bash" => Some(Self::Bash),
-            "zsh" => Some(Self::Zsh),
-            "fish" => Some(Self::Fish),
-            _ => None,
-        }
-    }
-}
 
 /// The completion script for `shell`; `drivers` are the names `-p` completes.
 pub(crate) fn script(shell: Shell, drivers: &[String]) -> String {

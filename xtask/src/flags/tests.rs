@@ -309,10 +309,11 @@ fn deploy_targets() {
 
 #[test]
 fn completions_arguments() {
-    assert_eq!(
-        parse_str("completions zsh").unwrap(),
-        Command::Completions(completions::Options { shell: Shell::Zsh })
-    );
+    let Command::Completions(c) = parse_str("completions zsh").unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.shell, Shell::Zsh);
+    assert!((c.script)(Shell::Fish, &[]).starts_with("# fish completion"));
     let err = |s: &str| parse_str(s).unwrap_err().to_string();
     assert!(err("completions").contains("bash, zsh or fish"));
     assert!(err("completions tcsh").contains("`tcsh`"));

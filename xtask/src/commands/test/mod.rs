@@ -31,6 +31,7 @@ pub(crate) mod gate;
 pub(crate) mod mutations;
 pub(crate) mod scratch;
 mod tidy;
+mod tidy_layers;
 pub(crate) mod verify;
 
 use std::process::Command;
