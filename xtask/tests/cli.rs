@@ -108,3 +108,22 @@ fn vm_target_mistakes_are_named_before_anything_is_built() {
         stderr(&o)
     );
 }
+
+#[test]
+fn completions_are_written_for_each_shell() {
+    let o = xtask(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        script.contains("complete -o bashdefault -F _cargo_xtask cargo")
+            && script.contains("ex-callback"),
+        "{script}"
+    );
+    let o = xtask(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("give bash, zsh or fish"),
+        "{}",
+        stderr(&o)
+    );
+}
