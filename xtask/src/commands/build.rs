@@ -46,7 +46,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let drivers = ws.select(&opts.packages)?;
     let built = build(ws, &drivers, &opts.arches, opts.profile)?;
     let path = ws.layout.report("build.json");
-    files::write_atomic(&path, super::to_json(&report(ws, &built)).as_bytes())?;
+    files::write_atomic(
+        &path,
+        format!("{}\n", super::to_json(&report(ws, &built))).as_bytes(),
+    )?;
     let failed = built.iter().filter(|b| b.result.is_err()).count();
     if failed > 0 {
         bail!(

@@ -207,7 +207,8 @@ fn write_summary(ws: &Workspace, stages: &[&str], packages: &[String], t: &Tally
         seconds: start.elapsed().as_secs_f64(),
     };
     let path = ws.layout.report("test.json");
-    if let Err(e) = files::write_atomic(&path, crate::commands::to_json(&report).as_bytes()) {
+    let text = format!("{}\n", crate::commands::to_json(&report));
+    if let Err(e) = files::write_atomic(&path, text.as_bytes()) {
         eprintln!(
             "  warning: the summary was not written to {}: {e}",
             path.display()
