@@ -134,9 +134,9 @@ fn emulate_page_is_honest() {
 }
 
 /// Every key a bench row's details can hold: those in the `extra: json!({...})` literals of
-/// bench.rs, so that a new kind or key must be documented.
+/// bench/mod.rs, so that a new kind or key must be documented.
 fn bench_detail_keys() -> BTreeSet<String> {
-    let source = include_str!("bench.rs");
+    let source = include_str!("bench/mod.rs");
     let mut keys = BTreeSet::new();
     for literal in source.split("extra: json!({").skip(1) {
         let body = literal.split("})").next().unwrap_or("");
@@ -162,7 +162,7 @@ fn bench_page_is_honest() {
     ] {
         assert!(
             keys.contains(k),
-            "bench.rs's details should hold {k}: {keys:?}"
+            "bench/mod.rs's details should hold {k}: {keys:?}"
         );
     }
     let details: serde_json::Map<String, Value> =

@@ -20,7 +20,6 @@
 //! stays 0; only a measurement that could not be made fails the command.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Instant;
 
@@ -32,6 +31,13 @@ use crate::base::process::{elapsed, run_teeing_stderr, tail};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build;
 use crate::emulator::emulate::{self, Outcome};
+
+mod report;
+
+pub(crate) use report::BenchReport;
+#[cfg(test)]
+pub(crate) use report::Measurement;
+use report::{Row, render};
 
 /// Seconds a clean release build of the drivers and common may take on the 2-core machines.
 pub const BUILD_BUDGET_SECS: f64 = 20.0;
@@ -49,55 +55,6 @@ pub const WFP_RUN_BUDGET_SECS: f64 = 1.0;
 
 /// Seconds a warm `cargo xtask deploy` of every driver to the emulated kernel may take.
 pub const DEPLOY_BUDGET_SECS: f64 = 6.0;
-
-/// One measurement against its budget.
-#[derive(Clone, Debug, PartialEq)]
-struct Row {
-    measure: String,
-    value: f64,
-    unit: &'static str,
-    /// Shown instead of `value unit` when set (e.g. `max 37, mean 30.5 over 4 calls`).
-    shown: Option<String>,
-    budget: Option<f64>,
-    /// The budget is a floor (calls per second), not a ceiling.
-    at_least: bool,
-    /// A line shown under the row (which events invoked a callback).
-    note: Option<String>,
-    /// More fields for `--json` (`kind`, `driver`, ...).
-    extra: Value,
-}
-
-impl Row {
-    fn over(&self) -> bool {
-        self.budget.is_some_and(|b| {
-            if self.at_least {
-                self.value < b
-            } else {
-                self.value > b
-            }
-        })
-    }
-
-    fn verdict(&self) -> &'static str {
-        match self.budget {
-            None => "(no budget)",
-            Some(_) if self.over() => "OVER BUDGET",
-            Some(_) => "ok",
-        }
-    }
-
-    fn measurement(&self) -> Measurement {
-        Measurement {
-            measure: self.measure.clone(),
-            value: self.value,
-            unit: self.unit,
-            budget: self.budget,
-            budget_is_minimum: self.at_least,
-            over_budget: self.over(),
-            details: self.extra.as_object().cloned().unwrap_or_default(),
-        }
-    }
-}
 
 /// Per callback, every counted invocation across the report's runs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -166,39 +123,6 @@ pub fn callback_counts(report: &Value) -> BTreeMap<String, CallbackCounts> {
 pub(crate) struct Options {
     /// `--json`: the report ([`BenchReport`]) on stdout.
     pub json: bool,
-}
-
-/// `cargo xtask bench --json` (docs/reports/bench.md).
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct BenchReport {
-    /// Version of this layout: 1.
-    pub schema: u32,
-    /// Every measurement made, in the order made.
-    pub measurements: Vec<Measurement>,
-    /// How many measurements are over their budget.
-    pub over_budget: usize,
-    /// The measurements that could not be made, each with its cause.
-    pub errors: Vec<String>,
-}
-
-/// One measurement against its budget.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Measurement {
-    /// What was measured, in words.
-    pub measure: String,
-    /// The value.
-    pub value: f64,
-    /// Its unit (`s`, `bytes`, `instructions`, `calls/s`).
-    pub unit: &'static str,
-    /// The budget, in the same unit; `null` when there is none.
-    pub budget: Option<f64>,
-    /// The budget is a floor (calls per second), not a ceiling.
-    pub budget_is_minimum: bool,
-    /// The value is over (or, for a floor, under) its budget.
-    pub over_budget: bool,
-    /// What kind of measurement (`clean_build_seconds`, `image_bytes`, ...) and its details.
-    #[serde(flatten)]
-    pub details: serde_json::Map<String, Value>,
 }
 
 /// The `bench` command.
@@ -656,68 +580,6 @@ fn clean_build_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
     }
     eprintln!("  clean build took {}", elapsed(took));
     Ok(took.as_secs_f64())
-}
-
-/// The table.
-fn render(rows: &[Row]) -> String {
-    let budget = |r: &Row| match r.budget {
-        // Budgets are whole numbers in their units.
-        Some(b) => format!(
-            "{}{b} {}",
-            if r.at_least { ">= " } else { "" },
-            r.unit.split(' ').next().unwrap_or_default()
-        ),
-        None => "-".to_owned(),
-    };
-    let shown = |r: &Row| {
-        r.shown
-            .clone()
-            .unwrap_or_else(|| format!("{} {}", r.value, r.unit))
-    };
-    let w0 = rows
-        .iter()
-        .map(|r| r.measure.chars().count())
-        .chain([7])
-        .max()
-        .unwrap_or(7);
-    let w1 = rows
-        .iter()
-        .map(|r| shown(r).chars().count())
-        .chain([5])
-        .max()
-        .unwrap_or(5);
-    let w2 = rows
-        .iter()
-        .map(|r| budget(r).chars().count())
-        .chain([6])
-        .max()
-        .unwrap_or(6);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:w0$}  {:w1$}  {:w2$}  verdict",
-        "measure", "value", "budget"
-    );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            r.measure,
-            shown(r),
-            budget(r),
-            r.verdict()
-        );
-        if let Some(note) = &r.note {
-            let _ = writeln!(out, "    {note}");
-        }
-    }
-    let over = rows.iter().filter(|r| r.over()).count();
-    let _ = writeln!(
-        out,
-        "bench: {} measurement(s), {over} OVER BUDGET",
-        rows.len()
-    );
-    out
 }
 
 #[cfg(test)]
