@@ -444,3 +444,42 @@ fn every_shell_knows_every_option() {
         }
     }
 }
+
+/// fish, where installed, completes from the script (`complete -C` asks it as the shell would).
+#[test]
+fn fish_completion_completes_where_fish_is_installed() {
+    let script = completion_script(Shell::Fish, &drivers());
+    let file = std::env::temp_dir().join(format!("xtask-fish-c-{}.fish", std::process::id()));
+    std::fs::write(&file, &script).unwrap();
+    let complete = |line: &str| -> Option<Vec<String>> {
+        let out = std::process::Command::new("fish")
+            .arg("--no-config")
+            .arg("-c")
+            .arg(format!("source {}; complete -C '{line}'", file.display()))
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.split('\t').next().unwrap_or("").to_owned())
+                .collect(),
+        )
+    };
+    let Some(commands) = complete("cargo xtask bu") else {
+        eprintln!("fish not installed: its completion check skipped");
+        return;
+    };
+    assert_eq!(commands, ["build"]);
+    assert_eq!(complete("cargo xtask build --ar").unwrap(), ["--arch"]);
+    assert_eq!(
+        complete("cargo xtask deploy --arch ").unwrap(),
+        ["arm64", "x64"]
+    );
+    assert_eq!(complete("cargo xtask test --stage ga").unwrap(), ["gate"]);
+    assert_eq!(complete("cargo xtask emulate e").unwrap(), ["ex-callback"]);
+}
