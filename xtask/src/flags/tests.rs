@@ -483,3 +483,63 @@ fn fish_completion_completes_where_fish_is_installed() {
     assert_eq!(complete("cargo xtask test --stage ga").unwrap(), ["gate"]);
     assert_eq!(complete("cargo xtask emulate e").unwrap(), ["ex-callback"]);
 }
+
+/// zsh, where installed, runs the completion function with `compadd` and `_files` stood in for
+/// (they work only inside zsh's completion widgets): the candidates are what the table says.
+#[test]
+fn zsh_completion_offers_where_zsh_is_installed() {
+    let script = completion_script(Shell::Zsh, &drivers());
+    let file = std::env::temp_dir().join(format!("xtask-zsh-c-{}.zsh", std::process::id()));
+    std::fs::write(&file, &script).unwrap();
+    let offers = |words: &str| -> Option<String> {
+        let n = words.split(' ').count();
+        let body = format!(
+            "compadd() {{ [[ $1 == -- ]] && shift; print -r -- \"$*\"; }}\n\
+             _files() {{ print -r -- \"_files $*\"; }}\n\
+             compdef() {{ : }}\n\
+             source {}\n\
+             words=({})\nCURRENT={n}\n_cargo_xtask",
+            file.display(),
+            words
+                .split(' ')
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = std::process::Command::new("zsh")
+            .args(["-f", "-c", &body])
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let Some(commands) = offers("cargo xtask ") else {
+        eprintln!("zsh not installed: its completion check skipped");
+        return;
+    };
+    assert_eq!(
+        commands,
+        COMMANDS
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert_eq!(
+        offers("cargo xtask build --arch ").unwrap(),
+        "x64 arm64 all"
+    );
+    assert_eq!(
+        offers("cargo xtask emulate ").unwrap(),
+        "cm-filter ex-callback"
+    );
+    assert_eq!(offers("cargo xtask sign --cert-dir ").unwrap(), "_files -/");
+    assert_eq!(offers("cargo xtask lint ").unwrap(), "_files");
+    assert_eq!(offers("cargo xtask clean -").unwrap(), "--all --help -h");
+    // Another cargo command: cargo's own completion, here none, so files.
+    assert_eq!(offers("cargo buil").unwrap(), "_files");
+}
