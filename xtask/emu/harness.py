@@ -15,7 +15,7 @@ os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib')
 from emukernel import bench  # noqa: E402
 from emukernel import run as runner  # noqa: E402
 from emukernel.errors import HarnessError  # noqa: E402
-from emukernel.scenario import load  # noqa: E402
+from emukernel.families import load_scenario  # noqa: E402
 
 
 def main(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        scenario = load(args.scenario)
+        scenario = load_scenario(args.scenario)
         if not os.path.isfile(args.image):
             raise HarnessError('no image at %s (build it first: cargo xtask build)' % args.image)
         with open(args.image, 'rb') as f:
