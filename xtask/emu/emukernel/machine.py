@@ -20,6 +20,7 @@ import speakeasy
 import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
+from . import memindex
 from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
 from .watch import Watches
@@ -105,6 +106,7 @@ class Machine:
         self.se = speakeasy.Speakeasy(config=_config())
         self.module = self.se.load_module(image_path)
         self.fastcalls = FastCalls(self.se.emu, self.module)  # kernel calls without a fault each (fastcall.py)
+        memindex.index(self.se.emu)  # memory maps looked up and freed without a scan (memindex.py)
         self.watches = Watches(self)
         self.image_base = self.module.base
         self.image_end = self.module.base + self.module.image_size
