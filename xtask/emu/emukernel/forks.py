@@ -20,8 +20,9 @@ class ChildError(Exception):
     """A child died without a result, or its exception could not be sent back."""
 
 
-def fork_map(function, tasks, jobs):
-    """Yields `function(task)` for each task, in order; each call in its own forked child."""
+def fork_map(function, tasks, jobs, settle=False):
+    """Yields `function(task)` for each task, in order; each call in its own forked child. With
+    `settle`, yields (True, result) or (False, exception) instead of raising."""
     jobs = max(1, jobs)
     results = {}
     running = {}           # read fd -> (index, pid, chunks)
@@ -48,9 +49,12 @@ def fork_map(function, tasks, jobs):
                     _pid, status = os.waitpid(pid, 0)
                     results[index] = _outcome(b''.join(chunks), status)
             ok, value = results.pop(wanted)
-            if not ok:
+            if settle:
+                yield ok, value
+            elif not ok:
                 raise value
-            yield value
+            else:
+                yield value
     finally:
         for fd, (_index, pid, _chunks) in running.items():
             selector.unregister(fd)
