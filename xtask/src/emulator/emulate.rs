@@ -12,6 +12,7 @@ use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::process::{run_teeing_stderr, tail};
 use crate::base::workspace::{Driver, Workspace};
 use crate::cli::EmulateArgs;
+use crate::emulator::batch;
 use crate::emulator::report;
 use crate::emulator::venv;
 
@@ -231,33 +232,28 @@ pub fn emulate(
         bail!("{}", problems.join("\n"));
     }
     let harness = Harness::locate(ws)?;
-    // Drivers run side by side, each harness with the processes left over for its own runs
-    // (one driver alone gets them all); reports and output come in the drivers' order.
-    let jobs = crate::base::process::jobs();
-    let opts = Options {
-        jobs: (jobs / jobs.min(planned.len())).max(1),
-        ..opts
-    };
+    // One harness process for every driver (batch.rs): the drivers run side by side in it, each
+    // with the processes left over for its own runs; reports and output in the drivers' order.
+    let entries: Vec<batch::Entry> = planned
+        .iter()
+        .map(|(d, image, scenario)| batch::Entry {
+            name: d.name.clone(),
+            image,
+            scenario,
+            report: ws.layout.emu_report(&d.name, report_name),
+            opts,
+        })
+        .collect();
+    let plan = ws
+        .layout
+        .emu_report("batch", &format!("plan-{}.json", std::process::id()));
     let mut runs = Vec::new();
-    crate::base::process::parallel_ordered(
-        planned.len(),
-        jobs,
-        |i| {
-            let (d, image, scenario) = &planned[i];
-            let report_path = ws.layout.emu_report(&d.name, report_name);
-            let mut progress = Vec::new();
-            let run = run_harness_showing(
-                &harness,
-                &d.name,
-                image,
-                scenario,
-                &report_path,
-                opts,
-                &mut |line| progress.push(line.to_owned()),
-            );
-            (run, progress)
-        },
-        |i, (run, progress)| {
+    batch::run(
+        &harness,
+        &plan,
+        &entries,
+        crate::base::process::jobs(),
+        &mut |i, run, progress| {
             eprintln!(
                 "  emulating {} ({profile}{})...",
                 planned[i].0.name,
@@ -275,7 +271,7 @@ pub fn emulate(
             }
             runs.push(run);
         },
-    );
+    )?;
     if print {
         println!("{}", summary(&runs));
     }
@@ -372,7 +368,8 @@ pub fn run_harness_showing(
     }
 }
 
-fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
+/// What one harness run's exit status, report and stderr mean.
+pub(crate) fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
     let said = || tail(stderr.trim_end(), 20);
     match exit {
         Some(0 | 1) if !report_path.is_file() => Outcome::Error(format!(
