@@ -44,6 +44,7 @@ use crate::base::toolchain::{self, Component};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
+use crate::emulator::batch;
 use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
 use crate::emulator::venv;
 use crate::packaging::cert;
@@ -223,8 +224,8 @@ pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()>
                 "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
             );
         }
-        for fixture in &fixtures {
-            check_fixture(ws, fixture, &mut t);
+        if !fixtures.is_empty() {
+            check_fixtures(ws, &fixtures, &mut t);
         }
     }
     if wants("mutations") && !drivers.is_empty() {
@@ -557,113 +558,112 @@ fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
     }
 }
 
-/// Builds a fixture and runs each of its scenarios, which must each be caught as it expects.
-fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
-    let name = &fixture.name;
-    let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
-        Ok(b) => b.into_iter().next().map(|b| b.result),
-        Err(e) => Some(Err(e)),
+/// Builds the fixtures and runs each of their scenarios, which must each be caught as it expects.
+fn check_fixtures(ws: &Workspace, fixtures: &[&Driver], t: &mut Tally) {
+    let harness = match Harness::locate(ws) {
+        Ok(h) => h,
+        Err(e) => return t.record(false, format!("fixtures: {e}")),
     };
-    let image = match built {
-        Some(Ok(image)) => image,
-        Some(Err(e)) => return t.record(false, format!("fixture {name}: build: {e}")),
-        None => return t.record(false, format!("fixture {name}: nothing built")),
-    };
-    let (scenarios, harness) = match (fixtures::scenarios(fixture), Harness::locate(ws)) {
-        (Ok(s), Ok(h)) => (s, h),
-        (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
-    };
-    // The scenarios are independent runs: side by side, reported in their order.
-    crate::base::process::parallel_ordered(
-        scenarios.len(),
-        crate::base::process::jobs(),
-        |i| fixture_scenario(ws, &harness, name, &image, &scenarios[i]),
-        |_, (what, progress, result)| {
-            for line in progress {
-                eprintln!("{line}");
+    let mut images = Vec::new();
+    for &fixture in fixtures {
+        let name = &fixture.name;
+        let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
+            Ok(b) => b.into_iter().next().map(|b| b.result),
+            Err(e) => Some(Err(e)),
+        };
+        let (image, scenarios) = match (built, fixtures::scenarios(fixture)) {
+            (Some(Ok(image)), Ok(s)) => (image, s),
+            (Some(Err(e)), _) => {
+                t.record(false, format!("fixture {name}: build: {e}"));
+                continue;
             }
-            match result {
-                Ok(message) => {
-                    println!("{message}");
-                    t.record(true, what);
+            (None, _) => {
+                t.record(false, format!("fixture {name}: nothing built"));
+                continue;
+            }
+            (_, Err(e)) => {
+                t.record(false, format!("fixture {name}: {e}"));
+                continue;
+            }
+        };
+        images.push((name, image, scenarios));
+    }
+    // What each scenario expects; one that cannot say is a failure of its own, not run.
+    let mut planned = Vec::new();
+    for (name, image, scenarios) in &images {
+        for scenario in scenarios {
+            let stem = scenario
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let what = format!("fixture {name} {stem} is caught");
+            match fixtures::read_expect(&harness.python, scenario) {
+                Ok(expect) => planned.push((*name, image, scenario, stem, what, expect)),
+                Err(e) => t.record(false, format!("{what}: {e}")),
+            }
+        }
+    }
+    // The scenarios are independent runs: side by side in one harness process (batch.rs),
+    // reported in their order.
+    let entries: Vec<batch::Entry> = planned
+        .iter()
+        .map(|(name, image, scenario, stem, _, expect)| batch::Entry {
+            name: format!("{name} {stem}"),
+            image,
+            scenario,
+            report: ws.layout.emu_report(name, &format!("{stem}.json")),
+            opts: Options {
+                faults: expect.fault_sweep,
+                fault_phase: expect.fault_phase,
+                ..Options::default()
+            },
+        })
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    let plan = ws
+        .layout
+        .emu_report("fixtures", &format!("plan-{}.json", std::process::id()));
+    let ran = batch::run(
+        &harness,
+        &plan,
+        &entries,
+        crate::base::process::jobs(),
+        &mut |i, run, progress| {
+            let (name, _, _, stem, what, expect) = &planned[i];
+            let opts = entries[i].opts;
+            eprintln!(
+                "  emulating {name} with {stem}.toml{}...",
+                match (opts.faults, opts.fault_phase) {
+                    (false, _) => "",
+                    (true, FaultPhase::Both) => ", with fault sweep",
+                    (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
+                    (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
                 }
-                Err((rendered, message, failure)) => {
-                    print!("{rendered}");
-                    if !message.is_empty() {
-                        println!("{message}");
+            );
+            for line in progress {
+                eprintln!("    {line}");
+            }
+            match fixtures::verdict(&run.outcome, expect) {
+                Ok(()) => {
+                    let wanted = expect.describe();
+                    println!("  ✓ {name} {stem}: caught, as expected ({wanted})");
+                    t.record(true, what.clone());
+                }
+                Err(e) => {
+                    if let Some(r) = run.outcome.report() {
+                        print!("{}", crate::emulator::report::render(r));
                     }
-                    t.record(false, failure);
+                    println!("  ✗ {name} {stem}: {e}");
+                    t.record(false, format!("{what}: {e}"));
                 }
             }
         },
     );
-}
-
-/// What one fixture scenario's check says: (the check, the harness's progress lines, Ok(the line
-/// to print) or Err((the report shown, the line to print, the failure recorded))).
-type FixtureCheck = (
-    String,
-    Vec<String>,
-    Result<String, (String, String, String)>,
-);
-
-fn fixture_scenario(
-    ws: &Workspace,
-    harness: &Harness,
-    name: &str,
-    image: &std::path::Path,
-    scenario: &std::path::Path,
-) -> FixtureCheck {
-    let stem = scenario
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let what = format!("fixture {name} {stem} is caught");
-    let expect = match fixtures::read_expect(&harness.python, scenario) {
-        Ok(e) => e,
-        Err(e) => {
-            let failure = format!("{what}: {e}");
-            return (
-                what,
-                Vec::new(),
-                Err((String::new(), String::new(), failure)),
-            );
-        }
-    };
-    let report = ws.layout.emu_report(name, &format!("{stem}.json"));
-    let opts = Options {
-        faults: expect.fault_sweep,
-        fault_phase: expect.fault_phase,
-        ..Options::default()
-    };
-    let mut progress = vec![format!(
-        "  emulating {name} with {stem}.toml{}...",
-        match (opts.faults, opts.fault_phase) {
-            (false, _) => "",
-            (true, FaultPhase::Both) => ", with fault sweep",
-            (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
-            (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
-        }
-    )];
-    let run =
-        emulate::run_harness_showing(harness, name, image, scenario, &report, opts, &mut |line| {
-            progress.push(format!("    {line}"));
-        });
-    let result = match fixtures::verdict(&run.outcome, &expect) {
-        Ok(()) => {
-            let wanted = expect.describe();
-            Ok(format!("  ✓ {name} {stem}: caught, as expected ({wanted})"))
-        }
-        Err(e) => Err((
-            run.outcome
-                .report()
-                .map(crate::emulator::report::render)
-                .unwrap_or_default(),
-            format!("  ✗ {name} {stem}: {e}"),
-            format!("{what}: {e}"),
-        )),
-    };
-    (what, progress, result)
+    if let Err(e) = ran {
+        t.record(false, format!("fixtures: {e}"));
+    }
 }
 
 /// The mutation check: every `xtask/mutations/*.toml` is named by its driver's README, and each
