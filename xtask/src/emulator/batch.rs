@@ -186,7 +186,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-batch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let report = dir.join("a.json");
-        std::fs::write(&report, r#"{"passed": true, "runs": []}"#).unwrap();
+        std::fs::write(&report, r#"{"schema": 1, "passed": true, "runs": []}"#).unwrap();
         let entries = [
             entry("a", &report),
             entry("b", &dir.join("none.json")),
