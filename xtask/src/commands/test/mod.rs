@@ -692,6 +692,9 @@ fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
             ),
         );
     }
+    // Each mutant is built (one shared scratch workspace, so one at a time) and its image kept
+    // under its own name; then all of them run in one harness batch (batch.rs).
+    let mut built = Vec::new();
     for m in &mutations {
         let Some(driver) = drivers.iter().find(|d| d.name == m.driver) else {
             if all_drivers {
@@ -704,42 +707,74 @@ fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
         };
         let what = format!("mutation {} ({}: {}) is caught", m.name, m.driver, m.lesson);
         eprintln!("  building mutant {}...", m.name);
-        let image = match crate::commands::test::mutations::build(ws, driver, m) {
-            Ok(image) => image,
-            Err(e) => {
-                t.record(false, format!("{what}: {e}"));
-                continue;
-            }
-        };
-        let report = ws
-            .layout
-            .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
-        let opts = Options {
-            faults: m.expect.fault_sweep,
-            fault_phase: m.expect.fault_phase,
-            ..Options::default()
-        };
-        let run = emulate::run_harness(
-            &harness,
-            &m.driver,
-            &image,
-            &driver.scenario(),
-            &report,
-            opts,
-        );
-        match fixtures::verdict(&run.outcome, &m.expect) {
-            Ok(()) => {
-                println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
-                t.record(true, what);
-            }
-            Err(e) => {
-                if let Some(r) = run.outcome.report() {
-                    print!("{}", crate::emulator::report::render(r));
-                }
-                println!("  ✗ mutant {}: {e}", m.name);
-                t.record(false, format!("{what}: {e}"));
-            }
+        // Kept under the mutation's folder with the built file's name (the report names it).
+        let image = crate::commands::test::mutations::build(ws, driver, m).and_then(|image| {
+            let kept = ws
+                .layout
+                .target_dir
+                .join("mutants")
+                .join("images")
+                .join(&m.name)
+                .join(image.file_name().unwrap_or_default());
+            files::copy_atomic(&image, &kept).map(|()| kept)
+        });
+        match image {
+            Ok(kept) => built.push((m, *driver, kept, what)),
+            Err(e) => t.record(false, format!("{what}: {e}")),
         }
+    }
+    if built.is_empty() {
+        return;
+    }
+    let scenarios: Vec<std::path::PathBuf> =
+        built.iter().map(|(_, d, _, _)| d.scenario()).collect();
+    let entries: Vec<batch::Entry> = built
+        .iter()
+        .zip(&scenarios)
+        .map(|((m, _, image, _), scenario)| batch::Entry {
+            name: format!("{} mutant-{}", m.driver, m.name),
+            image,
+            scenario,
+            report: ws
+                .layout
+                .emu_report(&m.driver, &format!("mutant-{}.json", m.name)),
+            opts: Options {
+                faults: m.expect.fault_sweep,
+                fault_phase: m.expect.fault_phase,
+                ..Options::default()
+            },
+        })
+        .collect();
+    let plan = ws
+        .layout
+        .emu_report("mutants", &format!("plan-{}.json", std::process::id()));
+    let ran = batch::run(
+        &harness,
+        &plan,
+        &entries,
+        crate::base::process::jobs(),
+        &mut |i, run, progress| {
+            let (m, _, _, what) = &built[i];
+            for line in progress {
+                eprintln!("    {line}");
+            }
+            match fixtures::verdict(&run.outcome, &m.expect) {
+                Ok(()) => {
+                    println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
+                    t.record(true, what.clone());
+                }
+                Err(e) => {
+                    if let Some(r) = run.outcome.report() {
+                        print!("{}", crate::emulator::report::render(r));
+                    }
+                    println!("  ✗ mutant {}: {e}", m.name);
+                    t.record(false, format!("{what}: {e}"));
+                }
+            }
+        },
+    );
+    if let Err(e) = ran {
+        t.record(false, format!("mutations: {e}"));
     }
 }
 
