@@ -5,8 +5,10 @@
 //!
 //! On stderr the harness prints one block per entry, in order: `@entry NAME`, the entry's progress
 //! lines, then `@exit N` (the exit status `harness.py` alone would have had for it). Each block is
-//! interpreted as [`super::emulate::run_harness`] interprets one harness process.
+//! interpreted as one harness process's exit status, report and stderr would be
+//! ([`super::emulate::interpret`]).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -102,14 +104,14 @@ pub fn run(
             format!("{e} (the harness's Python is {})", harness.python.display()),
         ),
     };
-    for i in b.done..entries.len() {
+    for (i, e) in entries.iter().enumerate().skip(b.done) {
         let what = match exit {
             Some(code) => format!("the batch harness ended (exit status {code}) before this run"),
             None => "the batch harness could not run or was killed".to_owned(),
         };
         let outcome = Outcome::Error(format!("{what}:\n{why}"));
         let run = DriverRun {
-            driver: driver_of(&entries[i].name),
+            driver: driver_of(&e.name),
             exit: None,
             outcome,
         };
@@ -129,7 +131,7 @@ fn take(
         if entries.get(b.done).is_some_and(|e| e.name == name) && b.open.is_none() {
             b.open = Some((Vec::new(), String::new()));
         } else {
-            b.outside.push_str(&format!("unexpected block {name}\n"));
+            let _ = writeln!(b.outside, "unexpected block {name}");
         }
         return;
     }
