@@ -19,6 +19,7 @@ from .pnp import PnpNotifications
 from .pool import Pool
 from .racing import Racing
 from .rundown import Rundown
+from .scenario import load
 from .sync import Sync
 from .wdf import Wdf
 from .wfp import Wfp
@@ -27,3 +28,8 @@ from .wfp import Wfp
 # table that no other family attached).
 FAMILIES = [LockOrder, Racing, Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
             PnpNotifications, Sync, Devices, Wdf, Wfp, IrqlChecks]
+
+
+def load_scenario(path):
+    """The scenario at `path`, validated against every family's settings, steps and races."""
+    return load(path, FAMILIES)

@@ -31,6 +31,7 @@ import logging
 import traceback
 from types import MethodType
 
+from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 import speakeasy.windows.common as _w
 import speakeasy.winenv.arch as _arch
 import unicorn.x86_const as _x
@@ -90,6 +91,9 @@ class FastCalls:
         emu._set_emu_hooks = _nothing
         emu._unset_emu_hooks = _nothing
         emu.do_call_return = self._do_call_return
+        # speakeasy's get_ret_address (the pointer at the stack pointer) without its generic register
+        # and memory reads: the lock-order and IRQL models ask it on every acquisition.
+        emu.get_ret_address = self._ret_address
         # Straight on unicorn (speakeasy's hook wrapper only adds checks this hook does not need).
         emu.emu_eng.hook_add(htype=HOOK_CODE, cb=self._fetch, begin=self.begin, end=self.end - 1)
         _fast_register_reads(emu.emu_eng)

@@ -16,10 +16,12 @@ same thread.
 import struct
 from collections import Counter, deque
 
+from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 import speakeasy
 import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
+from . import memindex
 from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
 from .watch import Watches
@@ -98,13 +100,29 @@ def fault_choices(probe, argv):
     return [(c[0], c[1], c[2] if len(c) > 2 else None) for c in choices]
 
 
+class Loaded:
+    """The image loaded into a fresh speakeasy, nothing run yet: what every run of it starts from."""
+
+    def __init__(self, image_path):
+        self.image = image_path
+        self.se = speakeasy.Speakeasy(config=_config())
+        self.module = self.se.load_module(image_path)
+
+
 class Machine:
     """A driver image in an emulated kernel, with call recording, fault injection and IRQL."""
 
-    def __init__(self, image_path, fault=None, count_instructions=False):
-        self.se = speakeasy.Speakeasy(config=_config())
-        self.module = self.se.load_module(image_path)
+    def __init__(self, image_path, fault=None, count_instructions=False, loaded=None):
+        # `loaded`: the image already in a speakeasy nobody ran (a forked child's copy, forks.py).
+        if loaded is None:
+            loaded = Loaded(image_path)
+        elif loaded.image != image_path:
+            raise HarnessError('internal: a machine for %s from the loaded %s' % (image_path, loaded.image))
+        self.se = loaded.se
+        self.module = loaded.module
+        loaded.se = loaded.module = None   # one machine per loaded copy: it is run from here on
         self.fastcalls = FastCalls(self.se.emu, self.module)  # kernel calls without a fault each (fastcall.py)
+        memindex.index(self.se.emu)  # memory maps looked up and freed without a scan (memindex.py)
         self.watches = Watches(self)
         self.image_base = self.module.base
         self.image_end = self.module.base + self.module.image_size

@@ -5,7 +5,8 @@ import os
 
 from .errors import HarnessError
 from .families import FAMILIES
-from .machine import Fault, Machine, fault_choices
+from .forks import fork_map
+from .machine import Fault, Loaded, Machine, fault_choices
 
 logging.getLogger('speakeasy').setLevel(logging.CRITICAL)
 
@@ -39,10 +40,10 @@ MAX_UNLOAD_OCCURRENCES = 3
 class Run:
     """One emulation of the driver: DriverEntry, the scenario's events, DriverUnload, the audit."""
 
-    def __init__(self, image, scenario, fault=None, count_instructions=False):
+    def __init__(self, image, scenario, fault=None, count_instructions=False, loaded=None):
         self.scenario = scenario
         self.fault = fault
-        self.m = Machine(image, fault=fault, count_instructions=count_instructions)
+        self.m = Machine(image, fault=fault, count_instructions=count_instructions, loaded=loaded)
         self.models = [family(self.m, scenario.config) for family in FAMILIES]
         self.by_family = {type(model): model for model in self.models}
         self.steps = []
@@ -257,41 +258,45 @@ class Run:
 
 def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None, jobs=1):
     """The scenario run, then each variant and (with `faults`) each fault run, each on a fresh
-    machine. The runs after the first are independent: with `jobs` > 1 they run in that many
-    processes; the report and the progress lines keep the same order either way.
+    machine: the image is loaded once and every run is a child process forked from that loaded,
+    never-run state (forks.py), up to `jobs` at a time; the report and the progress lines keep the
+    same order whatever `jobs` is.
 
     The fault sweep fails each fallible call DriverEntry made in the scenario run, and (unless
     `fault_phase` is 'DriverEntry') each fallible call DriverUnload makes, in the cheapest scenario
     or variant that makes it (cost: the kernel calls its run made, the same on every machine)."""
     # The image's name: two images built from one crate (variants) share a scenario folder.
     driver = os.path.splitext(os.path.basename(image))[0]
+    loaded = Loaded(image)
     routines = {}
     runs = []
 
+    def one(task):
+        return _one_run(loaded, task)
+
     progress('%s: scenario run' % driver)
-    first = Run(image, scenario, count_instructions=count_instructions)
-    first.execute(run_steps=True)
-    runs.append(first.report('scenario', 'scenario'))
-    routines.update(first.routines())
+    first_task = (image, scenario, None, count_instructions, True, 'scenario', 'scenario')
+    report, used, offered, first = next(fork_map(one, [first_task], 1))
+    runs.append(report)
+    routines.update(used)
     # (cost, order, scenario, teardown faults): what each scenario run offers the teardown sweep.
-    swept = [(len(first.m.calls), 0, scenario, _teardown_faults(first))]
+    swept = [(offered[0], 0, scenario, offered[1])]
 
     tasks = [(image, v, None, count_instructions, True, 'scenario: %s' % v.name, 'scenario')
              for v in scenario.variants]
-    for report, used, offered in _map(_one_run, tasks, jobs, driver, progress):
+    for report, used, offered, _first in _map(one, tasks, jobs, driver, progress):
         runs.append(report)
         routines.update({k: v for k, v in used.items() if k not in routines})
         swept.append((offered[0], len(swept), scenario.variants[len(swept) - 1], offered[1]))
 
     if faults:
-        if not _nt_success(first.status):
+        status, entry_faults = first
+        if not _nt_success(status):
             raise HarnessError('the scenario run failed in DriverEntry (%s); a fault sweep needs a '
-                               'DriverEntry that succeeds' % _status(first.status))
+                               'DriverEntry that succeeds' % _status(status))
         plan = []
-        for routine, occurrence in first.m.fallible_calls if fault_phase != 'DriverUnload' else ():
-            args = next(c.args for c in _nth_call(first.m.calls, routine, occurrence, 'DriverEntry'))
-            for value, label, _effect in fault_choices(first.m.fallible[routine], args):
-                plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry')))
+        for routine, occurrence, value, label in entry_faults if fault_phase != 'DriverUnload' else ():
+            plan.append((scenario, Fault(routine, occurrence, value, label, 'DriverEntry')))
         # Each routine DriverUnload calls is failed in the cheapest scenario (or variant) that calls
         # it, at each of its first MAX_UNLOAD_OCCURRENCES calls there: every fault run replays that
         # scenario's steps, and a costlier scenario makes the same calls on the same path.
@@ -310,8 +315,7 @@ def run_all(image, scenario, faults, count_instructions, progress, fault_phase=N
                 index, len(plan), fault.routine, fault.occurrence,
                 'in DriverUnload ' if fault.phase == 'DriverUnload' else '', fault.label, where)
             tasks.append((image, source, fault, False, fault.phase == 'DriverUnload', name, 'fault'))
-        first = None  # its machine is no longer needed: free it before forking
-        for report, used, _offered in _map(_one_run, tasks, jobs, driver, progress):
+        for report, used, _offered, _first in _map(one, tasks, jobs, driver, progress):
             runs.append(report)
             routines.update({k: v for k, v in used.items() if k not in routines})
 
@@ -352,29 +356,33 @@ def versions():
             'python': platform.python_version()}
 
 
-def _one_run(task):
-    """One run on a fresh machine: its report, the routines it used and, for a scenario run, its
-    cost and what it offers the teardown sweep."""
+def _one_run(loaded, task):
+    """One run from the loaded image (in a forked child: its own copy): its report, the routines it
+    used and, for a scenario run, its cost and what it offers the teardown sweep; for the first
+    run also its DriverEntry status and the DriverEntry faults it offers, all as plain data."""
     image, scenario, fault, count_instructions, run_steps, name, kind = task
-    run = Run(image, scenario, fault=fault, count_instructions=count_instructions)
+    run = Run(image, scenario, fault=fault, count_instructions=count_instructions, loaded=loaded)
     run.execute(run_steps=run_steps)
     offered = (len(run.m.calls), _teardown_faults(run)) if kind == 'scenario' else None
-    return run.report(name, kind), run.routines(), offered
+    first = None
+    if fault is None and name == 'scenario':
+        entry = []
+        if _nt_success(run.status):
+            for routine, occurrence in run.m.fallible_calls:
+                args = next(c.args for c in _nth_call(run.m.calls, routine, occurrence, 'DriverEntry'))
+                for value, label, _effect in fault_choices(run.m.fallible[routine], args):
+                    entry.append((routine, occurrence, value, label))
+        first = (run.status, entry)
+    return run.report(name, kind), run.routines(), offered, first
 
 
 def _map(function, tasks, jobs, driver, progress):
-    """`function` over `tasks`, in order; with jobs > 1 in forked worker processes. Each task's
-    progress line is shown when its result is taken, so the lines keep the tasks' order."""
-    if jobs <= 1 or len(tasks) < 2:
-        for task in tasks:
-            progress('%s: %s' % (driver, task[5]))
-            yield function(task)
-        return
-    import multiprocessing
-    with multiprocessing.get_context('fork').Pool(min(jobs, len(tasks))) as pool:
-        for task, result in zip(tasks, pool.imap(function, tasks), strict=True):
-            progress('%s: %s' % (driver, task[5]))
-            yield result
+    """`function` over `tasks`, in order, each in a forked child (forks.py), `jobs` at a time.
+    Each task's progress line is shown when its result is taken, so the lines keep the tasks'
+    order."""
+    for task, result in zip(tasks, fork_map(function, tasks, jobs), strict=True):
+        progress('%s: %s' % (driver, task[5]))
+        yield result
 
 
 def _nth_call(calls, routine, occurrence, stage):

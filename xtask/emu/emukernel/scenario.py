@@ -1,6 +1,7 @@
 """A driver's emulation scenario: the kernel events that exercise it, read from `scenario.toml`.
 
-The file has generic parts and parts owned by a callback family (families.py). Each family declares
+The file has generic parts and parts owned by a callback family (families.py, which imports this
+module, never the reverse: `families.load_scenario` reads a file against every family). Each family declares
 the top-level settings it reads (`CONFIG`), the kernel events it can deliver (`STEPS`) and the races
 it can arm for DriverUnload (`RACES`), each with its fields; this module validates the file against
 those declarations, so a typo is an error that names the file, the entry and the key.
@@ -156,10 +157,9 @@ def _entry(table, kinds, where):
     return step
 
 
-def load(path, families=None):
-    if families is None:
-        from .families import FAMILIES
-        families = FAMILIES
+def load(path, families):
+    """Reads and validates the scenario at `path` against `families` (families.load_scenario passes
+    the kernel's own; this module imports none of them, so the families may import it)."""
     try:
         with open(path, 'rb') as f:
             data = tomllib.load(f)

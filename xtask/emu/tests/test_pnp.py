@@ -11,7 +11,7 @@ from emukernel.irql import DISPATCH_LEVEL  # noqa: E402
 from emukernel.mutex import GuardedMutexes  # noqa: E402
 from emukernel.pnp import (DEVICE_INTERFACE, GUID_DEVINTERFACE_VOLUME, HARDWARE_PROFILE,  # noqa: E402
                            INCLUDE_EXISTING, PnpNotifications, guid_bytes)
-from emukernel.scenario import load  # noqa: E402
+from emukernel.families import load_scenario as load  # noqa: E402
 from test_models import FakeMachine  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))

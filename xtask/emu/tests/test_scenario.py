@@ -7,7 +7,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 from emukernel.errors import HarnessError  # noqa: E402
-from emukernel.scenario import load  # noqa: E402
+from emukernel.families import load_scenario as load  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 

@@ -86,44 +86,6 @@ pub fn jobs() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-/// Runs `work(i)` for every `i` in `0..n` on up to `jobs` threads and hands each result to
-/// `done(i, result)` in index order, as soon as it and every earlier one are finished: output
-/// printed by `done` is in the same order whatever finishes first.
-pub fn parallel_ordered<T: Send>(
-    n: usize,
-    jobs: usize,
-    work: impl Fn(usize) -> T + Sync,
-    mut done: impl FnMut(usize, T),
-) {
-    use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..jobs.clamp(1, n.max(1)) {
-            let (tx, next, work) = (tx.clone(), &next, &work);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n || tx.send((i, work(i))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut finished = BTreeMap::new();
-        let mut want = 0;
-        for (i, result) in rx {
-            finished.insert(i, result);
-            while let Some(result) = finished.remove(&want) {
-                done(want, result);
-                want += 1;
-            }
-        }
-    });
-}
-
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -144,28 +106,6 @@ pub fn elapsed(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parallel_results_come_in_order() {
-        // The first item takes longest: the others finish first but are handed over after it.
-        let mut seen = Vec::new();
-        let threads = std::sync::Mutex::new(std::collections::HashSet::new());
-        parallel_ordered(
-            6,
-            3,
-            |i| {
-                threads.lock().unwrap().insert(std::thread::current().id());
-                std::thread::sleep(Duration::from_millis(if i == 0 { 150 } else { 10 }));
-                i * 10
-            },
-            |i, r| seen.push((i, r)),
-        );
-        assert_eq!(seen, (0..6).map(|i| (i, i * 10)).collect::<Vec<_>>());
-        assert!(threads.lock().unwrap().len() > 1, "ran on one thread only");
-        let mut none = 0;
-        parallel_ordered(0, 4, |_| 1, |_, r: i32| none += r);
-        assert_eq!(none, 0);
-    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

@@ -3,15 +3,14 @@
 //! `crate::commands::emulate`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::base::error::{Error, Result, bail};
-use crate::base::files;
+use crate::base::error::{Result, bail};
 use crate::base::layout::{Arch, Profile, display_path};
-use crate::base::process::{run_teeing_stderr, tail};
+use crate::base::process::tail;
 use crate::base::workspace::{Driver, Workspace};
+use crate::emulator::batch;
 use crate::emulator::report;
 use crate::emulator::venv;
 
@@ -72,8 +71,6 @@ pub struct Options {
     pub fault_phase: FaultPhase,
     /// `--count-instructions`: instructions per callback invocation.
     pub count_instructions: bool,
-    /// `--jobs`: processes the harness runs its variant and fault runs in (0 or 1: one).
-    pub jobs: usize,
 }
 
 /// How one driver's emulation ended.
@@ -180,33 +177,28 @@ pub fn emulate(
         bail!("{}", problems.join("\n"));
     }
     let harness = Harness::locate(ws)?;
-    // Drivers run side by side, each harness with the processes left over for its own runs
-    // (one driver alone gets them all); reports and output come in the drivers' order.
-    let jobs = crate::base::process::jobs();
-    let opts = Options {
-        jobs: (jobs / jobs.min(planned.len())).max(1),
-        ..opts
-    };
+    // One harness process for every driver (batch.rs): the drivers run side by side in it, each
+    // with the processes left over for its own runs; reports and output in the drivers' order.
+    let entries: Vec<batch::Entry> = planned
+        .iter()
+        .map(|(d, image, scenario)| batch::Entry {
+            name: d.name.clone(),
+            image,
+            scenario,
+            report: ws.layout.emu_report(&d.name, report_name),
+            opts,
+        })
+        .collect();
+    let plan = ws
+        .layout
+        .emu_report("batch", &format!("plan-{}.json", std::process::id()));
     let mut runs = Vec::new();
-    crate::base::process::parallel_ordered(
-        planned.len(),
-        jobs,
-        |i| {
-            let (d, image, scenario) = &planned[i];
-            let report_path = ws.layout.emu_report(&d.name, report_name);
-            let mut progress = Vec::new();
-            let run = run_harness_showing(
-                &harness,
-                &d.name,
-                image,
-                scenario,
-                &report_path,
-                opts,
-                &mut |line| progress.push(line.to_owned()),
-            );
-            (run, progress)
-        },
-        |i, (run, progress)| {
+    batch::run(
+        &harness,
+        &plan,
+        &entries,
+        crate::base::process::jobs(),
+        &mut |i, run, progress| {
             eprintln!(
                 "  emulating {} ({profile}{})...",
                 planned[i].0.name,
@@ -224,104 +216,15 @@ pub fn emulate(
             }
             runs.push(run);
         },
-    );
+    )?;
     if print {
         println!("{}", summary(&runs));
     }
     Ok(runs)
 }
 
-/// Runs the harness once and interprets its exit status (0 passed, 1 a run failed, 2 could not run).
-pub fn run_harness(
-    harness: &Harness,
-    driver: &str,
-    image: &Path,
-    scenario: &Path,
-    report_path: &Path,
-    opts: Options,
-) -> DriverRun {
-    run_harness_showing(
-        harness,
-        driver,
-        image,
-        scenario,
-        report_path,
-        opts,
-        &mut |line| eprintln!("    {line}"),
-    )
-}
-
-/// [`run_harness`], with each line of the harness's progress (stderr) given to `show`.
-pub fn run_harness_showing(
-    harness: &Harness,
-    driver: &str,
-    image: &Path,
-    scenario: &Path,
-    report_path: &Path,
-    opts: Options,
-    show: &mut dyn FnMut(&str),
-) -> DriverRun {
-    // A report left by an earlier run must not be taken for this run's.
-    if let Err(e) = files::remove_if_exists(report_path) {
-        return DriverRun {
-            driver: driver.to_owned(),
-            exit: None,
-            outcome: Outcome::Error(e.to_string()),
-        };
-    }
-    if let Some(dir) = report_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let mut cmd = Command::new(&harness.python);
-    cmd.arg(&harness.script)
-        .arg("--image")
-        .arg(image)
-        .arg("--scenario")
-        .arg(scenario)
-        .arg("--report")
-        .arg(report_path);
-    if opts.faults {
-        cmd.arg("--faults");
-        match opts.fault_phase {
-            FaultPhase::Both => {}
-            FaultPhase::DriverEntry => {
-                cmd.args(["--fault-phase", "DriverEntry"]);
-            }
-            FaultPhase::DriverUnload => {
-                cmd.args(["--fault-phase", "DriverUnload"]);
-            }
-        }
-    }
-    if opts.count_instructions {
-        cmd.arg("--count-instructions");
-    }
-    if opts.jobs > 1 {
-        cmd.arg("--jobs").arg(opts.jobs.to_string());
-    }
-    let (status, stderr) = match run_teeing_stderr(&mut cmd, show) {
-        Ok(r) => r,
-        Err(e) => {
-            let e = Error::new(format!(
-                "{e} (the harness's Python is {})",
-                harness.python.display()
-            ));
-            return DriverRun {
-                driver: driver.to_owned(),
-                exit: None,
-                outcome: Outcome::Error(e.to_string()),
-            };
-        }
-    };
-    let exit = status.code();
-    let outcome = interpret(exit, report_path, &stderr);
-    DriverRun {
-        driver: driver.to_owned(),
-        exit,
-        outcome,
-    }
-}
-
-fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
+/// What one harness run's exit status, report and stderr mean.
+pub(crate) fn interpret(exit: Option<i32>, report_path: &Path, stderr: &str) -> Outcome {
     let said = || tail(stderr.trim_end(), 20);
     match exit {
         Some(0 | 1) if !report_path.is_file() => Outcome::Error(format!(
@@ -389,10 +292,20 @@ mod tests {
     use std::fs;
 
     /// A stand-in harness: behaves as `$FAKE_MODE` says, checking its arguments as the real one
-    /// would be called.
+    /// would be called; `--batch` runs each entry as one such call.
     const FAKE_HARNESS: &str = r#"
-import json, os, sys
+import json, os, subprocess, sys
 args = sys.argv[1:]
+if "--batch" in args:  # each entry as one single-run process of this script, in the batch protocol
+    plan = json.load(open(args[args.index("--batch") + 1]))
+    for e in plan["entries"]:
+        cmd = [sys.executable, __file__, "--image", e["image"], "--scenario", e["scenario"],
+               "--report", e["report"]] + (["--faults"] if e["faults"] else [])
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        print("@entry " + e["name"], file=sys.stderr)
+        sys.stderr.write(p.stderr)
+        print("@exit %d" % p.returncode, file=sys.stderr, flush=True)
+    sys.exit(0)
 def arg(name):
     return args[args.index(name) + 1]
 mode = open(os.path.join(os.path.dirname(arg("--scenario")), "mode")).read().strip()
@@ -449,14 +362,24 @@ sys.exit(0 if passed else 1)
                 faults,
                 ..Options::default()
             };
-            run_harness(
-                &self.harness,
-                "fake",
-                &self.dir.join("fake.sys"),
-                &scenario,
-                &report,
+            let image = self.dir.join("fake.sys");
+            let entries = [batch::Entry {
+                name: "fake".to_owned(),
+                image: &image,
+                scenario: &scenario,
+                report,
                 opts,
+            }];
+            let mut got = None;
+            batch::run(
+                &self.harness,
+                &self.dir.join("plan.json"),
+                &entries,
+                1,
+                &mut |_, run, _| got = Some(run),
             )
+            .unwrap();
+            got.expect("every entry gets a run")
         }
     }
 
@@ -560,7 +483,7 @@ sys.exit(0 if passed else 1)
                 && e.contains("cargo xtask build -p ex-callback --release"),
             "{e}"
         );
-        files::write_atomic(
+        crate::base::files::write_atomic(
             &ws.layout
                 .placed_sys("ex-callback", Arch::X64, Profile::Release),
             b"MZ",
@@ -573,7 +496,7 @@ sys.exit(0 if passed else 1)
             e.contains("no emulation scenario at ex-callback/scenario.toml"),
             "{e}"
         );
-        files::write_atomic(&driver.scenario(), b"").unwrap();
+        crate::base::files::write_atomic(&driver.scenario(), b"").unwrap();
         inputs(&ws, &driver, Profile::Release).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }

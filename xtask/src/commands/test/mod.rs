@@ -26,6 +26,7 @@
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 
+mod emulated;
 pub(crate) mod fixtures;
 pub(crate) mod gate;
 pub(crate) mod mutations;
@@ -46,7 +47,7 @@ use crate::base::toolchain::{self, Component};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
-use crate::emulator::emulate::{self, FaultPhase, Harness, Options as HarnessOptions, Outcome};
+use crate::emulator::emulate::Harness;
 use crate::emulator::venv;
 use crate::packaging::cert;
 use crate::packaging::package;
@@ -200,7 +201,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
-        emulate_stage(ws, &drivers, &built, &mut t);
+        emulated::emulate_stage(ws, &drivers, &built, &mut t);
     }
     if wants("fixtures") {
         header("fixtures");
@@ -209,13 +210,13 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
             );
         }
-        for fixture in &fixtures {
-            check_fixture(ws, fixture, &mut t);
+        if !fixtures.is_empty() {
+            emulated::check_fixtures(ws, &fixtures, &mut t);
         }
     }
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
-        check_mutations(ws, &drivers, &mut t);
+        emulated::check_mutations(ws, &drivers, &mut t);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
@@ -403,6 +404,7 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
         Err(e) => println!("  {e}"),
     }
     let harness = Harness::locate(ws);
+    let mut to_emulate = Vec::new();
     for profile in PROFILES {
         for arch in Arch::ALL {
             let ready: Vec<&Driver> = drivers
@@ -456,276 +458,10 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
                     t.record(c.ok, c.what);
                 }
                 if arch == Arch::X64 {
-                    emulate_signed(ws, &harness, &p.driver, &dir, profile, t);
+                    to_emulate.push((p.driver.clone(), dir, profile));
                 }
             }
         }
     }
-}
-
-/// The signed x64 image of a package, run once in the emulator (no fault sweep).
-fn emulate_signed(
-    ws: &Workspace,
-    harness: &Result<Harness>,
-    name: &str,
-    dir: &std::path::Path,
-    profile: Profile,
-    t: &mut Tally,
-) {
-    let what = format!("the signed {name}.sys ({profile}) runs in the emulated kernel");
-    let (Ok(harness), Some(driver)) = (harness, ws.drivers.iter().find(|d| d.name == name)) else {
-        let why = harness
-            .as_ref()
-            .err()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        return t.record(false, format!("{what}: {why}"));
-    };
-    let report = ws
-        .layout
-        .emu_report(name, &format!("signed-{}", emulate::report_name(profile)));
-    let image = dir.join(format!("{name}.sys"));
-    let run = emulate::run_harness(
-        harness,
-        name,
-        &image,
-        &driver.scenario(),
-        &report,
-        HarnessOptions::default(),
-    );
-    match run.outcome {
-        Outcome::Passed(_) => {
-            println!("  ✓ {what}");
-            t.record(true, what);
-        }
-        Outcome::Failed(r) => {
-            print!("{}", crate::emulator::report::render(&r));
-            t.record(false, what);
-        }
-        Outcome::Error(e) => t.record(false, format!("{what}: {e}")),
-    }
-}
-
-/// Every driver whose x64 image was placed, with the fault sweep, debug and release.
-fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut Tally) {
-    for profile in PROFILES {
-        let placed = |d: &&Driver| {
-            built.iter().any(|b| {
-                b.driver == d.name
-                    && b.arch == Arch::X64
-                    && b.profile == profile
-                    && b.result.is_ok()
-            })
-        };
-        let ready: Vec<&Driver> = drivers.iter().copied().filter(placed).collect();
-        if ready.is_empty() {
-            continue; // their build failures are counted already
-        }
-        let opts = HarnessOptions {
-            faults: true,
-            ..HarnessOptions::default()
-        };
-        match emulate::emulate(
-            ws,
-            &ready,
-            profile,
-            opts,
-            emulate::report_name(profile),
-            true,
-        ) {
-            Ok(runs) => {
-                for r in runs {
-                    let ok = matches!(r.outcome, Outcome::Passed(_));
-                    t.record(ok, format!("emulate {} ({profile}, with faults)", r.driver));
-                }
-            }
-            Err(e) => t.record(false, format!("emulate ({profile}): {e}")),
-        }
-    }
-}
-
-/// Builds a fixture and runs each of its scenarios, which must each be caught as it expects.
-fn check_fixture(ws: &Workspace, fixture: &Driver, t: &mut Tally) {
-    let name = &fixture.name;
-    let built = match build::build(ws, &[fixture], &[Arch::X64], Profile::Debug) {
-        Ok(b) => b.into_iter().next().map(|b| b.result),
-        Err(e) => Some(Err(e)),
-    };
-    let image = match built {
-        Some(Ok(image)) => image,
-        Some(Err(e)) => return t.record(false, format!("fixture {name}: build: {e}")),
-        None => return t.record(false, format!("fixture {name}: nothing built")),
-    };
-    let (scenarios, harness) = match (fixtures::scenarios(fixture), Harness::locate(ws)) {
-        (Ok(s), Ok(h)) => (s, h),
-        (Err(e), _) | (_, Err(e)) => return t.record(false, format!("fixture {name}: {e}")),
-    };
-    // The scenarios are independent runs: side by side, reported in their order.
-    crate::base::process::parallel_ordered(
-        scenarios.len(),
-        crate::base::process::jobs(),
-        |i| fixture_scenario(ws, &harness, name, &image, &scenarios[i]),
-        |_, (what, progress, result)| {
-            for line in progress {
-                eprintln!("{line}");
-            }
-            match result {
-                Ok(message) => {
-                    println!("{message}");
-                    t.record(true, what);
-                }
-                Err((rendered, message, failure)) => {
-                    print!("{rendered}");
-                    if !message.is_empty() {
-                        println!("{message}");
-                    }
-                    t.record(false, failure);
-                }
-            }
-        },
-    );
-}
-
-/// What one fixture scenario's check says: (the check, the harness's progress lines, Ok(the line
-/// to print) or Err((the report shown, the line to print, the failure recorded))).
-type FixtureCheck = (
-    String,
-    Vec<String>,
-    Result<String, (String, String, String)>,
-);
-
-fn fixture_scenario(
-    ws: &Workspace,
-    harness: &Harness,
-    name: &str,
-    image: &std::path::Path,
-    scenario: &std::path::Path,
-) -> FixtureCheck {
-    let stem = scenario
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let what = format!("fixture {name} {stem} is caught");
-    let expect = match fixtures::read_expect(&harness.python, scenario) {
-        Ok(e) => e,
-        Err(e) => {
-            let failure = format!("{what}: {e}");
-            return (
-                what,
-                Vec::new(),
-                Err((String::new(), String::new(), failure)),
-            );
-        }
-    };
-    let report = ws.layout.emu_report(name, &format!("{stem}.json"));
-    let opts = HarnessOptions {
-        faults: expect.fault_sweep,
-        fault_phase: expect.fault_phase,
-        ..HarnessOptions::default()
-    };
-    let mut progress = vec![format!(
-        "  emulating {name} with {stem}.toml{}...",
-        match (opts.faults, opts.fault_phase) {
-            (false, _) => "",
-            (true, FaultPhase::Both) => ", with fault sweep",
-            (true, FaultPhase::DriverEntry) => ", with DriverEntry's fault sweep",
-            (true, FaultPhase::DriverUnload) => ", with DriverUnload's fault sweep",
-        }
-    )];
-    let run =
-        emulate::run_harness_showing(harness, name, image, scenario, &report, opts, &mut |line| {
-            progress.push(format!("    {line}"));
-        });
-    let result = match fixtures::verdict(&run.outcome, &expect) {
-        Ok(()) => {
-            let wanted = expect.describe();
-            Ok(format!("  ✓ {name} {stem}: caught, as expected ({wanted})"))
-        }
-        Err(e) => Err((
-            run.outcome
-                .report()
-                .map(crate::emulator::report::render)
-                .unwrap_or_default(),
-            format!("  ✗ {name} {stem}: {e}"),
-            format!("{what}: {e}"),
-        )),
-    };
-    (what, progress, result)
-}
-
-/// The mutation check: every `xtask/mutations/*.toml` is named by its driver's README, and each
-/// mutant builds and fails in the harness with the rule that names its lesson. With `-p`, only
-/// the mutations of the selected drivers run (the README check then covers those drivers only).
-fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
-    let harness = match Harness::locate(ws) {
-        Ok(h) => h,
-        Err(e) => return t.record(false, format!("mutations: {e}")),
-    };
-    let mutations = match crate::commands::test::mutations::load_all(ws, &harness.python) {
-        Ok(m) => m,
-        Err(e) => return t.record(false, format!("mutations: {e}")),
-    };
-    let all_drivers = ws.select(&[]).map_or(0, |d| d.len()) == drivers.len();
-    if all_drivers {
-        let problems = crate::commands::test::mutations::readme_problems(ws, &mutations);
-        for p in &problems {
-            println!("  ✗ {p}");
-        }
-        t.record(
-            problems.is_empty() && !mutations.is_empty(),
-            format!(
-                "every README lesson has its mutation, and every mutation its README line ({} mutation(s))",
-                mutations.len()
-            ),
-        );
-    }
-    for m in &mutations {
-        let Some(driver) = drivers.iter().find(|d| d.name == m.driver) else {
-            if all_drivers {
-                t.record(
-                    false,
-                    format!("mutation {}: no driver {}", m.name, m.driver),
-                );
-            }
-            continue;
-        };
-        let what = format!("mutation {} ({}: {}) is caught", m.name, m.driver, m.lesson);
-        eprintln!("  building mutant {}...", m.name);
-        let image = match crate::commands::test::mutations::build(ws, driver, m) {
-            Ok(image) => image,
-            Err(e) => {
-                t.record(false, format!("{what}: {e}"));
-                continue;
-            }
-        };
-        let report = ws
-            .layout
-            .emu_report(&m.driver, &format!("mutant-{}.json", m.name));
-        let opts = HarnessOptions {
-            faults: m.expect.fault_sweep,
-            fault_phase: m.expect.fault_phase,
-            ..HarnessOptions::default()
-        };
-        let run = emulate::run_harness(
-            &harness,
-            &m.driver,
-            &image,
-            &driver.scenario(),
-            &report,
-            opts,
-        );
-        match fixtures::verdict(&run.outcome, &m.expect) {
-            Ok(()) => {
-                println!("  ✓ mutant {}: caught ({})", m.name, m.expect.describe());
-                t.record(true, what);
-            }
-            Err(e) => {
-                if let Some(r) = run.outcome.report() {
-                    print!("{}", crate::emulator::report::render(r));
-                }
-                println!("  ✗ mutant {}: {e}", m.name);
-                t.record(false, format!("{what}: {e}"));
-            }
-        }
-    }
+    emulated::emulate_signed(ws, &harness, &to_emulate, t);
 }
