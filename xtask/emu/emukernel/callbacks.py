@@ -30,7 +30,7 @@ is deleted when its last reference goes — the driver's, the registrations', th
 system or permanent object — so "dereferenced before unregistering" is not a defect.
 """
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -222,6 +222,30 @@ class ExCallbacks:
         order = lockorder.of(self.m)
         race = racing.of(self.m)
         token = race.begin(label)
+        flights = inflight.of(self.m)
+        if len(calls) == 1 and flights.available():
+            # inflight.py: the call is suspended across the unregistration (at the barrier, or
+            # before it touches driver pool) and resumes when the driver waits or unload returns.
+            def start():
+                self._enter(reg, label)
+
+            def pause():
+                self.m.counting = False
+                if reg in self.deliveries:
+                    self.deliveries.remove(reg)
+
+            def resume():
+                self.deliveries.append(reg)
+                self.m.counting = True
+
+            def end():
+                self._leave(reg, label, last=True)
+                race.end(token)
+
+            flights.start(calls[0][0], calls[0][1], label, {
+                'locks': [reg.obj.list_lock()], 'start': start, 'pause': pause, 'resume': resume,
+                'end': end})
+            return None
         saved = {}
 
         def before(i):

@@ -3,6 +3,7 @@
 import logging
 import os
 
+from . import inflight
 from .errors import HarnessError
 from .families import FAMILIES
 from .machine import Fault, Machine, fault_choices
@@ -60,6 +61,7 @@ class Run:
         for model in self.models:
             getattr(model, 'before_driver_entry', lambda: None)()
         self.status = m.run_driver_entry()
+        inflight.of(m).land('DriverEntry')
         if not _nt_success(self.status) or m.stop is not None:
             return
         if run_steps:
@@ -79,6 +81,7 @@ class Run:
         if unload:
             executed, calls = m.executed, len(m.calls)
             m.call(unload, [m.driver_object()], phase='DriverUnload')
+            inflight.of(m).land('DriverUnload')
             self.unloaded = m.run_error() is None
             self.unload_cost = (m.executed - executed, len(m.calls) - calls)
         self._probe()

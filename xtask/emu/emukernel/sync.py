@@ -34,7 +34,7 @@ driver was gone).
 
 import struct
 
-from . import lockorder
+from . import inflight, lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, irql_name, require
 
@@ -189,6 +189,8 @@ class Sync:
             return STATUS_SUCCESS
         if zero_timeout:
             return STATUS_TIMEOUT
+        if inflight.of(self.m).wait_here('KeWaitForSingleObject', argv):
+            return STATUS_SUCCESS  # a callback in flight runs while this thread waits; then again
         if not self.deferred:
             if timeout is None:
                 raise deadlock('KeWaitForSingleObject(0x%x) during %s waits, with no timeout, for an '
@@ -224,6 +226,8 @@ class Sync:
             raise deadlock('KeDelayExecutionThread while holding spin lock(s) %s'
                            % ', '.join('0x%x' % a for a in self.locks))
         interval = self._timeout(argv[2]) or 0
+        if inflight.of(self.m).wait_here('KeDelayExecutionThread', argv):
+            return STATUS_SUCCESS  # a callback in flight runs while this thread sleeps; then again
         if not self.deferred:
             self._idle('KeDelayExecutionThread', 0, interval)
             return STATUS_SUCCESS
