@@ -62,7 +62,10 @@ class Flight:
         self.held = []              # its locks while suspended (lockorder.py)
         self.paused_at = None
         self.resumed_at = None
-        self.saved = None           # (phase, irql) of the machine while it runs
+        self.saved = None           # (phase, irql) of the machine around it
+        self.inner = None           # (phase, irql, counting) of the call while suspended
+        self.depth = 0              # lockorder.py: its place on the stack of processors
+        self.pausable = hooks.get('pausable', True)  # a family may allow it only in one part
 
     def hook(self, name):
         h = self.hooks.get(name)
@@ -105,22 +108,39 @@ class InFlight:
 
     # ---- start: from inside an unregister routine ---------------------------------------------
 
+    def memory(self, size, tag):
+        """Harness memory for a flight (its stack, its classify structures). The allocator may
+        hand out a range the driver's freed pool occupied: it is no longer the driver's, so the
+        watch on that freed block (pool.py) must not take its new owner's accesses for a use after
+        free."""
+        address = self.m.alloc(size, tag)
+        pool = getattr(self.m, 'pool', None)
+        if pool is not None:
+            for old in [a for a, (s, *_r) in pool.freed_blocks.items() if a < address + size and address < a + s]:
+                del pool.freed_blocks[old]
+        return address
+
     def available(self):
         return self.current is None
 
-    def start(self, function, args, label, hooks):
+    def start(self, function, args, label, hooks, result=None):
         """From the hook of an unregister routine: before the routine returns to the driver,
-        `function(*args)` starts on another processor and runs until it is suspended (or ends)."""
+        `function(*args)` starts on another processor and runs until it is suspended (or ends).
+        `result`: the value the routine returns (rax), for a routine speakeasy handles."""
         flight = Flight(function, list(args), label, self.m.irql, hooks)
         self.flights.append(flight)
         ret = self.m.se.emu.get_ret_address()
-        stack = self.m.alloc(STACK_SIZE, 'in-flight stack')
+        stack = self.memory(STACK_SIZE, 'in-flight stack')
         extra = flight.args[4:]
         rsp = (stack + STACK_SIZE - 0x100 - 8 * len(extra)) & ~0xF
         for i, value in enumerate(extra):
             self.m.write_u64(rsp + 0x20 + 8 * i, value)
         regs = (flight.args + [0] * 4)[:4]
-        code = bytearray(b'\x90')                                         # nop: begin
+        code = bytearray()
+        if result is not None:
+            code += b'\x48\xb8' + struct.pack('<Q', result & 0xFFFFFFFFFFFFFFFF)  # mov rax, result
+        begin = len(code)
+        code += b'\x90'                                                  # nop: begin
         code += b'\x48\xbc' + struct.pack('<Q', rsp)                      # mov rsp, imm64
         code += _arguments(regs)
         code += b'\x48\xb8' + struct.pack('<Q', function)                 # mov rax, function
@@ -129,10 +149,28 @@ class InFlight:
         code += b'\x90\xcc'                                               # nop: end; int3
         base = self.m._code_space(len(code))
         self.m.write(base, bytes(code))
-        self.m.on_pc(base, lambda: self._begin(flight, ret, base + 1))
+        self.m.on_pc(base + begin, lambda: self._begin(flight, ret, base + begin + 1))
         self.m.on_pc(base + end_offset, lambda: self._end(flight))
         self._return_into(base)
         return flight
+
+    def sequence(self, calls, before, after):
+        """A routine (harness code) that calls each `(function, [up to 4 arguments])` in turn and
+        returns; `before(i)` / `after(i)` run just before and after the i-th call."""
+        code = bytearray(b'\x48\x83\xec\x28')                            # sub rsp, 0x28
+        marks = []
+        for i, (function, args) in enumerate(calls):
+            code += _arguments((list(args) + [0] * 4)[:4])
+            code += b'\x48\xb8' + struct.pack('<Q', function)              # mov rax, function
+            marks.append((i, len(code), len(code) + 2))
+            code += b'\xff\xd0'                                            # call rax
+        code += b'\x48\x83\xc4\x28\xc3'                                    # add rsp, 0x28; ret
+        base = self.m._code_space(len(code))
+        self.m.write(base, bytes(code))
+        for i, call_at, back_at in marks:
+            self.m.on_pc(base + call_at, lambda i=i: before(i))
+            self.m.on_pc(base + back_at, lambda i=i: after(i))
+        return base
 
     def _begin(self, flight, ret, next_pc):
         if flight.state != 'starting':
@@ -141,7 +179,9 @@ class InFlight:
         flight.return_to = (main, ret)
         flight.state = 'running'
         self.current = flight
-        lockorder.of(self.m).switch_to(flight.hooks.get('locks', ()))
+        order = lockorder.of(self.m)
+        flight.depth = len(getattr(order, 'saved', ()))
+        order.switch_to(flight.hooks.get('locks', ()))
         flight.saved = (self.m.phase, self.m.irql)
         self.m.phase = flight.label
         flight.hook('start')
@@ -176,10 +216,15 @@ class InFlight:
         flight.state = 'paused'
         self.current = None
         order = lockorder.of(self.m)
-        flight.held = list(getattr(order, 'held', []))
-        order.switch_back()
+        if hasattr(order, 'saved'):
+            # Its locks (and those of the calls it nests) leave with it.
+            flight.held = order.saved[flight.depth + 1:] + [order.held]
+            order.held = order.saved[flight.depth]
+            del order.saved[flight.depth:]
         flight.hook('pause')
+        flight.inner = (self.m.phase, self.m.irql, self.m.counting)
         self.m.phase, self.m.irql = flight.saved
+        self.m.counting = False
         regs, ret = flight.return_to
         flight.resume_pc = rip
         self._load(regs, ret)
@@ -188,7 +233,7 @@ class InFlight:
         """From ExAcquireRundownProtection's hook, when it returns TRUE: a running flight is
         suspended as the routine returns to it."""
         flight = self.current
-        if flight is None or flight.state != 'running' or self.m.stop is not None:
+        if flight is None or flight.state != 'running' or not flight.pausable or self.m.stop is not None:
             return
         ret = self.m.se.emu.get_ret_address()
         code = b'\x90' + b'\x49\xbb' + struct.pack('<Q', ret) + b'\x41\xff\xe3'  # nop; mov r11; jmp r11
@@ -201,7 +246,7 @@ class InFlight:
 
     def _step(self, uc, address, size, user_data):
         flight = self.current
-        if flight is None or flight.state != 'running' or self.m.stop is not None:
+        if flight is None or flight.state != 'running' or not flight.pausable or self.m.stop is not None:
             return
         touched = self._pool_operand(uc, address, size)
         if touched is not None:
@@ -272,11 +317,13 @@ class InFlight:
         self.current = flight
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):
+            flight.depth = len(order.saved)
             order.saved.append(order.held)
-            order.held = flight.held
+            order.saved.extend(flight.held[:-1])
+            order.held = flight.held[-1]
         flight.saved = (self.m.phase, self.m.irql)
-        self.m.phase = flight.label + ' (resumed)'
-        self.m.irql = flight.irql
+        phase, self.m.irql, self.m.counting = flight.inner
+        self.m.phase = phase + ' (resumed)'
         flight.hook('resume')
         self._load(flight.regs, flight.resume_pc)
 

@@ -55,7 +55,7 @@ import ipaddress
 import struct
 import uuid
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .irql_table import CALLBACKS
@@ -584,6 +584,9 @@ class Wfp:
             afters.append(after_delete)
         if not calls:
             return
+        flights = inflight.of(self.m)
+        if obj is not None and flights.available():
+            return self._race_in_flight(reg, status, item, calls[1:], befores[1:], afters[1:])
         race = racing.of(self.m)
         token = race.begin('; '.join(c for c in (
             'classifyFn of callout %d' % reg.id if obj is not None else '',
@@ -596,6 +599,48 @@ class Wfp:
                 race.end(token)
 
         self.m.call_back_before_return(calls, before=lambda i: befores[i](), after=after, result=status)
+
+    def _race_in_flight(self, reg, status, item, calls, befores, afters):
+        """inflight.py: on another processor, the flow carrying a context of the callout ends
+        (flowDeleteFn, `calls`, if any, start to finish) and then a classifyFn that was already
+        dispatched for a filter naming the callout runs; that classifyFn is suspended once it has
+        entered the driver's barrier (or before it touches driver pool), FwpsCalloutUnregisterById0
+        returns, and it resumes when the driver waits or unload returns. Its classify structures
+        are its own (the engine's, valid during the call)."""
+        area = inflight.of(self.m).memory(0x600, 'wfp.classify (in flight)')
+        pair = self._batch_hooks([item], area, [])
+        label = item[-1]
+        race = racing.of(self.m)
+        token = race.begin('%sclassifyFn of callout %d racing FwpsCalloutUnregisterById0 (another '
+                           'processor)' % ('flowDeleteFn and ' if calls else '', reg.id))
+        holder = {}
+        saved = {}
+        order = lockorder.of(self.m)
+
+        def before_classify():
+            order.switch_to()
+            saved['classify'] = (self.m.phase, self.m.irql)
+            self.m.irql = CALLBACKS['classifyFn'][0]
+            self._batch_calls = pair
+            holder['flight'].pausable = True
+
+        def after_classify():
+            holder['flight'].pausable = False
+            self.m.phase, self.m.irql = saved['classify']
+            self._area_active = False
+            order.switch_back()
+
+        befores = list(befores) + [before_classify]
+        afters = list(afters) + [after_classify]
+        calls = list(calls) + [(self._looper(), [1, area + 0x3a0])]
+        flights = inflight.of(self.m)
+        function = flights.sequence(calls, lambda i: befores[i](), lambda i: afters[i]())
+
+        def resume():
+            self._batch_calls = pair
+
+        holder['flight'] = flights.start(function, [], label, {
+            'pausable': False, 'resume': resume, 'end': lambda: race.end(token)}, result=status)
 
     # ---- teardown faults (run.py: DriverUnload fault runs) -----------------------------------
 
