@@ -27,7 +27,7 @@ the pre-notification left.
 
 import struct
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .scenario import REQUIRED
@@ -276,6 +276,26 @@ class Registry:
         order = lockorder.of(self.m)
         race = racing.of(self.m)
         token = race.begin(label)
+        flights = inflight.of(self.m)
+        if flights.available():
+            # inflight.py: suspended across the unregistration (inside the driver's barrier, or
+            # before it touches driver pool); resumes when the driver waits or unload returns.
+            def start():
+                self.m.irql = PASSIVE_LEVEL
+                self.current_objects = set(objects)
+
+            def pause():
+                self.current_objects = set()
+
+            def end():
+                self.current_objects = set()
+                reg.active = False
+                race.end(token)
+
+            flights.start(reg.function, [reg.context, PRE_SET_VALUE, info], label, {
+                'locks': [LIST_LOCK], 'start': start, 'pause': pause, 'resume': start, 'end': end},
+                result=STATUS_SUCCESS)
+            return
         saved = {}
 
         def before(i):

@@ -335,9 +335,14 @@ class InFlight:
             code = b'\x90\xc3'                                                # nop: resume; ret
             base = self.m._code_space(len(code))
             self.m.write(base, code)
-            self.m.on_pc(base, lambda flight=flight, base=base: self._resume(
-                flight, base + 1, 'when %s had returned' % stage))
+            self.m.on_pc(base, lambda flight=flight, base=base: self._land(flight, base + 1, stage))
             self.m.call(base, [], phase=flight.label + ' (resumed)', irql=flight.irql)
+
+    def _land(self, flight, back_pc, stage):
+        # speakeasy resolves the driver's imports through the module the run started in; this run
+        # starts in harness code, so make the driver that module (as wfp.py's looper does).
+        self.m.se.emu.curr_mod = self.m.module
+        self._resume(flight, back_pc, 'when %s had returned' % stage)
 
     # ---- audit --------------------------------------------------------------------------------
 
