@@ -121,6 +121,7 @@ FLOW_ESTABLISHED_V4 = 52
 # is present there and no page excludes them, but no sample associates at them: not confirmed
 # (wfp-callout's README says so). STREAM_V4/V6 = 20/22, DATAGRAM_DATA_V4/V6 = 24/26 (fwpsk.h).
 FLOW_LAYERS = {20, 22, 24, 26, 52, 54}
+ASSOCIATE_LAYER_CHECK = 'flow contexts associated with a callout added at that layer'
 FIELD_LOCAL_ADDRESS, FIELD_LOCAL_PORT, FIELD_PROTOCOL = 2, 4, 5
 FIELD_REMOTE_ADDRESS, FIELD_REMOTE_PORT = 6, 7
 MAX_FIELDS = 32
@@ -226,6 +227,7 @@ class Wfp:
         self.closed_late = []
         self._area = None
         self._area_active = False
+        self.refused_layers = []          # FwpsFlowAssociateContext0 for a callout not added there
         self._slot = None
         self._slot_busy = False
         machine.wfp = self
@@ -682,6 +684,17 @@ class Wfp:
         if not context or not reg.delete:
             return STATUS_INVALID_PARAMETER
         if layer_id not in FLOW_LAYERS:
+            return STATUS_INVALID_PARAMETER
+        # Its Remarks: "There must be a callout in the filter engine at the layer identified by the
+        # layerId parameter that has registered a flowDeleteFn ... Otherwise, the call ... will
+        # return STATUS_INVALID_PARAMETER"; "associates a single context with a single added
+        # callout" (learn.microsoft.com, fwpsk/nf-fwpsk-fwpsflowassociatecontext0). So the callout
+        # id must be one added (FwpmCalloutAdd0) at that very layer.
+        added = self._find('callout', reg.key)
+        if added is None or LAYERS.get(added.fields['layer'], (None,))[0] != layer_id:
+            self.refused_layers.append('callout %d%s, context for run-time layer %d' % (
+                callout_id, ' (not added)' if added is None else ' (added at %s)' % LAYERS.get(
+                    added.fields['layer'], (0, added.fields['layer']))[1], layer_id))
             return STATUS_INVALID_PARAMETER
         flow = self.flows.get(flow_id)
         if flow is None or flow.ended:
@@ -1222,4 +1235,9 @@ class Wfp:
             ('classifyFn honoured the action rights (never overrode a veto)', not self.rule_breaks,
              '; '.join(self.rule_breaks) or 'every classify followed the rules'),
         ]
+        if self.associated or self.refused_layers:
+            checks.append((ASSOCIATE_LAYER_CHECK, not self.refused_layers,
+                           'refused with STATUS_INVALID_PARAMETER: ' + '; '.join(self.refused_layers)
+                           if self.refused_layers else '%d context(s), each for a callout added at its '
+                           'layer' % self.associated))
         return checks

@@ -177,6 +177,7 @@ class NoSilentHangTest(unittest.TestCase):
 class TeardownFaultTest(ModelTest):
     def flow_context(self, callout, flow=0x10, context=0xAB):
         self.flow(flow)
+        self.added()
         self.assertEqual(self.call('FwpsFlowAssociateContext0', flow, FLOW_LAYER, callout, context), 0)
 
     def test_remove_context_faults_do_what_each_status_documents(self):
@@ -232,6 +233,7 @@ class RacingTest(ModelTest):
     def test_a_callout_unregistration_is_raced_by_its_flow_delete_fn(self):
         self.m.racing = Racing(self.m)
         _, callout = self.register()
+        self.added()
         self.flow(0x10)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
         self.call('FwpsCalloutUnregisterById0', callout)
@@ -268,6 +270,7 @@ class RacingTest(ModelTest):
 class CallbackIrqlTest(ModelTest):
     def test_flow_delete_fn_runs_at_dispatch_level_even_from_passive_code(self):
         _, callout = self.register()
+        self.added()
         self.flow(0x10)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
         seen = []
