@@ -1,6 +1,6 @@
 """Callback objects, modelled from the documentation (speakeasy has none of these routines).
 
-ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   PASSIVE_LEVEL
+ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   <= APC_LEVEL
   - opens the named object, or creates it when Create is TRUE; the caller gets a reference it must
     release with ObDereferenceObject. No name: STATUS_UNSUCCESSFUL. Not found and Create FALSE:
     STATUS_OBJECT_NAME_NOT_FOUND. AllowMultipleCallbacks is ignored when the object exists.
@@ -127,7 +127,7 @@ class ExCallbacks:
 
     def create(self, argv, orig):
         out, attributes, create, allow_multiple = argv[0], argv[1], argv[2] & 0xFF, argv[3] & 0xFF
-        require(self.m, 'ExCreateCallback', PASSIVE_LEVEL)
+        require(self.m, 'ExCreateCallback', APC_LEVEL)
         if attributes == 0 or self.m.read_u32(attributes) != OBJECT_ATTRIBUTES_SIZE:
             return STATUS_INVALID_PARAMETER
         name_ptr = self.m.read_u64(attributes + 16)

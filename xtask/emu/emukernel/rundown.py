@@ -1,11 +1,11 @@
 """Rundown protection (EX_RUNDOWN_REF), modelled from the documentation; speakeasy has none of it.
 
-ExInitializeRundownProtection   any IRQL: the reference is ready, no holders, not run down.
+ExInitializeRundownProtection   <= APC_LEVEL: the reference is ready, no holders, not run down.
 ExAcquireRundownProtection      <= DISPATCH_LEVEL: TRUE and one more holder, or FALSE once
                                 ExWaitForRundownProtectionRelease has begun.
 ExReleaseRundownProtection      <= DISPATCH_LEVEL: one holder fewer.
 ExWaitForRundownProtectionRelease  <= APC_LEVEL: refuses new holders, returns when none remain.
-ExReInitializeRundownProtection / ExRundownCompleted: back to ready / mark completed.
+ExReInitializeRundownProtection / ExRundownCompleted   <= APC_LEVEL: back to ready / mark completed.
 
 The emulation is single-threaded: a wait that begins while a holder remains can only be waiting for
 a holder on the *same* thread (for instance a driver unloading from inside its own callback), which

@@ -10,7 +10,7 @@ KeInitializeEvent(Event, Type, State)                    any IRQL
   - Type: NotificationEvent (0) stays signalled until cleared; SynchronizationEvent (1) is cleared
     by the wait it satisfies. The state is also written to the DISPATCHER_HEADER (Type at +0,
     SignalState at +4) so a driver reading it sees what the kernel stores.
-KeSetEvent(Event, Increment, Wait) -> previous state     <= DISPATCH_LEVEL
+KeSetEvent(Event, Increment, Wait) -> previous state     <= DISPATCH_LEVEL; <= APC_LEVEL with Wait = TRUE
 KeClearEvent / KeResetEvent / KeReadStateEvent
 KeWaitForSingleObject(Object, Reason, Mode, Alertable, Timeout)
   - <= APC_LEVEL (<= DISPATCH_LEVEL only with a zero timeout). Returns at once if the event is
@@ -131,7 +131,8 @@ class Sync:
         return None
 
     def set_event(self, argv, orig):
-        require(self.m, 'KeSetEvent', DISPATCH_LEVEL)
+        # Remarks: Wait = FALSE at <= DISPATCH_LEVEL, Wait = TRUE at <= APC_LEVEL.
+        require(self.m, 'KeSetEvent', APC_LEVEL if argv[2] & 0xFF else DISPATCH_LEVEL)
         e = self._event('KeSetEvent', argv[0])
         previous = int(e['signalled'])
         e['signalled'] = True

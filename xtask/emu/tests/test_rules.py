@@ -97,6 +97,26 @@ class IrqlTableTest(unittest.TestCase):
         with self.assertRaises(KernelStop):
             self.checks.check_call('ntoskrnl.KeWaitForSingleObject', [0, 0, 0, 0, 0])
 
+    def test_rows_rechecked_against_their_pages(self):
+        # Each pair: (routine, arguments, highest IRQL its page allows). One level above must stop.
+        rows = [('ntoskrnl.ExCreateCallback', [0, 0, 0, 0], APC_LEVEL),
+                ('ntoskrnl.IoCreateDevice', [0] * 7, APC_LEVEL),
+                ('ntoskrnl.IoDeleteDevice', [0], APC_LEVEL),
+                ('ntoskrnl.KeInitializeGuardedMutex', [0], APC_LEVEL),
+                ('ntoskrnl.ExInitializeRundownProtection', [0], APC_LEVEL),
+                ('ntoskrnl.ExRundownCompleted', [0], APC_LEVEL),
+                ('ntoskrnl.CmCallbackGetKeyObjectIDEx', [0] * 5, APC_LEVEL),
+                ('ntoskrnl.KeSetEvent', [0, 0, 0], DISPATCH_LEVEL),      # Wait = FALSE
+                ('ntoskrnl.KeSetEvent', [0, 0, 1], APC_LEVEL),           # Wait = TRUE (Remarks)
+                ('wdfldr.WdfDeviceInitSetDeviceType', [0, 0, 0], DISPATCH_LEVEL),
+                ('fwpkclnt.FwpmFilterAdd0', [0] * 4, PASSIVE_LEVEL)]
+        for routine, argv, top in rows:
+            self.m.irql = top
+            self.checks.check_call(routine, argv)
+            self.m.irql = top + 1
+            with self.assertRaises(KernelStop, msg=routine):
+                self.checks.check_call(routine, argv)
+
     def test_an_import_missing_from_the_table_is_an_error(self):
         self.m._imports = [('ntoskrnl', 'ZwClose'), ('ntoskrnl', 'KeStallExecutionProcessor')]
         detail = self.failed()['IRQL of every call']
