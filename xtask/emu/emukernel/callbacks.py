@@ -230,13 +230,11 @@ class ExCallbacks:
                 self._enter(reg, label)
 
             def pause():
-                self.m.counting = False
                 if reg in self.deliveries:
                     self.deliveries.remove(reg)
 
             def resume():
                 self.deliveries.append(reg)
-                self.m.counting = True
 
             def end():
                 self._leave(reg, label, last=True)

@@ -221,8 +221,9 @@ class InFlight:
             flight.held = order.saved[flight.depth + 1:] + [order.held]
             order.held = order.saved[flight.depth]
             del order.saved[flight.depth:]
+        # Its instruction count too (bench budgets): another call may count while it is suspended.
+        flight.inner = (self.m.phase, self.m.irql, self.m.counting, self.m.instructions)
         flight.hook('pause')
-        flight.inner = (self.m.phase, self.m.irql, self.m.counting)
         self.m.phase, self.m.irql = flight.saved
         self.m.counting = False
         regs, ret = flight.return_to
@@ -322,7 +323,7 @@ class InFlight:
             order.saved.extend(flight.held[:-1])
             order.held = flight.held[-1]
         flight.saved = (self.m.phase, self.m.irql)
-        phase, self.m.irql, self.m.counting = flight.inner
+        phase, self.m.irql, self.m.counting, self.m.instructions = flight.inner
         self.m.phase = phase + ' (resumed)'
         flight.hook('resume')
         self._load(flight.regs, flight.resume_pc)
