@@ -651,9 +651,17 @@ class Wfp:
         callout stays registered (STATUS_FWP_IN_USE: another thread is registering or unregistering;
         retry), or is no longer registered (STATUS_FWP_CALLOUT_NOT_FOUND) while the flows that carry
         its contexts still end, calling flowDeleteFn."""
-        return [(STATUS_FWP_IN_USE, 'STATUS_FWP_IN_USE'),
+        return [(STATUS_FWP_IN_USE, 'STATUS_FWP_IN_USE', self._in_use),
                 (STATUS_FWP_CALLOUT_NOT_FOUND, 'STATUS_FWP_CALLOUT_NOT_FOUND', self._gone),
                 (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)')]
+
+    def _in_use(self, argv, orig):
+        """STATUS_FWP_IN_USE: the callout stays registered, and a classifyFn already dispatched
+        for it on another processor is in flight across the failed call (inflight.py)."""
+        reg = self.registrations.get(argv[0] & 0xFFFFFFFF)
+        if reg is not None and reg.state == 'registered':
+            self._race(reg, STATUS_FWP_IN_USE)
+        return STATUS_FWP_IN_USE
 
     def _gone(self, argv, orig):
         reg = self.registrations.get(argv[0] & 0xFFFFFFFF)

@@ -260,6 +260,20 @@ class RacingTest(ModelTest):
         self.assertIn((DELETE, [FLOW_LAYER, callout, 0xAB]), self.m.callbacks)
         self.assertEqual(self.m.racing.audit()[0][1], True)
 
+    def test_an_in_use_unregistration_is_raced_too_and_the_callout_stays(self):
+        # Teardown sweep: STATUS_FWP_IN_USE leaves the callout registered; a call dispatched on
+        # another processor still races the failed call.
+        self.m.racing = Racing(self.m)
+        _, callout = self.register()
+        self.added()
+        self.flow(0x10)
+        self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
+        [in_use] = [c for c in fault_choices(self.wfp._unregister_faults, [callout])
+                    if c[1] == 'STATUS_FWP_IN_USE']
+        self.assertEqual(in_use[2]([callout], None), in_use[0])
+        self.assertIn((DELETE, [FLOW_LAYER, callout, 0xAB]), self.m.callbacks)
+        self.assertEqual(self.wfp.registrations[callout].state, 'registered')
+
     def test_the_check_fails_when_the_run_stops_in_a_racing_callback(self):
         race = Racing(self.m)
         race.begin('callback racing X')
