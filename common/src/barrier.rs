@@ -4,7 +4,10 @@
 //! running nor will run again. Others do not say: the `ExUnregisterCallback`,
 //! `CmUnRegisterCallback` and `FwpsCalloutUnregisterById0` pages promise nothing about a callback
 //! already in progress, and the old `IoUnregisterPlugPlayNotification` explicitly does not wait.
-//! For those, the samples keep a barrier as **defence in depth**:
+//! For those, the samples keep a barrier. Under the strict reading of that silence (the emulated
+//! kernel's: a call dispatched before the unregistration returned is suspended inside the barrier
+//! and resumes only when teardown waits), the barrier's wait is what keeps the context alive for
+//! that call; each driver has a mutation without it that the referee fails:
 //!
 //! 1. every callback body runs inside [`CallbackBarrier::enter`], which fails once teardown began;
 //! 2. teardown first unregisters (no *new* calls are started), then

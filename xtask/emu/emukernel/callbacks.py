@@ -1,6 +1,6 @@
 """Callback objects, modelled from the documentation (speakeasy has none of these routines).
 
-ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   PASSIVE_LEVEL
+ExCreateCallback(&Object, ObjectAttributes, Create, AllowMultipleCallbacks)   <= APC_LEVEL
   - opens the named object, or creates it when Create is TRUE; the caller gets a reference it must
     release with ObDereferenceObject. No name: STATUS_UNSUCCESSFUL. Not found and Create FALSE:
     STATUS_OBJECT_NAME_NOT_FOUND. AllowMultipleCallbacks is ignored when the object exists.
@@ -30,7 +30,7 @@ is deleted when its last reference goes — the driver's, the registrations', th
 system or permanent object — so "dereferenced before unregistering" is not a defect.
 """
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
 from .scenario import REQUIRED
@@ -127,7 +127,7 @@ class ExCallbacks:
 
     def create(self, argv, orig):
         out, attributes, create, allow_multiple = argv[0], argv[1], argv[2] & 0xFF, argv[3] & 0xFF
-        require(self.m, 'ExCreateCallback', PASSIVE_LEVEL)
+        require(self.m, 'ExCreateCallback', APC_LEVEL)
         if attributes == 0 or self.m.read_u32(attributes) != OBJECT_ATTRIBUTES_SIZE:
             return STATUS_INVALID_PARAMETER
         name_ptr = self.m.read_u64(attributes + 16)
@@ -222,6 +222,28 @@ class ExCallbacks:
         order = lockorder.of(self.m)
         race = racing.of(self.m)
         token = race.begin(label)
+        flights = inflight.of(self.m)
+        if len(calls) == 1 and flights.available():
+            # inflight.py: the call is suspended across the unregistration (at the barrier, or
+            # before it touches driver pool) and resumes when the driver waits or unload returns.
+            def start():
+                self._enter(reg, label)
+
+            def pause():
+                if reg in self.deliveries:
+                    self.deliveries.remove(reg)
+
+            def resume():
+                self.deliveries.append(reg)
+
+            def end():
+                self._leave(reg, label, last=True)
+                race.end(token)
+
+            flights.start(calls[0][0], calls[0][1], label, {
+                'locks': [reg.obj.list_lock()], 'start': start, 'pause': pause, 'resume': resume,
+                'end': end})
+            return None
         saved = {}
 
         def before(i):

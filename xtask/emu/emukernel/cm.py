@@ -27,7 +27,7 @@ the pre-notification left.
 
 import struct
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .scenario import REQUIRED
@@ -140,8 +140,11 @@ class Registry:
         # CmUnRegisterCallback "returns STATUS_SUCCESS or an error": the teardown sweep fails it, and
         # the registration stays (the driver must not free what its RegistryCallback reaches).
         machine.attach('ntoskrnl', 'CmUnRegisterCallback', 1, self.unregister, handled_by='speakeasy',
-                       teardown=lambda argv: [(STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES'),
-                                              (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)')])
+                       teardown=lambda argv: [
+                           (STATUS_INSUFFICIENT_RESOURCES, 'STATUS_INSUFFICIENT_RESOURCES',
+                            lambda a, o: self._failed_unregister(a, STATUS_INSUFFICIENT_RESOURCES)),
+                           (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)',
+                            lambda a, o: self._failed_unregister(a, STATUS_INTERNAL_ERROR))])
         machine.attach('ntoskrnl', 'CmCallbackGetKeyObjectIDEx', 5, self.get_key_object_id)
         machine.attach('ntoskrnl', 'CmCallbackReleaseKeyObjectIDEx', 1, self.release_key_object_id)
         machine.attach('ntoskrnl', 'RtlUpcaseUnicodeChar', 1, self.upcase)
@@ -268,14 +271,46 @@ class Registry:
         self._race(reg)
         return STATUS_SUCCESS
 
-    def _race(self, reg):
+    def _failed_unregister(self, argv, status):
+        """A teardown fault: CmUnRegisterCallback fails and the registration stays. A registry
+        operation on another processor had already reached the RegistryCallback: that call is in
+        flight across the failed unregistration (inflight.py) and the registration keeps going."""
+        reg = self.registrations.get(argv[0] & 0xFFFFFFFFFFFFFFFF)
+        if reg is not None and reg.active and not reg.unregistering and self.depth == 0:
+            self._race(reg, status=status, ends=False)
+        return status
+
+    def _race(self, reg, status=STATUS_SUCCESS, ends=True):
         """racing.py: a registry operation on another processor reaches the RegistryCallback while
-        CmUnRegisterCallback runs; the registration ends once it returned."""
+        CmUnRegisterCallback runs; the registration ends once it returned (`ends`; not when the
+        unregistration failed with `status`)."""
         info, objects, _offset = self._pre_structure('set-value', RACE_KEY, None, 'Racing')
-        label = 'RegistryCallback 0x%x racing CmUnRegisterCallback (another processor)' % reg.function
+        label = 'RegistryCallback 0x%x racing %sCmUnRegisterCallback (another processor)' % (
+            reg.function, '' if ends else 'a failed ')
         order = lockorder.of(self.m)
         race = racing.of(self.m)
         token = race.begin(label)
+        flights = inflight.of(self.m)
+        if flights.available():
+            # inflight.py: suspended across the unregistration (inside the driver's barrier, or
+            # before it touches driver pool); resumes when the driver waits or unload returns.
+            def start():
+                self.m.irql = PASSIVE_LEVEL
+                self.current_objects = set(objects)
+
+            def pause():
+                self.current_objects = set()
+
+            def end():
+                self.current_objects = set()
+                if ends:
+                    reg.active = False
+                race.end(token)
+
+            flights.start(reg.function, [reg.context, PRE_SET_VALUE, info], label, {
+                'locks': [LIST_LOCK], 'start': start, 'pause': pause, 'resume': start, 'end': end},
+                result=status)
+            return
         saved = {}
 
         def before(i):
@@ -286,13 +321,14 @@ class Registry:
 
         def after(i):
             self.current_objects = set()
-            reg.active = False
+            if ends:
+                reg.active = False
             self.m.phase, self.m.irql = saved['phase'], saved['irql']
             order.switch_back()
             race.end(token)
 
         self.m.call_back_before_return([(reg.function, [reg.context, PRE_SET_VALUE, info])],
-                                       before=before, after=after, result=STATUS_SUCCESS)
+                                       before=before, after=after, result=status)
 
     # ---- key names -----------------------------------------------------------------------------
 

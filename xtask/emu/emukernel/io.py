@@ -1,12 +1,12 @@
 """Device objects: IoCreateDevice / IoDeleteDevice (speakeasy's own handlers, observed and completed).
 
 IoCreateDevice(DriverObject, ExtensionSize, DeviceName, DeviceType, Characteristics, Exclusive,
-               &DeviceObject)                                                  PASSIVE_LEVEL
+               &DeviceObject)                                                  <= APC_LEVEL
   - DriverObject must be the caller's own; a fault run fails it with STATUS_INSUFFICIENT_RESOURCES.
   - An unnamed device object has no DACL and cannot be opened from user mode; a named one gets the
     default security descriptor, so it should carry FILE_DEVICE_SECURE_OPEN (and a driver that
     wants a restrictive DACL uses IoCreateDeviceSecure, from wdmsec.lib, or WDF).
-IoDeleteDevice(DeviceObject)                                                   PASSIVE_LEVEL
+IoDeleteDevice(DeviceObject)                                                   <= APC_LEVEL
   - the device must be one of the driver's live device objects (speakeasy accepts anything).
 
 The registry of device objects (`machine.devices`) is shared: the WDF model registers the WDM
@@ -15,7 +15,7 @@ registered with, and unregistered before deleting, a live device object.
 """
 
 from .errors import bugcheck, violation
-from .irql import PASSIVE_LEVEL, require
+from .irql import APC_LEVEL, require
 
 STATUS_INSUFFICIENT_RESOURCES = 0xC000009A
 FILE_DEVICE_SECURE_OPEN = 0x100
@@ -55,7 +55,7 @@ class Devices:
 
     def create(self, argv, orig):
         driver, _ext, name_ptr, _type, characteristics, _exclusive, out = argv
-        require(self.m, 'IoCreateDevice', PASSIVE_LEVEL)
+        require(self.m, 'IoCreateDevice', APC_LEVEL)
         own = self._driver_object()
         if own and driver != own:
             raise violation('IoCreateDevice: DriverObject 0x%x is not the caller\'s (0x%x)' % (driver, own))
@@ -76,7 +76,7 @@ class Devices:
         return d if d is not None and d.deleted_by is None else None
 
     def delete(self, argv, orig):
-        require(self.m, 'IoDeleteDevice', PASSIVE_LEVEL)
+        require(self.m, 'IoDeleteDevice', APC_LEVEL)
         device = self.devices.get(argv[0])
         if device is None or device.deleted_by is not None or device.owner != 'wdm':
             raise bugcheck(0x18, 'REFERENCE_BY_POINTER',

@@ -3,7 +3,12 @@ IRQL the kernel calls each family's callbacks at (Driver Verifier's IRQL checkin
 
 `ROUTINES` has one row per routine: `'module.Name': (maximum IRQL, documentation)`. The maximum is
 the IRQL column of the routine's reference page (learn.microsoft.com, Windows driver DDI reference,
-`ddi/<header>/nf-<header>-<name>`), cited in the row. Every call, whether speakeasy or a model
+`ddi/<header>/nf-<header>-<name>`), cited in the row; where the column says "see Remarks", the
+Remarks' condition is a function of the arguments. Every row was re-checked against the pages'
+`req.irql` and Remarks in the public source of that reference (MicrosoftDocs/windows-driver-docs-ddi,
+`wdk-ddi-src/content/<header>/nf-<header>-<name>.md`); the WFP management routines without a DDI
+page cite "WFP user mode management functions" (every Fwpm* routine but FwpmFreeMemory0 at
+PASSIVE_LEVEL). Every call, whether speakeasy or a model
 handles it, is checked against its row in `Machine._dispatch` (`check_call`); a row with a
 condition (a paged allocation, a wait with a zero timeout) gives it as a function of the arguments.
 A routine an image imports that has no row is itself an error (`IrqlChecks.audit`): the table must
@@ -30,6 +35,12 @@ DIRQL = 12       # DbgPrint's "IRQL <= DIRQL": above every IRQL the drivers run 
 _DDI = 'https://learn.microsoft.com/windows-hardware/drivers/ddi/'
 
 
+# "WFP user mode management functions": the kernel versions (fwpmk.h) of the management routines;
+# "Callers of all of these functions except FwpmFreeMemory0 must be running at IRQL = PASSIVE_LEVEL".
+_MGMT = ('https://learn.microsoft.com/windows-hardware/drivers/network/wfp-user-mode-management-functions: '
+         'PASSIVE_LEVEL')
+
+
 def _page(header, name):
     return '%s (%s.h): %s%s/nf-%s-%s' % (name, header, _DDI, header, header, name.lower())
 
@@ -37,6 +48,20 @@ def _page(header, name):
 def _paged_pool(argv):
     # POOL_TYPE: the low bit set is a paged pool (PagedPool = 1).
     return (APC_LEVEL, 'a paged pool type') if argv and argv[0] & 1 else (DISPATCH_LEVEL, 'nonpaged pool')
+
+
+def _free_pool(machine, argv):
+    # ExFreePoolWithTag, Remarks: at DISPATCH_LEVEL only for a block allocated from nonpaged pool.
+    pool = getattr(machine, 'pool', None)
+    block = pool.live.get(argv[0]) if pool is not None and argv else None
+    if block is not None and block[2] & 1:
+        return APC_LEVEL, 'a block from paged pool'
+    return DISPATCH_LEVEL, 'a nonpaged block'
+
+
+def _set_event(argv):
+    # KeSetEvent, Remarks: Wait = FALSE at <= DISPATCH_LEVEL, otherwise <= APC_LEVEL.
+    return (APC_LEVEL, 'Wait = TRUE') if len(argv) > 2 and argv[2] & 0xFF else (DISPATCH_LEVEL, 'Wait = FALSE')
 
 
 def _wait_timeout(machine, argv):
@@ -56,9 +81,10 @@ ROUTINES = {
     'ntoskrnl.ExAllocatePoolWithTag': (lambda m, a: _paged_pool(a),
                                        _page('wdm', 'ExAllocatePoolWithTag')
                                        + ': <= DISPATCH_LEVEL; <= APC_LEVEL for paged pool'),
-    'ntoskrnl.ExFreePoolWithTag': (DISPATCH_LEVEL, _page('wdm', 'ExFreePoolWithTag')),
+    'ntoskrnl.ExFreePoolWithTag': (_free_pool, _page('wdm', 'ExFreePoolWithTag')
+                                   + ': <= DISPATCH_LEVEL; <= APC_LEVEL for a paged block (Remarks)'),
     # callback objects
-    'ntoskrnl.ExCreateCallback': (PASSIVE_LEVEL, _page('wdm', 'ExCreateCallback')),
+    'ntoskrnl.ExCreateCallback': (APC_LEVEL, _page('wdm', 'ExCreateCallback')),
     'ntoskrnl.ExRegisterCallback': (APC_LEVEL, _page('wdm', 'ExRegisterCallback')),
     'ntoskrnl.ExNotifyCallback': (DISPATCH_LEVEL, _page('wdm', 'ExNotifyCallback')),
     'ntoskrnl.ExUnregisterCallback': (APC_LEVEL, _page('wdm', 'ExUnregisterCallback')),
@@ -80,31 +106,32 @@ ROUTINES = {
                                                     _page('wdm', 'IoUnregisterPlugPlayNotificationEx')),
     'ntoskrnl.IoUnregisterPlugPlayNotification': (PASSIVE_LEVEL, _page('wdm', 'IoUnregisterPlugPlayNotification')),
     # device objects
-    'ntoskrnl.IoCreateDevice': (PASSIVE_LEVEL, _page('wdm', 'IoCreateDevice')),
-    'ntoskrnl.IoDeleteDevice': (PASSIVE_LEVEL, _page('wdm', 'IoDeleteDevice')),
+    'ntoskrnl.IoCreateDevice': (APC_LEVEL, _page('wdm', 'IoCreateDevice')),
+    'ntoskrnl.IoDeleteDevice': (APC_LEVEL, _page('wdm', 'IoDeleteDevice')),
     # synchronisation
     'ntoskrnl.KeAcquireSpinLockRaiseToDpc': (DISPATCH_LEVEL, _page('wdm', 'KeAcquireSpinLockRaiseToDpc')),
     'ntoskrnl.KeReleaseSpinLock': (DISPATCH_LEVEL, _page('wdm', 'KeReleaseSpinLock')),
     'ntoskrnl.KeInitializeEvent': (HIGH, _page('wdm', 'KeInitializeEvent') + ': any IRQL'),
-    'ntoskrnl.KeSetEvent': (DISPATCH_LEVEL, _page('wdm', 'KeSetEvent')),
+    'ntoskrnl.KeSetEvent': (lambda m, a: _set_event(a), _page('wdm', 'KeSetEvent')
+                            + ': <= DISPATCH_LEVEL; <= APC_LEVEL with Wait = TRUE (Remarks)'),
     'ntoskrnl.KeClearEvent': (DISPATCH_LEVEL, _page('wdm', 'KeClearEvent')),
     'ntoskrnl.KeResetEvent': (DISPATCH_LEVEL, _page('wdm', 'KeResetEvent')),
     'ntoskrnl.KeReadStateEvent': (DISPATCH_LEVEL, _page('wdm', 'KeReadStateEvent')),
     'ntoskrnl.KeWaitForSingleObject': (_wait_timeout, _page('wdm', 'KeWaitForSingleObject')
                                        + ': <= APC_LEVEL; <= DISPATCH_LEVEL with a zero timeout'),
     'ntoskrnl.KeDelayExecutionThread': (APC_LEVEL, _page('wdm', 'KeDelayExecutionThread')),
-    'ntoskrnl.KeInitializeGuardedMutex': (DISPATCH_LEVEL, _page('wdm', 'KeInitializeGuardedMutex')),
+    'ntoskrnl.KeInitializeGuardedMutex': (APC_LEVEL, _page('wdm', 'KeInitializeGuardedMutex')),
     'ntoskrnl.KeAcquireGuardedMutex': (APC_LEVEL, _page('wdm', 'KeAcquireGuardedMutex')),
     'ntoskrnl.KeTryToAcquireGuardedMutex': (APC_LEVEL, _page('wdm', 'KeTryToAcquireGuardedMutex')),
     'ntoskrnl.KeReleaseGuardedMutex': (APC_LEVEL, _page('wdm', 'KeReleaseGuardedMutex')),
-    'ntoskrnl.ExInitializeRundownProtection': (HIGH, _page('wdm', 'ExInitializeRundownProtection')
-                                               + ': any IRQL'),
-    'ntoskrnl.ExReInitializeRundownProtection': (HIGH, _page('wdm', 'ExReInitializeRundownProtection')
-                                                 + ': any IRQL'),
-    'ntoskrnl.ExAcquireRundownProtection': (DISPATCH_LEVEL, _page('wdm', 'ExAcquireRundownProtection')),
-    'ntoskrnl.ExReleaseRundownProtection': (DISPATCH_LEVEL, _page('wdm', 'ExReleaseRundownProtection')),
+    'ntoskrnl.ExInitializeRundownProtection': (APC_LEVEL, _page('wdm', 'ExInitializeRundownProtection')),
+    'ntoskrnl.ExReInitializeRundownProtection': (APC_LEVEL, _page('wdm', 'ExReInitializeRundownProtection')),
+    'ntoskrnl.ExAcquireRundownProtection': (DISPATCH_LEVEL, _page('wdm', 'ExAcquireRundownProtection')
+                                            + ' (DISPATCH_LEVEL with a nonpaged block, Remarks)'),
+    'ntoskrnl.ExReleaseRundownProtection': (DISPATCH_LEVEL, _page('wdm', 'ExReleaseRundownProtection')
+                                            + ' (DISPATCH_LEVEL with a nonpaged block, Remarks)'),
     'ntoskrnl.ExWaitForRundownProtectionRelease': (APC_LEVEL, _page('wdm', 'ExWaitForRundownProtectionRelease')),
-    'ntoskrnl.ExRundownCompleted': (HIGH, _page('wdm', 'ExRundownCompleted') + ': any IRQL'),
+    'ntoskrnl.ExRundownCompleted': (APC_LEVEL, _page('wdm', 'ExRundownCompleted')),
     # debugging and bugchecks
     'ntoskrnl.DbgPrintEx': (DIRQL, _page('wdm', 'DbgPrintEx') + ': <= DIRQL; Unicode conversions '
                             'only at PASSIVE_LEVEL'),
@@ -121,17 +148,17 @@ ROUTINES = {
     # WFP (fwpkclnt.sys)
     'fwpkclnt.FwpmEngineOpen0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmEngineOpen0')),
     'fwpkclnt.FwpmEngineClose0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmEngineClose0')),
-    'fwpkclnt.FwpmTransactionBegin0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmTransactionBegin0')),
-    'fwpkclnt.FwpmTransactionCommit0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmTransactionCommit0')),
-    'fwpkclnt.FwpmTransactionAbort0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmTransactionAbort0')),
-    'fwpkclnt.FwpmSubLayerAdd0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmSubLayerAdd0')),
-    'fwpkclnt.FwpmSubLayerDeleteByKey0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmSubLayerDeleteByKey0')),
+    'fwpkclnt.FwpmTransactionBegin0': (PASSIVE_LEVEL, _MGMT + ' (FwpmTransactionBegin0: no DDI page)'),
+    'fwpkclnt.FwpmTransactionCommit0': (PASSIVE_LEVEL, _MGMT + ' (FwpmTransactionCommit0: no DDI page)'),
+    'fwpkclnt.FwpmTransactionAbort0': (PASSIVE_LEVEL, _MGMT + ' (FwpmTransactionAbort0: no DDI page)'),
+    'fwpkclnt.FwpmSubLayerAdd0': (PASSIVE_LEVEL, _MGMT + ' (FwpmSubLayerAdd0: no DDI page)'),
+    'fwpkclnt.FwpmSubLayerDeleteByKey0': (PASSIVE_LEVEL, _MGMT + ' (FwpmSubLayerDeleteByKey0: no DDI page)'),
     'fwpkclnt.FwpmCalloutAdd0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmCalloutAdd0')),
     'fwpkclnt.FwpmCalloutDeleteByKey0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmCalloutDeleteByKey0')),
     'fwpkclnt.FwpmCalloutDeleteById0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmCalloutDeleteById0')),
-    'fwpkclnt.FwpmFilterAdd0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmFilterAdd0')),
-    'fwpkclnt.FwpmFilterDeleteById0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmFilterDeleteById0')),
-    'fwpkclnt.FwpmFilterDeleteByKey0': (PASSIVE_LEVEL, _page('fwpmk', 'FwpmFilterDeleteByKey0')),
+    'fwpkclnt.FwpmFilterAdd0': (PASSIVE_LEVEL, _MGMT + ' (FwpmFilterAdd0: no DDI page)'),
+    'fwpkclnt.FwpmFilterDeleteById0': (PASSIVE_LEVEL, _MGMT + ' (FwpmFilterDeleteById0: no DDI page)'),
+    'fwpkclnt.FwpmFilterDeleteByKey0': (PASSIVE_LEVEL, _MGMT + ' (FwpmFilterDeleteByKey0: no DDI page)'),
     'fwpkclnt.FwpsCalloutRegister1': (PASSIVE_LEVEL, _page('fwpsk', 'FwpsCalloutRegister1')),
     'fwpkclnt.FwpsCalloutUnregisterById0': (PASSIVE_LEVEL, _page('fwpsk', 'FwpsCalloutUnregisterById0')),
     'fwpkclnt.FwpsFlowAssociateContext0': (DISPATCH_LEVEL, _page('fwpsk', 'FwpsFlowAssociateContext0')),
@@ -148,9 +175,9 @@ ROUTINES = {
     'wdfldr.WdfDeviceWdmGetDeviceObject': (DISPATCH_LEVEL, _page('wdfdevice', 'WdfDeviceWdmGetDeviceObject')),
     'wdfldr.WdfControlDeviceInitAllocate': (PASSIVE_LEVEL, _page('wdfcontrol', 'WdfControlDeviceInitAllocate')),
     'wdfldr.WdfControlFinishInitializing': (DISPATCH_LEVEL, _page('wdfcontrol', 'WdfControlFinishInitializing')),
-    'wdfldr.WdfDeviceInitFree': (PASSIVE_LEVEL, _page('wdfdevice', 'WdfDeviceInitFree')),
-    'wdfldr.WdfDeviceInitSetDeviceType': (PASSIVE_LEVEL, _page('wdfdevice', 'WdfDeviceInitSetDeviceType')),
-    'wdfldr.WdfDeviceInitSetCharacteristics': (PASSIVE_LEVEL,
+    'wdfldr.WdfDeviceInitFree': (DISPATCH_LEVEL, _page('wdfdevice', 'WdfDeviceInitFree')),
+    'wdfldr.WdfDeviceInitSetDeviceType': (DISPATCH_LEVEL, _page('wdfdevice', 'WdfDeviceInitSetDeviceType')),
+    'wdfldr.WdfDeviceInitSetCharacteristics': (DISPATCH_LEVEL,
                                                _page('wdfdevice', 'WdfDeviceInitSetCharacteristics')),
     'wdfldr.WdfObjectDelete': (DISPATCH_LEVEL, _page('wdfobject', 'WdfObjectDelete')
                                + ' (a control device: PASSIVE_LEVEL, checked by the model)'),
@@ -167,8 +194,9 @@ CALLBACKS = {
                      'IRQL <= DISPATCH_LEVEL'),
     'notifyFn': (DISPATCH_LEVEL, _DDI + 'fwpsk/nc-fwpsk-fwps_callout_notify_fn1: IRQL <= DISPATCH_LEVEL'),
     'RegistryCallback': (PASSIVE_LEVEL, _DDI + 'wdm/nc-wdm-ex_callback_function: PASSIVE_LEVEL'),
-    'PnP notification callback': (PASSIVE_LEVEL, _DDI + 'wdm/nc-wdm-driver_notification_callback_routine: '
-                                  'PASSIVE_LEVEL'),
+    'PnP notification callback': (PASSIVE_LEVEL, _DDI + 'wdm/nf-wdm-ioregisterplugplaynotification, '
+                                  'Remarks: "The PnP manager calls driver callback routines at IRQL = '
+                                  'PASSIVE_LEVEL"'),
     'callback object routine': (DISPATCH_LEVEL, _DDI + 'wdm/nf-wdm-exregistercallback: the IRQL '
                                 'ExNotifyCallback was called at (<= DISPATCH_LEVEL); the scenario '
                                 'step says which'),

@@ -1,6 +1,6 @@
 """Guarded mutexes (KGUARDED_MUTEX), modelled from the documentation; speakeasy has none of them.
 
-KeInitializeGuardedMutex(Mutex)      <= DISPATCH_LEVEL: the mutex is free.
+KeInitializeGuardedMutex(Mutex)      <= APC_LEVEL: the mutex is free.
 KeAcquireGuardedMutex(Mutex)         <= APC_LEVEL: takes the mutex, waiting while another thread
                                      holds it; the caller enters a guarded region (APCs disabled)
                                      until it releases. Not recursive: a thread that acquires a
@@ -19,7 +19,7 @@ import struct
 
 from . import lockorder
 from .errors import deadlock, violation
-from .irql import APC_LEVEL, DISPATCH_LEVEL, require
+from .irql import APC_LEVEL, require
 
 FREE = 1
 HELD = 0
@@ -49,7 +49,7 @@ class GuardedMutexes:
 
     def initialize(self, argv, orig):
         address = argv[0]
-        require(self.m, 'KeInitializeGuardedMutex', DISPATCH_LEVEL)
+        require(self.m, 'KeInitializeGuardedMutex', APC_LEVEL)
         old = self.mutexes.get(address)
         if old is not None and old['held']:
             raise violation('KeInitializeGuardedMutex(0x%x) while the mutex is held (taken during %s)'

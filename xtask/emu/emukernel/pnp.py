@@ -174,6 +174,7 @@ class PnpNotifications:
         self.references_taken = 0
         self.references_released = 0
         self.obsolete_used = []           # entries unregistered with the old routine
+        self.own_callback = []            # registrations cancelled from their own callback (Ex)
         self.late_entries = []
         self.bad_returns = []
         self.vetoes = []
@@ -265,6 +266,17 @@ class PnpNotifications:
             raise deadlock('%s from the callback of %s while IoRegisterPlugPlayNotification is still '
                            'reporting the existing interfaces: documented as unsafe (it never returns)'
                            % (routine, reg.describe()))
+        own = any(r is reg for r, _ in self.deliveries)
+        if waits and own:
+            # Its Remarks: "Frequently, a driver calls IoUnregisterPlugPlayNotificationEx from a
+            # notification callback routine ... the driver can safely delete the registration" (the
+            # case above excepted). The call in flight is the caller: the routine cannot wait for
+            # it, and no other call of the registration starts. Cancelled at once.
+            reg.state = 'unregistered'
+            reg.routine = routine
+            self.references_released += 1
+            self.own_callback.append(reg.describe())
+            return STATUS_SUCCESS
         if waits:
             self._check_held_mutexes(routine, reg)
         lockorder.of(self.m).momentary(*LIST_LOCK)
@@ -572,7 +584,9 @@ class PnpNotifications:
             ('IoUnregisterPlugPlayNotificationEx used, not the obsolete routine', not self.obsolete_used,
              'IoUnregisterPlugPlayNotification (obsolete since Windows 7; it does not wait for a '
              'notification in progress) unregistered: ' + ', '.join(self.obsolete_used)
-             if self.obsolete_used else 'every unregistration waited for its callback'),
+             if self.obsolete_used else 'every unregistration waited for its callback'
+             + ('; cancelled from its own callback (allowed, Remarks): ' + ', '.join(self.own_callback)
+                if self.own_callback else '')),
             ('no PnP callback entered after IoUnregisterPlugPlayNotificationEx returned',
              not self.late_entries, '; '.join(self.late_entries) or 'none'),
             ('PnP callbacks returned success for every event they may not veto', not self.bad_returns,

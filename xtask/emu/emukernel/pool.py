@@ -22,6 +22,7 @@ class Pool:
 
     def __init__(self, machine, config=None):
         self.m = machine
+        machine.pool = self  # inflight.py: what a callback in flight may touch
         self.live = {}   # address -> (size, tag, pool type, phase)
         self.allocated = 0
         self.freed = 0

@@ -18,6 +18,11 @@ a race:
   the callout) and, if a flow still carries one of its contexts, flowDeleteFn for it (the flow ends
   on another processor).
 
+Where the unregister routine's page is silent on a call in progress (ExUnregisterCallback,
+CmUnRegisterCallback, FwpsCalloutUnregisterById0's classifyFn), the racing call does not finish
+before the routine returns: inflight.py suspends it inside the driver's barrier and resumes it when
+the driver waits or unload returns (rule "no memory freed under a callback still in flight").
+
 The racing callback honours the locks of the moment: it runs with the family's kernel lock held on
 its own processor (lockorder.py `switch_to`), and a driver lock the unregistering thread holds is
 held for it too: taking it there is a deadlock (the unregistering thread waits for the callback,

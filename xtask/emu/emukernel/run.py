@@ -3,6 +3,7 @@
 import logging
 import os
 
+from . import inflight
 from .errors import HarnessError
 from .families import FAMILIES
 from .forks import fork_map
@@ -61,6 +62,7 @@ class Run:
         for model in self.models:
             getattr(model, 'before_driver_entry', lambda: None)()
         self.status = m.run_driver_entry()
+        inflight.of(m).land('DriverEntry')
         if not _nt_success(self.status) or m.stop is not None:
             return
         if run_steps:
@@ -80,6 +82,7 @@ class Run:
         if unload:
             executed, calls = m.executed, len(m.calls)
             m.call(unload, [m.driver_object()], phase='DriverUnload')
+            inflight.of(m).land('DriverUnload')
             self.unloaded = m.run_error() is None
             self.unload_cost = (m.executed - executed, len(m.calls) - calls)
         self._probe()

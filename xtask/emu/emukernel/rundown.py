@@ -1,11 +1,11 @@
 """Rundown protection (EX_RUNDOWN_REF), modelled from the documentation; speakeasy has none of it.
 
-ExInitializeRundownProtection   any IRQL: the reference is ready, no holders, not run down.
+ExInitializeRundownProtection   <= APC_LEVEL: the reference is ready, no holders, not run down.
 ExAcquireRundownProtection      <= DISPATCH_LEVEL: TRUE and one more holder, or FALSE once
                                 ExWaitForRundownProtectionRelease has begun.
 ExReleaseRundownProtection      <= DISPATCH_LEVEL: one holder fewer.
 ExWaitForRundownProtectionRelease  <= APC_LEVEL: refuses new holders, returns when none remain.
-ExReInitializeRundownProtection / ExRundownCompleted: back to ready / mark completed.
+ExReInitializeRundownProtection / ExRundownCompleted   <= APC_LEVEL: back to ready / mark completed.
 
 The emulation is single-threaded: a wait that begins while a holder remains can only be waiting for
 a holder on the *same* thread (for instance a driver unloading from inside its own callback), which
@@ -14,7 +14,7 @@ written to the EX_RUNDOWN_REF itself (holders * 2, bit 0 = rundown active) so a 
 sees what the kernel would store.
 """
 
-from . import lockorder
+from . import inflight, lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, require
 
@@ -23,6 +23,7 @@ class Rundown:
     def __init__(self, machine, config=None):
         self.m = machine
         self.refs = {}  # address -> {'holders': n, 'active': bool, 'waited': bool}
+        machine.rundown_refs = self.refs  # inflight.py: a barrier's own memory
         self.acquired = 0
         self.released = 0
         self.refused = 0
@@ -69,6 +70,7 @@ class Rundown:
         # Holding a rundown reference is a shared hold of the barrier; the wait takes it exclusively.
         lockorder.of(self.m).acquire(('rundown', argv[0]), 'rundown protection 0x%x' % argv[0])
         self._store(argv[0])
+        inflight.of(self.m).entered_barrier('ExAcquireRundownProtection')
         return 1
 
     def release(self, argv, orig):
@@ -88,6 +90,8 @@ class Rundown:
         r['active'] = True
         r['waited'] = True
         self._store(argv[0])
+        if r['holders'] and inflight.of(self.m).wait_here('ExWaitForRundownProtectionRelease', argv):
+            return None  # a holder in flight on another processor runs, then the wait again
         lockorder.of(self.m).momentary(('rundown', argv[0]), 'rundown protection 0x%x' % argv[0])
         if r['holders']:
             raise deadlock('ExWaitForRundownProtectionRelease(0x%x) waits for %d holder(s) that only '

@@ -10,7 +10,7 @@ KeInitializeEvent(Event, Type, State)                    any IRQL
   - Type: NotificationEvent (0) stays signalled until cleared; SynchronizationEvent (1) is cleared
     by the wait it satisfies. The state is also written to the DISPATCHER_HEADER (Type at +0,
     SignalState at +4) so a driver reading it sees what the kernel stores.
-KeSetEvent(Event, Increment, Wait) -> previous state     <= DISPATCH_LEVEL
+KeSetEvent(Event, Increment, Wait) -> previous state     <= DISPATCH_LEVEL; <= APC_LEVEL with Wait = TRUE
 KeClearEvent / KeResetEvent / KeReadStateEvent
 KeWaitForSingleObject(Object, Reason, Mode, Alertable, Timeout)
   - <= APC_LEVEL (<= DISPATCH_LEVEL only with a zero timeout). Returns at once if the event is
@@ -34,7 +34,7 @@ driver was gone).
 
 import struct
 
-from . import lockorder
+from . import inflight, lockorder
 from .errors import deadlock, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, irql_name, require
 
@@ -131,7 +131,8 @@ class Sync:
         return None
 
     def set_event(self, argv, orig):
-        require(self.m, 'KeSetEvent', DISPATCH_LEVEL)
+        # Remarks: Wait = FALSE at <= DISPATCH_LEVEL, Wait = TRUE at <= APC_LEVEL.
+        require(self.m, 'KeSetEvent', APC_LEVEL if argv[2] & 0xFF else DISPATCH_LEVEL)
         e = self._event('KeSetEvent', argv[0])
         previous = int(e['signalled'])
         e['signalled'] = True
@@ -189,6 +190,8 @@ class Sync:
             return STATUS_SUCCESS
         if zero_timeout:
             return STATUS_TIMEOUT
+        if inflight.of(self.m).wait_here('KeWaitForSingleObject', argv):
+            return STATUS_SUCCESS  # a callback in flight runs while this thread waits; then again
         if not self.deferred:
             if timeout is None:
                 raise deadlock('KeWaitForSingleObject(0x%x) during %s waits, with no timeout, for an '
@@ -224,6 +227,8 @@ class Sync:
             raise deadlock('KeDelayExecutionThread while holding spin lock(s) %s'
                            % ', '.join('0x%x' % a for a in self.locks))
         interval = self._timeout(argv[2]) or 0
+        if inflight.of(self.m).wait_here('KeDelayExecutionThread', argv):
+            return STATUS_SUCCESS  # a callback in flight runs while this thread sleeps; then again
         if not self.deferred:
             self._idle('KeDelayExecutionThread', 0, interval)
             return STATUS_SUCCESS

@@ -55,7 +55,7 @@ import ipaddress
 import struct
 import uuid
 
-from . import lockorder, racing
+from . import inflight, lockorder, racing
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
 from .irql_table import CALLBACKS
@@ -121,6 +121,7 @@ FLOW_ESTABLISHED_V4 = 52
 # is present there and no page excludes them, but no sample associates at them: not confirmed
 # (wfp-callout's README says so). STREAM_V4/V6 = 20/22, DATAGRAM_DATA_V4/V6 = 24/26 (fwpsk.h).
 FLOW_LAYERS = {20, 22, 24, 26, 52, 54}
+ASSOCIATE_LAYER_CHECK = 'flow contexts associated with a callout added at that layer'
 FIELD_LOCAL_ADDRESS, FIELD_LOCAL_PORT, FIELD_PROTOCOL = 2, 4, 5
 FIELD_REMOTE_ADDRESS, FIELD_REMOTE_PORT = 6, 7
 MAX_FIELDS = 32
@@ -226,6 +227,7 @@ class Wfp:
         self.closed_late = []
         self._area = None
         self._area_active = False
+        self.refused_layers = []          # FwpsFlowAssociateContext0 for a callout not added there
         self._slot = None
         self._slot_busy = False
         machine.wfp = self
@@ -584,6 +586,9 @@ class Wfp:
             afters.append(after_delete)
         if not calls:
             return
+        flights = inflight.of(self.m)
+        if obj is not None and flights.available():
+            return self._race_in_flight(reg, status, item, calls[1:], befores[1:], afters[1:])
         race = racing.of(self.m)
         token = race.begin('; '.join(c for c in (
             'classifyFn of callout %d' % reg.id if obj is not None else '',
@@ -597,6 +602,48 @@ class Wfp:
 
         self.m.call_back_before_return(calls, before=lambda i: befores[i](), after=after, result=status)
 
+    def _race_in_flight(self, reg, status, item, calls, befores, afters):
+        """inflight.py: on another processor, the flow carrying a context of the callout ends
+        (flowDeleteFn, `calls`, if any, start to finish) and then a classifyFn that was already
+        dispatched for a filter naming the callout runs; that classifyFn is suspended once it has
+        entered the driver's barrier (or before it touches driver pool), FwpsCalloutUnregisterById0
+        returns, and it resumes when the driver waits or unload returns. Its classify structures
+        are its own (the engine's, valid during the call)."""
+        area = inflight.of(self.m).memory(0x600, 'wfp.classify (in flight)')
+        pair = self._batch_hooks([item], area, [])
+        label = item[-1]
+        race = racing.of(self.m)
+        token = race.begin('%sclassifyFn of callout %d racing FwpsCalloutUnregisterById0 (another '
+                           'processor)' % ('flowDeleteFn and ' if calls else '', reg.id))
+        holder = {}
+        saved = {}
+        order = lockorder.of(self.m)
+
+        def before_classify():
+            order.switch_to()
+            saved['classify'] = (self.m.phase, self.m.irql)
+            self.m.irql = CALLBACKS['classifyFn'][0]
+            self._batch_calls = pair
+            holder['flight'].pausable = True
+
+        def after_classify():
+            holder['flight'].pausable = False
+            self.m.phase, self.m.irql = saved['classify']
+            self._area_active = False
+            order.switch_back()
+
+        befores = list(befores) + [before_classify]
+        afters = list(afters) + [after_classify]
+        calls = list(calls) + [(self._looper(), [1, area + 0x3a0])]
+        flights = inflight.of(self.m)
+        function = flights.sequence(calls, lambda i: befores[i](), lambda i: afters[i]())
+
+        def resume():
+            self._batch_calls = pair
+
+        holder['flight'] = flights.start(function, [], label, {
+            'pausable': False, 'resume': resume, 'end': lambda: race.end(token)}, result=status)
+
     # ---- teardown faults (run.py: DriverUnload fault runs) -----------------------------------
 
     def _unregister_faults(self, argv):
@@ -604,9 +651,17 @@ class Wfp:
         callout stays registered (STATUS_FWP_IN_USE: another thread is registering or unregistering;
         retry), or is no longer registered (STATUS_FWP_CALLOUT_NOT_FOUND) while the flows that carry
         its contexts still end, calling flowDeleteFn."""
-        return [(STATUS_FWP_IN_USE, 'STATUS_FWP_IN_USE'),
+        return [(STATUS_FWP_IN_USE, 'STATUS_FWP_IN_USE', self._in_use),
                 (STATUS_FWP_CALLOUT_NOT_FOUND, 'STATUS_FWP_CALLOUT_NOT_FOUND', self._gone),
                 (STATUS_INTERNAL_ERROR, 'STATUS_INTERNAL_ERROR (undocumented)')]
+
+    def _in_use(self, argv, orig):
+        """STATUS_FWP_IN_USE: the callout stays registered, and a classifyFn already dispatched
+        for it on another processor is in flight across the failed call (inflight.py)."""
+        reg = self.registrations.get(argv[0] & 0xFFFFFFFF)
+        if reg is not None and reg.state == 'registered':
+            self._race(reg, STATUS_FWP_IN_USE)
+        return STATUS_FWP_IN_USE
 
     def _gone(self, argv, orig):
         reg = self.registrations.get(argv[0] & 0xFFFFFFFF)
@@ -637,6 +692,17 @@ class Wfp:
         if not context or not reg.delete:
             return STATUS_INVALID_PARAMETER
         if layer_id not in FLOW_LAYERS:
+            return STATUS_INVALID_PARAMETER
+        # Its Remarks: "There must be a callout in the filter engine at the layer identified by the
+        # layerId parameter that has registered a flowDeleteFn ... Otherwise, the call ... will
+        # return STATUS_INVALID_PARAMETER"; "associates a single context with a single added
+        # callout" (learn.microsoft.com, fwpsk/nf-fwpsk-fwpsflowassociatecontext0). So the callout
+        # id must be one added (FwpmCalloutAdd0) at that very layer.
+        added = self._find('callout', reg.key)
+        if added is None or LAYERS.get(added.fields['layer'], (None,))[0] != layer_id:
+            self.refused_layers.append('callout %d%s, context for run-time layer %d' % (
+                callout_id, ' (not added)' if added is None else ' (added at %s)' % LAYERS.get(
+                    added.fields['layer'], (0, added.fields['layer']))[1], layer_id))
             return STATUS_INVALID_PARAMETER
         flow = self.flows.get(flow_id)
         if flow is None or flow.ended:
@@ -1177,4 +1243,9 @@ class Wfp:
             ('classifyFn honoured the action rights (never overrode a veto)', not self.rule_breaks,
              '; '.join(self.rule_breaks) or 'every classify followed the rules'),
         ]
+        if self.associated or self.refused_layers:
+            checks.append((ASSOCIATE_LAYER_CHECK, not self.refused_layers,
+                           'refused with STATUS_INVALID_PARAMETER: ' + '; '.join(self.refused_layers)
+                           if self.refused_layers else '%d context(s), each for a callout added at its '
+                           'layer' % self.associated))
         return checks

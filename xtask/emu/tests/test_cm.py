@@ -44,6 +44,27 @@ class RegistryModelTest(unittest.TestCase):
         self.assertEqual(unregister([cookie], speakeasy_success), STATUS_INVALID_PARAMETER)
         self.assertEqual(unregister([cookie + 1], speakeasy_success), STATUS_INVALID_PARAMETER)
 
+    def test_a_failed_unregistration_is_raced_by_a_call_in_flight_and_the_registration_stays(self):
+        # The teardown sweep's CmUnRegisterCallback failure: a RegistryCallback already dispatched
+        # on another processor is in flight across the failed call, and the registration lives on.
+        self.register()
+        cookie = self.m.read_u64(self.cookie)
+        reg = self.cm.registrations[cookie]
+        returned = []
+
+        def trampoline(calls, before=None, after=None, result=None):
+            self.m.callbacks.extend(calls)
+            returned.append(result)
+            before(0)
+            after(0)
+
+        self.m.call_back_before_return = trampoline
+        self.assertEqual(self.cm._failed_unregister([cookie], 0xC000009A), 0xC000009A)
+        self.assertEqual([c[0] for c in self.m.callbacks], [0x5000], 'the callback ran (in flight)')
+        self.assertEqual(returned, [0xC000009A], 'the routine still returns the failure')
+        self.assertTrue(reg.active and not reg.unregistering, 'still registered')
+        self.assertEqual(self.m.routines['CmUnRegisterCallback']([cookie], speakeasy_success), 0)
+
     def test_same_altitude_collides(self):
         self.register()
         self.assertEqual(self.register(), STATUS_FLT_INSTANCE_ALTITUDE_COLLISION)

@@ -158,6 +158,37 @@ class PnpModelTest(unittest.TestCase):
         self.assertEqual(len(self.m.callbacks), 2)
         self.assertIn('IoUnregisterPlugPlayNotificationEx used, not the obsolete routine', self.failed())
 
+    def test_unregistering_from_its_own_callback_while_existing_interfaces_are_reported_deadlocks(self):
+        # IoUnregisterPlugPlayNotificationEx, Remarks: unsafe from the registration's own callback
+        # while its INCLUDE_EXISTING_INTERFACES IoRegisterPlugPlayNotification has not returned.
+        self.m.inspect = lambda notification: self.m.call_routine('IoUnregisterPlugPlayNotificationEx',
+                                                                  self.m.read_u64(self.out))
+        with self.assertRaisesRegex(KernelStop, 'still reporting the existing interfaces'):
+            self.register()
+
+    def test_unregistering_from_its_own_callback_afterwards_is_allowed(self):
+        # The same Remarks: "Frequently, a driver calls IoUnregisterPlugPlayNotificationEx from a
+        # notification callback routine ... the driver can safely delete the registration".
+        _, entry = self.register()
+        delivered = []
+
+        def callback(function, args, phase, irql=0):
+            delivered.append(args[0])
+            self.m.call_routine('IoUnregisterPlugPlayNotificationEx', entry)
+            return 0
+
+        self.m.call = callback
+        ok, detail = self.pnp.run_step(_step('interface-arrival', link='\\??\\c', version=1,
+                                             null_link=False, **{'class': GUID_DEVINTERFACE_VOLUME}))
+        self.assertTrue(ok, detail)
+        self.assertEqual(len(delivered), 1, 'no racing call of itself: the call in flight is the caller')
+        self.assertEqual(self.failed(), {})
+        self.assertIn('from its own callback', ' '.join(d for _c, _ok, d in self.pnp.audit()))
+        ok, detail = self.pnp.run_step(_step('interface-arrival', link='\\??\\d', version=1,
+                                             null_link=False, **{'class': GUID_DEVINTERFACE_VOLUME}))
+        self.assertFalse(ok, 'cancelled: no further callbacks')
+        self.assertEqual(len(delivered), 1)
+
     def test_a_failure_status_is_only_allowed_for_query_events(self):
         self.register(category=HARDWARE_PROFILE, flags=0)
         self.m.call = lambda *a, **k: 0xC0000001

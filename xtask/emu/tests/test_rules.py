@@ -97,6 +97,26 @@ class IrqlTableTest(unittest.TestCase):
         with self.assertRaises(KernelStop):
             self.checks.check_call('ntoskrnl.KeWaitForSingleObject', [0, 0, 0, 0, 0])
 
+    def test_rows_rechecked_against_their_pages(self):
+        # Each pair: (routine, arguments, highest IRQL its page allows). One level above must stop.
+        rows = [('ntoskrnl.ExCreateCallback', [0, 0, 0, 0], APC_LEVEL),
+                ('ntoskrnl.IoCreateDevice', [0] * 7, APC_LEVEL),
+                ('ntoskrnl.IoDeleteDevice', [0], APC_LEVEL),
+                ('ntoskrnl.KeInitializeGuardedMutex', [0], APC_LEVEL),
+                ('ntoskrnl.ExInitializeRundownProtection', [0], APC_LEVEL),
+                ('ntoskrnl.ExRundownCompleted', [0], APC_LEVEL),
+                ('ntoskrnl.CmCallbackGetKeyObjectIDEx', [0] * 5, APC_LEVEL),
+                ('ntoskrnl.KeSetEvent', [0, 0, 0], DISPATCH_LEVEL),      # Wait = FALSE
+                ('ntoskrnl.KeSetEvent', [0, 0, 1], APC_LEVEL),           # Wait = TRUE (Remarks)
+                ('wdfldr.WdfDeviceInitSetDeviceType', [0, 0, 0], DISPATCH_LEVEL),
+                ('fwpkclnt.FwpmFilterAdd0', [0] * 4, PASSIVE_LEVEL)]
+        for routine, argv, top in rows:
+            self.m.irql = top
+            self.checks.check_call(routine, argv)
+            self.m.irql = top + 1
+            with self.assertRaises(KernelStop, msg=routine):
+                self.checks.check_call(routine, argv)
+
     def test_an_import_missing_from_the_table_is_an_error(self):
         self.m._imports = [('ntoskrnl', 'ZwClose'), ('ntoskrnl', 'KeStallExecutionProcessor')]
         detail = self.failed()['IRQL of every call']
@@ -177,6 +197,7 @@ class NoSilentHangTest(unittest.TestCase):
 class TeardownFaultTest(ModelTest):
     def flow_context(self, callout, flow=0x10, context=0xAB):
         self.flow(flow)
+        self.added()
         self.assertEqual(self.call('FwpsFlowAssociateContext0', flow, FLOW_LAYER, callout, context), 0)
 
     def test_remove_context_faults_do_what_each_status_documents(self):
@@ -232,11 +253,26 @@ class RacingTest(ModelTest):
     def test_a_callout_unregistration_is_raced_by_its_flow_delete_fn(self):
         self.m.racing = Racing(self.m)
         _, callout = self.register()
+        self.added()
         self.flow(0x10)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
         self.call('FwpsCalloutUnregisterById0', callout)
         self.assertIn((DELETE, [FLOW_LAYER, callout, 0xAB]), self.m.callbacks)
         self.assertEqual(self.m.racing.audit()[0][1], True)
+
+    def test_an_in_use_unregistration_is_raced_too_and_the_callout_stays(self):
+        # Teardown sweep: STATUS_FWP_IN_USE leaves the callout registered; a call dispatched on
+        # another processor still races the failed call.
+        self.m.racing = Racing(self.m)
+        _, callout = self.register()
+        self.added()
+        self.flow(0x10)
+        self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
+        [in_use] = [c for c in fault_choices(self.wfp._unregister_faults, [callout])
+                    if c[1] == 'STATUS_FWP_IN_USE']
+        self.assertEqual(in_use[2]([callout], None), in_use[0])
+        self.assertIn((DELETE, [FLOW_LAYER, callout, 0xAB]), self.m.callbacks)
+        self.assertEqual(self.wfp.registrations[callout].state, 'registered')
 
     def test_the_check_fails_when_the_run_stops_in_a_racing_callback(self):
         race = Racing(self.m)
@@ -268,6 +304,7 @@ class RacingTest(ModelTest):
 class CallbackIrqlTest(ModelTest):
     def test_flow_delete_fn_runs_at_dispatch_level_even_from_passive_code(self):
         _, callout = self.register()
+        self.added()
         self.flow(0x10)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
         seen = []

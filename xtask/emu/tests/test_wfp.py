@@ -169,6 +169,14 @@ class ModelTest(unittest.TestCase):
                            orig=speakeasy)
         return status, seen.get('id_ptr')
 
+    def added(self, key='11111111-0000-0000-0000-000000000001'):
+        """The callout added (FwpmCalloutAdd0) at ALE_FLOW_ESTABLISHED_V4, where FLOW_LAYER's contexts
+        are associated (FwpsFlowAssociateContext0 refuses a callout not added at the layer)."""
+        if self.wfp._find('callout', key) is None:
+            engine = self.engine(dynamic=False)  # the callout outlives the session
+            self.assertEqual(self.mcallout(engine, key=key), 0)
+            self.assertEqual(self.call('FwpmEngineClose0', engine), 0)
+
     def flow(self, flow_id):
         self.wfp.flows[flow_id] = Flow(flow_id)
 
@@ -194,6 +202,7 @@ class CalloutRegistrationTest(ModelTest):
 
     def test_unregister_is_busy_while_a_context_lives_and_unknown_ids_are_not_found(self):
         _, callout = self.register()
+        self.added()
         self.flow(0x10)
         self.flow(0x11)
         self.assertEqual(self.call('FwpsFlowAssociateContext0', 0x10, FLOW_LAYER, callout, 0xAB), 0)
@@ -229,6 +238,7 @@ class FlowContextTest(ModelTest):
     def setUp(self):
         super().setUp()
         _, self.callout = self.register()
+        self.added()
         self.flow(0x10)
 
     def associate(self, flow=0x10, layer=FLOW_LAYER, callout=None, context=0xAB):
@@ -246,6 +256,22 @@ class FlowContextTest(ModelTest):
         _, without_delete = self.register(key='11111111-0000-0000-0000-000000000009', delete=0)
         self.assertEqual(self.associate(callout=without_delete), STATUS_INVALID_PARAMETER,
                          'a callout without flowDeleteFn cannot have flow contexts')
+
+    def test_the_callout_must_be_added_at_the_layer_of_the_association(self):
+        # FwpsFlowAssociateContext0's Remarks: a callout with a flowDeleteFn at layerId, else
+        # STATUS_INVALID_PARAMETER.
+        _, elsewhere = self.register(key='11111111-0000-0000-0000-000000000002')
+        self.mcallout(self.engine(), key='11111111-0000-0000-0000-000000000002', layer=LAYER_ALE_AUTH_CONNECT_V4)
+        self.assertEqual(self.associate(callout=elsewhere), STATUS_INVALID_PARAMETER,
+                         'the callout is added at ALE_AUTH_CONNECT_V4, not at the flow layer')
+        _, never_added = self.register(key='11111111-0000-0000-0000-000000000003')
+        self.assertEqual(self.associate(callout=never_added), STATUS_INVALID_PARAMETER,
+                         'registered, never added with FwpmCalloutAdd0')
+        self.assertEqual(self.associate(layer=20), STATUS_INVALID_PARAMETER,
+                         'added at ALE_FLOW_ESTABLISHED_V4, associated for STREAM_V4')
+        self.assertEqual(self.associate(), 0)
+        self.assertEqual(len(self.wfp.refused_layers), 3, self.wfp.refused_layers)
+        self.assertIn('flow contexts associated with a callout added at that layer', self.failed())
 
     def test_association_is_allowed_at_dispatch_level_only_below(self):
         self.m.irql = DISPATCH_LEVEL
