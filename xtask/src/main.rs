@@ -72,7 +72,7 @@ fn run() -> base::error::Result<()> {
         Command::Cert(args) => packaging::cert::run(&args),
         Command::Sign(args) => packaging::sign::run(&ws, &args),
         Command::Package(args) => packaging::package::run(&ws, &args),
-        Command::Deploy(args) => deploy::run(&ws, &args),
+        Command::Deploy(args) => commands::deploy::run(&ws, &args),
         Command::Test(args) => commands::test::run(&ws, &args.stages, &args.packages),
         Command::Clean(args) => commands::clean::run(&ws.layout, args.all),
         Command::Bench(args) => commands::bench::run(&ws, &args),

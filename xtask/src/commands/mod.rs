@@ -3,5 +3,6 @@
 pub(crate) mod bench;
 pub(crate) mod build;
 pub(crate) mod clean;
+pub(crate) mod deploy;
 pub(crate) mod lint;
 pub(crate) mod test;

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::exec::{self, Pace, Status, Unload};
+use super::exec::{self, Pace};
 use super::fake::FakeVm;
 use super::plan::{self, Options, Package, Run, Via};
+use super::report::{self, Status, Unload};
 use super::transport::{Lost, Ssh, Transport, Upload};
 
 /// The programs the tests need.
@@ -548,7 +549,7 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
         .map(|(p, t)| (p, t as &dyn Transport))
         .collect();
     let lines = std::sync::Mutex::new(Vec::new());
-    let reports = super::deploy_all(
+    let reports = super::execute_all(
         &pairs,
         &|target, line| {
             lines.lock().unwrap().push(format!("[{target}] {line}"));
@@ -557,7 +558,7 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
     );
     assert_eq!(reports.len(), 2);
     for (r, sshd) in reports.iter().zip(&vms) {
-        let text = exec::render(r);
+        let text = report::render(r);
         assert!(
             r.ok(),
             "{text}\nseen by the VM:\n{}\n{}",
