@@ -22,6 +22,7 @@ pub mod plan;
 pub mod probe;
 pub mod ps;
 pub mod report;
+pub mod script;
 pub mod syntax;
 pub mod target;
 pub mod transport;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::probe;
-use super::ps::{self, quote};
+use super::ps;
 use super::transport::{HyperV, Upload};
 use crate::base::error::{Context, Result, bail};
 use crate::base::layout::Arch;
@@ -34,8 +34,8 @@ pub use package::{RegValue, service_from_inf};
 pub use render::{render, to_json};
 pub use scripts::{DUMP_PLACES, boot_script, post_mortem_script};
 use scripts::{
-    ENABLE_TESTSIGNING, driver_steps, hashes_body, leftovers_body, preflight_body,
-    remove_files_body, trust_body,
+    driver_steps, enable_testsigning_body, hashes_body, leftovers_body, preflight_body,
+    remove_files_body, revert_hyperv, trust_body,
 };
 
 /// How the service is created.
@@ -323,13 +323,7 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
             )
         }
         (Some(snap), Via::HyperV { vm }, None) => {
-            let script = format!(
-                "$ErrorActionPreference = 'Stop'\n\
-                 Restore-VMSnapshot -VMName {vm} -Name {snap} -Confirm:$false\n\
-                 if ((Get-VM -Name {vm}).State -ne 'Running') {{ Start-VM -Name {vm} }}\n",
-                vm = quote(vm),
-                snap = quote(snap)
-            );
+            let script = revert_hyperv(vm, snap);
             Some((
                 format!("revert the VM to checkpoint {snap} (Hyper-V)"),
                 HyperV::host_argv(&script),
@@ -402,7 +396,10 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         setup.push(Step {
             id: "enable-testsigning",
             title: "turn test signing on (bcdedit) and restart the VM".to_owned(),
-            run: Run::Guest(ps::script("enable test signing", ENABLE_TESTSIGNING)),
+            run: Run::Guest(ps::script(
+                "enable test signing",
+                &enable_testsigning_body(),
+            )),
             check: Check::Exit0,
             when: When::TestSigningOff,
             cleanup: Cleanup::No,

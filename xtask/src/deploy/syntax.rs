@@ -14,6 +14,7 @@ use std::process::Command;
 
 use super::plan::{self, Install, Options, Package, Run, Via};
 use super::ps;
+use super::script;
 use super::transport::HyperV;
 use crate::base::error::{Context, Result, bail};
 
@@ -55,6 +56,11 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
         }
     };
     add("helpers".into(), plan::HELPERS.to_owned());
+    // Each step file as it is on disk (with its comments), as one would run it by hand.
+    add("file-prologue".into(), script::PROLOGUE_FILE.to_owned());
+    for s in script::ALL {
+        add(format!("file-{}", s.name), s.text.to_owned());
+    }
     add("wait-for-boot".into(), plan::boot_script());
     for dir in [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"] {
         add("post-mortem".into(), plan::post_mortem_script(dir));

@@ -56,7 +56,7 @@ fn render_step(out: &mut String, n: usize, step: &Step, transport: &dyn Transpor
     match &step.run {
         Run::Guest(script) => {
             let body = script
-                .split_once(ps::PROLOGUE)
+                .split_once(ps::prologue())
                 .map_or(script.as_str(), |(_, b)| b);
             out.push_str(&indent(body, "       | "));
             out.push_str(&indent(&transport.show_guest(script, false), "       $ "));
@@ -74,7 +74,7 @@ fn render_step(out: &mut String, n: usize, step: &Step, transport: &dyn Transpor
                 }
             );
             let s = boot_script();
-            let body = s.split_once(ps::PROLOGUE).map_or(s.as_str(), |(_, b)| b);
+            let body = s.split_once(ps::prologue()).map_or(s.as_str(), |(_, b)| b);
             out.push_str(&indent(body, "       | "));
         }
     }
@@ -98,7 +98,7 @@ pub fn render(plan: &Plan, transport: &dyn Transport) -> String {
         "every VM script starts with this prologue (not repeated below), and runs as\n\
          `powershell -NoProfile -NonInteractive -EncodedCommand <the script, UTF-16LE, base64>`:\n",
     );
-    for l in ps::PROLOGUE.lines() {
+    for l in ps::prologue().lines() {
         let _ = writeln!(out, "  | {l}");
     }
     let mut n = 0;

@@ -199,13 +199,13 @@ fn paths_with_spaces_and_quotes_are_quoted_once() {
     };
     assert!(
         script.contains(
-            "'binPath=', 'C:\\Test Drivers\\it''s deploy\\cm-filter\\cm-filter.sys', 'DisplayName=', 'cm-filter sample driver'"
+            "BinPath = 'C:\\Test Drivers\\it''s deploy\\cm-filter\\cm-filter.sys'; DisplayName = 'cm-filter sample driver'"
         ),
         "{script}"
     );
     // The INF's Parameters\Altitude, applied by the sc install.
     assert!(script.contains(
-        "New-ItemProperty -Force -LiteralPath 'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\CmFilter\\Parameters' -Name 'Altitude' -PropertyType String -Value '385201.5'"
+        "Values = @(@{ Key = 'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\CmFilter\\Parameters'; Name = 'Altitude'; Kind = 'String'; Data = '385201.5' })"
     ), "{script}");
     let Run::Upload(items) = &plan.setup.iter().find(|s| s.id == "copy").unwrap().run else {
         panic!()
