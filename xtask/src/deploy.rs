@@ -28,7 +28,7 @@ pub mod target;
 pub mod transport;
 
 #[cfg(test)]
-mod fake;
+pub mod fake;
 #[cfg(test)]
 mod loopback;
 

@@ -6,18 +6,50 @@
 //!
 //! `suite.rs` is the deploy stage of `cargo xtask test`.
 
+#[cfg(test)]
+mod report_doc;
 pub(crate) mod suite;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::base::error::{Result, bail};
+use serde::Serialize;
+
+use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
 use crate::base::workspace::Workspace;
 use crate::cli::{BuildArgs, PackageArgs};
 use crate::deploy::{self, Install, REMOTE_DIR, Target, exec, plan, probe, report, transport};
 use crate::emulator::emulate;
+
+/// `deploy --json` (VM targets): one report per target, in the order given
+/// (docs/reports/deploy.md).
+#[derive(Debug, Serialize)]
+pub(crate) struct DeployReport {
+    /// The version of this document's shape: 1.
+    pub schema: u32,
+    /// Each target's report.
+    pub targets: Vec<report::TargetJson>,
+}
+
+/// `deploy --dry-run --json` (VM targets): one plan per target, every command in full
+/// (docs/reports/deploy.md).
+#[derive(Debug, Serialize)]
+pub(crate) struct DryRunReport {
+    /// The version of this document's shape: 1.
+    pub schema: u32,
+    /// Each target's plan.
+    pub plans: Vec<plan::PlanJson>,
+}
+
+/// Prints `doc` on stdout as indented JSON.
+fn print_json(doc: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(doc)
+        .map_err(|e| Error::new(format!("deploy: the JSON report could not be written: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
 
 /// `cargo xtask deploy`'s options.
 #[derive(Debug, PartialEq, Eq)]
@@ -307,12 +339,14 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
 
     if args.dry_run {
         if args.json {
-            let doc: Vec<serde_json::Value> = plans
-                .iter()
-                .zip(&ways)
-                .map(|(p, (_, w))| plan::to_json(p, w.transport()))
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            print_json(&DryRunReport {
+                schema: 1,
+                plans: plans
+                    .iter()
+                    .zip(&ways)
+                    .map(|(p, (_, w))| plan::to_json(p, w.transport()))
+                    .collect(),
+            })?;
         } else {
             for (p, (_, w)) in plans.iter().zip(&ways) {
                 println!("{}", plan::render(p, w.transport()));
@@ -344,8 +378,10 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
         exec::Pace::default(),
     );
     if args.json {
-        let doc: Vec<serde_json::Value> = reports.iter().map(report::to_json).collect();
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        print_json(&DeployReport {
+            schema: 1,
+            targets: reports.iter().map(report::to_json).collect(),
+        })?;
     } else {
         for r in &reports {
             println!("{}", report::render(r));

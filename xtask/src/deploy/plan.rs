@@ -31,7 +31,7 @@ pub mod tests;
 pub use package::Package;
 #[cfg(test)]
 pub use package::{RegValue, service_from_inf};
-pub use render::{render, to_json};
+pub use render::{PlanJson, render, to_json};
 pub use scripts::{DUMP_PLACES, boot_script, post_mortem_script};
 use scripts::{
     driver_steps, enable_testsigning_body, hashes_body, leftovers_body, preflight_body,

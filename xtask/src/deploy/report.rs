@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::parse::Event;
 use super::probe::Verdict;
@@ -254,47 +254,180 @@ pub fn render(r: &TargetReport) -> String {
     out
 }
 
-fn step_json(s: &StepReport) -> Value {
-    let (status, why) = match &s.status {
-        Status::Skipped(w) | Status::NotRun(w) => (s.status.word(), Some(w.clone())),
-        _ => (s.status.word(), None),
-    };
-    json!({
-        "id": s.id,
-        "title": s.title,
-        "status": status,
-        "reason": why,
-        "after_failure": s.cleanup,
-        "duration_s": s.duration.as_secs_f64(),
-        "detail": s.detail,
-        "notes": s.notes,
-        "output": s.output,
-    })
+/// A step's result, as `--json` writes it (docs/reports/deploy.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct StepJson {
+    /// The step's id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// `passed`, `failed`, `skipped` or `not run`.
+    pub status: &'static str,
+    /// Why it was skipped or not run.
+    pub reason: Option<String>,
+    /// It ran as cleanup after a failure.
+    pub after_failure: bool,
+    /// How long it took.
+    pub duration_s: f64,
+    /// The verdict.
+    pub detail: String,
+    /// The VM's notes.
+    pub notes: Vec<String>,
+    /// For a failure: what the VM printed.
+    pub output: String,
 }
 
-/// The report as JSON (`--json`).
-pub fn to_json(r: &TargetReport) -> Value {
-    json!({
-        "target": r.target,
-        "ok": r.ok(),
-        "duration_s": r.duration.as_secs_f64(),
-        "setup": r.setup.iter().map(step_json).collect::<Vec<_>>(),
-        "drivers": r.drivers.iter().map(|d| json!({
-            "driver": d.driver,
-            "service": d.service,
-            "steps": d.steps.iter().map(step_json).collect::<Vec<_>>(),
-            "probes": d.probes.iter().map(|p| json!({
-                "name": p.name, "expected": p.expected, "observed": p.observed, "ok": p.ok,
-            })).collect::<Vec<_>>(),
-            "unload": {"verdict": d.unload.key(), "detail": d.unload.text()},
-            "events": d.events.iter().map(|e| json!({
-                "time": e.time, "id": e.id, "level": e.level, "message": e.message,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "teardown": r.teardown.iter().map(step_json).collect::<Vec<_>>(),
-        "failure": r.failure.as_ref().map(|f| json!({
-            "scope": f.scope, "step": f.step, "message": f.message, "output": f.output,
-        })),
-        "bugcheck": r.bugcheck,
-    })
+/// A probe check's verdict, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeJson {
+    /// The check's name.
+    pub name: String,
+    /// What was expected.
+    pub expected: String,
+    /// What was observed.
+    pub observed: String,
+    /// Whether they agree.
+    pub ok: bool,
+}
+
+/// The unload verdict, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnloadJson {
+    /// `clean`, `unclean`, `not-unloaded`, `unknown` or `not-reached`.
+    pub verdict: &'static str,
+    /// In words.
+    pub detail: String,
+}
+
+/// A Service Control Manager event, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventJson {
+    /// When (ISO 8601, UTC).
+    pub time: String,
+    /// The event id.
+    pub id: u64,
+    /// Its level (1 critical, 2 error, 3 warning, 4 information).
+    pub level: u64,
+    /// Its message.
+    pub message: String,
+}
+
+/// One driver's results, as `--json` writes them.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriverJson {
+    /// The driver.
+    pub driver: String,
+    /// Its service.
+    pub service: String,
+    /// Its steps.
+    pub steps: Vec<StepJson>,
+    /// The probe's checks.
+    pub probes: Vec<ProbeJson>,
+    /// The unload verdict.
+    pub unload: UnloadJson,
+    /// Service Control Manager events since the deploy began.
+    pub events: Vec<EventJson>,
+}
+
+/// The failure that stopped a plan, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureJson {
+    /// `setup`, `teardown` or the driver.
+    pub scope: String,
+    /// The step.
+    pub step: String,
+    /// Why.
+    pub message: String,
+    /// What the VM printed.
+    pub output: String,
+}
+
+/// One target's report, as `--json` writes it (an element of `targets`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetJson {
+    /// The target.
+    pub target: String,
+    /// Everything passed and every driver unloaded cleanly.
+    pub ok: bool,
+    /// How long it all took.
+    pub duration_s: f64,
+    /// The setup steps.
+    pub setup: Vec<StepJson>,
+    /// Each driver.
+    pub drivers: Vec<DriverJson>,
+    /// The teardown steps.
+    pub teardown: Vec<StepJson>,
+    /// The failure, if any.
+    pub failure: Option<FailureJson>,
+    /// A probable bugcheck: when, and where the dump will be.
+    pub bugcheck: Option<String>,
+}
+
+fn step_json(s: &StepReport) -> StepJson {
+    let reason = match &s.status {
+        Status::Skipped(w) | Status::NotRun(w) => Some(w.clone()),
+        _ => None,
+    };
+    StepJson {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        status: s.status.word(),
+        reason,
+        after_failure: s.cleanup,
+        duration_s: s.duration.as_secs_f64(),
+        detail: s.detail.clone(),
+        notes: s.notes.clone(),
+        output: s.output.clone(),
+    }
+}
+
+/// The report as `--json` writes it.
+pub fn to_json(r: &TargetReport) -> TargetJson {
+    TargetJson {
+        target: r.target.clone(),
+        ok: r.ok(),
+        duration_s: r.duration.as_secs_f64(),
+        setup: r.setup.iter().map(step_json).collect(),
+        drivers: r
+            .drivers
+            .iter()
+            .map(|d| DriverJson {
+                driver: d.driver.clone(),
+                service: d.service.clone(),
+                steps: d.steps.iter().map(step_json).collect(),
+                probes: d
+                    .probes
+                    .iter()
+                    .map(|p| ProbeJson {
+                        name: p.name.clone(),
+                        expected: p.expected.clone(),
+                        observed: p.observed.clone(),
+                        ok: p.ok,
+                    })
+                    .collect(),
+                unload: UnloadJson {
+                    verdict: d.unload.key(),
+                    detail: d.unload.text(),
+                },
+                events: d
+                    .events
+                    .iter()
+                    .map(|e| EventJson {
+                        time: e.time.clone(),
+                        id: e.id,
+                        level: e.level,
+                        message: e.message.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        teardown: r.teardown.iter().map(step_json).collect(),
+        failure: r.failure.as_ref().map(|f| FailureJson {
+            scope: f.scope.clone(),
+            step: f.step.clone(),
+            message: f.message.clone(),
+            output: f.output.clone(),
+        }),
+        bugcheck: r.bugcheck.clone(),
+    }
 }

@@ -96,7 +96,7 @@ fn a_good_driver_is_loaded_exercised_and_unloaded() {
     let vm = t.vm.lock().unwrap();
     assert!(vm.services.is_empty(), "every service removed");
     assert!(!vm.loaded.contains("cm-filter.sys"));
-    let j = to_json(&r);
+    let j = serde_json::to_value(to_json(&r)).unwrap();
     assert_eq!(j["ok"], true);
     assert_eq!(j["drivers"][0]["unload"]["verdict"], "clean");
     assert_eq!(j["drivers"][0]["steps"][1]["id"], "start");

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{Cleanup, Install, Plan, Run, Step, When, boot_script};
 use crate::deploy::ps;
@@ -122,39 +122,154 @@ pub fn render(plan: &Plan, transport: &dyn Transport) -> String {
     out
 }
 
-fn step_json(step: &Step, transport: &dyn Transport) -> Value {
-    let run = match &step.run {
-        Run::Guest(script) => json!({
-            "guest": {"script": script, "command": transport.show_guest(script, true)}
-        }),
-        Run::Host { argv, .. } => json!({"host": argv}),
-        Run::Upload(items) => json!({
-            "upload": items.iter().map(|u| json!({"local": u.local, "remote": u.remote})).collect::<Vec<_>>(),
-            "command": transport.show_upload(items),
-        }),
-        Run::WaitForGuest { new_boot } => json!({"wait_for_guest": {"new_boot": new_boot}}),
-    };
-    json!({
-        "id": step.id,
-        "title": step.title,
-        "conditions": step.conditions(),
-        "timeout_s": step.timeout.as_secs(),
-        "run": run,
-    })
+/// A guest script and the command line that runs it.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuestJson {
+    /// The whole script (prologue, helpers, the step files with their parameters).
+    pub script: String,
+    /// The command line that runs it, in full.
+    pub command: String,
 }
 
-/// The plan as `--dry-run --json` prints it: every command in full.
-pub fn to_json(plan: &Plan, transport: &dyn Transport) -> Value {
-    json!({
-        "target": plan.target,
-        "arch": plan.options.arch.name(),
-        "remote_dir": plan.options.remote_dir,
-        "setup": plan.setup.iter().map(|s| step_json(s, transport)).collect::<Vec<_>>(),
-        "drivers": plan.drivers.iter().map(|d| json!({
-            "driver": d.driver,
-            "service": d.service,
-            "steps": d.steps.iter().map(|s| step_json(s, transport)).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "teardown": plan.teardown.iter().map(|s| step_json(s, transport)).collect::<Vec<_>>(),
-    })
+/// A folder copied to the VM.
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadJson {
+    /// The folder here.
+    pub local: std::path::PathBuf,
+    /// Where it goes on the VM.
+    pub remote: String,
+}
+
+/// The wait for the VM.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitJson {
+    /// It must have restarted.
+    pub new_boot: bool,
+}
+
+/// What a step runs: exactly one of `guest`, `host`, `upload` (with `command`) and
+/// `wait_for_guest` is written.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunJson {
+    /// A PowerShell script in the VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestJson>,
+    /// A program on this machine: its words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Vec<String>>,
+    /// Folders copied to the VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Vec<UploadJson>>,
+    /// The copy's command (with `upload`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Waiting until the VM answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for_guest: Option<WaitJson>,
+}
+
+/// One step of a plan, as `--dry-run --json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanStepJson {
+    /// The step's id.
+    pub id: &'static str,
+    /// What it does.
+    pub title: String,
+    /// When it runs, beyond the normal course; its time limit is `timeout_s`.
+    pub conditions: Vec<String>,
+    /// Its time limit.
+    pub timeout_s: u64,
+    /// What runs.
+    pub run: RunJson,
+}
+
+/// One driver's steps, as `--dry-run --json` writes them.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanDriverJson {
+    /// The driver.
+    pub driver: String,
+    /// Its service.
+    pub service: String,
+    /// Its steps.
+    pub steps: Vec<PlanStepJson>,
+}
+
+/// One target's plan, as `--dry-run --json` writes it (an element of `plans`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanJson {
+    /// The target.
+    pub target: String,
+    /// The VM's architecture.
+    pub arch: &'static str,
+    /// The folder on the VM.
+    pub remote_dir: String,
+    /// Before the drivers.
+    pub setup: Vec<PlanStepJson>,
+    /// Each driver.
+    pub drivers: Vec<PlanDriverJson>,
+    /// After the drivers.
+    pub teardown: Vec<PlanStepJson>,
+}
+
+fn step_json(step: &Step, transport: &dyn Transport) -> PlanStepJson {
+    let run = match &step.run {
+        Run::Guest(script) => RunJson {
+            guest: Some(GuestJson {
+                script: script.clone(),
+                command: transport.show_guest(script, true),
+            }),
+            ..RunJson::default()
+        },
+        Run::Host { argv, .. } => RunJson {
+            host: Some(argv.clone()),
+            ..RunJson::default()
+        },
+        Run::Upload(items) => RunJson {
+            upload: Some(
+                items
+                    .iter()
+                    .map(|u| UploadJson {
+                        local: u.local.clone(),
+                        remote: u.remote.clone(),
+                    })
+                    .collect(),
+            ),
+            command: Some(transport.show_upload(items)),
+            ..RunJson::default()
+        },
+        Run::WaitForGuest { new_boot } => RunJson {
+            wait_for_guest: Some(WaitJson {
+                new_boot: *new_boot,
+            }),
+            ..RunJson::default()
+        },
+    };
+    PlanStepJson {
+        id: step.id,
+        title: step.title.clone(),
+        conditions: step.conditions(),
+        timeout_s: step.timeout.as_secs(),
+        run,
+    }
+}
+
+/// The plan as `--dry-run --json` writes it: every command in full.
+pub fn to_json(plan: &Plan, transport: &dyn Transport) -> PlanJson {
+    let steps = |s: &[Step]| s.iter().map(|s| step_json(s, transport)).collect();
+    PlanJson {
+        target: plan.target.clone(),
+        arch: plan.options.arch.name(),
+        remote_dir: plan.options.remote_dir.clone(),
+        setup: steps(&plan.setup),
+        drivers: plan
+            .drivers
+            .iter()
+            .map(|d| PlanDriverJson {
+                driver: d.driver.clone(),
+                service: d.service.clone(),
+                steps: steps(&d.steps),
+            })
+            .collect(),
+        teardown: steps(&plan.teardown),
+    }
 }
