@@ -17,6 +17,7 @@ use super::ps;
 use super::script;
 use super::transport::HyperV;
 use crate::base::error::{Context, Result, bail};
+use crate::base::process;
 
 /// The checker, relative to the workspace root.
 pub const CHECKER: &str = "xtask/emu/ps_syntax.py";
@@ -171,17 +172,17 @@ pub fn check(
         std::fs::write(dir.join(format!("{name}.ps1")), bytes)
             .with_context(|| format!("writing {name}.ps1 in {}", dir.display()))?;
     }
-    let out = Command::new(python)
-        .arg(root.join(CHECKER))
-        .arg(&dir)
-        .output()
-        .with_context(|| format!("running {} {CHECKER}", python.display()));
+    let out = process::run(
+        Command::new(python).arg(root.join(CHECKER)).arg(&dir),
+        process::Options::default(),
+    )
+    .with_context(|| format!("running {} {CHECKER}", python.display()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = out?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !matches!(out.status.code(), Some(0 | 1)) {
+    if !matches!(out.status.and_then(|s| s.code()), Some(0 | 1)) {
         bail!(
-            "{CHECKER} failed ({}): {}{}",
+            "{CHECKER} failed ({:?}): {}{}",
             out.status,
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()

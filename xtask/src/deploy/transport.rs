@@ -17,13 +17,12 @@
 //! `Copy-Item -ToSession`. It needs a Windows host; elsewhere it is a clear error, while its plan
 //! can still be printed (`--dry-run`).
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::ps;
+use crate::base::process;
 
 mod hyperv;
 mod ssh;
@@ -118,13 +117,14 @@ pub trait Transport: Sync {
     fn show_upload(&self, items: &[Upload]) -> String;
 }
 
-/// Runs `argv` here, with `stdin`, killing it after `timeout`.
+/// Runs `argv` here, with `stdin`, killing it after `timeout` (the one runner,
+/// `base::process::run`): its output, or the error of a program that could not start or ran out
+/// of time (with what it printed until then).
 pub fn run_local(
     argv: &[String],
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Output, TransportError> {
-    let start = Instant::now();
     let Some((program, rest)) = argv.split_first() else {
         return Err(TransportError {
             kind: Lost::Spawn,
@@ -132,76 +132,26 @@ pub fn run_local(
             partial: Output::default(),
         });
     };
-    let mut child = Command::new(program)
-        .args(rest)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| TransportError {
-            kind: Lost::Spawn,
-            message: format!("cannot start `{program}`: {e}"),
-            partial: Output::default(),
-        })?;
-    // Readers keep what arrived in shared buffers, so that a command killed at its time limit
-    // still shows its partial output, even if a process it started keeps the pipes open.
-    let reader = |mut r: Box<dyn Read + Send>| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let handle = std::thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = r.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("reader buffer")
-                    .extend_from_slice(&chunk[..n]);
-            }
-        });
-        (buf, handle)
-    };
-    let (out, out_thread) = reader(Box::new(child.stdout.take().expect("piped stdout")));
-    let (err, err_thread) = reader(Box::new(child.stderr.take().expect("piped stderr")));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let input = input.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&input);
-        });
-    }
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() >= timeout => {
-                let _ = child.kill();
-                timed_out = true;
-                break child.wait().ok();
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => break None,
-        }
-    };
-    let drained = Instant::now();
-    while !(out_thread.is_finished() && err_thread.is_finished())
-        && drained.elapsed() < Duration::from_secs(2)
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let text = |b: &Arc<Mutex<Vec<u8>>>| {
-        String::from_utf8_lossy(&b.lock().expect("reader buffer")).into_owned()
-    };
+    let run = process::run(
+        Command::new(program).args(rest),
+        process::Options {
+            stdin,
+            timeout: Some(timeout),
+            ..process::Options::default()
+        },
+    )
+    .map_err(|e| TransportError {
+        kind: Lost::Spawn,
+        message: format!("cannot start `{program}`: {e}"),
+        partial: Output::default(),
+    })?;
     let output = Output {
-        code: status.and_then(|s| s.code()),
-        stdout: text(&out),
-        stderr: ps::plain_stderr(&text(&err)),
-        duration: start.elapsed(),
+        code: run.status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        stderr: ps::plain_stderr(&String::from_utf8_lossy(&run.stderr)),
+        duration: run.duration,
     };
-    if timed_out {
+    if run.timed_out {
         return Err(TransportError {
             kind: Lost::Timeout,
             message: format!("no answer within {}s", timeout.as_secs()),

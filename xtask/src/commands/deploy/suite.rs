@@ -138,19 +138,21 @@ fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     println!(
         "  the loopback tests: cargo test -p xtask --bin xtask -- --ignored deploy::loopback::"
     );
-    let out = std::process::Command::new(crate::base::workspace::cargo())
-        .args([
-            "test",
-            "-p",
-            "xtask",
-            "--bin",
-            "xtask",
-            "--",
-            "--ignored",
-            "deploy::loopback::",
-        ])
-        .current_dir(&ws.root)
-        .output();
+    let out = crate::base::process::run(
+        std::process::Command::new(crate::base::workspace::cargo())
+            .args([
+                "test",
+                "-p",
+                "xtask",
+                "--bin",
+                "xtask",
+                "--",
+                "--ignored",
+                "deploy::loopback::",
+            ])
+            .current_dir(&ws.root),
+        crate::base::process::Options::default(),
+    );
     let Ok(out) = out else {
         return vec![SuiteCheck {
             ok: false,
@@ -176,7 +178,7 @@ fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
             what: format!("deploy loopback test {name}"),
         });
     }
-    if seen == 0 || !out.status.success() {
+    if seen == 0 || !out.status.is_some_and(|s| s.success()) {
         let tail = crate::base::process::tail(
             &format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
             40,

@@ -1,5 +1,7 @@
 //! The transports' tests: command lines, quoting, failures and their fixes, time limits.
 
+use std::time::Instant;
+
 use super::*;
 
 fn target() -> Ssh {
