@@ -248,6 +248,12 @@ fn helpers_dir(ws: &Workspace) -> PathBuf {
         .join(plan::HELPERS_FOLDER)
 }
 
+/// The folder of the `i`th ssh target's control socket: under /tmp, short, since a socket's
+/// path is limited to about 100 bytes (macOS's temporary folder alone takes half of that).
+fn control_dir(i: usize) -> PathBuf {
+    PathBuf::from("/tmp").join(format!("xtask-ssh-{}-{i}", std::process::id()))
+}
+
 /// The plan options of `args`.
 fn options(ws: &Workspace, args: &Options) -> plan::Options {
     plan::Options {
@@ -356,6 +362,17 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
     }
 
     plan::write_helpers(&opts.helpers_dir)?;
+    // One connection per ssh target for the whole plan, where the client can share one.
+    let mut ways = ways;
+    for (i, (name, w)) in ways.iter_mut().enumerate() {
+        if let Way::Ssh(s) = w
+            && let Err(e) = s.reuse_connections(control_dir(i))
+        {
+            eprintln!(
+                "  [{name}] each command connects anew: no folder for ssh's control socket ({e})"
+            );
+        }
+    }
     eprintln!(
         "==> deploy to {}",
         ways.iter()
@@ -377,6 +394,11 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
         },
         exec::Pace::default(),
     );
+    for (_, w) in &ways {
+        if let Way::Ssh(s) = w {
+            s.close();
+        }
+    }
     if args.json {
         print_json(&DeployReport {
             schema: 1,

@@ -1,6 +1,13 @@
 //! The ssh transport: the system's OpenSSH client (`ssh`, `sftp`).
+//!
+//! Connection reuse: where the client supports it, every command and copy of a deploy goes over
+//! one connection (`ControlMaster=auto` with a control socket of our own, `ControlPersist` so
+//! that it outlives each command; closed with `ssh -O exit` at the end). Windows' OpenSSH client
+//! has no connection multiplexing (its Unix-domain control sockets are not ported), so on a
+//! Windows host every command connects anew.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Lost, Output, Transport, TransportError, Upload, abbreviated, run_local, shell_words};
@@ -22,7 +29,14 @@ pub struct Ssh {
     /// Where `C:\` is in sftp paths: `/C:` for Windows' sftp server. Tests against a Linux
     /// server map the drive into a scratch folder instead.
     pub sftp_root: Option<String>,
+    /// The folder of the control socket when connections are reused ([`Ssh::reuse_connections`]);
+    /// `None`: every command connects anew.
+    pub control_dir: Option<PathBuf>,
 }
+
+/// Seconds the shared connection stays open after its last command (it is closed explicitly at
+/// the end; this bounds a master left behind by a killed xtask).
+const CONTROL_PERSIST: u32 = 60;
 
 /// Seconds ssh waits for the TCP connection.
 const CONNECT_TIMEOUT: u32 = 15;
@@ -37,7 +51,57 @@ impl Ssh {
             options: Vec::new(),
             raw_args: Vec::new(),
             sftp_root: None,
+            control_dir: None,
         }
+    }
+
+    /// Whether this host's OpenSSH client can share one connection between commands.
+    pub fn reuse_supported() -> bool {
+        !cfg!(windows)
+    }
+
+    /// Reuses one connection for every command and copy, with its control socket in `dir` (made,
+    /// private to the user). A Unix-domain socket path is limited to about 100 bytes: keep `dir`
+    /// short (the socket's name, `%C`, is 40 characters). Does nothing where the client cannot
+    /// ([`Ssh::reuse_supported`]); returns whether reuse is on.
+    ///
+    /// # Errors
+    /// The folder cannot be made.
+    pub fn reuse_connections(&mut self, dir: PathBuf) -> std::io::Result<bool> {
+        if !Self::reuse_supported() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        self.control_dir = Some(dir);
+        Ok(true)
+    }
+
+    /// The control socket's path pattern (`%C`: a hash of the host, port, user and more).
+    fn control_path(&self) -> Option<String> {
+        self.control_dir
+            .as_ref()
+            .map(|d| format!("ControlPath={}/%C", d.display()))
+    }
+
+    /// Closes the shared connection, if there is one (`ssh -O exit`), and removes its folder.
+    pub fn close(&self) {
+        let (Some(path), Some(dir)) = (self.control_path(), &self.control_dir) else {
+            return;
+        };
+        let mut argv = vec!["ssh".to_owned()];
+        argv.extend(self.raw_args.iter().cloned());
+        argv.extend(["-o".to_owned(), path, "-O".to_owned(), "exit".to_owned()]);
+        if let Some(p) = self.port {
+            argv.extend(["-p".to_owned(), p.to_string()]);
+        }
+        argv.extend(["--".to_owned(), self.destination(false)]);
+        let _ = run_local(&argv, None, Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn common(&self) -> Vec<String> {
@@ -51,7 +115,15 @@ impl Ssh {
         ]
         .into_iter()
         .chain(self.options.iter().cloned())
-        {
+        // After the user's options: ssh takes the first value of an option, so an
+        // `--ssh-option ControlMaster=no` wins.
+        .chain(self.control_path().into_iter().flat_map(|path| {
+            [
+                "ControlMaster=auto".to_owned(),
+                path,
+                format!("ControlPersist={CONTROL_PERSIST}"),
+            ]
+        })) {
             a.push("-o".to_owned());
             a.push(o);
         }

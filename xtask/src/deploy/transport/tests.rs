@@ -160,3 +160,18 @@ fn hyperv_wrappers_use_powershell_direct() {
         assert!(e.message.contains("--dry-run"), "{}", e.message);
     }
 }
+
+#[test]
+fn connection_reuse_comes_after_the_users_options() {
+    let mut t = target();
+    t.options = vec!["ControlMaster=no".into()];
+    t.control_dir = Some("/tmp/xtask-ssh-1-0".into());
+    let line = shell_words(&t.ssh_argv("whoami"));
+    let user = line.find("ControlMaster=no").unwrap();
+    let ours = line.find("ControlMaster=auto").unwrap();
+    // ssh takes an option's first value: the user's choice wins.
+    assert!(user < ours, "{line}");
+    assert!(line.contains("-o ControlPath=/tmp/xtask-ssh-1-0/%C -o ControlPersist=60"));
+    assert!(shell_words(&t.sftp_argv()).contains("ControlPath=/tmp/xtask-ssh-1-0/%C"));
+    assert!(!shell_words(&target().ssh_argv("whoami")).contains("Control"));
+}
