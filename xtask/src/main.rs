@@ -59,7 +59,7 @@ fn dispatch(ws: &Workspace, command: Command) -> base::error::Result<()> {
         Command::Emulate(opts) => commands::emulate::run(ws, &opts),
         Command::Sign(opts) => packaging::sign::run(ws, &opts),
         Command::Package(opts) => packaging::package::run(ws, &opts),
-        Command::Deploy(opts) => deploy::run(ws, &opts),
+        Command::Deploy(opts) => commands::deploy::run(ws, &opts),
         Command::Test(opts) => commands::test::run(ws, &opts),
         Command::Clean(opts) => commands::clean::run(ws, &opts),
         Command::Bench(opts) => commands::bench::run(ws, &opts),

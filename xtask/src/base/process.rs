@@ -1,21 +1,177 @@
-//! Running child processes: echoing their stderr while keeping it for the diagnosis of a failure.
+//! Running child processes ([`run`], the one runner: capture, stdin, time limit, progress lines),
+//! and running work side by side.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::base::error::{Context, Result};
 
-/// Where a child's stdout goes in [`run_teeing_stderr`].
+/// What happens to a child's stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stdout {
+    /// Kept apart from stderr ([`Captured::stdout`]).
+    Capture,
     /// Copied to our stderr as it is, so that a `--json` stdout carries nothing else.
     ToStderr,
-    /// Treated as stderr: shown through `show` and kept (for tools like pip that report on stdout).
+    /// Treated as stderr: shown through the progress callback and kept with it (for tools like
+    /// pip that report on stdout).
     Merge,
 }
 
-/// Runs `cmd` with its stderr both shown (each line through `show`) and returned.
+/// How [`run`] runs a child.
+pub struct Options<'a> {
+    /// Its stdout.
+    pub stdout: Stdout,
+    /// What it reads on stdin (else nothing: stdin is null).
+    pub stdin: Option<&'a [u8]>,
+    /// Killed after this long.
+    pub timeout: Option<Duration>,
+    /// Each line of its stderr (and of its stdout with [`Stdout::Merge`]) as it arrives.
+    pub progress: Option<&'a mut dyn FnMut(&str)>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            stdout: Stdout::Capture,
+            stdin: None,
+            timeout: None,
+            progress: None,
+        }
+    }
+}
+
+/// What a child printed and how it ended.
+#[derive(Debug)]
+pub struct Captured {
+    /// Its exit status; `None` if it could not be waited for.
+    pub status: Option<ExitStatus>,
+    /// Its stdout ([`Stdout::Capture`]).
+    pub stdout: Vec<u8>,
+    /// Its stderr (and its stdout with [`Stdout::Merge`]), in order.
+    pub stderr: Vec<u8>,
+    /// It was killed at its time limit (what it printed until then is kept).
+    pub timed_out: bool,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// How long the output of an exited child is waited for: a process it started may keep the pipes
+/// open.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// The one way xtask runs a child process: its output captured (stdout apart or not), stdin given
+/// or null, killed at a time limit, stderr lines shown as they arrive.
+///
+/// # Errors
+/// The child could not be started (the message names the program).
+pub fn run(cmd: &mut Command, opts: Options<'_>) -> Result<Captured> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let start = Instant::now();
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(if opts.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    // Each reader sends its stream's lines (with their line ends) as they come.
+    let (tx, rx) = channel::<(bool, Vec<u8>)>();
+    let reader = |r: Box<dyn Read + Send>, is_err: bool| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(r);
+            loop {
+                let mut line = Vec::new();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send((is_err, line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    };
+    reader(Box::new(child.stdout.take().expect("piped stdout")), false);
+    reader(Box::new(child.stderr.take().expect("piped stderr")), true);
+    drop(tx);
+    if let (Some(input), Some(mut pipe)) = (opts.stdin, child.stdin.take()) {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let mut progress = opts.progress;
+    let mut out = Captured {
+        status: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        timed_out: false,
+        duration: Duration::ZERO,
+    };
+    let mut exited: Option<Instant> = None;
+    let mut open = true;
+    loop {
+        let next = if open {
+            rx.recv_timeout(Duration::from_millis(20))
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+            Err(RecvTimeoutError::Timeout)
+        };
+        match next {
+            Ok((is_err, line)) => {
+                let shown = is_err || opts.stdout == Stdout::Merge;
+                if shown {
+                    if let Some(show) = progress.as_mut() {
+                        let text = String::from_utf8_lossy(&line);
+                        show(text.trim_end_matches(['\n', '\r']));
+                    }
+                    out.stderr.extend_from_slice(&line);
+                } else if opts.stdout == Stdout::ToStderr {
+                    let _ = std::io::stderr().write_all(&line);
+                } else {
+                    out.stdout.extend_from_slice(&line);
+                }
+                continue;
+            }
+            // Both streams ended: only the exit is waited for now.
+            Err(RecvTimeoutError::Disconnected) => open = false,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(t) = exited {
+            if !open || t.elapsed() >= DRAIN {
+                break;
+            }
+            continue;
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                out.status = Some(status);
+                exited = Some(Instant::now());
+            }
+            Ok(None) if opts.timeout.is_some_and(|t| start.elapsed() >= t) => {
+                let _ = child.kill();
+                out.timed_out = true;
+                out.status = child.wait().ok();
+                exited = Some(Instant::now());
+            }
+            Ok(None) => {}
+            Err(_) => exited = Some(Instant::now()),
+        }
+    }
+    out.duration = start.elapsed();
+    Ok(out)
+}
+
+/// Runs `cmd` with its stderr both shown (each line through `show`) and returned; its stdout is
+/// copied to our stderr.
 pub fn run_teeing_stderr(
     cmd: &mut Command,
     show: impl FnMut(&str),
@@ -31,49 +187,18 @@ pub fn run_teeing(
     mut show: impl FnMut(&str),
 ) -> Result<(ExitStatus, String)> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting `{program}`"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let out = child.stdout.take().expect("piped stdout");
-    let out_tx = tx.clone();
-    let out_thread = std::thread::spawn(move || {
-        let mut stderr = std::io::stderr();
-        for line in BufReader::new(out)
-            .lines()
-            .map_while(std::result::Result::ok)
-        {
-            if stdout == Stdout::Merge {
-                let _ = out_tx.send(line);
-            } else {
-                let _ = writeln!(stderr, "{line}");
-            }
-        }
-    });
-    let err = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || {
-        for line in BufReader::new(err)
-            .lines()
-            .map_while(std::result::Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let mut kept = String::new();
-    // Ends when both readers have dropped their senders, at the end of the child's output.
-    for line in rx {
-        show(&line);
-        kept.push_str(&line);
-        kept.push('\n');
-    }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for `{program}`"))?;
-    let _ = out_thread.join();
-    let _ = err_thread.join();
-    Ok((status, kept))
+    let out = run(
+        cmd,
+        Options {
+            stdout,
+            progress: Some(&mut show),
+            ..Options::default()
+        },
+    )?;
+    let status = out
+        .status
+        .ok_or_else(|| crate::base::error::Error::new(format!("waiting for `{program}` failed")))?;
+    Ok((status, String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
 /// How many independent runs (drivers, emulations) to make at once: `$XTASK_JOBS`, or the number
@@ -133,6 +258,54 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         assert_eq!(kept, "one\ntwo\n");
         assert_eq!(seen, ["one", "two"]);
+    }
+
+    #[test]
+    fn the_runner_captures_feeds_stdin_and_keeps_the_streams_apart() {
+        let mut lines = Vec::new();
+        let out = run(
+            Command::new("sh").args(["-c", "cat; echo err >&2; exit 5"]),
+            Options {
+                stdin: Some(b"in\n"),
+                progress: Some(&mut |l: &str| lines.push(l.to_owned())),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(out.status.and_then(|s| s.code()), Some(5));
+        assert_eq!(
+            (out.stdout.as_slice(), out.stderr.as_slice()),
+            (&b"in\n"[..], &b"err\n"[..])
+        );
+        assert!(!out.timed_out);
+        assert_eq!(lines, ["err"]);
+    }
+
+    #[test]
+    fn the_time_limit_holds_whatever_the_child_does_with_its_pipes() {
+        // It closes its pipes and sleeps: killed at the limit all the same.
+        let start = Instant::now();
+        let out = run(
+            Command::new("sh").args(["-c", "echo early; exec >&- 2>&-; sleep 30"]),
+            Options {
+                timeout: Some(Duration::from_millis(300)),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.stdout, b"early\n");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // A process it started keeps the pipes open after it exits: not waited for past DRAIN.
+        let start = Instant::now();
+        let out = run(
+            Command::new("sh").args(["-c", "sleep 30 & echo done"]),
+            Options::default(),
+        )
+        .unwrap();
+        assert_eq!(out.status.and_then(|s| s.code()), Some(0));
+        assert_eq!(out.stdout, b"done\n");
+        assert!(start.elapsed() < DRAIN + Duration::from_secs(3));
     }
 
     #[test]

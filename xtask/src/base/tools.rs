@@ -10,11 +10,44 @@ use std::sync::Once;
 
 use crate::base::error::{Error, Result};
 
-/// A program found on PATH.
+/// A program found on PATH. On Windows a name without an extension is looked for with each of
+/// PATHEXT's extensions in turn (`ssh` is `ssh.exe`), as cmd.exe does
+/// (https://learn.microsoft.com/windows-server/administration/windows-commands/path).
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(program))
+    let pathext = if cfg!(windows) {
+        Some(std::env::var("PATHEXT").unwrap_or_else(|_| DEFAULT_PATHEXT.to_owned()))
+    } else {
+        None
+    };
+    find_in(
+        std::env::var_os("PATH")?.as_os_str(),
+        pathext.as_deref(),
+        program,
+    )
+}
+
+/// PATHEXT's value when it is unset (Windows' default, shortened to the executables).
+const DEFAULT_PATHEXT: &str = ".COM;.EXE;.BAT;.CMD";
+
+/// `program` in the folders of `path`: as it is, then (with `pathext`, `.EXE;.CMD`) with each of
+/// those extensions when it has none of them.
+fn find_in(path: &std::ffi::OsStr, pathext: Option<&str>, program: &str) -> Option<PathBuf> {
+    let exts: Vec<&str> = pathext
+        .map(|p| p.split(';').filter(|e| e.starts_with('.')).collect())
+        .unwrap_or_default();
+    let has_ext = exts.iter().any(|e| {
+        program.len() > e.len()
+            && program.is_char_boundary(program.len() - e.len())
+            && program[program.len() - e.len()..].eq_ignore_ascii_case(e)
+    });
+    std::env::split_paths(path).find_map(|d| {
+        if pathext.is_none() || has_ext {
+            let p = d.join(program);
+            return p.is_file().then_some(p);
+        }
+        exts.iter()
+            .map(|e| d.join(format!("{program}{}", e.to_ascii_lowercase())))
+            .chain(exts.iter().map(|e| d.join(format!("{program}{e}"))))
             .find(|p| p.is_file())
     })
 }
@@ -82,5 +115,31 @@ mod tests {
     fn programs_on_path_are_found_and_missing_ones_are_not() {
         assert!(find_on_path("sh").is_some());
         assert!(find_on_path("no-such-program-xtask-test").is_none());
+    }
+
+    #[test]
+    fn pathext_extensions_are_tried_in_order() {
+        let dir = std::env::temp_dir().join(format!("xtask-pathext-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("tool.cmd"), "").unwrap();
+        std::fs::write(b.join("tool.exe"), "").unwrap();
+        std::fs::write(b.join("plain"), "").unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        let found = |ext: Option<&str>, name: &str| find_in(&path, ext, name);
+        // The first folder wins, with any of PATHEXT's extensions.
+        assert_eq!(found(Some(".EXE;.CMD"), "tool"), Some(a.join("tool.cmd")));
+        assert_eq!(found(Some(".EXE"), "tool"), Some(b.join("tool.exe")));
+        // A name that carries an extension of PATHEXT is taken as it is.
+        assert_eq!(
+            found(Some(".EXE;.CMD"), "tool.exe"),
+            Some(b.join("tool.exe"))
+        );
+        // Without PATHEXT (Unix) only the exact name is found; with it, not the bare name.
+        assert_eq!(found(None, "tool"), None);
+        assert_eq!(found(None, "plain"), Some(b.join("plain")));
+        assert_eq!(found(Some(".EXE;.CMD"), "plain"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod build;
 pub(crate) mod clean;
 pub(crate) mod completions;
 pub(crate) mod emulate;
+pub(crate) mod deploy;
 pub(crate) mod lint;
 #[cfg(test)]
 mod report_docs;

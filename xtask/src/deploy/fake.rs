@@ -1,8 +1,8 @@
 //! A stand-in Windows VM for the tests: answers each step's script the way the documented classes
 //! and tools answer, keeping the state a deployment changes (services, loaded images, the
 //! trusted certificate, cm-filter's registry filter). It never runs PowerShell: it recognises
-//! the steps by the lines the plan writes, so a change of the plan's scripts that it does not
-//! know makes the tests fail loudly ("no answer").
+//! a step by the name in its header (`# xtask step: NAME`, `script.rs`) and reads the parameters
+//! the plan passes it, so a step it does not know makes the tests fail loudly ("no answer").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -78,21 +78,30 @@ impl FakeVm {
         }
     }
 
-    /// The quoted service name of ours that `script` mentions.
-    fn service_in(script: &str, known: &[(String, String)]) -> Option<(String, String)> {
-        known
-            .iter()
-            .find(|(svc, _)| script.contains(&format!("'{svc}'")))
-            .cloned()
-    }
-
-    /// Answers one script; `known` lists (service, driver) pairs of the plan.
+    /// Answers one script; `known` lists (service, driver) pairs of the plan. The steps are
+    /// recognised by their header lines (`# xtask step: NAME`), their parameters read from the
+    /// `$xtaskArgs` table before each.
     #[allow(clippy::too_many_lines)]
     pub fn answer(&mut self, script: &str, known: &[(String, String)]) -> (i32, String) {
         let first = script.lines().next().unwrap_or_default().to_owned();
         self.log.push(first);
         let mut out = String::new();
-        let svc = Self::service_in(script, known);
+        let calls = calls(script);
+        let Some((step, args)) = calls.last() else {
+            return (99, format!("fake VM: no step in this script:\n{script}"));
+        };
+        let arg = |name: &str| args.get(name).map(PsValue::text).unwrap_or_default();
+        let svc = arg("Service");
+        let svc = known
+            .iter()
+            .find(|(s, _)| *s == svc)
+            .or_else(|| {
+                // The events step names the service first.
+                let names = args.get("Names").cloned().map(PsValue::items)?;
+                let first = names.first()?.text();
+                known.iter().find(|(s, _)| *s == first)
+            })
+            .cloned();
         // Section `service` as Write-Service (xtask-helpers.ps1) prints Win32_SystemDriver.
         let query = |vm: &FakeVm, svc: &str| -> (Option<i32>, String) {
             match vm.services.get(svc) {
@@ -148,325 +157,287 @@ impl FakeVm {
             );
             section(out, "modules", None, &list.join("\n"));
         };
-        // The checks, in the order the script runs them. A registry check is answered from the
-        // filter's state; a command check runs the way PowerShell runs it: `exit` inside a script
-        // block called with `&` ends the whole script (about_Language_Keywords, exit), while a
-        // command run as its own powershell.exe process only sets that process's exit code.
-        let checks = |vm: &FakeVm, out: &mut String| -> Option<i32> {
-            let lines: Vec<&str> = script.lines().collect();
-            let mut rc: Option<i32> = None;
-            let mut i = 0;
-            while i < lines.len() {
-                let l = lines[i];
-                if l.trim_end().ends_with("& {") {
-                    // In-process: the user's lines up to the closing `}`.
-                    let mut j = i + 1;
-                    while j < lines.len() && !lines[j].starts_with('}') {
-                        if let Some(code) = command_exit(lines[j]) {
-                            return Some(code);
-                        }
-                        j += 1;
-                    }
-                    rc = Some(0);
-                    i = j + 1;
-                    continue;
-                }
-                if let Some(b64) = l
-                    .split("'-EncodedCommand', '")
-                    .nth(1)
-                    .and_then(|r| r.split('\'').next())
-                {
-                    let command = super::ps::decode(b64).unwrap_or_default();
-                    rc = Some(command.lines().find_map(command_exit).unwrap_or(0));
-                }
-                if let Some(rest) = l.strip_prefix("Section 'check-") {
-                    let (num, tail) = rest.split_once('\'').unwrap_or((rest, ""));
-                    let name = format!("check-{num}");
-                    if tail.trim().is_empty() {
-                        let op = lines.get(i + 1).copied().unwrap_or_default();
+        // The checks (Invoke-XtaskChecks): a registry check is answered from the filter's state;
+        // a command check runs as its own powershell.exe, whose exit code is its `exit N`.
+        let checks = |vm: &FakeVm, out: &mut String| {
+            let list = args.get("Checks").cloned().map(PsValue::items);
+            for (i, c) in list.unwrap_or_default().iter().enumerate() {
+                let name = format!("check-{}", i + 1);
+                let get = |k: &str| c.get(k).map(PsValue::text).unwrap_or_default();
+                match get("Kind").as_str() {
+                    "registry" => {
+                        let op = get("Op");
                         let blocked =
-                            op.contains("SetValue('Blocked'") || op.contains("DeleteSubKeyTree(");
+                            (op == "set-value" && get("Value") == "Blocked") || op == "delete-key";
                         let result = if vm.filter_active && blocked {
                             "denied"
                         } else {
                             "allowed"
                         };
                         section(out, &name, None, result);
+                    }
+                    "command" => {
+                        let command = super::ps::decode(&get("Encoded")).unwrap_or_default();
+                        let code = command.lines().find_map(command_exit).unwrap_or(0);
+                        section(out, &name, Some(code), "");
+                    }
+                    _ => section(out, &name, None, ""),
+                }
+            }
+        };
+        match step.as_str() {
+            "preflight" => {
+                let _ = writeln!(
+                    out,
+                    "#xtask:section admin\nTrue\n#xtask:section arch\nAMD64\n#xtask:section os\n10.0.22631.0"
+                );
+                section(&mut out, "boot", None, &self.boot);
+                section(&mut out, "uptime", None, &self.uptime.to_string());
+                section(
+                    &mut out,
+                    "start-options",
+                    None,
+                    if self.testsigning {
+                        " NOEXECUTE=OPTIN  TESTSIGNING"
                     } else {
-                        section(out, &name, rc.take(), "");
+                        " NOEXECUTE=OPTIN"
+                    },
+                );
+                section(&mut out, "secure-boot", None, "False");
+                section(&mut out, "debug-print-filter", None, "15");
+                section(
+                    &mut out,
+                    "bcd-testsigning",
+                    None,
+                    if self.testsigning { "True" } else { "absent" },
+                );
+                section(&mut out, "bitlocker", None, self.bitlocker);
+                section(&mut out, "remote-dir", None, "ok");
+                return (0, out);
+            }
+            "enable-testsigning" => {
+                if self.bitlocker == "1" {
+                    // DisableKeyProtectors(1): suspended for the restart.
+                    section(&mut out, "bitlocker-suspend", Some(0), "");
+                    let _ = writeln!(out, "#xtask:note BitLocker suspended for one restart");
+                    self.bitlocker = "0";
+                }
+                self.testsigning = true;
+                // The clock is corrected at the restart: the boot time moves back, the uptime is
+                // what tells the new boot.
+                self.boot = "2026-05-01T07:59:59.0000000Z".to_owned();
+                self.uptime = 0;
+                section(
+                    &mut out,
+                    "bcdedit",
+                    Some(0),
+                    "The operation completed successfully.",
+                );
+                section(&mut out, "shutdown", Some(0), "");
+                return (0, out);
+            }
+            "post-mortem" => {
+                section(
+                    &mut out,
+                    "dumps",
+                    None,
+                    "C:\\Windows\\MEMORY.DMP (1073741824 bytes)",
+                );
+                section(
+                    &mut out,
+                    "events",
+                    None,
+                    r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Provider":"Microsoft-Windows-WER-SystemErrorReporting","Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
+                );
+                return (0, out);
+            }
+            "boot" => {
+                section(&mut out, "boot", None, &self.boot);
+                section(&mut out, "uptime", None, &self.uptime.to_string());
+                return (0, out);
+            }
+            "leftovers" => return self.leftovers(args, out),
+            "check-copy" => {
+                for (driver, files) in &self.files {
+                    section(&mut out, &format!("files {driver}"), None, "");
+                    for (n, h) in files {
+                        let _ = writeln!(out, "{h} {n}");
                     }
                 }
-                i += 1;
+                section(
+                    &mut out,
+                    &format!("files {}", super::plan::HELPERS_FOLDER),
+                    None,
+                    &format!(
+                        "{} {}",
+                        super::plan::helpers_sha256(),
+                        super::plan::HELPERS_FILE
+                    ),
+                );
+                return (0, out);
             }
-            None
-        };
-        if script.contains("Section 'admin'") {
-            let _ = writeln!(
-                out,
-                "#xtask:section admin\nTrue\n#xtask:section arch\nAMD64\n#xtask:section os\n10.0.22631.0"
-            );
-            section(&mut out, "boot", None, &self.boot);
-            section(&mut out, "uptime", None, &self.uptime.to_string());
-            section(
-                &mut out,
-                "start-options",
-                None,
-                if self.testsigning {
-                    " NOEXECUTE=OPTIN  TESTSIGNING"
-                } else {
-                    " NOEXECUTE=OPTIN"
-                },
-            );
-            section(&mut out, "secure-boot", None, "False");
-            section(&mut out, "debug-print-filter", None, "15");
-            section(
-                &mut out,
-                "bcd-testsigning",
-                None,
-                if self.testsigning { "True" } else { "absent" },
-            );
-            section(&mut out, "bitlocker", None, self.bitlocker);
-            section(&mut out, "remote-dir", None, "ok");
-            return (0, out);
-        }
-        if script.contains("'testsigning', 'on'") {
-            if self.bitlocker == "1" {
-                // DisableKeyProtectors(1): suspended for the restart.
-                section(&mut out, "bitlocker-suspend", Some(0), "");
-                let _ = writeln!(out, "#xtask:note BitLocker suspended for one restart");
-                self.bitlocker = "0";
-            }
-            self.testsigning = true;
-            // The clock is corrected at the restart: the boot time moves back, the uptime is
-            // what tells the new boot.
-            self.boot = "2026-05-01T07:59:59.0000000Z".to_owned();
-            self.uptime = 0;
-            section(
-                &mut out,
-                "bcdedit",
-                Some(0),
-                "The operation completed successfully.",
-            );
-            section(&mut out, "shutdown", Some(0), "");
-            return (0, out);
-        }
-        if script.contains("Section 'dumps'") {
-            section(
-                &mut out,
-                "dumps",
-                None,
-                "C:\\Windows\\MEMORY.DMP (1073741824 bytes)",
-            );
-            section(
-                &mut out,
-                "events",
-                None,
-                r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Provider":"Microsoft-Windows-WER-SystemErrorReporting","Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
-            );
-            return (0, out);
-        }
-        if script.contains("Section 'boot'") {
-            section(&mut out, "boot", None, &self.boot);
-            section(&mut out, "uptime", None, &self.uptime.to_string());
-            return (0, out);
-        }
-        if script.contains("removing the service") {
-            return self.leftovers(script, out);
-        }
-        if script.contains("Get-FileHash") {
-            for (driver, files) in &self.files {
-                section(&mut out, &format!("files {driver}"), None, "");
-                for (n, h) in files {
-                    let _ = writeln!(out, "{h} {n}");
+            "trust" => {
+                let thumb = arg("Thumbprint");
+                for store in ["Root", "TrustedPublisher"] {
+                    if self.trusted.contains(&thumb) {
+                        let _ = writeln!(out, "#xtask:note already in {store}");
+                    } else {
+                        let _ = writeln!(out, "#xtask:note added to {store}");
+                    }
+                    section(&mut out, &format!("store {store}"), None, "present");
                 }
+                self.trusted.insert(thumb);
+                return (0, out);
             }
-            section(
-                &mut out,
-                &format!("files {}", super::plan::HELPERS_FOLDER),
-                None,
-                &format!(
-                    "{} {}",
-                    super::plan::helpers_sha256(),
-                    super::plan::HELPERS_FILE
-                ),
-            );
-            return (0, out);
-        }
-        if script.contains("'-addstore'") {
-            let thumb = script
-                .split("$t = '")
-                .nth(1)
-                .and_then(|r| r.split('\'').next())
-                .unwrap_or_default()
-                .to_owned();
-            for store in ["Root", "TrustedPublisher"] {
-                if self.trusted.contains(&thumb) {
-                    let _ = writeln!(out, "#xtask:note already in {store}");
-                } else {
-                    let _ = writeln!(out, "#xtask:note added to {store}");
-                }
-                section(&mut out, &format!("store {store}"), None, "present");
+            "unloaded" => {
+                modules(self, &mut out);
+                checks(self, &mut out);
+                return (0, out);
             }
-            self.trusted.insert(thumb);
-            return (0, out);
-        }
-        if script.contains("Write-Modules")
-            && !script.contains("'sc.exe'")
-            && !script.contains("'service-settled'")
-        {
-            modules(self, &mut out);
-            if let Some(code) = checks(self, &mut out) {
-                return (code, out);
-            }
-            return (0, out);
+            "remove-files" => return (0, out),
+            _ => {}
         }
         let Some((svc, driver)) = svc else {
-            if script.contains("'deploy-start.txt'") {
-                return (0, out); // remove the files
-            }
             return (99, format!("fake VM: no answer for this script:\n{script}"));
         };
         let image = format!("{driver}.sys");
-        if script.contains("'sc-create'") || script.contains("'pnputil'") {
-            if self.services.contains_key(&svc) {
-                section(
-                    &mut out,
-                    "sc-create",
-                    Some(1073),
-                    "[SC] CreateService FAILED 1073:\n\nThe specified service already exists.",
-                );
+        match step.as_str() {
+            "install-sc" | "install-inf" => {
+                if self.services.contains_key(&svc) {
+                    section(
+                        &mut out,
+                        "sc-create",
+                        Some(1073),
+                        "[SC] CreateService FAILED 1073:\n\nThe specified service already exists.",
+                    );
+                    let (c, q) = query(self, &svc);
+                    section(&mut out, "service", c, &q);
+                    return (1, out);
+                }
+                self.services.insert(svc.clone(), (image, "STOPPED"));
+                section(&mut out, "sc-create", Some(0), "[SC] CreateService SUCCESS");
                 let (c, q) = query(self, &svc);
                 section(&mut out, "service", c, &q);
-                return (1, out);
+                (0, out)
             }
-            self.services.insert(svc.clone(), (image, "STOPPED"));
-            section(&mut out, "sc-create", Some(0), "[SC] CreateService SUCCESS");
-            let (c, q) = query(self, &svc);
-            section(&mut out, "service", c, &q);
-            return (0, out);
-        }
-        if script.contains("'sc-start'") {
-            if let Some(code) = self.start_error {
+            "start" => {
+                if let Some(code) = self.start_error {
+                    section(
+                        &mut out,
+                        "sc-start",
+                        Some(code),
+                        &format!(
+                            "[SC] StartService FAILED {code}:\n\nWindows cannot verify the digital signature for this file."
+                        ),
+                    );
+                } else {
+                    if let Some(s) = self.services.get_mut(&svc) {
+                        s.1 = "RUNNING";
+                    }
+                    self.loaded.insert(image);
+                    self.filter_active = svc == "CmFilter";
+                    section(&mut out, "sc-start", Some(0), "SERVICE_NAME: started");
+                }
+                let (c, q) = query(self, &svc);
+                section(&mut out, "service", c, &q);
+                modules(self, &mut out);
+                (0, out)
+            }
+            "probe" => {
+                let (c, q) = query(self, &svc);
+                section(&mut out, "service", c, &q);
+                section(&mut out, "service-settled", c, &q);
+                modules(self, &mut out);
+                checks(self, &mut out);
+                (0, out)
+            }
+            "stop" => {
+                if self.stop_hangs {
+                    return (-1, "#xtask:hang".to_owned());
+                }
+                let running = self.services.get(&svc).is_some_and(|s| s.1 == "RUNNING");
+                if running {
+                    if let Some(s) = self.services.get_mut(&svc) {
+                        s.1 = "STOPPED";
+                    }
+                    if !self.image_stays {
+                        self.loaded.remove(&image);
+                    }
+                    if !self.filter_stays {
+                        self.filter_active = false;
+                    }
+                    section(&mut out, "sc-stop", Some(0), "SERVICE_NAME: stopping");
+                } else {
+                    section(
+                        &mut out,
+                        "sc-stop",
+                        Some(1062),
+                        "[SC] ControlService FAILED 1062:\n\nThe service has not been started.",
+                    );
+                }
+                let (c, q) = query(self, &svc);
+                section(&mut out, "service", c, &q);
+                (0, out)
+            }
+            "remove" => {
+                self.services.remove(&svc);
+                section(&mut out, "sc-delete", Some(0), "[SC] DeleteService SUCCESS");
+                let (c, q) = query(self, &svc);
+                section(&mut out, "service", c, &q);
+                (0, out)
+            }
+            "events" => {
                 section(
                     &mut out,
-                    "sc-start",
-                    Some(code),
+                    "events",
+                    None,
                     &format!(
-                        "[SC] StartService FAILED {code}:\n\nWindows cannot verify the digital signature for this file."
+                        r#"[{{"Time":"2026-05-01T08:01:00.0000000Z","Id":7045,"Level":4,"Message":"A service was installed in the system.\r\n\r\nService Name:  {svc}"}},{{"Time":"2026-05-01T08:01:02.0000000Z","Id":7036,"Level":4,"Message":"The {svc} service entered the running state."}}]"#
                     ),
                 );
-            } else {
-                if let Some(s) = self.services.get_mut(&svc) {
-                    s.1 = "RUNNING";
-                }
-                self.loaded.insert(image);
-                self.filter_active = svc == "CmFilter";
-                section(&mut out, "sc-start", Some(0), "SERVICE_NAME: started");
+                section(&mut out, "code-integrity", None, "[]");
+                (0, out)
             }
-            let (c, q) = query(self, &svc);
-            section(&mut out, "service", c, &q);
-            modules(self, &mut out);
-            return (0, out);
+            _ => (99, format!("fake VM: no answer for this script:\n{script}")),
         }
-        if script.contains("'service-settled'") {
-            let (c, q) = query(self, &svc);
-            section(&mut out, "service", c, &q);
-            section(&mut out, "service-settled", c, &q);
-            modules(self, &mut out);
-            if let Some(code) = checks(self, &mut out) {
-                return (code, out);
-            }
-            return (0, out);
-        }
-        if script.contains("'sc-stop'") {
-            if self.stop_hangs {
-                return (-1, "#xtask:hang".to_owned());
-            }
-            let running = self.services.get(&svc).is_some_and(|s| s.1 == "RUNNING");
-            if running {
-                if let Some(s) = self.services.get_mut(&svc) {
-                    s.1 = "STOPPED";
-                }
-                if !self.image_stays {
-                    self.loaded.remove(&image);
-                }
-                if !self.filter_stays {
-                    self.filter_active = false;
-                }
-                section(&mut out, "sc-stop", Some(0), "SERVICE_NAME: stopping");
-            } else {
-                section(
-                    &mut out,
-                    "sc-stop",
-                    Some(1062),
-                    "[SC] ControlService FAILED 1062:\n\nThe service has not been started.",
-                );
-            }
-            let (c, q) = query(self, &svc);
-            section(&mut out, "service", c, &q);
-            return (0, out);
-        }
-        if script.contains("'sc-delete'") {
-            self.services.remove(&svc);
-            section(&mut out, "sc-delete", Some(0), "[SC] DeleteService SUCCESS");
-            let (c, q) = query(self, &svc);
-            section(&mut out, "service", c, &q);
-            return (0, out);
-        }
-        if script.contains("Service Control Manager") {
-            section(
-                &mut out,
-                "events",
-                None,
-                &format!(
-                    r#"[{{"Time":"2026-05-01T08:01:00.0000000Z","Id":7045,"Level":4,"Message":"A service was installed in the system.\r\n\r\nService Name:  {svc}"}},{{"Time":"2026-05-01T08:01:02.0000000Z","Id":7036,"Level":4,"Message":"The {svc} service entered the running state."}}]"#
-                ),
-            );
-            section(&mut out, "code-integrity", None, "[]");
-            return (0, out);
-        }
-        (99, format!("fake VM: no answer for this script:\n{script}"))
     }
 }
 
+/// The steps a script runs, in order, each with its parameters: the `$xtaskArgs = @{ ... }`
+/// line before each step's header (`script.rs`).
+pub fn calls(script: &str) -> Vec<(String, BTreeMap<String, PsValue>)> {
+    let mut out = Vec::new();
+    let mut pending = BTreeMap::new();
+    for line in script.lines() {
+        if let Some(table) = line.strip_prefix("$xtaskArgs = ") {
+            pending = match PsValue::eval(table) {
+                Some(PsValue::Table(entries)) => entries.into_iter().collect(),
+                _ => BTreeMap::new(),
+            };
+        } else if let Some(name) = line.strip_prefix(super::script::HEADER) {
+            out.push((name.trim().to_owned(), std::mem::take(&mut pending)));
+        }
+    }
+    out
+}
+
 impl FakeVm {
-    /// The leftovers step: evaluates the script's list of (service, driver) pairs the way
-    /// PowerShell builds it, and removes each service of ours that is there.
-    fn leftovers(&mut self, script: &str, mut out: String) -> (i32, String) {
-        let assigned = |var: &str| {
-            script
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("${var} = ")))
-                .and_then(PsValue::eval)
-        };
-        let images: Vec<String> = assigned("images")
-            .map(PsValue::items)
-            .unwrap_or_default()
-            .iter()
-            .map(PsValue::text)
-            .collect();
-        // (service, driver) pairs: `foreach ($d in LIST)` with `$d[0]`, `$d[1]`, or the two
-        // lists `$services` and `$drivers` walked by index.
-        let pairs: Vec<(String, String)> = if let Some(list) = script
-            .lines()
-            .find_map(|l| l.strip_prefix("foreach ($d in "))
-            .and_then(|r| r.strip_suffix(") {"))
-        {
-            PsValue::eval(list)
+    /// The leftovers step: walks its two lists of services and drivers by index the way
+    /// PowerShell binds them to `[string[]]` parameters, and removes each service of ours that is
+    /// there.
+    fn leftovers(&mut self, args: &BTreeMap<String, PsValue>, mut out: String) -> (i32, String) {
+        let list = |name: &str| {
+            args.get(name)
+                .cloned()
                 .map(PsValue::items)
                 .unwrap_or_default()
-                .iter()
-                .map(|d| (d.index(0).text(), d.index(1).text()))
-                .collect()
-        } else {
-            let services = assigned("services").map(PsValue::items).unwrap_or_default();
-            let drivers = assigned("drivers").map(PsValue::items).unwrap_or_default();
-            services
-                .iter()
-                .zip(&drivers)
-                .map(|(s, d)| (s.text(), d.text()))
-                .collect()
         };
+        let images: Vec<String> = list("Images").iter().map(PsValue::text).collect();
+        let pairs: Vec<(String, String)> = list("Services")
+            .iter()
+            .zip(&list("Drivers"))
+            .map(|(s, d)| (s.text(), d.text()))
+            .collect();
         for (svc, _driver) in pairs {
             let Some((image, _)) = self.services.get(&svc) else {
                 continue;
@@ -498,13 +469,16 @@ fn command_exit(line: &str) -> Option<i32> {
     rest.trim().parse().ok()
 }
 
-/// A value of the PowerShell expressions the plan writes for its lists: strings and arrays.
+/// A value of the PowerShell expressions the plan writes for its parameters: strings, numbers,
+/// arrays and hashtables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PsValue {
-    /// `'text'`.
+    /// `'text'`, or a number as written.
     Str(String),
     /// An array.
     Array(Vec<PsValue>),
+    /// `@{ Key = value; ... }`.
+    Table(Vec<(String, PsValue)>),
 }
 
 impl PsValue {
@@ -587,6 +561,40 @@ impl PsValue {
                     inner.map(PsValue::items).unwrap_or_default(),
                 ))
             }
+            '@' if c.get(*pos + 1) == Some(&'{') => {
+                *pos += 2;
+                let mut entries = Vec::new();
+                loop {
+                    Self::skip(c, pos);
+                    match c.get(*pos)? {
+                        '}' => {
+                            *pos += 1;
+                            return Some(PsValue::Table(entries));
+                        }
+                        ';' => *pos += 1,
+                        _ => {
+                            let start = *pos;
+                            while c.get(*pos).is_some_and(|ch| ch.is_alphanumeric()) {
+                                *pos += 1;
+                            }
+                            let key: String = c[start..*pos].iter().collect();
+                            Self::skip(c, pos);
+                            if key.is_empty() || c.get(*pos) != Some(&'=') {
+                                return None;
+                            }
+                            *pos += 1;
+                            entries.push((key, Self::list(c, pos)?));
+                        }
+                    }
+                }
+            }
+            ch if ch.is_ascii_digit() => {
+                let start = *pos;
+                while c.get(*pos).is_some_and(char::is_ascii_digit) {
+                    *pos += 1;
+                }
+                Some(PsValue::Str(c[start..*pos].iter().collect()))
+            }
             '(' => {
                 *pos += 1;
                 let v = Self::list(c, pos)?;
@@ -603,7 +611,18 @@ impl PsValue {
     pub fn items(self) -> Vec<PsValue> {
         match self {
             PsValue::Array(v) => v,
-            s @ PsValue::Str(_) => vec![s],
+            s @ (PsValue::Str(_) | PsValue::Table(_)) => vec![s],
+        }
+    }
+
+    /// A hashtable's entry.
+    pub fn get(&self, key: &str) -> Option<&PsValue> {
+        match self {
+            PsValue::Table(entries) => entries
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v),
+            _ => None,
         }
     }
 
@@ -612,6 +631,7 @@ impl PsValue {
         match self {
             PsValue::Array(v) => v.get(i).cloned().unwrap_or(PsValue::Str(String::new())),
             PsValue::Str(s) => PsValue::Str(s.chars().nth(i).map(String::from).unwrap_or_default()),
+            PsValue::Table(_) => PsValue::Str(String::new()),
         }
     }
 
@@ -620,6 +640,7 @@ impl PsValue {
         match self {
             PsValue::Str(s) => s.clone(),
             PsValue::Array(v) => v.iter().map(PsValue::text).collect::<Vec<_>>().join(" "),
+            PsValue::Table(_) => "System.Collections.Hashtable".to_owned(),
         }
     }
 }
@@ -734,5 +755,18 @@ mod tests {
         // Indexing a string gives a character.
         assert_eq!(s("CmFilter").index(0), s("C"));
         assert_eq!(PsValue::eval("@('x'").map(PsValue::items), None);
+    }
+
+    #[test]
+    fn tables_are_read_with_their_entries() {
+        let t = PsValue::eval("@{ Kind = 'registry'; Settle = 5; Names = @('a') }").unwrap();
+        assert_eq!(t.get("kind"), Some(&s("registry")));
+        assert_eq!(t.get("Settle"), Some(&s("5")));
+        assert_eq!(t.get("Names"), Some(&Array(vec![s("a")])));
+        assert_eq!(t.get("Other"), None);
+        // @() does not enumerate a hashtable: one table stays one element.
+        assert_eq!(PsValue::eval("@(@{ A = 'x' })").unwrap().items().len(), 1);
+        assert_eq!(PsValue::eval("@{}").unwrap(), PsValue::Table(vec![]));
+        assert_eq!(PsValue::eval("@{ = 'x' }"), None);
     }
 }

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::exec::{self, Pace, Status, Unload};
+use super::exec::{self, Pace};
 use super::fake::FakeVm;
 use super::plan::{self, Options, Package, Run, Via};
+use super::report::{self, Status, Unload};
 use super::transport::{Lost, Ssh, Transport, Upload};
 
 /// The programs the tests need.
@@ -311,6 +312,60 @@ fn loopback_uploads_copy_folders_with_spaces() {
 
 #[test]
 #[ignore = "runs a real OpenSSH server on 127.0.0.1: cargo xtask test runs it"]
+fn loopback_one_connection_serves_every_command_and_copy() {
+    let sshd = Sshd::start();
+    let logins = || sshd.log().matches("Accepted publickey").count();
+    // Without reuse, each command is a login of its own.
+    let plain = sshd.client();
+    for _ in 0..2 {
+        assert_eq!(plain.exec("true", secs(30)).unwrap().code, Some(0));
+    }
+    assert_eq!(logins(), 2, "{}", sshd.log());
+    let mut shared = sshd.client();
+    let dir = sshd.dir.join("ctl");
+    assert!(shared.reuse_connections(dir.clone()).unwrap());
+    let start = Instant::now();
+    for i in 0..3 {
+        let out = shared
+            .exec(&format!("echo {i}; exit {i}"), secs(30))
+            .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (Some(i), format!("{i}\n").as_str())
+        );
+    }
+    // The shared connection goes to the background: no command waits for it.
+    assert!(start.elapsed() < secs(6), "{:?}", start.elapsed());
+    let local = sshd.dir.join("pkg");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("f.txt"), "x").unwrap();
+    std::fs::create_dir_all(sshd.dir.join("vm/C/d")).unwrap();
+    let out = shared
+        .upload(
+            &[Upload {
+                local,
+                remote: r"C:\d\pkg".into(),
+            }],
+            secs(30),
+        )
+        .unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(sshd.dir.join("vm/C/d/pkg/f.txt").is_file());
+    // Three commands and a copy: one more login.
+    assert_eq!(logins(), 3, "{}", sshd.log());
+    let socket = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(socket, 1, "one control socket");
+    shared.close();
+    assert!(!dir.exists());
+    // Closed: the next command logs in again (and starts a new shared connection).
+    assert!(shared.reuse_connections(dir.clone()).unwrap());
+    assert_eq!(shared.exec("true", secs(30)).unwrap().code, Some(0));
+    assert_eq!(logins(), 4, "{}", sshd.log());
+    shared.close();
+}
+
+#[test]
+#[ignore = "runs a real OpenSSH server on 127.0.0.1: cargo xtask test runs it"]
 fn loopback_a_command_past_its_time_limit_is_killed() {
     let sshd = Sshd::start();
     let c = sshd.client();
@@ -540,7 +595,10 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
         let p = plan::build(&name, &Via::Ssh, &packages, &options).unwrap();
         record_answers(sshd, &p, &packages);
         plans.push(p);
-        transports.push(sshd.client());
+        // As `deploy` runs it: one shared connection per VM.
+        let mut client = sshd.client();
+        assert!(client.reuse_connections(sshd.dir.join("ctl")).unwrap());
+        transports.push(client);
     }
     let pairs: Vec<(&plan::Plan, &dyn Transport)> = plans
         .iter()
@@ -548,16 +606,26 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
         .map(|(p, t)| (p, t as &dyn Transport))
         .collect();
     let lines = std::sync::Mutex::new(Vec::new());
-    let reports = super::deploy_all(
+    let reports = super::execute_all(
         &pairs,
         &|target, line| {
             lines.lock().unwrap().push(format!("[{target}] {line}"));
         },
         Pace::default(),
     );
+    for t in &transports {
+        t.close();
+    }
     assert_eq!(reports.len(), 2);
     for (r, sshd) in reports.iter().zip(&vms) {
-        let text = exec::render(r);
+        // Every command and copy of the plan over one login.
+        assert_eq!(
+            sshd.log().matches("Accepted publickey").count(),
+            1,
+            "{}",
+            sshd.log()
+        );
+        let text = report::render(r);
         assert!(
             r.ok(),
             "{text}\nseen by the VM:\n{}\n{}",

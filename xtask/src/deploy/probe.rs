@@ -32,7 +32,8 @@ use std::path::Path;
 use toml::{Table, Value};
 
 use super::parse::{self, Outcome, Sections};
-use super::ps::{self, quote};
+use super::ps;
+use super::script::Arg;
 use crate::base::error::{Context, Result, bail};
 
 /// The file name, in the driver's folder.
@@ -323,8 +324,9 @@ fn split_hive(key: &str) -> Result<(&'static str, String)> {
 /// decodes it as UTF-8, as the prologue sets), no progress records.
 const COMMAND_PROLOGUE: &str = "try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }\n$ProgressPreference = 'SilentlyContinue'\n";
 
-/// The script lines of check `check`, writing its answer as section `section`.
-pub fn script(check: &Check, section: &str) -> String {
+/// Check `check` as `Invoke-XtaskCheck` (xtask-helpers.ps1) takes it: its parameters but the
+/// section. A command is sent in its -EncodedCommand form, run by a powershell.exe of its own.
+pub fn args(check: &Check) -> Vec<(&'static str, Arg)> {
     match &check.kind {
         Kind::Registry {
             op,
@@ -334,27 +336,28 @@ pub fn script(check: &Check, section: &str) -> String {
             data,
             ..
         } => {
-            let reg = format!("[Microsoft.Win32.Registry]::{hive}");
-            let (p, v, d) = (quote(path), quote(value), quote(data));
-            let body = match op {
-                RegOp::CreateKey => format!("{reg}.CreateSubKey({p}).Close()"),
-                RegOp::SetValue => {
-                    format!(
-                        "$k = {reg}.CreateSubKey({p}); try {{ $k.SetValue({v}, {d}) }} finally {{ $k.Close() }}"
-                    )
-                }
-                RegOp::DeleteValue => {
-                    format!(
-                        "$k = {reg}.OpenSubKey({p}, $true); try {{ $k.DeleteValue({v}) }} finally {{ $k.Close() }}"
-                    )
-                }
-                RegOp::DeleteKey => format!("{reg}.DeleteSubKeyTree({p})"),
-            };
-            format!("Section {}\nSay (Try-Op {{ {body} }})\n", quote(section))
+            let mut a = vec![
+                ("Kind", Arg::str("registry")),
+                (
+                    "Op",
+                    Arg::str(match op {
+                        RegOp::CreateKey => "create-key",
+                        RegOp::SetValue => "set-value",
+                        RegOp::DeleteValue => "delete-value",
+                        RegOp::DeleteKey => "delete-key",
+                    }),
+                ),
+                ("Hive", Arg::str(*hive)),
+                ("Path", Arg::str(path)),
+            ];
+            if matches!(op, RegOp::SetValue | RegOp::DeleteValue) {
+                a.push(("Value", Arg::str(value)));
+            }
+            if matches!(op, RegOp::SetValue) {
+                a.push(("Data", Arg::str(data)));
+            }
+            a
         }
-        // netsh writes every filter of the system (megabytes on a busy machine): the guest keeps
-        // the items that name one of ours (display name, callout or provider key) and prints
-        // them in the same document shape, with their count, for `parse::wfp_filters`.
         Kind::Wfp {
             filter_names,
             callout_keys,
@@ -366,33 +369,19 @@ pub fn script(check: &Check, section: &str) -> String {
                 .chain(provider_keys)
                 .map(|k| parse::guid(k))
                 .collect();
-            format!(
-                "$f = Join-Path $env:SystemRoot 'Temp\\xtask-wfp-filters.xml'\n\
-                 $o = Native 'netsh.exe' @('wfp', 'show', 'filters', \"file=$f\")\n\
-                 Section {section} $script:rc\n\
-                 if ($script:rc -eq 0) {{\n\
-                 $names = {names}; $keys = {keys}\n\
-                 $x = New-Object Xml.XmlDocument; $x.Load($f); Remove-Item -LiteralPath $f\n\
-                 $g = {{ param($n) if ($null -eq $n) {{ '' }} else {{ $n.InnerText.Trim().Trim('{{', '}}').ToUpperInvariant() }} }}\n\
-                 $m = @($x.SelectNodes('//filters/item') | Where-Object {{ $n = $_.SelectSingleNode('displayData/name'); ($null -ne $n -and $names -contains $n.InnerText.Trim()) -or ($keys -contains (& $g $_.SelectSingleNode('action/calloutKey'))) -or ($keys -contains (& $g $_.SelectSingleNode('providerKey'))) }})\n\
-                 Say ('<wfpdiag><filters numItems=\"{{0}}\">{{1}}</filters></wfpdiag>' -f $m.Count, (($m | ForEach-Object {{ $_.OuterXml }}) -join ''))\n\
-                 }} else {{ Say $o }}\n",
-                section = quote(section),
-                names = ps::array(filter_names),
-                keys = ps::array(&keys),
-            )
+            vec![
+                ("Kind", Arg::str("wfp")),
+                ("Names", Arg::list(filter_names)),
+                ("Keys", Arg::List(keys)),
+            ]
         }
-        // The command runs as a powershell.exe process of its own, so that its `exit N` is its
-        // exit code: inside `& { }` in this script, `exit` would end the whole script, skipping
-        // every later check (https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_language_keywords,
-        // "exit"), while the `exit` argument of a script run with -EncodedCommand is the exit
-        // code of its process (about_PowerShell_exe).
-        Kind::Command { script, .. } => format!(
-            "$o = Native 'powershell.exe' @('-NoProfile', '-NonInteractive', '-EncodedCommand', {})\n\
-             Section {} $script:rc\nSay $o\n",
-            quote(&ps::encode(&format!("{COMMAND_PROLOGUE}{script}\n"))),
-            quote(section)
-        ),
+        Kind::Command { script, .. } => vec![
+            ("Kind", Arg::str("command")),
+            (
+                "Encoded",
+                Arg::Str(ps::encode(&format!("{COMMAND_PROLOGUE}{script}\n"))),
+            ),
+        ],
     }
 }
 
@@ -602,10 +591,16 @@ mod tests {
             .iter()
             .find(|c| matches!(&c.kind, Kind::Registry { allowed: false, .. }))
             .unwrap();
-        let s = script(blocked, "check-1");
-        assert!(
-            s.contains("Section 'check-1'\nSay (Try-Op { $k = [Microsoft.Win32.Registry]::LocalMachine.CreateSubKey('SOFTWARE\\CmFilterSample');"),
-            "{s}"
+        assert_eq!(
+            args(blocked),
+            [
+                ("Kind", Arg::str("registry")),
+                ("Op", Arg::str("set-value")),
+                ("Hive", Arg::str("LocalMachine")),
+                ("Path", Arg::str("SOFTWARE\\CmFilterSample")),
+                ("Value", Arg::str("Blocked")),
+                ("Data", Arg::str("no")),
+            ]
         );
         let v = judge(
             blocked,
@@ -655,7 +650,10 @@ mod tests {
         assert!(!v.ok && v.observed.starts_with("absent: filter"), "{v:?}");
         let failed = sections("#xtask:section c exit=1\nThe following command was not found");
         assert!(!judge(&p.after_unload[0], &failed, "c").ok);
-        assert!(script(&p.while_loaded[0], "c").contains("'wfp', 'show', 'filters'"));
+        assert_eq!(
+            args(&p.while_loaded[0])[2],
+            ("Keys", Arg::list(&["0A3F5B2E-9A41-4A4B-B2A5-6A7D1E0C0003"]))
+        );
     }
 
     #[test]
@@ -667,9 +665,10 @@ mod tests {
         assert!(judge(c, &sections("#xtask:section k exit=3\n"), "k").ok);
         let v = judge(c, &sections("#xtask:section k exit=0\nout\n"), "k");
         assert_eq!((v.ok, v.observed.as_str()), (false, "exit code 0: out"));
-        let line = script(c, "k");
-        let b64 = line.split("'-EncodedCommand', '").nth(1).unwrap();
-        let command = ps::decode(b64.split('\'').next().unwrap()).unwrap();
+        let Some(("Encoded", Arg::Str(b64))) = args(c).pop() else {
+            panic!("a command check passes its command encoded")
+        };
+        let command = ps::decode(&b64).unwrap();
         assert!(command.ends_with("\nexit 3\n"), "{command}");
     }
 }

@@ -8,7 +8,7 @@
 //! accepts command lines of at most [`CMD_LIMIT`] characters, which every plan step is tested
 //! against.
 //!
-//! Every script starts with [`PROLOGUE`]: errors stop the script, no progress records (PowerShell
+//! Every script starts with [`prologue`]: errors stop the script, no progress records (PowerShell
 //! writes them as CLIXML on stderr when stderr is not a console), UTF-8 output, and the helpers the
 //! steps use to write sections the host parses (`parse::Sections`).
 
@@ -81,26 +81,17 @@ pub fn array<S: AsRef<str>>(items: &[S]) -> String {
     format!("@({})", quoted.join(", "))
 }
 
-/// The start of every script. `Say` writes a line to stdout; `Section NAME [EXIT]` starts a
-/// section of the output; `Note` a remark for the report; `Native EXE ARGS` runs a program,
-/// returning its output (stdout and stderr, in order) and leaving its exit code in `$script:rc`;
-/// `Run NAME EXE ARGS` runs a program as a section of its own. Arguments go to programs as
-/// PowerShell passes them (Windows PowerShell 5.1 quotes an argument with a space; one with a
-/// double quote would be mangled, which is why the plan refuses `"` in names and paths).
-pub const PROLOGUE: &str = r##"$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding $false } catch { }
-function Say([string]$s) { [Console]::Out.WriteLine($s) }
-function Section([string]$n, $rc) { if ($null -eq $rc) { Say "#xtask:section $n" } else { Say "#xtask:section $n exit=$rc" } }
-function Note([string]$s) { Say "#xtask:note $s" }
-function Native([string]$exe, [string[]]$a) { $ErrorActionPreference = 'Continue'; $o = & $exe @a 2>&1 | ForEach-Object { "$_" }; $script:rc = $LASTEXITCODE; ($o -join "`n") }
-function Run([string]$n, [string]$exe, [string[]]$a) { $o = Native $exe $a; Section $n $script:rc; Say $o }
-"##;
+/// The start of every script (`scripts/prologue.ps1` without its comments): `Say`, `Section`,
+/// `Note`, `Native`, `Run`.
+pub fn prologue() -> &'static str {
+    static PROLOGUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROLOGUE.get_or_init(|| super::script::compact(super::script::PROLOGUE_FILE))
+}
 
-/// A complete script: a comment naming the step, [`PROLOGUE`], `body`.
+/// A complete script: a comment naming the step, [`prologue`], `body`.
 pub fn script(title: &str, body: &str) -> String {
     let title: String = title.chars().filter(|c| !c.is_control()).collect();
-    format!("# xtask deploy: {title}\n{PROLOGUE}{body}")
+    format!("# xtask deploy: {title}\n{}{body}", prologue())
 }
 
 /// What a PowerShell error stream says, in plain text. When its stderr is not a console,

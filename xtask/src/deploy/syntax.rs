@@ -14,8 +14,10 @@ use std::process::Command;
 
 use super::plan::{self, Install, Options, Package, Run, Via};
 use super::ps;
+use super::script;
 use super::transport::HyperV;
 use crate::base::error::{Context, Result, bail};
+use crate::base::process;
 
 /// The checker, relative to the workspace root.
 pub const CHECKER: &str = "xtask/emu/ps_syntax.py";
@@ -55,6 +57,11 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
         }
     };
     add("helpers".into(), plan::HELPERS.to_owned());
+    // Each step file as it is on disk (with its comments), as one would run it by hand.
+    add("file-prologue".into(), script::PROLOGUE_FILE.to_owned());
+    for s in script::ALL {
+        add(format!("file-{}", s.name), s.text.to_owned());
+    }
     add("wait-for-boot".into(), plan::boot_script());
     for dir in [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"] {
         add("post-mortem".into(), plan::post_mortem_script(dir));
@@ -165,17 +172,17 @@ pub fn check(
         std::fs::write(dir.join(format!("{name}.ps1")), bytes)
             .with_context(|| format!("writing {name}.ps1 in {}", dir.display()))?;
     }
-    let out = Command::new(python)
-        .arg(root.join(CHECKER))
-        .arg(&dir)
-        .output()
-        .with_context(|| format!("running {} {CHECKER}", python.display()));
+    let out = process::run(
+        Command::new(python).arg(root.join(CHECKER)).arg(&dir),
+        process::Options::default(),
+    )
+    .with_context(|| format!("running {} {CHECKER}", python.display()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = out?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !matches!(out.status.code(), Some(0 | 1)) {
+    if !matches!(out.status.and_then(|s| s.code()), Some(0 | 1)) {
         bail!(
-            "{CHECKER} failed ({}): {}{}",
+            "{CHECKER} failed ({:?}): {}{}",
             out.status,
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()

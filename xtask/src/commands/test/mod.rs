@@ -220,7 +220,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
-        let (checks, skipped) = crate::deploy::suite_checks(ws, &drivers);
+        let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, &drivers);
         for c in checks {
             t.record(c.ok, c.what);
         }

@@ -1,9 +1,8 @@
 # xtask deploy: the helpers of the driver steps. The copy step ships this file with the packages
 # (<remote dir>\xtask\xtask-helpers.ps1, its SHA-256 checked like theirs); each driver step
-# dot-sources it after the prologue of ps.rs, whose Say and Section it uses. By hand, in an
-# elevated Windows PowerShell on the VM (every parameter explicit):
-#   function Say([string]$s) { [Console]::Out.WriteLine($s) }
-#   function Section([string]$n) { Say "#xtask:section $n" }
+# dot-sources it after the prologue (prologue.ps1), whose Say, Section and Native it uses. By hand,
+# in an elevated Windows PowerShell on the VM (every parameter explicit):
+#   . .\prologue.ps1
 #   . ([scriptblock]::Create([IO.File]::ReadAllText('C:\ProgramData\windows-callback-drivers\deploy\xtask\xtask-helpers.ps1')))
 #   Write-Service -Section 'service' -Name 'CmFilter'
 #   Write-Modules
@@ -101,5 +100,66 @@ function Try-Op([scriptblock]$Op) {
         while ($e.InnerException) { $e = $e.InnerException }
         if ($e -is [UnauthorizedAccessException] -or $e -is [Security.SecurityException] -or ($e.HResult -band 0xFFFF) -eq 5) { 'denied' }
         else { 'error 0x{0:X8} {1}' -f $e.HResult, $e.Message }
+    }
+}
+
+# One check of a driver's deploy.toml (deploy/probe.rs), writing its answer as section $Section:
+# - Kind 'registry': the registry operation $Op ('create-key', 'set-value', 'delete-value',
+#   'delete-key') on $Path under $Hive ('LocalMachine' or 'CurrentUser'; $Value and $Data for
+#   values), answered `allowed`, `denied` or `error ...` (Try-Op);
+# - Kind 'wfp': `netsh wfp show filters`, cut down to the filters that name one of ours (display
+#   name in $Names, callout or provider key in $Keys, upper-case GUIDs without braces) and printed
+#   in the same document shape with their count (netsh writes every filter of the system,
+#   megabytes on a busy machine); the section carries netsh's exit code;
+# - Kind 'command': $Encoded (-EncodedCommand form) run as a powershell.exe process of its own, so
+#   that its `exit N` is its exit code: inside `& { }` in this script, `exit` would end the whole
+#   step, skipping every later check
+#   (https://learn.microsoft.com/powershell/module/microsoft.powershell.core/about/about_language_keywords,
+#   "exit"); the section carries that exit code and the command's output.
+function Invoke-XtaskCheck {
+    param([string]$Section, [string]$Kind, [string]$Op, [string]$Hive, [string]$Path, [string]$Value, [string]$Data, [string[]]$Names, [string[]]$Keys, [string]$Encoded)
+    switch ($Kind) {
+        'registry' {
+            $reg = if ($Hive -eq 'CurrentUser') { [Microsoft.Win32.Registry]::CurrentUser } else { [Microsoft.Win32.Registry]::LocalMachine }
+            $r = switch ($Op) {
+                'create-key' { Try-Op { $reg.CreateSubKey($Path).Close() } }
+                'set-value' { Try-Op { $k = $reg.CreateSubKey($Path); try { $k.SetValue($Value, $Data) } finally { $k.Close() } } }
+                'delete-value' { Try-Op { $k = $reg.OpenSubKey($Path, $true); try { $k.DeleteValue($Value) } finally { $k.Close() } } }
+                'delete-key' { Try-Op { $reg.DeleteSubKeyTree($Path) } }
+                default { "error: unknown registry operation $Op" }
+            }
+            Section $Section
+            Say $r
+        }
+        'wfp' {
+            $f = Join-Path $env:SystemRoot 'Temp\xtask-wfp-filters.xml'
+            $o = Native 'netsh.exe' @('wfp', 'show', 'filters', "file=$f")
+            Section $Section $script:rc
+            if ($script:rc -eq 0) {
+                $x = New-Object Xml.XmlDocument; $x.Load($f); Remove-Item -LiteralPath $f
+                $g = { param($n) if ($null -eq $n) { '' } else { $n.InnerText.Trim().Trim('{', '}').ToUpperInvariant() } }
+                $m = @($x.SelectNodes('//filters/item') | Where-Object { $n = $_.SelectSingleNode('displayData/name'); ($null -ne $n -and $Names -contains $n.InnerText.Trim()) -or ($Keys -contains (& $g $_.SelectSingleNode('action/calloutKey'))) -or ($Keys -contains (& $g $_.SelectSingleNode('providerKey'))) })
+                Say ('<wfpdiag><filters numItems="{0}">{1}</filters></wfpdiag>' -f $m.Count, (($m | ForEach-Object { $_.OuterXml }) -join ''))
+            } else { Say $o }
+        }
+        'command' {
+            $o = Native 'powershell.exe' @('-NoProfile', '-NonInteractive', '-EncodedCommand', $Encoded)
+            Section $Section $script:rc
+            Say $o
+        }
+        default {
+            Section $Section
+            Say "error: unknown check kind $Kind"
+        }
+    }
+}
+
+# The checks of a step, one table of Invoke-XtaskCheck's parameters each, as sections check-1,
+# check-2, ...
+function Invoke-XtaskChecks([hashtable[]]$Checks) {
+    $n = 0
+    foreach ($c in $Checks) {
+        $n++
+        Invoke-XtaskCheck -Section "check-$n" @c
     }
 }

@@ -1,0 +1,25 @@
+# xtask step: post-mortem
+# Run once a VM that stopped answering is back: waits up to 90 seconds for the bugcheck event
+# (WER 1001, written once the dump is saved) when Kernel-Power 41 or EventLog 6008 say the VM
+# restarted unexpectedly; then the crash dumps written since the deploy began (section `dumps`)
+# and those events (section `events`, JSON).
+# By hand: . .\prologue.ps1; .\post-mortem.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy'
+param(
+    # The folder on the VM holding deploy-start.txt (the preflight's time).
+    [string]$Dir
+)
+$since = [DateTime]::Parse([IO.File]::ReadAllText((Join-Path $Dir 'deploy-start.txt')), $null, [Globalization.DateTimeStyles]::RoundtripKind)
+$deadline = (Get-Date).AddSeconds(90)
+do {
+    $ev = @(Get-WinEvent -FilterHashtable @{ LogName = 'System'; StartTime = $since; ProviderName = 'Microsoft-Windows-WER-SystemErrorReporting', 'Microsoft-Windows-Kernel-Power', 'EventLog' } -ErrorAction SilentlyContinue | Where-Object { ($_.ProviderName -eq 'Microsoft-Windows-WER-SystemErrorReporting' -and $_.Id -eq 1001) -or ($_.ProviderName -eq 'Microsoft-Windows-Kernel-Power' -and $_.Id -eq 41) -or ($_.ProviderName -eq 'EventLog' -and $_.Id -eq 6008) })
+    $crashed = @($ev | Where-Object { $_.Id -ne 1001 }).Count -gt 0
+    $saved = @($ev | Where-Object { $_.Id -eq 1001 }).Count -gt 0
+    if ($saved -or -not $crashed) { break }
+    Start-Sleep -Seconds 5
+} while ((Get-Date) -lt $deadline)
+if ($crashed -and -not $saved) { Note 'the VM restarted unexpectedly but no bugcheck event 1001 (dump saved) appeared within 90s: the dump may still be being written, or none is configured' }
+Section 'dumps'
+$files = @(Join-Path $env:SystemRoot 'MEMORY.DMP') + @(Get-ChildItem -LiteralPath (Join-Path $env:SystemRoot 'Minidump') -Filter '*.dmp' -ErrorAction SilentlyContinue | ForEach-Object { $_.FullName })
+foreach ($f in $files) { if (Test-Path -LiteralPath $f) { $i = Get-Item -LiteralPath $f; if ($i.LastWriteTimeUtc -ge $since) { Say ('{0} ({1} bytes)' -f $i.FullName, $i.Length) } } }
+Section 'events'
+Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object { [pscustomobject]@{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message } }))
