@@ -29,6 +29,7 @@
 //! | `scratch`     | workspace copies cut down to a few members (gate, mutations)        |
 //! | `mutations`   | the mutation check: each README lesson broken in a copy, and caught |
 //! | `bench`       | `cargo xtask bench`                                                 |
+//! | `template`    | the workspace identity check; `cargo xtask new`'s driver copies     |
 
 mod base;
 mod cli;
@@ -37,6 +38,7 @@ mod deploy;
 mod emulator;
 mod image;
 mod packaging;
+mod template;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@ use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::workspace::{Driver, Workspace};
 use crate::cli::LintArgs;
 use crate::image::lint::{self, Violation};
+use crate::template::identity;
 
 /// One image to lint, and what the lint said.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ impl Linted {
 /// The `lint` command.
 pub fn run(ws: &Workspace, args: &LintArgs) -> Result<()> {
     let targets: Vec<(PathBuf, Arch)> = if args.files.is_empty() {
+        // The workspace's drivers first: no two may share a name Windows keeps one of.
+        check_identities(ws)?;
         let drivers = ws.select(&args.packages)?;
         placed_images(ws, &drivers, &args.arches, &[args.profile])?
     } else {
@@ -52,6 +55,17 @@ pub fn run(ws: &Workspace, args: &LintArgs) -> Result<()> {
     if failed > 0 {
         bail!("lint: {failed} of {} image(s) failed", linted.len());
     }
+    Ok(())
+}
+
+/// The workspace identity check (`template::identity`): prints how many names it read.
+pub fn check_identities(ws: &Workspace) -> Result<()> {
+    let sources = identity::sources(&ws.drivers);
+    let n = identity::check(&ws.root, &sources)?;
+    eprintln!(
+        "identities: {n} names in {} driver folders, none shared",
+        sources.len()
+    );
     Ok(())
 }
 

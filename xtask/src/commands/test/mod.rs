@@ -386,6 +386,10 @@ fn build_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) -> Vec<Built>
 
 /// The placed images, read again as `cargo xtask lint` reads them.
 fn lint_stage(ws: &Workspace, built: &[Built], t: &mut Tally) {
+    match lint_images::check_identities(ws) {
+        Ok(()) => t.record(true, "workspace identities: none shared"),
+        Err(e) => t.record(false, e.to_string()),
+    }
     let images: Vec<_> = built
         .iter()
         .filter_map(|b| b.result.as_ref().ok().map(|p| (p.clone(), b.arch)))
