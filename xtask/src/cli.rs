@@ -32,7 +32,12 @@ pub enum Command {
     Clean(CleanArgs),
     /// `bench`
     Bench(BenchArgs),
+    /// `new`
+    New(NewArgs),
 }
+
+/// `cargo xtask new` (its options live with the command).
+pub(crate) use crate::commands::new::Options as NewArgs;
 
 /// `cargo xtask build`.
 #[derive(Debug, PartialEq, Eq)]
@@ -270,6 +275,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             p.finish()?;
             Command::Bench(BenchArgs { json })
         }
+        "new" => Command::New(parse_new(p)?),
         other => return Err(unknown_command(other)),
     })
 }
@@ -330,6 +336,28 @@ fn parse_deploy(mut p: Parser) -> Result<DeployArgs> {
         bail!("deploy: the emulated kernel runs x64 images only; --arch is for VM targets");
     }
     Ok(args)
+}
+
+fn parse_new(mut p: Parser) -> Result<NewArgs> {
+    let dry_run = p.flag(&["--dry-run"]);
+    let Some(from) = p.value(&["--from"])? else {
+        bail!(
+            "new: --from TEMPLATE is required (ex-callback|cm-filter|pnp-notify|wfp-callout|wfp-callout-wdm)"
+        );
+    };
+    let path = p.value(&["--path"])?.map(Into::into);
+    let altitude = p.value(&["--altitude"])?;
+    let mut names = p.positional()?;
+    if names.len() != 1 {
+        bail!("new: give exactly one NAME (e.g. cargo xtask new my-filter --from cm-filter)");
+    }
+    Ok(NewArgs {
+        name: names.remove(0),
+        from,
+        path,
+        altitude,
+        dry_run,
+    })
 }
 
 fn parse_cert(mut p: Parser) -> Result<CertArgs> {
@@ -445,6 +473,11 @@ pub const COMMANDS: &[CommandDoc] = &[
         name: "bench",
         summary: "clean build time, image sizes, instructions per callback, packaging time, against budgets",
         help: BENCH_HELP,
+    },
+    CommandDoc {
+        name: "new",
+        summary: "a new driver copied from a sample, with fresh names, tags, GUIDs and altitude",
+        help: NEW_HELP,
     },
     CommandDoc {
         name: "clean",
@@ -776,6 +809,31 @@ the test certificate (see cert --help).
 
 OPTIONS:
     --all    also the emulator's Python venv (target/emu-venv); the next emulation makes it again
+";
+
+const NEW_HELP: &str = "\
+cargo xtask new: a new driver crate, copied from a sample, with fresh identities
+
+USAGE: cargo xtask new NAME --from ex-callback|cm-filter|pnp-notify|wfp-callout|wfp-callout-wdm [--path DIR] [--altitude N] [--dry-run]
+
+Copies the sample's crate (sources, NAME.inx, scenario.toml, deploy.toml, README) and its mutations
+(xtask/mutations/) with every name Windows keeps one of made fresh, consistently in every file: the
+crate, image and log prefix (NAME), the service (NAME in PascalCase), pool tags unused by any
+workspace driver, the callback object and demo key, new random WFP GUIDs, and cm-filter's altitude
+(--altitude, or the first free one of 385210..385298). Prints what it chose. The lessons, comments
+and teardown stay; the new README says what to change first. wfp-callout makes NAME (KMDF) and its
+WDM variant NAME-wdm; wfp-callout-wdm makes the WDM build alone.
+
+NAME: lower-case letters, digits and single hyphens, starting with a letter, at most 32 characters,
+not a workspace driver's name or folder. Bad input is refused with nothing written.
+
+OPTIONS:
+    --from TEMPLATE    the sample to copy
+    --path DIR         a standalone workspace in DIR (which must not exist): the workspace's tracked
+                       files (common, xtask, the samples its tests use) plus the new driver, with a
+                       git repository initialised; its README's two commands work there
+    --altitude N       the registry filter's altitude (cm-filter only); refused if a driver uses it
+    --dry-run          print the choices and the files, write nothing
 ";
 
 const HELP_HELP: &str = "\

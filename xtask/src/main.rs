@@ -78,5 +78,6 @@ fn run() -> base::error::Result<()> {
         Command::Test(args) => commands::test::run(&ws, &args.stages, &args.packages),
         Command::Clean(args) => commands::clean::run(&ws.layout, args.all),
         Command::Bench(args) => commands::bench::run(&ws, &args),
+        Command::New(args) => commands::new::run(&ws, &args),
     }
 }
