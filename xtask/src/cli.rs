@@ -788,6 +788,8 @@ Stages, in order (--stage runs only the named ones, and the builds they need):
     fixtures   drivers broken on purpose: each defect must be caught
     mutations  every lesson a driver README claims, broken in a copy of the driver
                (xtask/mutations/*.toml), must be failed by the rule that names it
+    templates  cargo xtask new on every template, in a scratch copy: no identity shared, each new
+               driver built for x64 and passing its scenario (skipped with -p)
     deploy     the VM plans of the real packages; the ssh transport and whole plans against a
                real OpenSSH server on 127.0.0.1
 osslsigncode and OpenSSH are installed where missing (root with apt-get), or the error says how.

@@ -22,7 +22,9 @@
 //!    must be caught;
 //! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
 //!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
-//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
+//! 10. `templates`: `cargo xtask new` on every template in a scratch copy (`templates`): fresh
+//!     identities, each new driver built for x64 and passing its scenario (not with `-p`);
+//! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 
@@ -30,6 +32,7 @@ pub(crate) mod fixtures;
 pub(crate) mod gate;
 pub(crate) mod mutations;
 pub(crate) mod scratch;
+mod templates;
 mod tidy;
 pub(crate) mod verify;
 
@@ -82,7 +85,7 @@ impl Tally {
 }
 
 /// The stages, in the order they run: name and title.
-pub const STAGES: [(&str, &str); 10] = [
+pub const STAGES: [(&str, &str); 11] = [
     (
         "toolchain",
         "the pinned toolchain: Windows targets, clippy, rustfmt (installed where missing)",
@@ -112,6 +115,10 @@ pub const STAGES: [(&str, &str); 10] = [
     (
         "mutations",
         "mutations: each README lesson broken in a copy of its driver must be caught by its rule",
+    ),
+    (
+        "templates",
+        "cargo xtask new: a driver made from each template, in a scratch copy: fresh identities, x64 build, emulated",
     ),
     (
         "deploy",
@@ -230,6 +237,10 @@ pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()>
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
         check_mutations(ws, &drivers, &mut t);
+    }
+    if wants("templates") && packages.is_empty() {
+        header("templates");
+        templates::check(ws, &mut t);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
