@@ -2,6 +2,8 @@
 
 pub(crate) mod bench;
 pub(crate) mod build;
+#[cfg(test)]
+mod cargo_make;
 pub(crate) mod clean;
 pub(crate) mod lint;
 pub(crate) mod new;
