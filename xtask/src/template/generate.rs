@@ -697,6 +697,7 @@ pub fn write(root: &Path, generated: &Generated, sources: &[Source]) -> Result<(
             inx,
         });
         identity::check(root, &all)?;
+        format_sources(root, &staged)?;
         let manifest = fs::read_to_string(root.join("Cargo.toml"))
             .with_context(|| format!("reading {}", root.join("Cargo.toml").display()))?;
         let manifest = add_member(&manifest, name)?;
@@ -713,6 +714,29 @@ pub fn write(root: &Path, generated: &Generated, sources: &[Source]) -> Result<(
         let _ = fs::remove_dir_all(&staged);
     }
     result
+}
+
+/// Formats the new crate's sources with rustfmt (run in `root`, so its toolchain and settings
+/// apply): a longer name can move a line past the width, and the gate runs `cargo fmt --check`.
+fn format_sources(root: &Path, crate_dir: &Path) -> Result<()> {
+    let lib = crate_dir.join("src/lib.rs");
+    if !lib.is_file() {
+        return Ok(());
+    }
+    let out = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(&lib)
+        .current_dir(root)
+        .output()
+        .context("running rustfmt on the new crate (rustup component add rustfmt)")?;
+    if !out.status.success() {
+        bail!(
+            "rustfmt failed on {}:\n{}",
+            lib.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok(())
 }
 
 /// A standalone workspace at `dest` (which must not exist): the tracked files of the workspace
