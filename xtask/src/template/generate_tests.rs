@@ -100,7 +100,7 @@ fn every_template_gets_fresh_identities() {
             &root,
             &sources,
             template,
-            "first-copy",
+            "test-only-first",
             None,
             &mut rand_core::OsRng,
         )
@@ -113,7 +113,7 @@ fn every_template_gets_fresh_identities() {
             &root,
             &all,
             template,
-            "second-copy",
+            "test-only-second",
             None,
             &mut rand_core::OsRng,
         )
@@ -137,7 +137,7 @@ fn every_template_gets_fresh_identities() {
         let ids = identity::collect(&s1).unwrap();
         assert!(
             ids.iter()
-                .any(|i| i.kind == Kind::Service && i.value == "FirstCopy"),
+                .any(|i| i.kind == Kind::Service && i.value == "TestOnlyFirst"),
             "{from}: {ids:?}"
         );
         let mutations = g1
@@ -157,7 +157,7 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
         &root,
         &sources,
         Template::WfpCalloutWdm,
-        "net-wdm",
+        "test-only-wdm",
         None,
         &mut rand_core::OsRng,
     )
@@ -165,14 +165,14 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
     let manifest = g
         .files
         .iter()
-        .find(|(p, _)| p == Path::new("net-wdm/Cargo.toml"))
+        .find(|(p, _)| p == Path::new("test-only-wdm/Cargo.toml"))
         .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
         .unwrap();
     assert!(manifest.contains("default = [\"wdm\"]") && !manifest.contains("variants"));
     assert!(
         g.files
             .iter()
-            .any(|(p, _)| p == Path::new("net-wdm/net-wdm.inx"))
+            .any(|(p, _)| p == Path::new("test-only-wdm/test-only-wdm.inx"))
     );
     assert_eq!(
         g.files
@@ -185,7 +185,7 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
         &root,
         &sources,
         Template::CmFilter,
-        "reg-a",
+        "test-only-reg-a",
         None,
         &mut rand_core::OsRng,
     )
@@ -196,7 +196,7 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
         &root,
         &sources,
         Template::CmFilter,
-        "reg-b",
+        "test-only-reg-b",
         Some("385201.5"),
         &mut rand_core::OsRng,
     )
@@ -207,7 +207,7 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
         &root,
         &sources,
         Template::CmFilter,
-        "reg-b",
+        "test-only-reg-b",
         Some("12x"),
         &mut rand_core::OsRng,
     )
@@ -218,7 +218,7 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
         &root,
         &sources,
         Template::PnpNotify,
-        "pnp-b",
+        "test-only-pnp",
         Some("385250"),
         &mut rand_core::OsRng,
     )
@@ -254,7 +254,7 @@ fn write_is_all_or_nothing() {
         &root,
         &sources,
         Template::ExCallback,
-        "cb-copy",
+        "test-only-cb",
         None,
         &mut rand_core::OsRng,
     )
@@ -287,21 +287,24 @@ fn write_is_all_or_nothing() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        !left.iter().any(|n| n.contains("cb-copy")),
+        !left.iter().any(|n| n.contains("test-only-cb")),
         "nothing written: {left:?}"
     );
     assert!(!ws.join("xtask/mutations").exists());
     fs::remove_dir_all(ws.join("other")).unwrap();
     write(&ws, &g, &[]).unwrap();
-    assert!(ws.join("cb-copy/src/lib.rs").is_file() && ws.join("cb-copy/cb-copy.inx").is_file());
     assert!(
-        ws.join("xtask/mutations/cb-copy-free-context-first.toml")
+        ws.join("test-only-cb/src/lib.rs").is_file()
+            && ws.join("test-only-cb/test-only-cb.inx").is_file()
+    );
+    assert!(
+        ws.join("xtask/mutations/test-only-cb-free-context-first.toml")
             .is_file()
     );
     assert!(
         fs::read_to_string(ws.join("Cargo.toml"))
             .unwrap()
-            .contains("\"cb-copy\", \"xtask\"")
+            .contains("\"test-only-cb\", \"xtask\"")
     );
     let e = write(&ws, &g, &[]).unwrap_err().to_string();
     assert!(e.contains("exists"), "{e}");
