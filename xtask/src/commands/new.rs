@@ -27,16 +27,22 @@ pub(crate) struct Options {
 pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let template = Template::parse(&opts.from)?;
     generate::check_name(&opts.name)?;
-    if let Some(taken) = ws
-        .drivers
-        .iter()
-        .find(|d| d.name == opts.name || d.variant.as_ref().is_some_and(|v| v.package == opts.name))
-    {
-        crate::base::error::bail!(
-            "`{}` is taken: the workspace has a driver of that name ({}); choose another name",
-            opts.name,
-            taken.dir.display()
-        );
+    // wfp-callout's copy also makes a WDM variant, `NAME-wdm`.
+    let mut names = vec![opts.name.clone()];
+    if template == Template::WfpCallout {
+        names.push(format!("{}-wdm", opts.name));
+    }
+    for name in &names {
+        if let Some(taken) = ws
+            .drivers
+            .iter()
+            .find(|d| d.name == *name || d.variant.as_ref().is_some_and(|v| v.package == *name))
+        {
+            crate::base::error::bail!(
+                "`{name}` is taken: the workspace has a driver of that name ({}); choose another name",
+                taken.dir.display()
+            );
+        }
     }
     let sources = identity::sources(&ws.drivers);
     let generated = generate::generate(
