@@ -638,7 +638,9 @@ cargo xtask lint: check images against what the kernel loader and memory integri
 USAGE: cargo xtask lint [--release] [-p NAME]... [--arch x64|arm64|all] [--json]
        cargo xtask lint [--arch x64|arm64] [--json] FILE...
 
-Without FILE, lints the placed images target/drivers/<arch>/<profile>/NAME/NAME.sys (build first).
+Without FILE, first checks that no two workspace drivers share a service name, pool tag, callback
+object, device name, altitude or WFP GUID, then lints the placed images
+target/drivers/<arch>/<profile>/NAME/NAME.sys (build first).
 Exits non-zero if any image breaks a rule.
 
 OPTIONS:

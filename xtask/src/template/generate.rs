@@ -507,12 +507,12 @@ fn cm_filter_pairs(
     };
     // The sample's default is fractional; its scenario's override is whole.
     for old in unique(own, Kind::Altitude) {
-        let new = if old.contains('.') {
-            &default
+        let (what, new) = if old.contains('.') {
+            ("altitude", &default)
         } else {
-            &scenario
+            ("altitude (scenario)", &scenario)
         };
-        pairs.push(("altitude".into(), old, new.clone()));
+        pairs.push((what.into(), old, new.clone()));
     }
     Ok(default)
 }
