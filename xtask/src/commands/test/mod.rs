@@ -238,9 +238,9 @@ pub fn run(ws: &Workspace, stages: &[String], packages: &[String]) -> Result<()>
         header("mutations");
         check_mutations(ws, &drivers, &mut t);
     }
-    if wants("templates") && packages.is_empty() {
+    if wants("templates") {
         header("templates");
-        templates::check(ws, &mut t);
+        templates::check(ws, packages, &mut t);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");

@@ -29,8 +29,13 @@ const MADE: [(&str, Template); 6] = [
 /// The samples the copy holds (templates, and the identities the new drivers must avoid).
 const SAMPLES: [&str; 4] = ["ex-callback", "cm-filter", "pnp-notify", "wfp-callout"];
 
-/// Runs the stage, recording each check in `t`.
-pub(super) fn check(ws: &Workspace, t: &mut Tally) {
+/// Runs the stage, recording each check in `t`; skipped with `-p` (`packages`): it makes drivers
+/// of its own.
+pub(super) fn check(ws: &Workspace, packages: &[String], t: &mut Tally) {
+    if !packages.is_empty() {
+        println!("  skipped: the templates stage runs without -p (it makes drivers of its own)");
+        return;
+    }
     let base = ws.layout.target_dir.join("templates");
     let copy = base.join("ws");
     let sources = match make(ws, &copy) {
