@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::base::error::Result;
 use crate::base::workspace::Workspace;
 use crate::template::generate::{self, Template};
-use crate::template::identity;
+use crate::template::{identity, write};
 
 /// `cargo xtask new`.
 #[derive(Debug, PartialEq, Eq, Default)]
@@ -54,7 +54,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         &mut rand_core::OsRng,
     )?;
     match &opts.path {
-        None => generate::check_free(&ws.root, &generated)?,
+        None => write::check_free(&ws.root, &generated)?,
         Some(dir) if dir.exists() => crate::base::error::bail!(
             "{} exists: give --path a folder that does not exist yet (nothing was written)",
             dir.display()
@@ -69,14 +69,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let name = &opts.name;
     match &opts.path {
         None => {
-            generate::write(&ws.root, &generated, &sources)?;
+            write::write(&ws.root, &generated, &sources)?;
             println!(
                 "wrote {name}/ and its mutations, added `{name}` to the workspace members\n\
                  next: cargo xtask emulate {name}   (then cargo xtask test -p {name})"
             );
         }
         Some(dir) => {
-            generate::write_standalone(&ws.root, dir, &generated, &sources)?;
+            write::write_standalone(&ws.root, dir, &generated, &sources)?;
             println!(
                 "wrote the standalone workspace {} (git initialised, files added, not committed)\n\
                  next: cd {} && cargo xtask deploy && cargo xtask test",

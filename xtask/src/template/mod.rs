@@ -3,3 +3,4 @@
 
 pub(crate) mod generate;
 pub(crate) mod identity;
+pub(crate) mod write;

@@ -15,6 +15,7 @@ use crate::base::workspace::{Workspace, cargo};
 use crate::emulator::emulate::{self, Harness, Options, Outcome};
 use crate::template::generate::{self, Template};
 use crate::template::identity::{self, Source};
+use crate::template::write;
 
 /// The drivers the stage makes: name, template.
 const MADE: [(&str, Template); 6] = [
@@ -132,7 +133,7 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
         .collect();
     for (name, template) in MADE {
         let g = generate::generate(copy, &sources, template, name, None, &mut rand_core::OsRng)?;
-        generate::write(copy, &g, &sources)?;
+        write::write(copy, &g, &sources)?;
         let dir = copy.join(name);
         let inx = g
             .files
