@@ -50,4 +50,3 @@ pub struct PackageArgs {
 
 /// `cargo xtask deploy`: its options are the command's own.
 pub(crate) use crate::commands::deploy::Options as DeployArgs;
-

@@ -19,7 +19,7 @@ mod table;
 use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
 use crate::cli::{CertArgs, DeployArgs, PackageArgs, SignArgs};
-use crate::commands::{bench, build, clean, completions, emulate, lint, test};
+use crate::commands::{bench, build, clean, completions, emulate, lint, new, test};
 use crate::deploy::{Install, Target};
 
 use complete::{Shell, script as completion_script};
@@ -53,6 +53,8 @@ pub(crate) enum Command {
     Bench(bench::Options),
     /// `completions`
     Completions(completions::Options),
+    /// `new`
+    New(new::Options),
 }
 
 /// Parses the arguments after `cargo xtask`.
@@ -124,6 +126,24 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
                 [] => bail!("completions: name the shell: bash, zsh or fish"),
                 [_, extra, ..] => bail!("unexpected argument `{extra}` (see --help)"),
             },
+        }),
+        "new" => Command::New(new::Options {
+            name: match m.positional.as_slice() {
+                [one] => one.clone(),
+                _ => bail!(
+                    "new: give exactly one NAME (e.g. cargo xtask new my-filter --from cm-filter)"
+                ),
+            },
+            from: m.value("--from").ok_or_else(|| {
+                Error::new(
+                    "new: --from TEMPLATE is required \
+                     (ex-callback|cm-filter|pnp-notify|wfp-callout|wfp-callout-wdm)"
+                        .to_owned(),
+                )
+            })?,
+            path: m.value("--path").map(Into::into),
+            altitude: m.value("--altitude"),
+            dry_run: m.flag("--dry-run"),
         }),
         other => unreachable!("`{other}` is in the table but has no Options"),
     })

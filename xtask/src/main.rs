@@ -4,7 +4,7 @@
 //! |--------------|-------------------------------------------|-------------------------------------------------------|
 //! | command line | `flags` (+ `flags/`)                      | the one table: parser, `--help`, README synopsis, completions |
 //! | commands     | `commands::*` (+ `cli`, `deploy`, `packaging` run functions, being moved) | one module per command: its `Options` and `run` |
-//! | libraries    | `image`, `emulator`, `packaging`, `deploy` | kernel images and their lint; the emulated kernel; test signing and packages; deploy to a VM |
+//! | libraries    | `image`, `emulator`, `packaging`, `deploy`, `template` | kernel images and their lint; the emulated kernel; test signing and packages; deploy to a VM; drivers copied from a sample and the workspace identity check |
 //! | foundation   | `base`                                    | errors, files, paths, processes, the workspace, the toolchain |
 //!
 //! A layer imports only the layers below it; the libraries never import the command line or the
@@ -19,6 +19,7 @@ mod emulator;
 mod flags;
 mod image;
 mod packaging;
+mod template;
 
 use std::process::ExitCode;
 
@@ -64,5 +65,6 @@ fn dispatch(ws: &Workspace, command: Command) -> base::error::Result<()> {
         Command::Clean(opts) => commands::clean::run(ws, &opts),
         Command::Bench(opts) => commands::bench::run(ws, &opts),
         Command::Completions(opts) => commands::completions::run(ws, &opts),
+        Command::New(opts) => commands::new::run(ws, &opts),
     }
 }

@@ -8,6 +8,7 @@ use crate::base::error::{Result, bail};
 use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::workspace::{Driver, Workspace};
 use crate::image::lint::{self, Violation};
+use crate::template::identity;
 
 /// One image to lint, and what the lint said.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub(crate) struct Options {
 /// The `lint` command.
 pub(crate) fn run(ws: &Workspace, args: &Options) -> Result<()> {
     let targets: Vec<(PathBuf, Arch)> = if args.files.is_empty() {
+        // The workspace's drivers first: no two may share a name Windows keeps one of.
+        check_identities(ws)?;
         let drivers = ws.select(&args.packages)?;
         placed_images(ws, &drivers, &args.arches, &[args.profile])?
     } else {
@@ -63,6 +66,17 @@ pub(crate) fn run(ws: &Workspace, args: &Options) -> Result<()> {
     if failed > 0 {
         bail!("lint: {failed} of {} image(s) failed", linted.len());
     }
+    Ok(())
+}
+
+/// The workspace identity check (`template::identity`): prints how many names it read.
+pub fn check_identities(ws: &Workspace) -> Result<()> {
+    let sources = identity::sources(&ws.drivers);
+    let n = identity::check(&ws.root, &sources)?;
+    eprintln!(
+        "identities: {n} names in {} driver folders, none shared",
+        sources.len()
+    );
     Ok(())
 }
 

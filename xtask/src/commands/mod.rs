@@ -5,11 +5,14 @@
 
 pub(crate) mod bench;
 pub(crate) mod build;
+#[cfg(test)]
+mod cargo_make;
 pub(crate) mod clean;
 pub(crate) mod completions;
-pub(crate) mod emulate;
 pub(crate) mod deploy;
+pub(crate) mod emulate;
 pub(crate) mod lint;
+pub(crate) mod new;
 #[cfg(test)]
 mod report_docs;
 pub(crate) mod test;

@@ -86,6 +86,14 @@ pub(crate) const ARCH_SELECTION: &[&str] = &["x64", "arm64", "all"];
 pub(crate) const ARCH_ONE: &[&str] = &["x64", "arm64"];
 /// The shells `completions` writes for.
 pub(crate) const SHELLS: &[&str] = &["bash", "zsh", "fish"];
+/// The samples `new --from` copies.
+pub(crate) const TEMPLATES: &[&str] = &[
+    "ex-callback",
+    "cm-filter",
+    "pnp-notify",
+    "wfp-callout",
+    "wfp-callout-wdm",
+];
 
 const RELEASE: Opt = Opt {
     long: "--release",
@@ -440,6 +448,52 @@ Marks OVER BUDGET; exits non-zero only if a measurement could not be made.",
             ..JSON
         }],
         positional: None,
+    },
+    CommandSpec {
+        name: "new",
+        summary: "a new driver copied from a sample, with fresh names, tags, GUIDs and altitude",
+        title: "a new driver crate, copied from a sample, with fresh identities",
+        usage: &[
+            "new NAME --from ex-callback|cm-filter|pnp-notify|wfp-callout|wfp-callout-wdm [--path DIR] [--altitude N] [--dry-run]",
+        ],
+        about: "\
+Copies the sample's crate (sources, NAME.inx, scenario.toml, deploy.toml, README) and its mutations
+(xtask/mutations/) with every name Windows keeps one of made fresh, consistently in every file: the
+crate, image and log prefix (NAME), the service (NAME in PascalCase), pool tags unused by any
+workspace driver, the callback object and demo key, new random WFP GUIDs, and cm-filter's altitude
+(--altitude, or the first free one of 385210..385298). Prints what it chose. The lessons, comments
+and teardown stay; the new README says what to change first. wfp-callout makes NAME (KMDF) and its
+WDM variant NAME-wdm; wfp-callout-wdm makes the WDM build alone.
+
+NAME: lower-case letters, digits and single hyphens, starting with a letter, at most 32 characters,
+not a workspace driver's name or folder. Bad input is refused with nothing written.",
+        options: &[
+            valued(
+                "--from",
+                "TEMPLATE",
+                Values::Choices(TEMPLATES),
+                "the sample to copy",
+            ),
+            valued(
+                "--path",
+                "DIR",
+                Values::Dir,
+                "a standalone workspace in DIR (which must not exist): the workspace's tracked files plus the new driver, with a git repository initialised; its README's two commands work there",
+            ),
+            valued(
+                "--altitude",
+                "N",
+                Values::Text,
+                "the registry filter's altitude (cm-filter only); refused if a driver uses it",
+            ),
+            flag(
+                "--dry-run",
+                "print the choices and the files, write nothing",
+            ),
+        ],
+        positional: Some(Positional {
+            values: Values::Text,
+        }),
     },
     CommandSpec {
         name: "clean",

@@ -22,7 +22,9 @@
 //!    must be caught;
 //! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
 //!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
-//! 10. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
+//! 10. `templates`: `cargo xtask new` on every template in a scratch copy (`templates`): fresh
+//!     identities, each new driver built for x64 and passing its scenario (not with `-p`);
+//! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 
@@ -32,6 +34,7 @@ pub(crate) mod gate;
 pub(crate) mod mutations;
 pub(crate) mod scratch;
 mod summary;
+mod templates;
 mod tidy;
 mod tidy_layers;
 pub(crate) mod verify;
@@ -58,7 +61,7 @@ pub(crate) use summary::TestReport;
 use summary::{Tally, final_line, write_summary};
 
 /// The stages, in the order they run: name and title.
-pub const STAGES: [(&str, &str); 10] = [
+pub const STAGES: [(&str, &str); 11] = [
     (
         "toolchain",
         "the pinned toolchain: Windows targets, clippy, rustfmt (installed where missing)",
@@ -88,6 +91,10 @@ pub const STAGES: [(&str, &str); 10] = [
     (
         "mutations",
         "mutations: each README lesson broken in a copy of its driver must be caught by its rule",
+    ),
+    (
+        "templates",
+        "cargo xtask new: a driver made from each template, in a scratch copy: fresh identities, x64 build, emulated",
     ),
     (
         "deploy",
@@ -217,6 +224,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
         emulated::check_mutations(ws, &drivers, &mut t);
+    }
+    if wants("templates") {
+        header("templates");
+        templates::check(ws, packages, &mut t);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
@@ -374,6 +385,10 @@ fn build_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) -> Vec<Built>
 
 /// The placed images, read again as `cargo xtask lint` reads them.
 fn lint_stage(ws: &Workspace, built: &[Built], t: &mut Tally) {
+    match lint_images::check_identities(ws) {
+        Ok(()) => t.record(true, "workspace identities: none shared"),
+        Err(e) => t.record(false, e.to_string()),
+    }
     let images: Vec<_> = built
         .iter()
         .filter_map(|b| b.result.as_ref().ok().map(|p| (p.clone(), b.arch)))

@@ -1,0 +1,112 @@
+//! `cargo xtask new NAME --from TEMPLATE`: a new driver crate copied from a sample, with fresh
+//! identities (`template::generate`), in this workspace or a standalone one (`--path`).
+
+use std::path::PathBuf;
+
+use crate::base::error::Result;
+use crate::base::workspace::Workspace;
+use crate::template::generate::{self, Template};
+use crate::template::{identity, write};
+
+/// `cargo xtask new`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub(crate) struct Options {
+    /// The new driver's name (crate, image, log prefix; its service name in PascalCase).
+    pub name: String,
+    /// `--from`: the sample it is made from.
+    pub from: String,
+    /// `--path DIR`: a standalone workspace there instead of a member of this one.
+    pub path: Option<PathBuf>,
+    /// `--altitude N`: the registry filter's altitude (cm-filter only).
+    pub altitude: Option<String>,
+    /// `--dry-run`: print what would be chosen and written, write nothing.
+    pub dry_run: bool,
+}
+
+/// The `new` command.
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let template = Template::parse(&opts.from)?;
+    generate::check_name(&opts.name)?;
+    // wfp-callout's copy also makes a WDM variant, `NAME-wdm`.
+    let mut names = vec![opts.name.clone()];
+    if template == Template::WfpCallout {
+        names.push(format!("{}-wdm", opts.name));
+    }
+    for name in &names {
+        if let Some(taken) = ws
+            .drivers
+            .iter()
+            .find(|d| d.name == *name || d.variant.as_ref().is_some_and(|v| v.package == *name))
+        {
+            crate::base::error::bail!(
+                "`{name}` is taken: the workspace has a driver of that name ({}); choose another name",
+                taken.dir.display()
+            );
+        }
+    }
+    let sources = identity::sources(&ws.drivers);
+    let generated = generate::generate(
+        &ws.root,
+        &sources,
+        template,
+        &opts.name,
+        opts.altitude.as_deref(),
+        &mut rand_core::OsRng,
+    )?;
+    match &opts.path {
+        None => write::check_free(&ws.root, &generated)?,
+        Some(dir) if dir.exists() => crate::base::error::bail!(
+            "{} exists: give --path a folder that does not exist yet (nothing was written)",
+            dir.display()
+        ),
+        Some(_) => {}
+    }
+    print!("{}", describe(&generated, template));
+    if opts.dry_run {
+        println!("--dry-run: nothing written");
+        return Ok(());
+    }
+    let name = &opts.name;
+    match &opts.path {
+        None => {
+            write::write(&ws.root, &generated, &sources)?;
+            println!(
+                "wrote {name}/ and its mutations, added `{name}` to the workspace members\n\
+                 next: cargo xtask emulate {name}   (then cargo xtask test -p {name})"
+            );
+        }
+        Some(dir) => {
+            write::write_standalone(&ws.root, dir, &generated, &sources)?;
+            println!(
+                "wrote the standalone workspace {} (git initialised, files added, not committed)\n\
+                 next: cd {} && cargo xtask deploy && cargo xtask test",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What `new` chose and will write.
+fn describe(generated: &generate::Generated, template: Template) -> String {
+    use std::fmt::Write;
+    let c = &generated.choices;
+    let mut s = format!(
+        "new driver `{}` from {} (service `{}`)\n",
+        c.name,
+        template.name(),
+        c.service
+    );
+    if let Some((v, vs)) = &c.variant {
+        let _ = writeln!(s, "  its WDM variant: `{v}` (service `{vs}`)");
+    }
+    for (what, old, new) in &c.replaced {
+        let _ = writeln!(s, "  {what:<22} {old}  ->  {new}");
+    }
+    let _ = writeln!(s, "  files:");
+    for (path, bytes) in &generated.files {
+        let _ = writeln!(s, "    {} ({} bytes)", path.display(), bytes.len());
+    }
+    s
+}

@@ -1,0 +1,6 @@
+//! Driver templates: the workspace identity check (`identity`) and `cargo xtask new`'s copy of a
+//! driver with fresh identities. A library: it never reads the command line.
+
+pub(crate) mod generate;
+pub(crate) mod identity;
+pub(crate) mod write;
