@@ -1,11 +1,8 @@
-//! The options of the commands whose modules are being moved out (issue #15): `cert`, `sign`,
-//! `package` (to `commands/{cert,sign,package}.rs`) and `deploy` (to `commands/deploy.rs`).
+//! The options of the commands whose modules are being moved out (issue #15): `cert`, `sign` and
+//! `package` (to `commands/{cert,sign,package}.rs`, with the packaging library's crate).
 //! The command line itself is `crate::flags`, which fills these in.
 
 use crate::base::layout::{Arch, Profile};
-
-/// `cargo xtask build`'s options, under the name `deploy` still uses.
-pub(crate) use crate::commands::build::Options as BuildArgs;
 
 /// `cargo xtask cert`.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +44,3 @@ pub struct PackageArgs {
     /// `--json`.
     pub json: bool,
 }
-
-/// `cargo xtask deploy`: its options are the command's own.
-pub(crate) use crate::commands::deploy::Options as DeployArgs;

@@ -11,6 +11,8 @@
 //! This module turns a parsed line into the `Options` of a command (`crate::commands::*`); the
 //! commands and the libraries never see the command line.
 
+#[cfg(test)]
+mod cargo_make;
 mod complete;
 mod help;
 mod parse;
@@ -18,7 +20,8 @@ mod table;
 
 use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
-use crate::cli::{CertArgs, DeployArgs, PackageArgs, SignArgs};
+use crate::cli::{CertArgs, PackageArgs, SignArgs};
+use crate::commands::deploy::Options as DeployArgs;
 use crate::commands::{bench, build, clean, completions, emulate, lint, new, test};
 use crate::deploy::{Install, Target};
 

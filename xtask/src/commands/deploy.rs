@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
 use crate::base::workspace::Workspace;
-use crate::cli::{BuildArgs, PackageArgs};
+use crate::cli::PackageArgs;
+use crate::commands::build::Options as BuildArgs;
 use crate::deploy::{self, Install, REMOTE_DIR, Target, exec, plan, probe, report, transport};
 use crate::emulator::emulate;
 

@@ -5,8 +5,6 @@
 
 pub(crate) mod bench;
 pub(crate) mod build;
-#[cfg(test)]
-mod cargo_make;
 pub(crate) mod clean;
 pub(crate) mod completions;
 pub(crate) mod deploy;

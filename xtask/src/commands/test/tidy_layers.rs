@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("emulator", 1),
     ("packaging", 1),
     ("deploy", 1),
+    ("template", 1),
     ("commands", 2),
     ("cli", 2),
     ("flags", 3),
@@ -28,12 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// Edges that break the rules today and are being removed by the rest of issue #15: the
 /// command runs still in the libraries take the command line's options (`cli`) and call commands.
-const ALLOWED: &[(&str, &str)] = &[
-    ("deploy", "cli"),
-    ("deploy", "commands"),
-    ("packaging", "cli"),
-    ("packaging", "commands"),
-];
+const ALLOWED: &[(&str, &str)] = &[("packaging", "cli"), ("packaging", "commands")];
 
 /// The top-level modules a source refers to with `crate::NAME` (comments excluded).
 fn references(source: &str) -> BTreeSet<String> {

@@ -1,7 +1,7 @@
 //! The root `Makefile.toml` (cargo-make) mirrors the xtask commands: every task runs
 //! `cargo xtask <its name> ${@}`, and every command but `help` has its task. Tests only.
 
-use crate::cli::COMMANDS;
+use super::table::COMMANDS;
 
 /// What is wrong with a `Makefile.toml`'s tasks: a task that is not `cargo xtask <COMMAND>
 /// ${@}` for an existing command, or a command without its task.
