@@ -47,16 +47,27 @@ fn documented(page: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn page(name: &str) -> String {
+/// The text of docs/reports/NAME.
+pub(crate) fn page(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     std::fs::read_to_string(root.join("docs/reports").join(name))
         .unwrap_or_else(|e| panic!("docs/reports/{name}: {e}"))
 }
 
-/// The differences between what `sample` serializes and what the page documents.
-fn mismatch(sample: &impl serde::Serialize, page_text: &str) -> (Vec<String>, Vec<String>) {
+/// The differences between what `sample` serializes and what the page documents: the fields it
+/// writes that the page does not name, and those the page names that it does not write.
+pub(crate) fn mismatch(
+    sample: &impl serde::Serialize,
+    page_text: &str,
+) -> (Vec<String>, Vec<String>) {
     let v = serde_json::to_value(sample).unwrap();
     assert_eq!(v["schema"], 1, "the first field is the schema version");
+    assert!(
+        serde_json::to_string(sample)
+            .unwrap()
+            .starts_with("{\"schema\":1"),
+        "`schema` must be the first field"
+    );
     let mut serialized = BTreeSet::new();
     paths(&v, "", &mut serialized);
     let docs = documented(page_text);

@@ -3,80 +3,23 @@
 //! (a failure, a skipped step, events and probes) and the plans of both transports with a
 //! snapshot (guest, host, upload and wait steps).
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
-use serde_json::Value;
-
 use super::{DeployReport, DryRunReport};
+use crate::commands::report_docs::{mismatch, page};
 use crate::deploy::plan::tests::cm_filter;
 use crate::deploy::plan::{self, Options, Via};
 use crate::deploy::transport::{HyperV, Ssh};
 use crate::deploy::{exec, report};
 
-/// Every field path of `v`: `a`, `a[].b`, ... (arrays contribute their elements' fields).
-fn paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.insert(path.clone());
-                paths(child, &path, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                paths(item, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The field paths a page documents: the first cell of each row of its tables, in backquotes.
-fn documented(page: &str) -> BTreeSet<String> {
-    page.lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The part of docs/reports/deploy.md under the heading that starts with `heading`, up to the
 /// next heading of the same level.
 fn section(heading: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let page = std::fs::read_to_string(root.join("docs/reports/deploy.md"))
-        .expect("docs/reports/deploy.md");
+    let page = page("deploy.md");
     let start = page
         .find(&format!("\n## {heading}"))
         .unwrap_or_else(|| panic!("docs/reports/deploy.md has no `## {heading}`"));
     let rest = &page[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
     rest[..end].to_owned()
-}
-
-/// The fields `sample` writes that `page` does not name, and those it names that are not written.
-fn mismatch(sample: &impl serde::Serialize, page: &str) -> (Vec<String>, Vec<String>) {
-    let v = serde_json::to_value(sample).unwrap();
-    assert_eq!(v["schema"], 1, "the first field is the schema version");
-    assert!(
-        serde_json::to_string(sample)
-            .unwrap()
-            .starts_with("{\"schema\":1"),
-        "`schema` must be the first field"
-    );
-    let mut written = BTreeSet::new();
-    paths(&v, "", &mut written);
-    let docs = documented(page);
-    (
-        written.difference(&docs).cloned().collect(),
-        docs.difference(&written).cloned().collect(),
-    )
 }
 
 fn report_sample() -> DeployReport {
