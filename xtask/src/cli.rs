@@ -74,45 +74,13 @@ pub struct EmulateArgs {
 }
 
 /// `cargo xtask cert`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CertArgs {
-    /// `--new` (else `--show`, the default).
-    pub new: bool,
-    /// `--json`.
-    pub json: bool,
-    /// `--cert-dir`.
-    pub cert_dir: Option<std::path::PathBuf>,
-}
+pub(crate) use crate::commands::cert::Options as CertArgs;
 
 /// `cargo xtask sign`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct SignArgs {
-    /// `-p NAME`...; empty = every driver.
-    pub packages: Vec<String>,
-    /// `--arch`; default x64.
-    pub arches: Vec<Arch>,
-    /// `--release`.
-    pub profile: Profile,
-    /// `--cert-dir`.
-    pub cert_dir: Option<std::path::PathBuf>,
-    /// Explicit images to sign instead of the placed ones.
-    pub files: Vec<std::path::PathBuf>,
-}
+pub(crate) use crate::commands::sign::Options as SignArgs;
 
 /// `cargo xtask package`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PackageArgs {
-    /// `-p NAME`...; empty = every driver.
-    pub packages: Vec<String>,
-    /// `--arch`; default x64.
-    pub arches: Vec<Arch>,
-    /// `--release`.
-    pub profile: Profile,
-    /// `--cert-dir`.
-    pub cert_dir: Option<std::path::PathBuf>,
-    /// `--json`.
-    pub json: bool,
-}
+pub(crate) use crate::commands::package::Options as PackageArgs;
 
 /// `cargo xtask deploy`.
 #[derive(Debug, PartialEq, Eq)]
@@ -559,7 +527,7 @@ impl Parser {
 
     fn arches(&mut self) -> Result<Vec<Arch>> {
         match self.value(&["--arch"])? {
-            Some(v) => Arch::parse_selection(&v),
+            Some(v) => Ok(Arch::parse_selection(&v)?),
             None => Ok(vec![Arch::X64]),
         }
     }

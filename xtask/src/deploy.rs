@@ -191,7 +191,7 @@ fn run_emu(ws: &Workspace, args: &DeployArgs) -> Result<()> {
             }
             Step::Package => {
                 eprintln!("==> [{n}/{total}] sign and package ({}, x64)", args.profile);
-                crate::packaging::package::run(
+                crate::commands::package::run(
                     ws,
                     &PackageArgs {
                         packages: names.clone(),
@@ -267,7 +267,7 @@ pub fn suite_checks(
             "deploy plans of {} (ssh and hyperv, sc and inf installs) from its package",
             d.name
         );
-        if !dir.join(crate::packaging::package::MANIFEST).is_file() {
+        if !dir.join(driver_package::package::MANIFEST).is_file() {
             println!(
                 "  no package of {} to plan from (its packaging failure is counted above)",
                 d.name
@@ -466,7 +466,7 @@ fn hyperv_credential(args: &DeployArgs, vm: &str) -> String {
     if let Some(c) = &args.hyperv_credential {
         return c.to_string_lossy().into_owned();
     }
-    let dir = crate::packaging::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
+    let dir = driver_package::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
     dir.join(format!("hyperv-{vm}.xml"))
         .to_string_lossy()
         .into_owned()
@@ -559,7 +559,7 @@ fn run_vms(ws: &Workspace, args: &DeployArgs, targets: &[&Target]) -> Result<()>
         },
     )?;
     eprintln!("==> sign and package ({}, {})", args.profile, args.arch);
-    crate::packaging::package::run(
+    crate::commands::package::run(
         ws,
         &PackageArgs {
             packages: names,

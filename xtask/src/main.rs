@@ -36,7 +36,6 @@ mod commands;
 mod deploy;
 mod emulator;
 mod image;
-mod packaging;
 
 use std::process::ExitCode;
 
@@ -61,7 +60,7 @@ fn run() -> base::error::Result<()> {
     }
     // The certificate needs no workspace.
     if let Command::Cert(args) = &command {
-        return packaging::cert::run(args);
+        return commands::cert::run(args);
     }
     let ws = Workspace::load()?;
     match command {
@@ -69,9 +68,9 @@ fn run() -> base::error::Result<()> {
         Command::Build(args) => commands::build::run(&ws, &args),
         Command::Lint(args) => commands::lint::run(&ws, &args),
         Command::Emulate(args) => emulator::emulate::run(&ws, &args),
-        Command::Cert(args) => packaging::cert::run(&args),
-        Command::Sign(args) => packaging::sign::run(&ws, &args),
-        Command::Package(args) => packaging::package::run(&ws, &args),
+        Command::Cert(args) => commands::cert::run(&args),
+        Command::Sign(args) => commands::sign::run(&ws, &args),
+        Command::Package(args) => commands::package::run(&ws, &args),
         Command::Deploy(args) => deploy::run(&ws, &args),
         Command::Test(args) => commands::test::run(&ws, &args.stages, &args.packages),
         Command::Clean(args) => commands::clean::run(&ws.layout, args.all),

@@ -24,7 +24,7 @@ use super::ps::{self, quote};
 use super::transport::{HyperV, Transport, Upload};
 use crate::base::error::{Context, Result, bail};
 use crate::base::layout::Arch;
-use crate::packaging::inf;
+use driver_package::inf;
 
 /// How the service is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub fn write_helpers(dir: &Path) -> Result<()> {
 /// The helpers' SHA-256, upper-case hex, as the copy check compares it.
 pub fn helpers_sha256() -> String {
     use sha2::{Digest, Sha256};
-    crate::packaging::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
+    driver_package::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
 }
 
 /// The default `--remote-dir`.
@@ -154,7 +154,7 @@ pub struct Package {
 impl Package {
     /// Reads the package in `dir` (its manifest and INF) and the driver's probe in `driver_dir`.
     pub fn read(dir: &Path, driver_dir: &Path, arch: Arch) -> Result<Self> {
-        let manifest_path = dir.join(crate::packaging::package::MANIFEST);
+        let manifest_path = dir.join(driver_package::package::MANIFEST);
         let manifest: Value = serde_json::from_slice(
             &std::fs::read(&manifest_path)
                 .with_context(|| format!("reading {}", manifest_path.display()))?,
@@ -206,7 +206,7 @@ impl Package {
             dir: dir.to_path_buf(),
             files,
             thumbprint: thumbprint.to_ascii_uppercase(),
-            cert_file: crate::packaging::cert::CERT_FILE.to_owned(),
+            cert_file: driver_package::cert::CERT_FILE.to_owned(),
             service_values,
             probe: probe::load(driver_dir)?,
         })
@@ -1318,7 +1318,7 @@ pub mod tests {
                 ("cm-filter.sys".into(), "AB".repeat(32)),
             ],
             thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-            cert_file: crate::packaging::cert::CERT_FILE.into(),
+            cert_file: driver_package::cert::CERT_FILE.into(),
             service_values,
             probe: probe::parse_probe(include_str!("../../../cm-filter/deploy.toml")).unwrap(),
         }
@@ -1335,7 +1335,7 @@ pub mod tests {
             dir: "/home/me/drivers/target/packages/x64/debug/ex-callback".into(),
             files: vec![("ex-callback.sys".into(), "CD".repeat(32))],
             thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-            cert_file: crate::packaging::cert::CERT_FILE.into(),
+            cert_file: driver_package::cert::CERT_FILE.into(),
             service_values,
             probe: probe::parse_probe(include_str!("../../../ex-callback/deploy.toml")).unwrap(),
         }

@@ -44,11 +44,11 @@ use crate::base::toolchain::{self, Component};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
+use crate::commands::package;
+use crate::commands::sign;
 use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
 use crate::emulator::venv;
-use crate::packaging::cert;
-use crate::packaging::package;
-use crate::packaging::sign;
+use driver_package::cert;
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -406,7 +406,9 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
     };
     let scratch = ws.layout.sign_check_dir();
     let pem = scratch.join("test-certificate.pem");
-    if let Err(e) = cert::to_pem(&signer.cert).and_then(|p| files::write_atomic(&pem, p.as_bytes()))
+    if let Err(e) = cert::to_pem(&signer.cert)
+        .map_err(crate::base::error::Error::from)
+        .and_then(|p| files::write_atomic(&pem, p.as_bytes()))
     {
         return t.record(false, format!("writing {}: {e}", pem.display()));
     }

@@ -27,7 +27,7 @@ use x509_cert::Certificate;
 use x509_cert::attr::Attribute;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
-use crate::base::error::{Context, Error, Result, bail};
+use crate::error::{Context, Error, Result, bail};
 
 /// The object identifiers used by Authenticode and catalogs.
 pub mod oid {
@@ -162,6 +162,7 @@ pub fn pe_image_data(flags: &[u8], unused_bits: u8) -> Result<SpcAttributeTypeAn
 
 /// An algorithm identifier with NULL parameters (how signtool and makecat write SHA-256 and
 /// rsaEncryption).
+#[must_use]
 pub fn algorithm(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
         oid,
