@@ -8,8 +8,8 @@
 //! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
 //!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
 //!    on code broken on purpose, which must fail;
-//! 3. `host`: host unit tests (`cargo test -p common -p xtask`, and the harness's
-//!    `xtask/emu/tests`);
+//! 3. `host`: host unit tests (`cargo test -p common -p driver-package -p xtask`, and the
+//!    harness's `xtask/emu/tests`);
 //! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
 //!    lint gate);
 //! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
@@ -91,7 +91,10 @@ pub const STAGES: [(&str, &str); 10] = [
         "gate",
         "the code's own rules: rustfmt, clippy (warnings denied), ruff; and code broken on purpose",
     ),
-    ("host", "host unit tests: cargo test -p common -p xtask"),
+    (
+        "host",
+        "host unit tests: cargo test -p common -p driver-package -p xtask",
+    ),
     (
         "build",
         "build every driver: x64 and arm64, debug and release (each image linted)",
@@ -303,7 +306,7 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
         .iter()
         .filter(|d| packages.is_empty() || packages.contains(&d.name))
         .collect();
-    for run in gate::clippy_runs(&["common", "xtask"], &all) {
+    for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
         eprintln!("  {}...", run.describe());
         t.result(
             format!("{} -- -D warnings", run.describe()),
@@ -331,16 +334,24 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
     }
 }
 
-/// `cargo test -p common -p xtask`, then the harness's own unit tests (its models' documented
-/// rules) with the venv's Python.
+/// `cargo test -p common -p driver-package -p xtask`, then the harness's own unit tests (its
+/// models' documented rules) with the venv's Python.
 fn host_tests(ws: &Workspace, t: &mut Tally) {
     let status = Command::new(cargo())
-        .args(["test", "-p", "common", "-p", "xtask"])
+        .args([
+            "test",
+            "-p",
+            "common",
+            "-p",
+            "driver-package",
+            "-p",
+            "xtask",
+        ])
         .current_dir(&ws.root)
         .status();
     t.record(
         status.is_ok_and(|s| s.success()),
-        "host unit tests (cargo test -p common -p xtask)",
+        "host unit tests (cargo test -p common -p driver-package -p xtask)",
     );
     let harness_tests = ws.root.join("xtask").join("emu").join("tests");
     if !harness_tests.is_dir() {
