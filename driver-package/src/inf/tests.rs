@@ -1,5 +1,6 @@
 //! The INF reader, stamper and checker, on the primitive `.inx` in `testdata/`.
 
+use super::check::percent_tokens;
 use super::*;
 
 const GOOD: &str = include_str!("../../testdata/primitive.inx");
