@@ -8,8 +8,8 @@
 //!   whose members are identified by their raw SHA-256 (makecat's `CatalogVersion=2`);
 //! - one member per file, sorted by identifier bytes, with the attributes:
 //!   SPC_INDIRECT_DATA (the hash: Authenticode for the `.sys` with SpcPeImageData flags `05 A0`
-//!   and "<<<Obsolete>>>", the plain file hash for the `.inf` with type 1.3.6.1.4.1.311.2.1.25 and
-//!   an empty file link), CAT_MEMBERINFO2 (`[0]` PE, `[2]` flat), and the name/values `File` and
+//!   and `"<<<Obsolete>>>"`, the plain file hash for the `.inf` with type
+//!   1.3.6.1.4.1.311.2.1.25 and an empty file link), CAT_MEMBERINFO2 (`[0]` PE, `[2]` flat), and the name/values `File` and
 //!   `OSAttr` = `2:10.0` (flags 0x10010001: authenticated, ASCII data and name);
 //! - for each file also the SHA-1 "compatibility" member makecat adds to version 2 catalogs: the
 //!   raw SHA-1 (Authenticode SHA-1 for the image) with CAT_MEMBERINFO2 and the same name/values;

@@ -12,7 +12,7 @@
 //!
 //! [`make_inf`] checks the `.inx` (encoding, syntax, the primitive-driver form, each problem with
 //! its line) before stamping it; [`assemble`] makes the catalog and the manifest in memory;
-//! [`write`] assembles the folder beside its destination and renames it into place whole
+//! [`write()`] assembles the folder beside its destination and renames it into place whole
 //! ([`files::replace_dir`]): a failure leaves the previous package as it was.
 //!
 //! The date in `DriverVer` and the catalog's thisUpdate come from [`build_time`]: the current UTC

@@ -134,7 +134,7 @@ mod choices {
 pub struct SpcPeImageData {
     /// `SpcPeImageFlags`.
     pub flags: BitString,
-    /// `[0] EXPLICIT SpcLink`: `file` "<<<Obsolete>>>" when there are no page hashes.
+    /// `[0] EXPLICIT SpcLink`: `file` `"<<<Obsolete>>>"` when there are no page hashes.
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     pub file: Option<SpcLink>,
 }
