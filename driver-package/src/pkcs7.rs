@@ -199,6 +199,18 @@ pub struct Signer {
     pub cert: Certificate,
 }
 
+/// Shows the certificate's subject and serial, never the key.
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tbs = &self.cert.tbs_certificate;
+        f.debug_struct("Signer")
+            .field("subject", &tbs.subject.to_string())
+            .field("serial", &tbs.serial_number.to_string())
+            .field("key", &"<RSA private key>")
+            .finish()
+    }
+}
+
 impl Signer {
     /// A PKCS#1 v1.5 SHA-256 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {

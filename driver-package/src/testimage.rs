@@ -1,6 +1,7 @@
 //! Synthetic PE32+ images for the tests: headers, one `.text` section, a valid checksum.
 
-use crate::pe::pe_checksum;
+// `super::pe`: the crate's module in unit tests, a re-export in the integration tests.
+use super::pe::pe_checksum;
 
 const PE: usize = 0x80;
 const OPTIONAL: usize = PE + 4 + 20;
