@@ -11,7 +11,7 @@ use crate::base::error::{Context, Result, bail};
 
 /// `cargo xtask cert`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// `--new` (else `--show`, the default).
     pub new: bool,
     /// `--json`.
@@ -47,7 +47,7 @@ impl CertReport {
 }
 
 /// The `cert` command.
-pub fn run(opts: &Options) -> Result<()> {
+pub(crate) fn run(opts: &Options) -> Result<()> {
     let dir = cert::cert_dir(opts.cert_dir.as_deref())?;
     let files = CertFiles::in_dir(&dir);
     let signer = if opts.new {

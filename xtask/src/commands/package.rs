@@ -31,7 +31,7 @@ use crate::commands::sign;
 
 /// `cargo xtask package`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// `-p NAME`...; empty = every driver.
     pub packages: Vec<String>,
     /// `--arch`; default x64.
@@ -114,7 +114,7 @@ impl PackageReport {
 }
 
 /// The `package` command.
-pub fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let drivers = ws.select(&opts.packages)?;
     let signer = sign::signer(opts.cert_dir.as_deref())?;
     let made = package(ws, &drivers, &opts.arches, opts.profile, &signer)?;

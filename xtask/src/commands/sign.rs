@@ -20,7 +20,7 @@ use crate::image::pe::PeImage;
 
 /// `cargo xtask sign`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// `-p NAME`...; empty = every driver.
     pub packages: Vec<String>,
     /// `--arch`; default x64.
@@ -82,7 +82,7 @@ pub fn sign_file(path: &Path, arch: Option<Arch>, signer: &Signer) -> Result<()>
 }
 
 /// The `sign` command.
-pub fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let targets: Vec<(PathBuf, Option<Arch>)> = if opts.files.is_empty() {
         let drivers = ws.select(&opts.packages)?;
         lint_images::placed_images(ws, &drivers, &opts.arches, &[opts.profile])?
