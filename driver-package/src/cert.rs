@@ -41,6 +41,9 @@ use crate::error::{Context, Error, Result, bail};
 use crate::files;
 use crate::pkcs7::{self, Signer, algorithm, oid};
 
+/// The command that replaces the pair, which every error that needs a new pair names: the driver
+/// samples' tool. (In code: [`create`] replaces the pair in a folder.)
+pub const RENEW: &str = "cargo xtask cert --new";
 /// The certificate's subject.
 pub const SUBJECT: &str = "CN=Windows Callback Driver Samples Test Signing \u{2014} not for production,O=Windows Callback Driver Samples";
 /// The private key's file name in the certificate folder.
@@ -124,12 +127,18 @@ pub fn create(dir: &Path, now: SystemTime) -> Result<Signer> {
     Ok(signer)
 }
 
-/// A new key and certificate valid for `validity` from `now`, in memory only (nothing is
-/// stored): for tests and one-off signing.
+/// A new key and certificate (subject [`SUBJECT`]) valid for `validity` from `now`, in memory
+/// only (nothing is stored): for tests and one-off signing.
 pub fn generate(now: SystemTime, validity: Duration) -> Result<Signer> {
+    generate_as(SUBJECT, now, validity)
+}
+
+/// Like [`generate`], with the subject `subject` ([`self_signed_as`]); [`store`] writes the pair
+/// into a folder that [`load`] reads.
+pub fn generate_as(subject: &str, now: SystemTime, validity: Duration) -> Result<Signer> {
     let key =
         RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).context("generating an RSA key")?;
-    let cert = self_signed(&key, now, validity)?;
+    let cert = self_signed_as(subject, &key, now, validity)?;
     Ok(Signer { key, cert })
 }
 
@@ -161,9 +170,20 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A self-signed code-signing certificate of `key`, valid for `validity` from `now` (backdated by
-/// an hour for clock skew).
+/// A self-signed code-signing certificate of `key` with subject [`SUBJECT`], valid for
+/// `validity` from `now` (backdated by an hour for clock skew).
 pub fn self_signed(
+    key: &RsaPrivateKey,
+    now: SystemTime,
+    validity: Duration,
+) -> Result<Certificate> {
+    self_signed_as(SUBJECT, key, now, validity)
+}
+
+/// Like [`self_signed`], with the subject `subject` (an RFC 4514 name, e.g.
+/// `CN=Contoso Test Signing,O=Contoso`).
+pub fn self_signed_as(
+    subject: &str,
     key: &RsaPrivateKey,
     now: SystemTime,
     validity: Duration,
@@ -178,7 +198,8 @@ pub fn self_signed(
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut serial);
     serial[0] &= 0x7F; // positive
     serial[0] |= 0x40; // and 16 bytes long
-    let subject = Name::from_str(SUBJECT).context("encoding the subject")?;
+    let subject = Name::from_str(subject)
+        .with_context(|| format!("the subject `{subject}` is not an RFC 4514 name"))?;
     let time = |t: SystemTime| -> Result<Time> {
         Ok(Time::UtcTime(
             UtcTime::from_system_time(t).context("encoding a validity date")?,
@@ -226,7 +247,7 @@ pub fn self_signed(
 /// Reads and checks the signer in `dir` (see the module documentation), as of `now`.
 pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
     let files = CertFiles::in_dir(dir);
-    let new = "cargo xtask cert --new";
+    let new = RENEW;
     for (what, path) in [("private key", &files.key), ("certificate", &files.cert)] {
         if !path.exists() {
             bail!(
@@ -273,7 +294,7 @@ pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
 pub fn read_certificate(path: &Path) -> Result<Certificate> {
     let bytes = std::fs::read(path).map_err(|e| {
         Error::new(format!(
-            "cannot read the test certificate {}: {e}; create a new pair with `cargo xtask cert --new`",
+            "cannot read the test certificate {}: {e}; create a new pair with `{RENEW}`",
             path.display()
         ))
     })?;
@@ -285,7 +306,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate> {
     parsed.map_err(|e| {
         Error::new(format!(
             "the test certificate {} is not an X.509 certificate ({e}): create a new pair with \
-             `cargo xtask cert --new`",
+             `{RENEW}`",
             path.display()
         ))
     })
@@ -320,7 +341,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     let v = &cert.tbs_certificate.validity;
     if now > v.not_after.to_system_time() {
         bail!(
-            "the test certificate {} expired on {}: create a new one with `cargo xtask cert --new` \
+            "the test certificate {} expired on {}: create a new one with `{RENEW}` \
              (then import the new .cer on your test machines)",
             path.display(),
             v.not_after
@@ -329,7 +350,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     if now < v.not_before.to_system_time() {
         bail!(
             "the test certificate {} is not valid before {}: is this machine's clock right? \
-             If it is, create a new one with `cargo xtask cert --new`",
+             If it is, create a new one with `{RENEW}`",
             path.display(),
             v.not_before
         );
@@ -339,7 +360,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     {
         bail!(
             "the test certificate {} does not allow code signing (its extended key usage lacks \
-             1.3.6.1.5.5.7.3.3): create a new one with `cargo xtask cert --new`",
+             1.3.6.1.5.5.7.3.3): create a new one with `{RENEW}`",
             path.display()
         );
     }
@@ -526,6 +547,28 @@ pub(crate) mod tests {
         // With only the certificate there, nothing is created over it.
         assert!(load_or_create(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_can_have_its_own_subject_and_a_bad_one_is_refused() {
+        let key = test_key();
+        let now = SystemTime::now();
+        let cert = self_signed_as(
+            "CN=Contoso Test Signing,O=Contoso",
+            &key,
+            now,
+            Duration::from_hours(1),
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&cert).unwrap().subject,
+            "CN=Contoso Test Signing,O=Contoso"
+        );
+        check_usable(&cert, now, Path::new("c.cer")).unwrap();
+        let e = self_signed_as("not a name", &key, now, Duration::from_hours(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an RFC 4514 name"), "{e}");
     }
 
     #[test]
