@@ -20,8 +20,10 @@ mod table;
 
 use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
-use crate::cli::{CertArgs, PackageArgs, SignArgs};
+use crate::commands::cert::Options as CertArgs;
 use crate::commands::deploy::Options as DeployArgs;
+use crate::commands::package::Options as PackageArgs;
+use crate::commands::sign::Options as SignArgs;
 use crate::commands::{bench, build, clean, completions, emulate, lint, new, test};
 use crate::deploy::{Install, Target};
 
@@ -158,7 +160,7 @@ fn profile(m: &Matches) -> Profile {
 
 fn arches(m: &Matches) -> Result<Vec<Arch>> {
     match m.value("--arch") {
-        Some(v) => Arch::parse_selection(&v),
+        Some(v) => Ok(Arch::parse_selection(&v)?),
         None => Ok(vec![Arch::X64]),
     }
 }

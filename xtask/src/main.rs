@@ -3,8 +3,8 @@
 //! | layer        | modules                                   | what it is                                            |
 //! |--------------|-------------------------------------------|-------------------------------------------------------|
 //! | command line | `flags` (+ `flags/`)                      | the one table: parser, `--help`, README synopsis, completions |
-//! | commands     | `commands::*` (+ `cli`, `deploy`, `packaging` run functions, being moved) | one module per command: its `Options` and `run` |
-//! | libraries    | `image`, `emulator`, `packaging`, `deploy`, `template` | kernel images and their lint; the emulated kernel; test signing and packages; deploy to a VM; drivers copied from a sample and the workspace identity check |
+//! | commands     | `commands::*` | one module per command: its `Options` and `run` |
+//! | libraries    | `image`, `emulator`, `deploy`, `template` (and the `driver-package` crate) | kernel images and their lint; the emulated kernel; test signing and packages (crate); deploy to a VM; drivers copied from a sample and the workspace identity check |
 //! | foundation   | `base`                                    | errors, files, paths, processes, the workspace, the toolchain |
 //!
 //! A layer imports only the layers below it; the libraries never import the command line or the
@@ -12,13 +12,11 @@
 //! `cargo xtask --help` lists the commands.
 
 mod base;
-mod cli;
 mod commands;
 mod deploy;
 mod emulator;
 mod flags;
 mod image;
-mod packaging;
 mod template;
 
 use std::process::ExitCode;
@@ -44,7 +42,7 @@ fn run() -> base::error::Result<()> {
             Ok(())
         }
         // The certificate needs no workspace.
-        Command::Cert(opts) => packaging::cert::run(&opts),
+        Command::Cert(opts) => commands::cert::run(&opts),
         command => {
             let ws = Workspace::load()?;
             dispatch(&ws, command)
@@ -58,8 +56,8 @@ fn dispatch(ws: &Workspace, command: Command) -> base::error::Result<()> {
         Command::Build(opts) => commands::build::run(ws, &opts),
         Command::Lint(opts) => commands::lint::run(ws, &opts),
         Command::Emulate(opts) => commands::emulate::run(ws, &opts),
-        Command::Sign(opts) => packaging::sign::run(ws, &opts),
-        Command::Package(opts) => packaging::package::run(ws, &opts),
+        Command::Sign(opts) => commands::sign::run(ws, &opts),
+        Command::Package(opts) => commands::package::run(ws, &opts),
         Command::Deploy(opts) => commands::deploy::run(ws, &opts),
         Command::Test(opts) => commands::test::run(ws, &opts),
         Command::Clean(opts) => commands::clean::run(ws, &opts),

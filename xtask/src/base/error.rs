@@ -24,6 +24,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The packaging crate's errors are worded the same way (cause and fix): taken as they are.
+impl From<driver_package::Error> for Error {
+    fn from(e: driver_package::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// Return early with an [`Error`] formatted like `format!`.
 macro_rules! bail {
     ($($arg:tt)*) => {

@@ -13,67 +13,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::base::error::{Result, bail};
-
-/// A Windows architecture the drivers are built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    /// x86-64 (`x86_64-pc-windows-msvc`); the one the emulator runs.
-    X64,
-    /// ARM64 (`aarch64-pc-windows-msvc`).
-    Arm64,
-}
+/// A Windows architecture the drivers are built for: `x64` or `arm64`, with the rustc triple,
+/// the PE `Machine` and `--arch` parsing (`Arch::parse_selection`). Defined by the packaging
+/// crate, whose INFs and catalogs are per architecture.
+pub use driver_package::Arch;
 
 /// The PE `Machine` of an x64 image (Microsoft's "PE Format" page, "Machine Types"). Defined
 /// here, below the image library, which re-exports it: `base` imports no other layer.
 pub const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
 /// The PE `Machine` of an ARM64 image.
 pub const IMAGE_FILE_MACHINE_ARM64: u16 = 0xAA64;
-
-impl Arch {
-    /// Both, in build order.
-    pub const ALL: [Arch; 2] = [Arch::X64, Arch::Arm64];
-
-    /// The rustc target triple.
-    pub fn triple(self) -> &'static str {
-        match self {
-            Arch::X64 => "x86_64-pc-windows-msvc",
-            Arch::Arm64 => "aarch64-pc-windows-msvc",
-        }
-    }
-
-    /// The name used on the command line and in `target/drivers/<arch>/`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::X64 => "x64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    /// The PE `Machine` the image must declare.
-    pub fn machine(self) -> u16 {
-        match self {
-            Arch::X64 => IMAGE_FILE_MACHINE_AMD64,
-            Arch::Arm64 => IMAGE_FILE_MACHINE_ARM64,
-        }
-    }
-
-    /// Parses `--arch`: `x64`, `arm64` or `all`.
-    pub fn parse_selection(value: &str) -> Result<Vec<Arch>> {
-        Ok(match value {
-            "x64" | "amd64" | "x86_64" => vec![Arch::X64],
-            "arm64" | "aarch64" => vec![Arch::Arm64],
-            "all" => Arch::ALL.to_vec(),
-            other => bail!("unknown architecture `{other}`: use --arch x64, arm64 or all"),
-        })
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A cargo profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use serde::Serialize;
 use crate::base::error::{Error, Result, bail};
 use crate::base::layout::{Arch, Profile};
 use crate::base::workspace::Workspace;
-use crate::cli::PackageArgs;
 use crate::commands::build::Options as BuildArgs;
+use crate::commands::package::Options as PackageArgs;
 use crate::deploy::{self, Install, REMOTE_DIR, Target, exec, plan, probe, report, transport};
 use crate::emulator::emulate;
 
@@ -155,7 +155,7 @@ fn run_emu(ws: &Workspace, args: &Options) -> Result<()> {
             }
             Step::Package => {
                 eprintln!("==> [{n}/{total}] sign and package ({}, x64)", args.profile);
-                crate::packaging::package::run(
+                crate::commands::package::run(
                     ws,
                     &PackageArgs {
                         packages: names.clone(),
@@ -220,7 +220,7 @@ fn hyperv_credential(args: &Options, vm: &str) -> String {
     if let Some(c) = &args.hyperv_credential {
         return c.to_string_lossy().into_owned();
     }
-    let dir = crate::packaging::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
+    let dir = driver_package::cert::cert_dir(None).unwrap_or_else(|_| PathBuf::from("."));
     dir.join(format!("hyperv-{vm}.xml"))
         .to_string_lossy()
         .into_owned()
@@ -319,7 +319,7 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
         },
     )?;
     eprintln!("==> sign and package ({}, {})", args.profile, args.arch);
-    crate::packaging::package::run(
+    crate::commands::package::run(
         ws,
         &PackageArgs {
             packages: names,

@@ -5,14 +5,17 @@
 
 pub(crate) mod bench;
 pub(crate) mod build;
+pub(crate) mod cert;
 pub(crate) mod clean;
 pub(crate) mod completions;
 pub(crate) mod deploy;
 pub(crate) mod emulate;
 pub(crate) mod lint;
 pub(crate) mod new;
+pub(crate) mod package;
 #[cfg(test)]
 mod report_docs;
+pub(crate) mod sign;
 pub(crate) mod test;
 
 /// A report as pretty JSON (a serde type of plain fields cannot fail to serialize).

@@ -463,7 +463,7 @@ fn loopback_the_encoded_command_survives_the_remote_shell() {
         "# xtask deploy: a test\nSay 'it''s \"quoted\" $env:X `n & | > < % ^ ; — ünï 😀'\n";
     let mut h = Sha256::new();
     h.update(script.as_bytes());
-    let sum = crate::packaging::cert::hex(&h.finalize()).to_lowercase();
+    let sum = driver_package::cert::hex(&h.finalize()).to_lowercase();
     let answers = sshd.dir.join("answers");
     std::fs::create_dir_all(&answers).unwrap();
     std::fs::write(
@@ -509,7 +509,7 @@ fn record_answers(sshd: &Sshd, plan: &plan::Plan, packages: &[Package]) {
         };
         let mut h = Sha256::new();
         h.update(script.as_bytes());
-        let sum = crate::packaging::cert::hex(&h.finalize()).to_lowercase();
+        let sum = driver_package::cert::hex(&h.finalize()).to_lowercase();
         let base = answers.join(&sum);
         match step.id {
             "check-copy" => {
@@ -559,14 +559,14 @@ fn package_folder(dir: &Path, mut p: Package) -> Package {
         (format!("{}.sys", p.driver), b"MZ signed image".to_vec()),
         (format!("{}.inf", p.driver), b"[Version]\r\n".to_vec()),
         (
-            crate::packaging::cert::CERT_FILE.to_owned(),
+            driver_package::cert::CERT_FILE.to_owned(),
             b"0\x82 der".to_vec(),
         ),
     ] {
         std::fs::write(folder.join(&name), &bytes).unwrap();
         p.files.push((
             name,
-            crate::packaging::cert::hex(&Sha256::digest(&bytes)).to_ascii_uppercase(),
+            driver_package::cert::hex(&Sha256::digest(&bytes)).to_ascii_uppercase(),
         ));
     }
     p.dir = folder;

@@ -101,7 +101,7 @@ pub fn write_helpers(dir: &Path) -> Result<()> {
 /// The helpers' SHA-256, upper-case hex, as the copy check compares it.
 pub fn helpers_sha256() -> String {
     use sha2::{Digest, Sha256};
-    crate::packaging::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
+    driver_package::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
 }
 
 /// The default `--remote-dir`.

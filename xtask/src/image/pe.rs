@@ -45,9 +45,6 @@ pub const PE32_MAGIC: u16 = 0x10B;
 pub const DIR_EXPORT: usize = 0;
 /// Data directory index of the import table.
 pub const DIR_IMPORT: usize = 1;
-/// Data directory index of the certificate table (Authenticode). Unlike every other directory its
-/// `virtual_address` is a **file offset**, and the table itself is not mapped into memory.
-pub const DIR_SECURITY: usize = 4;
 /// Data directory index of the TLS directory.
 pub const DIR_TLS: usize = 9;
 
@@ -393,16 +390,6 @@ impl<'a> PeImage<'a> {
     #[must_use]
     pub fn data_directory(&self, index: usize) -> Option<DataDirectory> {
         self.optional_header.data_directories.get(index).copied()
-    }
-
-    /// File offset of the 8-byte entry of data directory `index` (`virtual_address` then `size`),
-    /// to patch it (e.g. the certificate table, [`DIR_SECURITY`]), or `None` if the image
-    /// declares fewer directories.
-    #[must_use]
-    pub fn data_directory_offset(&self, index: usize) -> Option<usize> {
-        (index < self.optional_header.data_directories.len()).then(|| {
-            self.optional_header_offset() + OPTIONAL_HEADER_FIXED_SIZE + index * DATA_DIRECTORY_SIZE
-        })
     }
 
     /// The section whose memory range contains `rva`.
@@ -1289,9 +1276,7 @@ pub(crate) mod testimage {
 #[cfg(test)]
 mod tests {
     use super::testimage::{self, Spec};
-    use super::{
-        DIR_EXPORT, DIR_IMPORT, DIR_SECURITY, Export, ImportedFunction, PeImage, pe_checksum,
-    };
+    use super::{DIR_EXPORT, DIR_IMPORT, Export, ImportedFunction, PeImage, pe_checksum};
 
     #[test]
     fn checksum_of_a_hand_computed_vector() {
@@ -1329,11 +1314,6 @@ mod tests {
         assert_eq!(names, [".text", ".rdata", ".data", "PAGE", "INIT"]);
         assert_eq!(image.checksum_offset(), testimage::CHECKSUM);
         assert_eq!(image.optional_header.checksum, image.computed_checksum());
-        assert_eq!(
-            image.data_directory_offset(DIR_SECURITY),
-            Some(testimage::data_directory(DIR_SECURITY))
-        );
-        assert_eq!(image.data_directory_offset(16), None);
         assert!(image.data_directory(DIR_IMPORT).unwrap().is_present());
 
         let imports = image.imports().unwrap();

@@ -36,7 +36,7 @@ pub fn write(root: &Path, generated: &Generated, sources: &[Source]) -> Result<(
     check_free(root, generated)?;
     let name = &generated.choices.name;
     let dest = root.join(name);
-    let staged = crate::base::files::staging_dir_beside(&dest)?;
+    let staged = driver_package::files::staging_dir_beside(&dest)?;
     let result = (|| -> Result<()> {
         let mut inx = Vec::new();
         for (rel, bytes) in &generated.files {
@@ -129,7 +129,7 @@ pub fn write_standalone(
             root.display()
         );
     }
-    let staged = crate::base::files::staging_dir_beside(dest)?;
+    let staged = driver_package::files::staging_dir_beside(dest)?;
     let result = (|| -> Result<()> {
         for rel in listed.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
             let rel = Path::new(std::str::from_utf8(rel).context("a tracked file's name")?);

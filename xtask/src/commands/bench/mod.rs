@@ -535,11 +535,11 @@ fn package_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
             b.arch
         );
     }
-    let signer = crate::packaging::sign::signer(None)?;
+    let signer = crate::commands::sign::signer(None)?;
     eprintln!("  signing and packaging...");
     let start = Instant::now();
     let made =
-        crate::packaging::package::package(ws, drivers, &Arch::ALL, Profile::Release, &signer)?;
+        crate::commands::package::package(ws, drivers, &Arch::ALL, Profile::Release, &signer)?;
     let took = start.elapsed();
     if let Some(p) = made.iter().find(|p| p.result.is_err()) {
         bail!("packaging {} ({}) failed (see above)", p.driver, p.arch);

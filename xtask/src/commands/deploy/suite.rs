@@ -45,7 +45,7 @@ pub fn suite_checks(
             "deploy plans of {} (ssh and hyperv, sc and inf installs) from its package",
             d.name
         );
-        if !dir.join(crate::packaging::package::MANIFEST).is_file() {
+        if !dir.join(driver_package::package::MANIFEST).is_file() {
             println!(
                 "  no package of {} to plan from (its packaging failure is counted above)",
                 d.name

@@ -8,8 +8,8 @@
 //! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
 //!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
 //!    on code broken on purpose, which must fail;
-//! 3. `host`: host unit tests (`cargo test -p common -p xtask`, and the harness's
-//!    `xtask/emu/tests`);
+//! 3. `host`: host unit tests (`cargo test -p common -p driver-package -p xtask`, and the
+//!    harness's `xtask/emu/tests`);
 //! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
 //!    lint gate);
 //! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
@@ -50,11 +50,11 @@ use crate::base::toolchain::{self, Component};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
+use crate::commands::package;
+use crate::commands::sign;
 use crate::emulator::emulate::Harness;
 use crate::emulator::venv;
-use crate::packaging::cert;
-use crate::packaging::package;
-use crate::packaging::sign;
+use driver_package::cert;
 
 #[cfg(test)]
 pub(crate) use summary::TestReport;
@@ -70,7 +70,10 @@ pub const STAGES: [(&str, &str); 11] = [
         "gate",
         "the code's own rules: rustfmt, clippy (warnings denied), ruff; and code broken on purpose",
     ),
-    ("host", "host unit tests: cargo test -p common -p xtask"),
+    (
+        "host",
+        "host unit tests: cargo test -p common -p driver-package -p xtask",
+    ),
     (
         "build",
         "build every driver: x64 and arm64, debug and release (each image linted)",
@@ -302,7 +305,7 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
         .iter()
         .filter(|d| packages.is_empty() || packages.contains(&d.name))
         .collect();
-    for run in gate::clippy_runs(&["common", "xtask"], &all) {
+    for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
         eprintln!("  {}...", run.describe());
         t.result(
             format!("{} -- -D warnings", run.describe()),
@@ -330,16 +333,24 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
     }
 }
 
-/// `cargo test -p common -p xtask`, then the harness's own unit tests (its models' documented
-/// rules) with the venv's Python.
+/// `cargo test -p common -p driver-package -p xtask`, then the harness's own unit tests (its
+/// models' documented rules) with the venv's Python.
 fn host_tests(ws: &Workspace, t: &mut Tally) {
     let status = Command::new(cargo())
-        .args(["test", "-p", "common", "-p", "xtask"])
+        .args([
+            "test",
+            "-p",
+            "common",
+            "-p",
+            "driver-package",
+            "-p",
+            "xtask",
+        ])
         .current_dir(&ws.root)
         .status();
     t.record(
         status.is_ok_and(|s| s.success()),
-        "host unit tests (cargo test -p common -p xtask)",
+        "host unit tests (cargo test -p common -p driver-package -p xtask)",
     );
     let harness_tests = ws.root.join("xtask").join("emu").join("tests");
     if !harness_tests.is_dir() {
@@ -409,7 +420,9 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
     };
     let scratch = ws.layout.sign_check_dir();
     let pem = scratch.join("test-certificate.pem");
-    if let Err(e) = cert::to_pem(&signer.cert).and_then(|p| files::write_atomic(&pem, p.as_bytes()))
+    if let Err(e) = cert::to_pem(&signer.cert)
+        .map_err(crate::base::error::Error::from)
+        .and_then(|p| files::write_atomic(&pem, p.as_bytes()))
     {
         return t.record(false, format!("writing {}: {e}", pem.display()));
     }

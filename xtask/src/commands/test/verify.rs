@@ -31,11 +31,11 @@ use crate::base::process;
 use crate::base::tools;
 use crate::image::lint;
 use crate::image::pe::PeImage;
-use crate::packaging::authenticode;
-use crate::packaging::catalog;
-use crate::packaging::cert;
-use crate::packaging::inf::{self, Expect};
-use crate::packaging::package;
+use driver_package::authenticode;
+use driver_package::catalog;
+use driver_package::cert;
+use driver_package::inf::{self, Expect};
+use driver_package::package;
 
 /// Overrides the osslsigncode program.
 pub const OSSLSIGNCODE_ENV: &str = "XTASK_OSSLSIGNCODE";
@@ -302,7 +302,7 @@ fn round_trip(s: &Subject<'_>, files: &PackageFiles) -> Result<()> {
             bail!("the manifest's hash of {name} is not the file's");
         }
     }
-    if manifest["signer"]["thumbprint_sha1"] != cert::describe(s.cert)?["thumbprint_sha1"] {
+    if manifest["signer"]["thumbprint_sha1"] != cert::describe(s.cert)?.thumbprint_sha1 {
         bail!("the manifest's signer is not the test certificate");
     }
     Ok(())

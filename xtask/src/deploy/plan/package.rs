@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::probe::{self, Probe};
 use crate::base::error::{Context, Result, bail};
 use crate::base::layout::Arch;
-use crate::packaging::inf;
+use driver_package::inf;
 
 /// A registry value the INF's service section writes (`AddReg`, `HKR` lines).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Package {
 impl Package {
     /// Reads the package in `dir` (its manifest and INF) and the driver's probe in `driver_dir`.
     pub fn read(dir: &Path, driver_dir: &Path, arch: Arch) -> Result<Self> {
-        let manifest_path = dir.join(crate::packaging::package::MANIFEST);
+        let manifest_path = dir.join(driver_package::package::MANIFEST);
         let manifest: Value = serde_json::from_slice(
             &std::fs::read(&manifest_path)
                 .with_context(|| format!("reading {}", manifest_path.display()))?,
@@ -101,7 +101,7 @@ impl Package {
             dir: dir.to_path_buf(),
             files,
             thumbprint: thumbprint.to_ascii_uppercase(),
-            cert_file: crate::packaging::cert::CERT_FILE.to_owned(),
+            cert_file: driver_package::cert::CERT_FILE.to_owned(),
             service_values,
             probe: probe::load(driver_dir)?,
         })

@@ -10,7 +10,7 @@ use super::{
 use crate::deploy::probe;
 use crate::deploy::ps::{self, quote};
 use crate::deploy::script::{self, Arg, Call};
-use crate::packaging::inf;
+use driver_package::inf;
 
 /// The preflight: the boot time, then the checks.
 pub(super) fn preflight_body(dir: &str) -> String {

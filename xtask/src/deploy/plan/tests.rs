@@ -22,7 +22,7 @@ pub fn cm_filter() -> Package {
             ("cm-filter.sys".into(), "AB".repeat(32)),
         ],
         thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-        cert_file: crate::packaging::cert::CERT_FILE.into(),
+        cert_file: driver_package::cert::CERT_FILE.into(),
         service_values,
         probe: probe::parse_probe(include_str!("../../../../cm-filter/deploy.toml")).unwrap(),
     }
@@ -39,7 +39,7 @@ pub fn ex_callback() -> Package {
         dir: "/home/me/drivers/target/packages/x64/debug/ex-callback".into(),
         files: vec![("ex-callback.sys".into(), "CD".repeat(32))],
         thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
-        cert_file: crate::packaging::cert::CERT_FILE.into(),
+        cert_file: driver_package::cert::CERT_FILE.into(),
         service_values,
         probe: probe::parse_probe(include_str!("../../../../ex-callback/deploy.toml")).unwrap(),
     }

@@ -27,7 +27,7 @@ use x509_cert::Certificate;
 use x509_cert::attr::Attribute;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
-use crate::base::error::{Context, Error, Result, bail};
+use crate::error::{Context, Error, Result, bail};
 
 /// The object identifiers used by Authenticode and catalogs.
 pub mod oid {
@@ -134,7 +134,7 @@ mod choices {
 pub struct SpcPeImageData {
     /// `SpcPeImageFlags`.
     pub flags: BitString,
-    /// `[0] EXPLICIT SpcLink`: `file` "<<<Obsolete>>>" when there are no page hashes.
+    /// `[0] EXPLICIT SpcLink`: `file` `"<<<Obsolete>>>"` when there are no page hashes.
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     pub file: Option<SpcLink>,
 }
@@ -162,6 +162,7 @@ pub fn pe_image_data(flags: &[u8], unused_bits: u8) -> Result<SpcAttributeTypeAn
 
 /// An algorithm identifier with NULL parameters (how signtool and makecat write SHA-256 and
 /// rsaEncryption).
+#[must_use]
 pub fn algorithm(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
     AlgorithmIdentifierOwned {
         oid,
@@ -196,6 +197,18 @@ pub struct Signer {
     pub key: RsaPrivateKey,
     /// The certificate of its public key.
     pub cert: Certificate,
+}
+
+/// Shows the certificate's subject and serial, never the key.
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tbs = &self.cert.tbs_certificate;
+        f.debug_struct("Signer")
+            .field("subject", &tbs.subject.to_string())
+            .field("serial", &tbs.serial_number.to_string())
+            .field("key", &"<RSA private key>")
+            .finish()
+    }
 }
 
 impl Signer {

@@ -23,7 +23,7 @@ use der::oid::AssociatedOid;
 use der::{Decode, DecodePem, Encode, EncodePem};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::{RsaPrivateKey, RsaPublicKey};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
@@ -37,11 +37,13 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
 
-use crate::base::error::{Context, Error, Result, bail};
-use crate::base::files;
-use crate::cli::CertArgs;
-use crate::packaging::pkcs7::{self, Signer, algorithm, oid};
+use crate::error::{Context, Error, Result, bail};
+use crate::files;
+use crate::pkcs7::{self, Signer, algorithm, oid};
 
+/// The command that replaces the pair, which every error that needs a new pair names: the driver
+/// samples' tool. (In code: [`create`] replaces the pair in a folder.)
+pub const RENEW: &str = "cargo xtask cert --new";
 /// The certificate's subject.
 pub const SUBJECT: &str = "CN=Windows Callback Driver Samples Test Signing \u{2014} not for production,O=Windows Callback Driver Samples";
 /// The private key's file name in the certificate folder.
@@ -55,7 +57,7 @@ const CONFIG_SUBDIR: &str = "windows-callback-drivers";
 /// How long a new certificate is valid.
 pub const VALIDITY_DAYS: u64 = 3 * 365;
 /// RSA modulus size of a new key.
-const KEY_BITS: usize = 2048;
+pub const KEY_BITS: usize = 2048;
 
 /// The certificate folder: `--cert-dir`, `$XTASK_CERT_DIR`, or the user's configuration folder.
 pub fn cert_dir(flag: Option<&Path>) -> Result<PathBuf> {
@@ -93,6 +95,7 @@ pub struct CertFiles {
 
 impl CertFiles {
     /// The files in `dir`.
+    #[must_use]
     pub fn in_dir(dir: &Path) -> Self {
         Self {
             key: dir.join(KEY_FILE),
@@ -119,10 +122,23 @@ pub fn load_or_create(dir: &Path) -> Result<(Signer, bool)> {
 
 /// Creates a new key and certificate in `dir` (replacing any), valid from `now`.
 pub fn create(dir: &Path, now: SystemTime) -> Result<Signer> {
+    let signer = generate(now, Duration::from_hours(VALIDITY_DAYS * 24))?;
+    store(dir, &signer.key, &signer.cert)?;
+    Ok(signer)
+}
+
+/// A new key and certificate (subject [`SUBJECT`]) valid for `validity` from `now`, in memory
+/// only (nothing is stored): for tests and one-off signing.
+pub fn generate(now: SystemTime, validity: Duration) -> Result<Signer> {
+    generate_as(SUBJECT, now, validity)
+}
+
+/// Like [`generate`], with the subject `subject` ([`self_signed_as`]); [`store`] writes the pair
+/// into a folder that [`load`] reads.
+pub fn generate_as(subject: &str, now: SystemTime, validity: Duration) -> Result<Signer> {
     let key =
         RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).context("generating an RSA key")?;
-    let cert = self_signed(&key, now, Duration::from_hours(VALIDITY_DAYS * 24))?;
-    store(dir, &key, &cert)?;
+    let cert = self_signed_as(subject, &key, now, validity)?;
     Ok(Signer { key, cert })
 }
 
@@ -154,9 +170,20 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A self-signed code-signing certificate of `key`, valid for `validity` from `now` (backdated by
-/// an hour for clock skew).
+/// A self-signed code-signing certificate of `key` with subject [`SUBJECT`], valid for
+/// `validity` from `now` (backdated by an hour for clock skew).
 pub fn self_signed(
+    key: &RsaPrivateKey,
+    now: SystemTime,
+    validity: Duration,
+) -> Result<Certificate> {
+    self_signed_as(SUBJECT, key, now, validity)
+}
+
+/// Like [`self_signed`], with the subject `subject` (an RFC 4514 name, e.g.
+/// `CN=Contoso Test Signing,O=Contoso`).
+pub fn self_signed_as(
+    subject: &str,
     key: &RsaPrivateKey,
     now: SystemTime,
     validity: Duration,
@@ -171,7 +198,8 @@ pub fn self_signed(
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut serial);
     serial[0] &= 0x7F; // positive
     serial[0] |= 0x40; // and 16 bytes long
-    let subject = Name::from_str(SUBJECT).context("encoding the subject")?;
+    let subject = Name::from_str(subject)
+        .with_context(|| format!("the subject `{subject}` is not an RFC 4514 name"))?;
     let time = |t: SystemTime| -> Result<Time> {
         Ok(Time::UtcTime(
             UtcTime::from_system_time(t).context("encoding a validity date")?,
@@ -219,7 +247,7 @@ pub fn self_signed(
 /// Reads and checks the signer in `dir` (see the module documentation), as of `now`.
 pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
     let files = CertFiles::in_dir(dir);
-    let new = "cargo xtask cert --new";
+    let new = RENEW;
     for (what, path) in [("private key", &files.key), ("certificate", &files.cert)] {
         if !path.exists() {
             bail!(
@@ -266,7 +294,7 @@ pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
 pub fn read_certificate(path: &Path) -> Result<Certificate> {
     let bytes = std::fs::read(path).map_err(|e| {
         Error::new(format!(
-            "cannot read the test certificate {}: {e}; create a new pair with `cargo xtask cert --new`",
+            "cannot read the test certificate {}: {e}; create a new pair with `{RENEW}`",
             path.display()
         ))
     })?;
@@ -278,7 +306,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate> {
     parsed.map_err(|e| {
         Error::new(format!(
             "the test certificate {} is not an X.509 certificate ({e}): create a new pair with \
-             `cargo xtask cert --new`",
+             `{RENEW}`",
             path.display()
         ))
     })
@@ -313,7 +341,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     let v = &cert.tbs_certificate.validity;
     if now > v.not_after.to_system_time() {
         bail!(
-            "the test certificate {} expired on {}: create a new one with `cargo xtask cert --new` \
+            "the test certificate {} expired on {}: create a new one with `{RENEW}` \
              (then import the new .cer on your test machines)",
             path.display(),
             v.not_after
@@ -322,7 +350,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     if now < v.not_before.to_system_time() {
         bail!(
             "the test certificate {} is not valid before {}: is this machine's clock right? \
-             If it is, create a new one with `cargo xtask cert --new`",
+             If it is, create a new one with `{RENEW}`",
             path.display(),
             v.not_before
         );
@@ -332,7 +360,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     {
         bail!(
             "the test certificate {} does not allow code signing (its extended key usage lacks \
-             1.3.6.1.5.5.7.3.3): create a new one with `cargo xtask cert --new`",
+             1.3.6.1.5.5.7.3.3): create a new one with `{RENEW}`",
             path.display()
         );
     }
@@ -356,6 +384,7 @@ fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {
 }
 
 /// Uppercase hex, as Windows shows thumbprints.
+#[must_use]
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
@@ -364,76 +393,48 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// What `cert --show`, the manifest and `--json` tell about a certificate.
-pub fn describe(cert: &Certificate) -> Result<Value> {
+/// What `cert --show`, a package manifest and `--json` tell about a certificate: the values
+/// Windows shows (`certutil -dump`, the certificate dialog), hex in uppercase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    /// The subject, as an RFC 4514 string.
+    pub subject: String,
+    /// The serial number, hex.
+    pub serial: String,
+    /// SHA-1 of the certificate's DER: the thumbprint `certutil` and the stores use.
+    pub thumbprint_sha1: String,
+    /// SHA-256 of the certificate's DER.
+    pub thumbprint_sha256: String,
+    /// Start of validity, UTC (`YYYY-MM-DDTHH:MM:SSZ`).
+    pub not_before: String,
+    /// End of validity, UTC.
+    pub not_after: String,
+}
+
+/// What a person is told about `cert`.
+pub fn describe(cert: &Certificate) -> Result<CertInfo> {
     let der = cert.to_der().context("encoding the certificate")?;
     let tbs = &cert.tbs_certificate;
-    Ok(json!({
-        "subject": tbs.subject.to_string(),
-        "serial": hex(tbs.serial_number.as_bytes()),
-        "thumbprint_sha1": hex(&Sha1::digest(&der)),
-        "thumbprint_sha256": hex(&Sha256::digest(&der)),
-        "not_before": tbs.validity.not_before.to_string(),
-        "not_after": tbs.validity.not_after.to_string(),
-    }))
+    Ok(CertInfo {
+        subject: tbs.subject.to_string(),
+        serial: hex(tbs.serial_number.as_bytes()),
+        thumbprint_sha1: hex(&Sha1::digest(&der)),
+        thumbprint_sha256: hex(&Sha256::digest(&der)),
+        not_before: tbs.validity.not_before.to_string(),
+        not_after: tbs.validity.not_after.to_string(),
+    })
+}
+
+/// The signer in `cert_dir` (or the default folder, [`cert_dir`]), created there on first use.
+pub fn signer(cert_dir_flag: Option<&Path>) -> Result<Signer> {
+    let dir = cert_dir(cert_dir_flag)?;
+    Ok(load_or_create(&dir)?.0)
 }
 
 /// The certificate as PEM (for `osslsigncode -CAfile`).
 pub fn to_pem(cert: &Certificate) -> Result<String> {
     cert.to_pem(LineEnding::LF)
         .context("encoding the certificate as PEM")
-}
-
-/// The `cert` command.
-pub fn run(args: &CertArgs) -> Result<()> {
-    let dir = cert_dir(args.cert_dir.as_deref())?;
-    let files = CertFiles::in_dir(&dir);
-    let signer = if args.new {
-        eprintln!(
-            "  creating a new test certificate in {} (RSA {KEY_BITS}, code signing, valid {VALIDITY_DAYS} days)...",
-            dir.display()
-        );
-        let signer = create(&dir, SystemTime::now())?;
-        eprintln!(
-            "  created; packages made from now on carry it: import the new {CERT_FILE} on your test machines"
-        );
-        signer
-    } else {
-        if !files.key.exists() && !files.cert.exists() {
-            bail!(
-                "no test certificate in {}: `cargo xtask cert --new` creates one (so do `sign` and \
-                 `package`, on first use)",
-                dir.display()
-            );
-        }
-        load(&dir, SystemTime::now())?
-    };
-    let mut info = describe(&signer.cert)?;
-    info["certificate"] = json!(files.cert);
-    info["private_key"] = json!(files.key);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    let field = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
-    println!("test certificate  {}", files.cert.display());
-    println!("private key       {} (owner only)", files.key.display());
-    println!("subject           {}", field("subject"));
-    println!("serial            {}", field("serial"));
-    println!("thumbprint SHA-1  {}", field("thumbprint_sha1"));
-    println!("thumbprint SHA256 {}", field("thumbprint_sha256"));
-    println!(
-        "valid             {} to {}",
-        field("not_before"),
-        field("not_after")
-    );
-    println!(
-        "on the test machine (admin): certutil -addstore Root {CERT_FILE} && certutil -addstore TrustedPublisher {CERT_FILE}"
-    );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -459,7 +460,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-cert-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("driver-package-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -472,14 +473,10 @@ pub(crate) mod tests {
         let loaded = load(&dir, SystemTime::now()).unwrap();
         assert_eq!(loaded.cert, s.cert);
         let d = describe(&loaded.cert).unwrap();
-        assert!(
-            d["subject"]
-                .as_str()
-                .unwrap()
-                .contains("not for production"),
-            "{d}"
-        );
-        assert_eq!(d["thumbprint_sha1"].as_str().unwrap().len(), 40);
+        assert!(d.subject.contains("not for production"), "{d:?}");
+        assert_eq!(d.thumbprint_sha1.len(), 40);
+        assert_eq!(d.thumbprint_sha256.len(), 64);
+        assert!(d.not_after > d.not_before, "{d:?}");
         let eku = extended_key_usage(&loaded.cert).unwrap().unwrap();
         assert_eq!(eku.0, [oid::EKU_CODE_SIGNING]);
         #[cfg(unix)]
@@ -550,6 +547,28 @@ pub(crate) mod tests {
         // With only the certificate there, nothing is created over it.
         assert!(load_or_create(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_can_have_its_own_subject_and_a_bad_one_is_refused() {
+        let key = test_key();
+        let now = SystemTime::now();
+        let cert = self_signed_as(
+            "CN=Contoso Test Signing,O=Contoso",
+            &key,
+            now,
+            Duration::from_hours(1),
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&cert).unwrap().subject,
+            "CN=Contoso Test Signing,O=Contoso"
+        );
+        check_usable(&cert, now, Path::new("c.cer")).unwrap();
+        let e = self_signed_as("not a name", &key, now, Duration::from_hours(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an RFC 4514 name"), "{e}");
     }
 
     #[test]

@@ -1,26 +1,41 @@
 //! `cargo xtask sign`: embeds a SHA-256 Authenticode signature by the test certificate
-//! (`cert.rs`) into placed images, or given files, in place (through a temporary file and a
-//! rename, so an image is never left half-signed). Only an image that passes the lint for its
-//! machine is signed: whatever is not a driver image is refused before anything is written.
+//! (`driver_package::cert`) into placed images, or given files, in place (through a temporary
+//! file and a rename, so an image is never left half-signed). Only an image that passes the lint
+//! for its machine is signed: whatever is not a driver image is refused before anything is
+//! written.
 
 use std::path::{Path, PathBuf};
 
+use driver_package::authenticode;
+use driver_package::cert;
+use driver_package::pkcs7::Signer;
+
 use crate::base::error::{Context, Error, Result, bail};
 use crate::base::files;
-use crate::base::layout::{Arch, display_path};
+use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::workspace::Workspace;
-use crate::cli::SignArgs;
 use crate::commands::lint as lint_images;
 use crate::image::lint;
 use crate::image::pe::PeImage;
-use crate::packaging::authenticode;
-use crate::packaging::cert;
-use crate::packaging::pkcs7::Signer;
+
+/// `cargo xtask sign`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `-p NAME`...; empty = every driver.
+    pub packages: Vec<String>,
+    /// `--arch`; default x64.
+    pub arches: Vec<Arch>,
+    /// `--release`.
+    pub profile: Profile,
+    /// `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+    /// Explicit images to sign instead of the placed ones.
+    pub files: Vec<PathBuf>,
+}
 
 /// The test signer for `--cert-dir` (or its defaults), created on first use.
 pub fn signer(cert_dir: Option<&Path>) -> Result<Signer> {
-    let dir = cert::cert_dir(cert_dir)?;
-    Ok(cert::load_or_create(&dir)?.0)
+    Ok(cert::signer(cert_dir)?)
 }
 
 /// `bytes` (an image for `arch`) signed, after checking it is a driver image: it must pass the
@@ -47,15 +62,12 @@ fn lint_or_refuse(bytes: &[u8], arch: Arch, when: &str) -> Result<()> {
 /// The architecture an image is for, from its `Machine`.
 pub fn arch_of(bytes: &[u8]) -> Result<Arch> {
     let image = PeImage::parse(bytes).map_err(|e| Error::new(e.to_string()))?;
-    Arch::ALL
-        .into_iter()
-        .find(|a| a.machine() == image.file_header.machine)
-        .ok_or_else(|| {
-            Error::new(format!(
-                "Machine 0x{:04X} is neither x64 nor arm64: not a driver image of this suite",
-                image.file_header.machine
-            ))
-        })
+    Arch::of_machine(image.file_header.machine).ok_or_else(|| {
+        Error::new(format!(
+            "Machine 0x{:04X} is neither x64 nor arm64: not a driver image of this suite",
+            image.file_header.machine
+        ))
+    })
 }
 
 /// Signs the file at `path` in place.
@@ -70,17 +82,17 @@ pub fn sign_file(path: &Path, arch: Option<Arch>, signer: &Signer) -> Result<()>
 }
 
 /// The `sign` command.
-pub fn run(ws: &Workspace, args: &SignArgs) -> Result<()> {
-    let targets: Vec<(PathBuf, Option<Arch>)> = if args.files.is_empty() {
-        let drivers = ws.select(&args.packages)?;
-        lint_images::placed_images(ws, &drivers, &args.arches, &[args.profile])?
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let targets: Vec<(PathBuf, Option<Arch>)> = if opts.files.is_empty() {
+        let drivers = ws.select(&opts.packages)?;
+        lint_images::placed_images(ws, &drivers, &opts.arches, &[opts.profile])?
             .into_iter()
             .map(|(p, a)| (p, Some(a)))
             .collect()
     } else {
-        args.files.iter().map(|f| (f.clone(), None)).collect()
+        opts.files.iter().map(|f| (f.clone(), None)).collect()
     };
-    let signer = signer(args.cert_dir.as_deref())?;
+    let signer = signer(opts.cert_dir.as_deref())?;
     let mut failed = 0;
     for (path, arch) in &targets {
         let shown = display_path(path, &ws.root);
@@ -101,22 +113,37 @@ pub fn run(ws: &Workspace, args: &SignArgs) -> Result<()> {
     eprintln!(
         "sign: {} image(s) signed by {}",
         targets.len(),
-        cert::describe(&signer.cert)?["subject"]
-            .as_str()
-            .unwrap_or_default()
+        cert::describe(&signer.cert)?.subject
     );
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::image::pe::testimage::{Spec, build, good};
+    use std::sync::OnceLock;
+    use std::time::{Duration, SystemTime};
+
+    /// One signer for the whole test binary (RSA key generation takes a while), valid now.
+    pub(crate) fn test_signer() -> Signer {
+        static SIGNER: OnceLock<Signer> = OnceLock::new();
+        SIGNER
+            .get_or_init(|| cert::generate(SystemTime::now(), Duration::from_hours(24)).unwrap())
+            .clone()
+    }
+
+    /// A fresh scratch folder for test `name`.
+    pub(crate) fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-sign-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
 
     #[test]
     fn images_that_are_not_drivers_are_refused_and_left_unchanged() {
-        let signer = crate::packaging::cert::tests::test_signer();
-        let dir = crate::packaging::cert::tests::scratch("sign-file");
+        let signer = test_signer();
+        let dir = scratch("sign-file");
         std::fs::create_dir_all(&dir).unwrap();
         let text = dir.join("notes.sys");
         std::fs::write(&text, b"not an image").unwrap();
@@ -151,5 +178,21 @@ mod tests {
                 .is_empty()
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_machine_names_the_architecture() {
+        assert_eq!(arch_of(&good()).unwrap(), Arch::X64);
+        let arm = build(&Spec {
+            machine: 0xAA64,
+            ..Spec::default()
+        });
+        assert_eq!(arch_of(&arm).unwrap(), Arch::Arm64);
+        let i386 = build(&Spec {
+            machine: 0x14C,
+            ..Spec::default()
+        });
+        let e = arch_of(&i386).unwrap_err().to_string();
+        assert!(e.contains("Machine 0x014C"), "{e}");
     }
 }

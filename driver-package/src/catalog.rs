@@ -1,15 +1,15 @@
 //! Driver catalogs (`.cat`): what inf2cat writes for a package, signed with the test certificate
 //! (`docs/notes/packaging.md` §4), and a reader for the round-trip check.
 //!
-//! A catalog is a PKCS#7 `SignedData` ([`crate::packaging::pkcs7`]) whose content (type szOID_CTL) is a
+//! A catalog is a PKCS#7 `SignedData` ([`crate::pkcs7`]) whose content (type szOID_CTL) is a
 //! Certificate Trust List, held directly in `[0] EXPLICIT`:
 //! - subjectUsage {szOID_CATALOG_LIST}, a random 16-byte listIdentifier, thisUpdate (UTCTime),
 //!   subjectAlgorithm szOID_CATALOG_LIST_MEMBER2 with NULL parameters: a **version 2** catalog,
 //!   whose members are identified by their raw SHA-256 (makecat's `CatalogVersion=2`);
 //! - one member per file, sorted by identifier bytes, with the attributes:
 //!   SPC_INDIRECT_DATA (the hash: Authenticode for the `.sys` with SpcPeImageData flags `05 A0`
-//!   and "<<<Obsolete>>>", the plain file hash for the `.inf` with type 1.3.6.1.4.1.311.2.1.25 and
-//!   an empty file link), CAT_MEMBERINFO2 (`[0]` PE, `[2]` flat), and the name/values `File` and
+//!   and `"<<<Obsolete>>>"`, the plain file hash for the `.inf` with type
+//!   1.3.6.1.4.1.311.2.1.25 and an empty file link), CAT_MEMBERINFO2 (`[0]` PE, `[2]` flat), and the name/values `File` and
 //!   `OSAttr` = `2:10.0` (flags 0x10010001: authenticated, ASCII data and name);
 //! - for each file also the SHA-1 "compatibility" member makecat adds to version 2 catalogs: the
 //!   raw SHA-1 (Authenticode SHA-1 for the image) with CAT_MEMBERINFO2 and the same name/values;
@@ -29,9 +29,9 @@ use x509_cert::ext::Extension;
 use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_cert::time::Time;
 
-use crate::base::error::{Context, Error, Result, bail};
-use crate::base::layout::Arch;
-use crate::packaging::pkcs7::{
+use crate::Arch;
+use crate::error::{Context, Error, Result, bail};
+use crate::pkcs7::{
     self, DigestInfo, Signer, SpcAttributeTypeAndOptionalValue, SpcIndirectDataContent, oid,
 };
 
@@ -43,6 +43,7 @@ pub const OS_ATTR: &str = "2:10.0";
 /// The catalog's `OS` attribute: the inf2cat OS codes for Windows 10 and 11 on `arch` (as
 /// observed in catalogs made by inf2cat and the Dev Center: `_v100_X64` is Windows 10 x64,
 /// `_21H2`/`_22H2` the Windows 11 releases).
+#[must_use]
 pub fn os_attribute(arch: Arch) -> &'static str {
     match arch {
         Arch::X64 => "_v100_X64,_v100_X64_21H2,_v100_X64_22H2",
@@ -287,6 +288,7 @@ pub struct Read {
 
 impl Read {
     /// The member listing `file` with its SHA-256 (the one with SPC_INDIRECT_DATA).
+    #[must_use]
     pub fn member(&self, file: &str) -> Option<&ReadMember> {
         self.members.iter().find(|m| {
             m.indirect.is_some() && m.names.iter().any(|n| n.name == "File" && n.value == file)
@@ -371,6 +373,7 @@ pub fn read(cat: &[u8], signer: Option<&Certificate>) -> Result<Read> {
 }
 
 /// What reading back the catalog of `spec` must give.
+#[must_use]
 pub fn expected(spec: &Spec) -> Read {
     // Sorted by name, as `read_ctl` gives them.
     let names = |m: &Member| {
@@ -421,6 +424,7 @@ pub fn expected(spec: &Spec) -> Read {
 }
 
 /// Compares a catalog read back with what it should say; each difference in words.
+#[must_use]
 pub fn differences(read: &Read, want: &Read) -> Vec<String> {
     let mut out = Vec::new();
     if read.subject_usage != want.subject_usage {
@@ -458,12 +462,12 @@ pub fn differences(read: &Read, want: &Read) -> Vec<String> {
         match read.members.iter().find(|m| m.identifier == w.identifier) {
             None => out.push(format!(
                 "no member {} ({})",
-                crate::packaging::cert::hex(&w.identifier),
+                crate::cert::hex(&w.identifier),
                 w.names.first().map_or("", |n| n.value.as_str())
             )),
             Some(m) if m != w => {
                 let file = w.names.first().map_or("", |n| n.value.as_str());
-                let id = crate::packaging::cert::hex(&w.identifier);
+                let id = crate::cert::hex(&w.identifier);
                 if m.indirect != w.indirect {
                     out.push(format!(
                         "member {id} ({file}): its hash attribute is {:?}, not {:?}",
@@ -501,7 +505,7 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     fn spec() -> Spec {
-        let image = crate::image::pe::testimage::good();
+        let image = crate::testimage::good();
         let inf = b"[Version]\r\n";
         Spec {
             members: vec![
@@ -509,8 +513,8 @@ mod tests {
                     // Long enough that DER orders its File attribute after OSAttr.
                     file: "a-driver-with-a-long-name.sys".into(),
                     kind: Kind::Pe,
-                    sha256: crate::packaging::authenticode::image_sha256(&image).unwrap(),
-                    sha1: crate::packaging::authenticode::image_sha1(&image).unwrap(),
+                    sha256: crate::authenticode::image_sha256(&image).unwrap(),
+                    sha1: crate::authenticode::image_sha1(&image).unwrap(),
                 },
                 Member {
                     file: "d.inf".into(),
@@ -527,7 +531,7 @@ mod tests {
 
     #[test]
     fn a_catalog_reads_back_as_it_was_meant() {
-        let signer = crate::packaging::cert::tests::test_signer();
+        let signer = crate::cert::tests::test_signer();
         let spec = spec();
         let cat = build(&spec, &signer).unwrap();
         let read = read(&cat, Some(&signer.cert)).unwrap();
@@ -576,7 +580,7 @@ mod tests {
 
     #[test]
     fn a_changed_byte_is_caught() {
-        let signer = crate::packaging::cert::tests::test_signer();
+        let signer = crate::cert::tests::test_signer();
         let spec = spec();
         let cat = build(&spec, &signer).unwrap();
         // Flip a byte of the first member's identifier (inside the signed content).
@@ -590,7 +594,7 @@ mod tests {
         let e = read(&bad, Some(&signer.cert)).unwrap_err().to_string();
         assert!(e.contains("messageDigest"), "{e}");
         // Another signer's certificate is refused.
-        let other = crate::packaging::cert::self_signed(
+        let other = crate::cert::self_signed(
             &signer.key,
             SystemTime::now(),
             std::time::Duration::from_mins(1),

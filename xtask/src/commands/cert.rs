@@ -1,0 +1,145 @@
+//! `cargo xtask cert`: shows the test-signing certificate, or creates a new one (`--new`), with
+//! `driver_package::cert`. `--json` prints a [`CertReport`] (`docs/reports/cert.md`).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use driver_package::cert::{self, CERT_FILE, CertFiles, CertInfo, KEY_BITS, VALIDITY_DAYS};
+use serde::Serialize;
+
+use crate::base::error::{Context, Result, bail};
+
+/// `cargo xtask cert`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Options {
+    /// `--new` (else `--show`, the default).
+    pub new: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+}
+
+/// `cargo xtask cert --json`: the certificate and where its files are.
+#[derive(Debug, Serialize)]
+pub struct CertReport {
+    /// The report's schema version: 1.
+    pub schema: u32,
+    /// What the certificate says.
+    #[serde(flatten)]
+    pub info: CertInfo,
+    /// The certificate file (DER), the one packages carry.
+    pub certificate: PathBuf,
+    /// The private key file (PKCS#8 PEM, owner only).
+    pub private_key: PathBuf,
+}
+
+impl CertReport {
+    /// The report of the certificate in `files`.
+    pub fn new(info: CertInfo, files: &CertFiles) -> Self {
+        Self {
+            schema: 1,
+            info,
+            certificate: files.cert.clone(),
+            private_key: files.key.clone(),
+        }
+    }
+}
+
+/// The `cert` command.
+pub(crate) fn run(opts: &Options) -> Result<()> {
+    let dir = cert::cert_dir(opts.cert_dir.as_deref())?;
+    let files = CertFiles::in_dir(&dir);
+    let signer = if opts.new {
+        eprintln!(
+            "  creating a new test certificate in {} (RSA {KEY_BITS}, code signing, valid {VALIDITY_DAYS} days)...",
+            dir.display()
+        );
+        let signer = cert::create(&dir, SystemTime::now())?;
+        eprintln!(
+            "  created; packages made from now on carry it: import the new {CERT_FILE} on your test machines"
+        );
+        signer
+    } else {
+        refuse_if_absent(&dir, &files)?;
+        cert::load(&dir, SystemTime::now())?
+    };
+    let report = CertReport::new(cert::describe(&signer.cert)?, &files);
+    if opts.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        println!("{text}");
+        return Ok(());
+    }
+    let info = &report.info;
+    println!("test certificate  {}", files.cert.display());
+    println!("private key       {} (owner only)", files.key.display());
+    println!("subject           {}", info.subject);
+    println!("serial            {}", info.serial);
+    println!("thumbprint SHA-1  {}", info.thumbprint_sha1);
+    println!("thumbprint SHA256 {}", info.thumbprint_sha256);
+    println!(
+        "valid             {} to {}",
+        info.not_before, info.not_after
+    );
+    println!(
+        "on the test machine (admin): certutil -addstore Root {CERT_FILE} && certutil -addstore TrustedPublisher {CERT_FILE}"
+    );
+    Ok(())
+}
+
+fn refuse_if_absent(dir: &Path, files: &CertFiles) -> Result<()> {
+    if !files.key.exists() && !files.cert.exists() {
+        bail!(
+            "no test certificate in {}: `cargo xtask cert --new` creates one (so do `sign` and \
+             `package`, on first use)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_report_starts_with_its_schema_and_names_the_files() {
+        let signer = crate::commands::sign::tests::test_signer();
+        let files = CertFiles::in_dir(Path::new("/certs"));
+        let report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let text = serde_json::to_string_pretty(&report).unwrap();
+        assert!(
+            text.starts_with("{\n  \"schema\": 1,\n  \"subject\": "),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["certificate"], format!("/certs/{CERT_FILE}"));
+        assert_eq!(v["thumbprint_sha1"].as_str().unwrap().len(), 40);
+    }
+
+    #[test]
+    fn docs_reports_cert_md_names_every_field_of_the_report() {
+        let signer = crate::commands::sign::tests::test_signer();
+        let files = CertFiles::in_dir(Path::new("/certs"));
+        let report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let v = serde_json::to_value(&report).unwrap();
+        let doc = include_str!("../../../docs/reports/cert.md");
+        let missing = crate::commands::package::tests::undocumented(&v, doc);
+        assert_eq!(missing, Vec::<String>::new());
+        assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+    }
+
+    #[test]
+    fn showing_a_missing_certificate_names_the_command_that_creates_one() {
+        let dir = std::env::temp_dir().join(format!("xtask-cert-none-{}", std::process::id()));
+        let e = run(&Options {
+            new: false,
+            json: false,
+            cert_dir: Some(dir.clone()),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cargo xtask cert --new"), "{e}");
+        assert!(!dir.exists(), "nothing is created by --show");
+    }
+}
