@@ -550,6 +550,13 @@ fn package_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
 
 /// Deletes `target/bench` and times a release build of the drivers and common into it.
 fn clean_build_secs(ws: &Workspace, drivers: &[&Driver]) -> Result<f64> {
+    // Whatever the rustup state (a toolchain without the Windows target), as `build` does; not
+    // inside the timed part.
+    crate::base::toolchain::ensure_targets(
+        &ws.root,
+        &[Arch::X64],
+        &crate::base::toolchain::Env::default(),
+    )?;
     let dir = ws.layout.bench_target_dir();
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
