@@ -407,6 +407,30 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 Values::Text,
                 "how long to wait for the VM after a revert or restart (default 600)",
             ),
+            valued(
+                "--verifier",
+                "FLAGS",
+                Values::Text,
+                "Driver Verifier on for the deployed drivers only: `standard` or hex flags;\n\
+                 its counters per driver, the previous settings restored at the end",
+            ),
+            flag(
+                "--fetch-dump",
+                "after a bugcheck: copy the newest minidump (or MEMORY.DMP) here",
+            ),
+            valued(
+                "--dump-limit",
+                "SIZE",
+                Values::Text,
+                "the largest MEMORY.DMP --fetch-dump copies (bytes, or K/M/G; default 2G)",
+            ),
+            valued(
+                "--kdnet",
+                "HOST:PORT",
+                Values::Text,
+                "set up network kernel debugging to HOST:PORT (restarts the VM);\n\
+                 the report gives the key and the WinDbg command",
+            ),
         ],
         positional: None,
     },

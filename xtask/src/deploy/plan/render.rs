@@ -24,6 +24,9 @@ impl Step {
             When::Always => {}
             When::TestSigningOff => c.push("only if test signing is off".to_owned()),
             When::Kept => c.push("skipped: --keep".to_owned()),
+            When::VerifierPersistent => c.push(
+                "only if Verifier's flags need the persistent settings (a restart)".to_owned(),
+            ),
         }
         match self.cleanup {
             Cleanup::No => {}

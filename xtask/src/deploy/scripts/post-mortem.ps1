@@ -2,7 +2,13 @@
 # Run once a VM that stopped answering is back: waits up to 90 seconds for the bugcheck event
 # (WER 1001, written once the dump is saved) when Kernel-Power 41 or EventLog 6008 say the VM
 # restarted unexpectedly; then the crash dumps written since the deploy began (section `dumps`)
-# and those events (section `events`, JSON).
+# and those events (section `events`, JSON). Section `bugcheck`: the event data of those events
+# by name (JSON), which no display language changes: Kernel-Power 41's BugcheckCode (decimal) and
+# BugcheckParameter1-4 ("Advanced troubleshooting for Event ID 41",
+# https://learn.microsoft.com/troubleshoot/windows-client/performance/event-id-41-restart), and
+# WER-SystemErrorReporting 1001's param1 (`0x000000c4 (0x..., 0x..., 0x..., 0x...)`) and param2
+# (the dump's path). Section `dump-files`: the dumps written since the deploy began, as JSON
+# (path, size, minidump or not, time), for --fetch-dump.
 # By hand: . .\prologue.ps1; .\post-mortem.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy'
 param(
     # The folder on the VM holding deploy-start.txt (the preflight's time).
@@ -23,3 +29,9 @@ $files = @(Join-Path $env:SystemRoot 'MEMORY.DMP') + @(Get-ChildItem -LiteralPat
 foreach ($f in $files) { if (Test-Path -LiteralPath $f) { $i = Get-Item -LiteralPath $f; if ($i.LastWriteTimeUtc -ge $since) { Say ('{0} ({1} bytes)' -f $i.FullName, $i.Length) } } }
 Section 'events'
 Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object { [pscustomobject]@{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message } }))
+$bc = @($ev | Where-Object { $_.Id -ne 6008 } | ForEach-Object { $d = [ordered]@{}; $i = 0; foreach ($x in ([xml]$_.ToXml()).Event.EventData.Data) { $i++; $n = if ($x.Name) { [string]$x.Name } else { "param$i" }; $d[$n] = [string]$x.'#text' }; [pscustomobject]@{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Provider = $_.ProviderName; Data = [pscustomobject]$d } })
+Section 'bugcheck'
+Say (ConvertTo-Json -Compress -Depth 4 -InputObject $bc)
+$df = @($files | Where-Object { Test-Path -LiteralPath $_ } | ForEach-Object { Get-Item -LiteralPath $_ } | Where-Object { $_.LastWriteTimeUtc -ge $since } | ForEach-Object { [pscustomobject]@{ Path = $_.FullName; Length = $_.Length; Minidump = ($_.DirectoryName -like '*\Minidump'); Time = $_.LastWriteTimeUtc.ToString('o') } })
+Section 'dump-files'
+Say (ConvertTo-Json -Compress -InputObject $df)
