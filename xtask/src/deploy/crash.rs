@@ -119,7 +119,7 @@ pub fn bugcheck(json: &str) -> Result<Option<Bugcheck>> {
     Ok(wer)
 }
 
-/// A dump on the VM (section `dump-files`).
+/// A dump on the VM (section `dumps`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DumpFile {
     /// Its path on the VM.
@@ -128,52 +128,39 @@ pub struct DumpFile {
     pub bytes: u64,
     /// A small memory dump (`Minidump\*.dmp`), not MEMORY.DMP.
     pub minidump: bool,
-    /// When it was written (ISO 8601).
-    pub time: String,
 }
 
-/// Section `dump-files`.
-pub fn dump_files(json: &str) -> Result<Vec<DumpFile>> {
-    let t = json.trim();
-    if t.is_empty() {
-        return Ok(Vec::new());
-    }
-    let v: Value =
-        serde_json::from_str(t).map_err(|e| Error::new(format!("dump-files: {e}: {t}")))?;
-    let list = match v {
-        Value::Array(a) => a,
-        Value::Null => Vec::new(),
-        o @ Value::Object(_) => vec![o],
-        other => bail!("dump-files: `{other}` is not a list"),
-    };
-    list.iter()
-        .map(|d| {
+/// Section `dumps`: `PATH (N bytes)` per line, newest first (our own format, no words of
+/// Windows').
+pub fn dump_files(body: &str) -> Result<Vec<DumpFile>> {
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let parsed = l
+                .strip_suffix(" bytes)")
+                .and_then(|x| x.rsplit_once(" ("))
+                .and_then(|(path, n)| Some((path.to_owned(), n.parse::<u64>().ok()?)));
+            let Some((path, bytes)) = parsed else {
+                bail!("dumps: `{l}` is not `PATH (N bytes)`");
+            };
+            let minidump = path.to_ascii_lowercase().contains("\\minidump\\");
             Ok(DumpFile {
-                path: d["Path"]
-                    .as_str()
-                    .ok_or_else(|| Error::new(format!("dump-files: no Path in {d}")))?
-                    .to_owned(),
-                bytes: d["Length"]
-                    .as_u64()
-                    .ok_or_else(|| Error::new(format!("dump-files: no Length in {d}")))?,
-                minidump: d["Minidump"].as_bool().unwrap_or(false),
-                time: d["Time"].as_str().unwrap_or_default().to_owned(),
+                path,
+                bytes,
+                minidump,
             })
         })
         .collect()
 }
 
-/// The dump `--fetch-dump` copies: the newest minidump, else MEMORY.DMP when it is at most
+/// The dump `--fetch-dump` copies (`dumps` newest first): the newest minidump, else MEMORY.DMP when it is at most
 /// `limit` bytes; the error says why none.
 pub fn choose(dumps: &[DumpFile], limit: u64) -> std::result::Result<&DumpFile, String> {
-    if let Some(m) = dumps
-        .iter()
-        .filter(|d| d.minidump)
-        .max_by(|a, b| a.time.cmp(&b.time))
-    {
+    if let Some(m) = dumps.iter().find(|d| d.minidump) {
         return Ok(m);
     }
-    let Some(full) = dumps.iter().max_by(|a, b| a.time.cmp(&b.time)) else {
+    let Some(full) = dumps.first() else {
         return Err(
             "no dump was written since the deploy began: configure one on the VM (System \
              Properties > Startup and Recovery, or `Set-ItemProperty HKLM:\\SYSTEM\\CurrentControlSet\\Control\\CrashControl CrashDumpEnabled 3` for small memory dumps)"

@@ -128,6 +128,17 @@ pub fn execute(
         let mut mine: BTreeSet<&'static str> = BTreeSet::new();
         let mut failed_here = false;
         for step in &d.steps {
+            // Run by the bugcheck handling below (`post_mortem`), not in turn.
+            if step.when == When::AfterBugcheck {
+                if !dr.steps.iter().any(|s| s.id == step.id) {
+                    dr.steps.push(if failed_here {
+                        not_run(step, "the VM did not stop answering")
+                    } else {
+                        skipped(step, "the VM did not stop answering")
+                    });
+                }
+                continue;
+            }
             if failed_here {
                 let applies = match step.cleanup {
                     Cleanup::After(id) => mine.contains(id),
@@ -351,6 +362,7 @@ impl Runner<'_> {
             When::VerifierPersistent => {
                 Some("Driver Verifier's flags took effect without a restart (volatile)")
             }
+            When::AfterBugcheck => Some("the VM did not stop answering"),
         };
         if let Some(why) = skip {
             return (skipped(step, why), Judged::pass(""), None);

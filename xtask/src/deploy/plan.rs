@@ -158,6 +158,8 @@ pub enum When {
     Kept,
     /// Only if the `verifier` step chose the persistent settings (a restart follows).
     VerifierPersistent,
+    /// Only once the VM, having stopped answering during this driver's steps, is back.
+    AfterBugcheck,
 }
 
 /// Whether a step also runs after a failure.

@@ -49,7 +49,12 @@ fn text_where_numbers_belong_is_refused() {
 
 #[test]
 fn the_newest_minidump_is_chosen_and_a_large_memory_dmp_refused() {
-    let files = dump_files(r#"[{"Path":"C:\\Windows\\MEMORY.DMP","Length":2147483648,"Minidump":false,"Time":"2026-05-01T08:06:20Z"},{"Path":"C:\\Windows\\Minidump\\050126-1.dmp","Length":1048576,"Minidump":true,"Time":"2026-05-01T08:06:19Z"}]"#).unwrap();
+    let files = dump_files(
+        "C:\\Windows\\MEMORY.DMP (2147483648 bytes)\r\nC:\\Windows\\Minidump\\050126-1.dmp (1048576 bytes)\n",
+    )
+    .unwrap();
+    assert_eq!(files.len(), 2);
+    assert!(!files[0].minidump && files[1].minidump);
     assert_eq!(
         choose(&files, 1 << 30).unwrap().path,
         "C:\\Windows\\Minidump\\050126-1.dmp"
@@ -59,7 +64,10 @@ fn the_newest_minidump_is_chosen_and_a_large_memory_dmp_refused() {
     assert!(e.contains("more than --dump-limit 1073741824"), "{e}");
     assert_eq!(choose(full, 4 << 30).unwrap().bytes, 2_147_483_648);
     assert!(choose(&[], 1 << 30).unwrap_err().contains("no dump"));
-    assert!(dump_files(r#"[{"Path":"x"}]"#).is_err());
+    // Anything but our own line is refused.
+    assert!(dump_files("C:\\Windows\\MEMORY.DMP (2 Go)").is_err());
+    assert!(dump_files("C:\\Windows\\MEMORY.DMP").is_err());
+    assert_eq!(dump_files("").unwrap(), []);
     assert_eq!(
         local_name("C:\\Windows\\Minidump\\050126-1.dmp"),
         "050126-1.dmp"

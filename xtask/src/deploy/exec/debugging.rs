@@ -171,7 +171,7 @@ impl Runner<'_> {
         if !o.fetch_dump {
             return c;
         }
-        let dumps = match crash::dump_files(s.get("dump-files").map_or("", |d| d.body.as_str())) {
+        let dumps = match crash::dump_files(s.get("dumps").map_or("", |d| d.body.as_str())) {
             Ok(d) => d,
             Err(e) => {
                 c.dump_error = Some(e.to_string());

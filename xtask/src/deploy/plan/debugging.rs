@@ -97,6 +97,21 @@ pub(super) fn verifier_steps(packages: &[Package], options: &Options) -> Vec<Ste
 
 /// A driver's steps with `verifier-stats` after the probe (the driver still loaded).
 pub(super) fn with_driver_steps(mut d: DriverSteps, p: &Package, options: &Options) -> DriverSteps {
+    if options.fetch_dump {
+        d.steps.push(Step {
+            id: "post-mortem",
+            title: format!(
+                "after a bugcheck: wait for the VM, read the bugcheck code and parameters from the System log, copy the newest minidump (or MEMORY.DMP up to {} bytes) into {}",
+                options.dump_limit,
+                options.dump_dir.display()
+            ),
+            run: Run::Guest(super::post_mortem_script(&options.remote_dir)),
+            check: Check::Events,
+            when: When::AfterBugcheck,
+            cleanup: Cleanup::No,
+            timeout: options.reboot_timeout,
+        });
+    }
     if options.verifier.is_none() {
         return d;
     }

@@ -1,7 +1,6 @@
 //! The report's parts for `--verifier`, `--kdnet` and a bugcheck (`--fetch-dump`): the facts,
 //! their text lines and their `--json` form (docs/reports/deploy.md).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -71,8 +70,17 @@ pub struct StatsJson {
     pub loads: u64,
     /// Unloads since the boot.
     pub unloads: u64,
-    /// The counters by their identifiers.
-    pub counters: BTreeMap<String, u64>,
+    /// The counters, in the order listed.
+    pub counters: Vec<CounterJson>,
+}
+
+/// One Verifier counter in `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CounterJson {
+    /// Its identifier, as `verifier /query` writes it.
+    pub name: String,
+    /// Its value.
+    pub value: u64,
 }
 
 /// `kdnet` in `--json`.
@@ -140,7 +148,14 @@ pub(super) fn stats_json(s: &Stats) -> StatsJson {
     StatsJson {
         loads: s.loads,
         unloads: s.unloads,
-        counters: s.counters.iter().cloned().collect(),
+        counters: s
+            .counters
+            .iter()
+            .map(|(name, value)| CounterJson {
+                name: name.clone(),
+                value: *value,
+            })
+            .collect(),
     }
 }
 

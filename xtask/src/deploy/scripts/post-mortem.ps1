@@ -7,8 +7,7 @@
 # BugcheckParameter1-4 ("Advanced troubleshooting for Event ID 41",
 # https://learn.microsoft.com/troubleshoot/windows-client/performance/event-id-41-restart), and
 # WER-SystemErrorReporting 1001's param1 (`0x000000c4 (0x..., 0x..., 0x..., 0x...)`) and param2
-# (the dump's path). Section `dump-files`: the dumps written since the deploy began, as JSON
-# (path, size, minidump or not, time), for --fetch-dump.
+# (the dump's path). The dumps are listed newest first (--fetch-dump copies the newest minidump).
 # By hand: . .\prologue.ps1; .\post-mortem.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy'
 param(
     # The folder on the VM holding deploy-start.txt (the preflight's time).
@@ -26,12 +25,8 @@ do {
 if ($crashed -and -not $saved) { Note 'the VM restarted unexpectedly but no bugcheck event 1001 (dump saved) appeared within 90s: the dump may still be being written, or none is configured' }
 Section 'dumps'
 $files = @(Join-Path $env:SystemRoot 'MEMORY.DMP') + @(Get-ChildItem -LiteralPath (Join-Path $env:SystemRoot 'Minidump') -Filter '*.dmp' -ErrorAction SilentlyContinue | ForEach-Object { $_.FullName })
-foreach ($f in $files) { if (Test-Path -LiteralPath $f) { $i = Get-Item -LiteralPath $f; if ($i.LastWriteTimeUtc -ge $since) { Say ('{0} ({1} bytes)' -f $i.FullName, $i.Length) } } }
+$files | ? { Test-Path -LiteralPath $_ } | % { Get-Item -LiteralPath $_ } | ? { $_.LastWriteTimeUtc -ge $since } | sort LastWriteTimeUtc -Descending | % { Say ('{0} ({1} bytes)' -f $_.FullName, $_.Length) }
 Section 'events'
 Say (ConvertTo-Json -Compress -InputObject @($ev | ForEach-Object { [pscustomobject]@{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Level = [int]$_.Level; Provider = $_.ProviderName; Message = $_.Message } }))
-$bc = @($ev | Where-Object { $_.Id -ne 6008 } | ForEach-Object { $d = [ordered]@{}; $i = 0; foreach ($x in ([xml]$_.ToXml()).Event.EventData.Data) { $i++; $n = if ($x.Name) { [string]$x.Name } else { "param$i" }; $d[$n] = [string]$x.'#text' }; [pscustomobject]@{ Time = $_.TimeCreated.ToUniversalTime().ToString('o'); Id = $_.Id; Provider = $_.ProviderName; Data = [pscustomobject]$d } })
 Section 'bugcheck'
-Say (ConvertTo-Json -Compress -Depth 4 -InputObject $bc)
-$df = @($files | Where-Object { Test-Path -LiteralPath $_ } | ForEach-Object { Get-Item -LiteralPath $_ } | Where-Object { $_.LastWriteTimeUtc -ge $since } | ForEach-Object { [pscustomobject]@{ Path = $_.FullName; Length = $_.Length; Minidump = ($_.DirectoryName -like '*\Minidump'); Time = $_.LastWriteTimeUtc.ToString('o') } })
-Section 'dump-files'
-Say (ConvertTo-Json -Compress -InputObject $df)
+Say (ConvertTo-Json -Compress -Depth 4 -InputObject @($ev | ? { $_.Id -ne 6008 } | % { $d = @{}; $i = 0; foreach ($x in ([xml]$_.ToXml()).Event.EventData.Data) { $i++; $n = if ($x.Name) { $x.Name } else { "param$i" }; $d[$n] = if ($x -is [string]) { $x } else { $x.'#text' } }; @{ Id = $_.Id; Provider = $_.ProviderName; Data = $d } }))

@@ -27,38 +27,31 @@ param(
     # The flags Windows 11 allows to change without a restart (a mask).
     [int64]$Win11
 )
-$verifier = Join-Path $env:SystemRoot 'System32\verifier.exe'
-if (-not (Test-Path -LiteralPath $verifier)) { Note "Driver Verifier is not on this VM ($verifier is missing): deploy without --verifier, or use a Windows edition that has it"; exit 3 }
+$v = Join-Path $env:SystemRoot 'System32\verifier.exe'
+if (-not (Test-Path -LiteralPath $v)) { Note "Driver Verifier is not on this VM ($v is missing): deploy without --verifier"; exit 3 }
 $mm = 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management'
 $saved = Join-Path $Dir 'verifier-previous.json'
-New-Item -ItemType Directory -Force -Path $Dir | Out-Null
-$build = [int]((Get-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion').CurrentBuildNumber)
-$mask = if ($build -ge 22000) { $Win11 } else { $Win10 }
+$b = [int](Get-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion').CurrentBuildNumber
+$mask = if ($b -ge 22000) { $Win11 } else { $Win10 }
 $mode = if (($Flags -band $mask) -eq $Flags) { 'volatile' } else { 'persistent' }
 if (Test-Path -LiteralPath $saved) {
-    $prev = Get-Content -Raw -LiteralPath $saved | ConvertFrom-Json
-    Note 'Verifier settings saved by an earlier deploy that did not restore them: those are the ones restored'
-    if ($prev.Mode -eq 'persistent') { $mode = 'persistent' }
-} else {
-    $p = Get-ItemProperty -LiteralPath $mm
-    $prev = [pscustomobject]@{ Level = $p.VerifyDriverLevel; Drivers = $p.VerifyDrivers; Mode = $mode }
-}
-$prev = [pscustomobject]@{ Level = $prev.Level; Drivers = $prev.Drivers; Mode = $mode }
-$tmp = "$saved.tmp"
-[IO.File]::WriteAllText($tmp, (ConvertTo-Json -Compress -InputObject $prev))
-Move-Item -Force -LiteralPath $tmp -Destination $saved
-Section 'verifier-previous'; Say (ConvertTo-Json -Compress -InputObject $prev)
+    $p = Get-Content -Raw -LiteralPath $saved | ConvertFrom-Json
+    Note 'the Verifier settings an earlier deploy saved and did not restore are the ones kept'
+    if ($p.Mode -eq 'persistent') { $mode = 'persistent' }
+} else { $p = Get-ItemProperty -LiteralPath $mm; $p = @{ Level = $p.VerifyDriverLevel; Drivers = $p.VerifyDrivers } }
+$j = ConvertTo-Json -Compress -InputObject ([pscustomobject]@{ Level = $p.Level; Drivers = $p.Drivers; Mode = $mode })
+[IO.File]::WriteAllText("$saved.tmp", $j)
+Move-Item -Force -LiteralPath "$saved.tmp" -Destination $saved
+Section 'verifier-previous'; Say $j
 Section 'verifier-mode'; Say $mode
 $hex = '0x{0:X}' -f $Flags
 if ($mode -eq 'volatile') {
-    Run 'verifier-flags' $verifier @('/volatile', '/flags', $hex)
-    if ($script:rc -ne 0) { exit 1 }
-    Run 'verifier-adddriver' $verifier (@('/volatile', '/adddriver') + $Images)
-    if ($script:rc -ne 0) { exit 1 }
-    exit 0
+    Run 'verifier-flags' $v @('/volatile', '/flags', $hex)
+    if ($script:rc -eq 0) { Run 'verifier-adddriver' $v (@('/volatile', '/adddriver') + $Images) }
+    exit $script:rc
 }
-Run 'verifier-set' $verifier (@('/flags', $hex, '/driver') + $Images)
-$now = Get-ItemProperty -LiteralPath $mm
-Section 'verifier-settings'; Say (ConvertTo-Json -Compress -InputObject ([pscustomobject]@{ Level = $now.VerifyDriverLevel; Drivers = $now.VerifyDrivers }))
-Run 'shutdown' 'shutdown.exe' @('/r', '/t', '5', '/c', 'xtask deploy: Driver Verifier settings')
+Run 'verifier-set' $v (@('/flags', $hex, '/driver') + $Images)
+$n = Get-ItemProperty -LiteralPath $mm
+Section 'verifier-settings'; Say (ConvertTo-Json -Compress -InputObject ([pscustomobject]@{ Level = $n.VerifyDriverLevel; Drivers = $n.VerifyDrivers }))
+Run 'shutdown' 'shutdown.exe' @('/r', '/t', '5', '/c', 'xtask deploy: Driver Verifier')
 exit $script:rc
