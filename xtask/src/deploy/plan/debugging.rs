@@ -163,3 +163,6 @@ pub(super) fn teardown_steps(packages: &[Package], options: &Options) -> Vec<Ste
         timeout: options.timeout,
     }]
 }
+
+#[cfg(test)]
+mod tests;
