@@ -64,6 +64,14 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
         add(format!("file-{}", s.name), s.text.to_owned());
     }
     add("wait-for-boot".into(), plan::boot_script());
+    // The Hyper-V host script of --fetch-dump's copy.
+    add(
+        "hyperv-download-host".into(),
+        hyperv.download_wrapper(
+            r"C:\Windows\Minidump\050126-01.dmp",
+            Path::new("target/deploy/Win11 Test/it's.dmp"),
+        ),
+    );
     for dir in [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"] {
         add("post-mortem".into(), plan::post_mortem_script(dir));
     }
@@ -300,6 +308,7 @@ mod tests {
             "ssh-cm-filter-kdnet",
             "ssh-cm-filter-post-mortem",
             "wait-for-boot",
+            "hyperv-download-host",
             "helpers",
         ] {
             assert!(scripts.keys().any(|k| k.contains(part)), "no {part}");
