@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! setup     [revert the snapshot, wait for the VM]  preflight  [enable test signing, reboot,
-//!           wait, preflight again]  leftovers  copy  check the copy  trust
-//! per driver  install  start  probe  stop  unloaded  remove  events
-//! teardown  remove the files  [revert the snapshot after a failure]
+//!           wait, preflight again]  [kdnet, wait]  leftovers  copy  check the copy  trust
+//!           [verifier, (persistent) wait]
+//! per driver  install  start  probe  [verifier-stats]  stop  unloaded  remove  events
+//!             [post-mortem: only after a bugcheck]
+//! teardown  [verifier-restore]  remove the files  [revert the snapshot after a failure]
 //! ```
 //!
 //! A step that fails stops the plan; the steps marked to run "also after a failure" then run if
