@@ -9,6 +9,8 @@
 //! (`0x000000c4 (0x..., 0x..., 0x..., 0x...)`) and `param2` (the dump's path). Event 41 is
 //! preferred; 1001 fills in when 41 has no code (0: not a bugcheck, or the code was not saved).
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use super::verifier;
@@ -31,7 +33,7 @@ impl Bugcheck {
         let p: Vec<String> = self.parameters.iter().map(|v| format!("0x{v:X}")).collect();
         let mut s = format!("0x{:08X} ({})", self.code, p.join(", "));
         if let Some(n) = verifier::violation(self.code) {
-            s.push_str(&format!(" {n}: a Driver Verifier violation"));
+            let _ = write!(s, " {n}: a Driver Verifier violation");
         }
         s
     }

@@ -55,6 +55,7 @@ pub enum Install {
 
 /// The deployment options that shape the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one per flag of the command line
 pub struct Options {
     /// The VM's architecture.
     pub arch: Arch,

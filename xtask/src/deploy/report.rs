@@ -164,6 +164,7 @@ impl TargetReport {
 }
 
 /// The report as text.
+#[allow(clippy::too_many_lines)] // the report, part by part, in its order
 pub fn render(r: &TargetReport) -> String {
     let mut out = String::new();
     let verdict = if r.ok() {

@@ -39,6 +39,7 @@ pub const BROKEN: [(&str, &str); 5] = [
 /// `--enable-testsigning`, `--keep`, `--snapshot` (and `--revert-after-failure`), with and
 /// without `--verifier`, `--kdnet` and `--fetch-dump`, with the default `--remote-dir` and one
 /// with a space and a quote.
+#[allow(clippy::too_many_lines)] // one loop per option, the scripts of each plan
 pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
     let mut sets: Vec<Vec<Package>> = packages.iter().map(|p| vec![p.clone()]).collect();
     if packages.len() > 1 {

@@ -149,60 +149,60 @@ impl Runner<'_> {
 
     /// After a bugcheck, once the VM is back: the code from the events and, with
     /// `--fetch-dump`, the dump copied here.
-    pub(super) fn crash(&self, driver: &str, s: &Sections, detail: &mut String) -> Crash {
-        let mut c = Crash {
+    pub(super) fn crash(&self, driver: &str, sections: &Sections, detail: &mut String) -> Crash {
+        let mut found = Crash {
             driver: driver.to_owned(),
             ..Crash::default()
         };
-        match crash::bugcheck(s.get("bugcheck").map_or("", |b| b.body.as_str())) {
+        match crash::bugcheck(sections.get("bugcheck").map_or("", |b| b.body.as_str())) {
             Ok(Some(b)) => {
                 let _ = write!(detail, "\n  bugcheck {} (from {})", b.text(), b.source);
-                c.bugcheck = Some(b);
+                found.bugcheck = Some(b);
             }
             Ok(None) => {
-                c.bugcheck_error = Some(
+                found.bugcheck_error = Some(
                     "no Kernel-Power 41 or WER-SystemErrorReporting 1001 event gives a bugcheck code"
                         .to_owned(),
                 );
             }
-            Err(e) => c.bugcheck_error = Some(e.to_string()),
+            Err(e) => found.bugcheck_error = Some(e.to_string()),
         }
-        let o = &self.plan.options;
-        if !o.fetch_dump {
-            return c;
+        let opts = &self.plan.options;
+        if !opts.fetch_dump {
+            return found;
         }
-        let dumps = match crash::dump_files(s.get("dumps").map_or("", |d| d.body.as_str())) {
-            Ok(d) => d,
+        let dumps = match crash::dump_files(sections.get("dumps").map_or("", |d| d.body.as_str())) {
+            Ok(list) => list,
             Err(e) => {
-                c.dump_error = Some(e.to_string());
-                return c;
+                found.dump_error = Some(e.to_string());
+                return found;
             }
         };
-        match crash::choose(&dumps, o.dump_limit) {
-            Err(e) => c.dump_error = Some(e),
-            Ok(d) => {
-                let local = o.dump_dir.join(crash::local_name(&d.path));
+        match crash::choose(&dumps, opts.dump_limit) {
+            Err(e) => found.dump_error = Some(e),
+            Ok(dump) => {
+                let local = opts.dump_dir.join(crash::local_name(&dump.path));
                 // A dump copies at no less than a few MB/s: a minute per 300 MB, and the step's
                 // limit at least.
-                let limit = o.timeout + std::time::Duration::from_secs(d.bytes / 5_000_000);
-                match self.t.download(&d.path, &local, limit) {
+                let limit = opts.timeout + std::time::Duration::from_secs(dump.bytes / 5_000_000);
+                match self.t.download(&dump.path, &local, limit) {
                     Ok(out) if out.code == Some(0) => {
                         let _ = write!(detail, "\n  dump copied to {}", local.display());
-                        c.dump = Some((d.path.clone(), local, d.bytes));
+                        found.dump = Some((dump.path.clone(), local, dump.bytes));
                     }
                     Ok(out) => {
-                        c.dump_error = Some(format!(
+                        found.dump_error = Some(format!(
                             "copying {} failed (exit code {}): {}",
-                            d.path,
+                            dump.path,
                             code_text(out.code),
                             crate::base::process::tail(out.stderr.trim(), 3)
                         ));
                     }
-                    Err(e) => c.dump_error = Some(format!("copying {} failed: {e}", d.path)),
+                    Err(e) => found.dump_error = Some(format!("copying {} failed: {e}", dump.path)),
                 }
             }
         }
-        c
+        found
     }
 }
 

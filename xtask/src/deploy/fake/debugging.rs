@@ -93,6 +93,7 @@ pub const STEPS: [&str; 4] = ["verifier", "verifier-stats", "verifier-restore", 
 impl DebugVm {
     /// Answers step `step` with its parameters; `loaded` is the loaded-module list. The second
     /// value says the VM restarts.
+    #[allow(clippy::too_many_lines)] // one arm per step, as the tools would answer
     pub fn answer(
         &mut self,
         step: &str,
