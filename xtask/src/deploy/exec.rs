@@ -117,6 +117,7 @@ pub fn execute(
             unload: Unload::NotReached,
             events: Vec::new(),
             verifier: None,
+            violation: None,
         };
         if report.failure.is_some() {
             for s in &d.steps {
@@ -217,6 +218,12 @@ pub fn execute(
                     ));
                     if let Some((pm, crash)) = r.post_mortem(&d.driver) {
                         vm_gone = false;
+                        if plan.options.verifier.is_some()
+                            && let Some(b) = &crash.bugcheck
+                            && crate::deploy::verifier::violation(b.code).is_some()
+                        {
+                            dr.violation = Some(b.text());
+                        }
                         report.crash = Some(crash);
                         if let Some(b) = report.bugcheck.as_mut() {
                             let _ = write!(b, "\n  after it came back: {}", pm.detail);

@@ -116,6 +116,8 @@ pub struct DriverReport {
     pub events: Vec<Event>,
     /// Driver Verifier's counters while it was loaded (`--verifier`).
     pub verifier: Option<super::verifier::Stats>,
+    /// The Driver Verifier violation (its bugcheck) during this driver's steps.
+    pub violation: Option<String>,
 }
 
 /// The failure that stopped a plan.
@@ -238,6 +240,9 @@ pub fn render(r: &TargetReport) -> String {
         if let Some(v) = &d.verifier {
             debugging::render_stats(&mut out, v);
         }
+        if let Some(v) = &d.violation {
+            let _ = writeln!(out, "    Driver Verifier VIOLATION: {v}");
+        }
         let _ = writeln!(out, "    unload: {}", d.unload.text());
         if !d.events.is_empty() {
             out.push_str("    Service Control Manager events:\n");
@@ -350,6 +355,8 @@ pub struct DriverJson {
     pub events: Vec<EventJson>,
     /// Driver Verifier's counters while loaded (`--verifier`), else null.
     pub verifier: Option<debugging::StatsJson>,
+    /// The Driver Verifier violation (bugcheck) during its steps, else null.
+    pub violation: Option<String>,
 }
 
 /// The failure that stopped a plan, as `--json` writes it.
@@ -449,6 +456,7 @@ pub fn to_json(r: &TargetReport) -> TargetJson {
                     })
                     .collect(),
                 verifier: d.verifier.as_ref().map(debugging::stats_json),
+                violation: d.violation.clone(),
             })
             .collect(),
         teardown: r.teardown.iter().map(step_json).collect(),

@@ -145,6 +145,17 @@ fn a_verifier_bugcheck_is_reported_with_its_code_and_the_dump_fetched() {
     let b = c.bugcheck.as_ref().unwrap();
     assert_eq!((b.code, b.parameters[0]), (0xC4, 0x62));
     assert!(
+        r.drivers[0]
+            .violation
+            .as_deref()
+            .is_some_and(|v| v.starts_with("0x000000C4 (0x62"))
+    );
+    assert!(r.drivers[1].violation.is_none());
+    assert!(
+        text.contains("Driver Verifier VIOLATION: 0x000000C4"),
+        "{text}"
+    );
+    assert!(
         text.contains("DRIVER_VERIFIER_DETECTED_VIOLATION: a Driver Verifier violation"),
         "{text}"
     );
@@ -258,4 +269,35 @@ fn kdnet_reports_the_key_and_the_windbg_command() {
     let f = r.failure.unwrap();
     assert_eq!(f.step, "kdnet");
     assert!(f.message.contains("Secure Boot"), "{}", f.message);
+}
+
+#[test]
+fn a_vm_that_never_comes_back_from_verifiers_restart_fails_the_wait() {
+    let mut vm = FakeVm::new();
+    // preflight, leftovers, check-copy, trust, verifier (restarts); then silence.
+    vm.dies_after = Some(5);
+    vm.silent_for = usize::MAX;
+    let options = Options {
+        reboot_timeout: Duration::from_millis(200),
+        ..with_verifier(STANDARD)
+    };
+    let (r, _) = deploy(&options, vm);
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.step, "wait-verifier");
+    assert!(
+        f.message.contains("did not answer after restarting"),
+        "{}",
+        f.message
+    );
+    assert!(r.drivers.iter().all(|d| {
+        d.steps
+            .iter()
+            .all(|s| matches!(s.status, Status::NotRun(_)))
+    }));
+    // The restore is attempted and fails: the settings are not claimed restored.
+    assert_eq!(
+        statuses(&r.teardown)[0],
+        "verifier-restore failed (cleanup)"
+    );
+    assert_ne!(r.verifier.as_ref().unwrap().restored, Some(true));
 }
