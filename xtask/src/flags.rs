@@ -263,6 +263,14 @@ fn to_deploy(m: &Matches) -> Result<DeployArgs> {
     if !vm && arch != Arch::X64 {
         bail!("deploy: the emulated kernel runs x64 images only; --arch is for VM targets");
     }
+    for vm_only in ["--verifier", "--fetch-dump", "--dump-limit", "--kdnet"] {
+        if !vm && m.flag(vm_only) {
+            bail!(
+                "deploy: {vm_only} is for VM targets (--target ssh://... or hyperv:...); the \
+                 emulated kernel has its own Verifier-like checks (see `cargo xtask emulate`)"
+            );
+        }
+    }
     Ok(DeployArgs {
         targets,
         packages: m.values("--package"),
