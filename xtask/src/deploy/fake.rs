@@ -718,29 +718,7 @@ impl Transport for FakeTransport {
         local: &std::path::Path,
         _timeout: Duration,
     ) -> Result<Output, TransportError> {
-        let mut vm = self.vm.lock().unwrap();
-        vm.log.push(format!("download: {remote}"));
-        let Some((_, bytes, _)) = vm.dbg.dumps.iter().find(|d| d.0 == remote).cloned() else {
-            return Ok(Output {
-                code: Some(1),
-                stderr: format!("{remote}: no such file"),
-                ..Output::default()
-            });
-        };
-        vm.dbg.downloaded.insert(remote.to_owned(), bytes);
-        super::transport::download_via(local, |part| {
-            std::fs::write(part, b"PAGEDU64 (a dump's first bytes, shortened)").map_err(|e| {
-                TransportError {
-                    kind: Lost::Spawn,
-                    message: e.to_string(),
-                    partial: Output::default(),
-                }
-            })?;
-            Ok(Output {
-                code: Some(0),
-                ..Output::default()
-            })
-        })
+        debugging::download(&self.vm, remote, local)
     }
 
     fn host(&self, argv: &[String], _timeout: Duration) -> Result<Output, TransportError> {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::PsValue;
+use crate::deploy::transport::{Lost, Output, TransportError};
 
 /// The state the debugging steps change.
 #[derive(Clone, Debug)]
@@ -291,4 +292,36 @@ impl DebugVm {
             .collect();
         section(out, "dumps", None, &lines.join("\n"));
     }
+}
+
+/// [`super::FakeTransport`]'s copy of a dump: a few bytes written through the `.part` file, as
+/// the real transports do; a path the VM has no dump at fails as sftp would.
+pub fn download(
+    vm: &std::sync::Mutex<super::FakeVm>,
+    remote: &str,
+    local: &std::path::Path,
+) -> Result<Output, TransportError> {
+    let mut vm = vm.lock().unwrap();
+    vm.log.push(format!("download: {remote}"));
+    let Some((_, bytes, _)) = vm.dbg.dumps.iter().find(|d| d.0 == remote).cloned() else {
+        return Ok(Output {
+            code: Some(1),
+            stderr: format!("{remote}: no such file"),
+            ..Output::default()
+        });
+    };
+    vm.dbg.downloaded.insert(remote.to_owned(), bytes);
+    crate::deploy::transport::download_via(local, |part| {
+        std::fs::write(part, b"PAGEDU64 (a dump's first bytes, shortened)").map_err(|e| {
+            TransportError {
+                kind: Lost::Spawn,
+                message: e.to_string(),
+                partial: Output::default(),
+            }
+        })?;
+        Ok(Output {
+            code: Some(0),
+            ..Output::default()
+        })
+    })
 }
