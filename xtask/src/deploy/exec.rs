@@ -719,7 +719,7 @@ impl Runner<'_> {
                     code_text(out.code)
                 )),
             },
-            Check::Verifier
+            Check::Verifier(_)
             | Check::VerifierStats(_)
             | Check::VerifierRestored
             | Check::Kdnet(_) => unreachable!("judged by judge_debugging"),

@@ -234,8 +234,8 @@ pub enum Check {
     Removed,
     /// Service Control Manager events (informative).
     Events,
-    /// Driver Verifier on for our drivers, the previous settings saved.
-    Verifier,
+    /// Driver Verifier on for these images, the previous settings saved.
+    Verifier(Vec<String>),
     /// Driver Verifier's counters of this image.
     VerifierStats(String),
     /// Driver Verifier's previous settings back.

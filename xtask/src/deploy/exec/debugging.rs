@@ -22,7 +22,7 @@ impl Runner<'_> {
         out: &Output,
     ) -> Option<Judged> {
         Some(match check {
-            Check::Verifier => self.judge_verifier(s, out),
+            Check::Verifier(images) => self.judge_verifier(images, s, out),
             Check::VerifierStats(image) => {
                 let Some(q) = s.get("verifier-query") else {
                     return Some(Judged::fail(format!(
@@ -92,7 +92,7 @@ impl Runner<'_> {
         })
     }
 
-    fn judge_verifier(&mut self, s: &Sections, out: &Output) -> Judged {
+    fn judge_verifier(&mut self, images: &[String], s: &Sections, out: &Output) -> Judged {
         let Some(flags) = self.plan.options.verifier else {
             return Judged::fail("a verifier step without --verifier");
         };
@@ -117,7 +117,7 @@ impl Runner<'_> {
                         notes(s)
                     ))
                 } else if m == Mode::Persistent {
-                    check_persistent(s, flags).map(|()| {
+                    check_persistent(s, flags, images).map(|()| {
                         self.facts.verifier_persistent = true;
                         format!(
                             "{}; flags {} need the persistent settings: set, restarting",
@@ -207,13 +207,27 @@ impl Runner<'_> {
 }
 
 /// The persistent settings as the registry holds them after `verifier /flags F /driver ...`.
-fn check_persistent(s: &Sections, flags: verifier::Flags) -> Result<(), String> {
+fn check_persistent(s: &Sections, flags: verifier::Flags, images: &[String]) -> Result<(), String> {
     let body = s
         .get("verifier-settings")
         .map(|b| b.body.clone())
         .ok_or("the persistent settings were not read back")?;
     let v: serde_json::Value =
         serde_json::from_str(body.trim()).map_err(|e| format!("verifier-settings: {e}: {body}"))?;
+    let listed: Vec<&str> = v["Drivers"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    if let Some(missing) = images
+        .iter()
+        .find(|i| !listed.iter().any(|l| l.eq_ignore_ascii_case(i)))
+    {
+        return Err(format!(
+            "verifier /driver did not take: {missing} is not in VerifyDrivers ({})",
+            listed.join(" ")
+        ));
+    }
     match v["Level"].as_u64() {
         Some(l) if l == u64::from(flags.0) => Ok(()),
         other => Err(format!(

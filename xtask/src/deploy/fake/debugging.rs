@@ -28,6 +28,8 @@ pub struct DebugVm {
     pub saved: Option<(Option<u64>, Option<String>, String)>,
     /// verifier.exe ignores the restore (the settings stay ours).
     pub restore_fails: bool,
+    /// verifier.exe ignores `/flags ... /driver ...` (the registry keeps the settings before).
+    pub set_ignored: bool,
     /// Secure Boot is on.
     pub secure_boot: bool,
     /// The kdnet key in the boot configuration.
@@ -53,6 +55,7 @@ impl Default for DebugVm {
             volatile: BTreeSet::new(),
             saved: None,
             restore_fails: false,
+            set_ignored: false,
             secure_boot: false,
             key: None,
             debug: None,
@@ -163,16 +166,30 @@ impl DebugVm {
                     section(&mut out, "verifier-adddriver", Some(0), "");
                     return (0, out, false);
                 }
-                self.level = Some(flags);
-                self.drivers = Some(images.join(" "));
+                if !self.set_ignored {
+                    self.level = Some(flags);
+                    self.drivers = Some(images.join(" "));
+                }
                 // verifier.exe asks for a restart; its exit code is not read.
                 section(&mut out, "verifier-set", Some(2), "");
                 section(
                     &mut out,
                     "verifier-settings",
                     None,
-                    &format!(r#"{{"Level":{flags},"Drivers":"{}"}}"#, images.join(" ")),
+                    &format!(
+                        r#"{{"Level":{},"Drivers":{}}}"#,
+                        json_u(self.level),
+                        json_s(self.drivers.as_deref())
+                    ),
                 );
+                if self.set_ignored {
+                    let _ = writeln!(
+                        out,
+                        "#xtask:note verifier /flags 0x{flags:X} /driver did not take (VerifyDriverLevel is {}): no restart",
+                        json_u(self.level)
+                    );
+                    return (1, out, false);
+                }
                 section(&mut out, "shutdown", Some(0), "");
                 self.booted = Some((flags, images.join(" ")));
                 (0, out, true)

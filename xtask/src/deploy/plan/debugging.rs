@@ -78,7 +78,7 @@ pub(super) fn verifier_steps(packages: &[Package], options: &Options) -> Vec<Ste
                     .arg("Win11", Arg::Int(u64::from(VOLATILE_WIN11)))
                     .render(),
             )),
-            check: Check::Verifier,
+            check: Check::Verifier(images.clone()),
             when: When::Always,
             cleanup: Cleanup::No,
             timeout: options.timeout,

@@ -11,6 +11,10 @@
 # https://learn.microsoft.com/previous-versions/windows/desktop/bcd/bcdlibraryelementtypes)
 # (section `kdnet-key`, `error ...` when it cannot be read); bcdedit's own `Key=` line is in
 # section `dbgsettings`. Secure Boot forbids /debug on: the step then fails naming the fix.
+# With BitLocker protecting the system volume, the changed boot configuration would start the VM
+# in BitLocker recovery: the key protectors are suspended for the one restart before anything changes, as
+# enable-testsigning.ps1 does (DisableKeyProtectors with DisableCount 1,
+# https://learn.microsoft.com/windows/win32/secprov/disablekeyprotectors-win32-encryptablevolume).
 # By hand: . .\prologue.ps1; .\kdnet.ps1 -HostIp 192.168.1.10 -Port 50000
 param(
     # The debugger host's address, as the VM reaches it.
@@ -22,6 +26,14 @@ function Get-XtaskNetKey { try { $st = ([wmiclass]'root\wmi:BcdStore').OpenStore
 $secure = $false
 try { $secure = [bool](Confirm-SecureBootUEFI) } catch { }
 if ($secure) { Note 'Secure Boot is on, which forbids kernel debugging: turn it off in the VM''s firmware settings (Hyper-V: Set-VMFirmware VMNAME -EnableSecureBoot Off), then deploy again'; exit 2 }
+$bl = $null
+try { $bl = Get-CimInstance -Namespace 'root\cimv2\Security\MicrosoftVolumeEncryption' -ClassName Win32_EncryptableVolume -Filter "DriveLetter = '$env:SystemDrive'" } catch { }
+if ($null -ne $bl -and $bl.ProtectionStatus -ne 0) {
+    $r = Invoke-CimMethod -InputObject $bl -MethodName DisableKeyProtectors -Arguments @{ DisableCount = [uint32]1 }
+    Section 'bitlocker-suspend' $r.ReturnValue
+    if ($r.ReturnValue -ne 0) { Note ('BitLocker protects the system volume and could not be suspended (0x{0:X8}): suspend it for one restart (Suspend-BitLocker -MountPoint $env:SystemDrive -RebootCount 1) then deploy again' -f $r.ReturnValue); exit 2 }
+    Note 'BitLocker suspended for one restart, so that the changed boot configuration does not start recovery'
+}
 $old = Get-XtaskNetKey
 $a = @('/dbgsettings', 'net', "hostip:$HostIp", "port:$Port")
 if ($old -match '^[0-9a-z]+(\.[0-9a-z]+){3}$') { $a += "key:$old" }

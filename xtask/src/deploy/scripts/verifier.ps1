@@ -13,7 +13,8 @@
 # flags (`/standard` includes DDI compliance checking, 0x20000) need the persistent settings
 # (`verifier /flags F /driver NAME...`) and a restart, which this step starts ("Driver Verifier
 # command syntax", https://learn.microsoft.com/windows-hardware/drivers/devtest/verifier-command-line).
-# The persistent settings are checked by reading the registry back, not by verifier's words.
+# The persistent settings are checked by reading the registry back, not by verifier's words,
+# before the restart (none when they did not take).
 # By hand: . .\prologue.ps1; .\verifier.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy' -Flags 0x209BB -Images @('cm-filter.sys') -Win10 0x6FBF -Win11 0x6A4
 param(
     # The folder on the VM where the previous settings are saved.
@@ -53,5 +54,6 @@ if ($mode -eq 'volatile') {
 Run 'verifier-set' $v (@('/flags', $hex, '/driver') + $Images)
 $n = Get-ItemProperty -LiteralPath $mm
 Section 'verifier-settings'; Say (ConvertTo-Json -Compress -InputObject ([pscustomobject]@{ Level = $n.VerifyDriverLevel; Drivers = $n.VerifyDrivers }))
+if ([int64]$n.VerifyDriverLevel -ne $Flags) { Note "verifier /flags $hex /driver did not take (VerifyDriverLevel is $($n.VerifyDriverLevel)): no restart"; exit 1 }
 Run 'shutdown' 'shutdown.exe' @('/r', '/t', '5', '/c', 'xtask deploy: Driver Verifier')
 exit $script:rc

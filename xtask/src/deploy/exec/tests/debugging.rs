@@ -301,3 +301,20 @@ fn a_vm_that_never_comes_back_from_verifiers_restart_fails_the_wait() {
     );
     assert_ne!(r.verifier.as_ref().unwrap().restored, Some(true));
 }
+
+#[test]
+fn persistent_settings_that_did_not_take_fail_the_step() {
+    let mut vm = FakeVm::new();
+    vm.dbg.set_ignored = true;
+    let (r, t) = deploy(&with_verifier(STANDARD), vm);
+    let f = r.failure.as_ref().unwrap();
+    assert_eq!(f.step, "verifier");
+    assert!(f.message.contains("did not take"), "{}", f.message);
+    // No restart was waited for, and nothing is left to restore.
+    assert_eq!(statuses(&r.setup)[6], "wait-verifier not run");
+    assert_eq!(
+        statuses(&r.teardown)[0],
+        "verifier-restore passed (cleanup)"
+    );
+    assert!(t.vm.lock().unwrap().dbg.saved.is_none());
+}
