@@ -12,11 +12,16 @@
 //! - `exec.rs` runs a plan, `judge.rs` judges each step from the output sections `parse.rs`
 //!   reads, `report.rs` is the report (text and JSON).
 //! - `syntax.rs`: the tree-sitter syntax check of every script the plans can produce.
+//! - `verifier.rs` (Driver Verifier's flags, counters and settings), `crash.rs` (the bugcheck
+//!   from the System log, the dump to fetch), `kdnet.rs` (network kernel debugging): the facts
+//!   of `--verifier`, `--fetch-dump` and `--kdnet`, whose steps are `plan/debugging.rs`.
 //!
 //! Several targets deploy in parallel, one report each ([`execute_all`]).
 
+pub mod crash;
 pub mod exec;
 pub mod judge;
+pub mod kdnet;
 pub mod parse;
 pub mod plan;
 pub mod probe;
@@ -26,6 +31,7 @@ pub mod script;
 pub mod syntax;
 pub mod target;
 pub mod transport;
+pub mod verifier;
 
 #[cfg(test)]
 pub mod fake;

@@ -223,6 +223,21 @@ fn seconds(m: &Matches, name: &str, default: u64) -> Result<u64> {
     }
 }
 
+/// `--dump-limit`: bytes, or a number with K, M or G (binary multiples).
+fn size(v: &str) -> Result<u64> {
+    let t = v.trim();
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => bail!("--dump-limit takes a size in bytes, or with K, M or G (like 4G), not `{v}`"),
+    }
+}
+
 fn to_deploy(m: &Matches) -> Result<DeployArgs> {
     let mut targets = m
         .values("--target")
@@ -248,6 +263,14 @@ fn to_deploy(m: &Matches) -> Result<DeployArgs> {
     if !vm && arch != Arch::X64 {
         bail!("deploy: the emulated kernel runs x64 images only; --arch is for VM targets");
     }
+    for vm_only in ["--verifier", "--fetch-dump", "--dump-limit", "--kdnet"] {
+        if !vm && m.flag(vm_only) {
+            bail!(
+                "deploy: {vm_only} is for VM targets (--target ssh://... or hyperv:...); the \
+                 emulated kernel has its own Verifier-like checks (see `cargo xtask emulate`)"
+            );
+        }
+    }
     Ok(DeployArgs {
         targets,
         packages: m.values("--package"),
@@ -267,6 +290,18 @@ fn to_deploy(m: &Matches) -> Result<DeployArgs> {
         hyperv_credential: m.value("--hyperv-credential").map(Into::into),
         timeout_s: seconds(m, "--timeout", 120)?,
         reboot_timeout_s: seconds(m, "--reboot-timeout", 600)?,
+        verifier: m
+            .value("--verifier")
+            .map(|v| crate::deploy::verifier::Flags::parse(&v))
+            .transpose()?,
+        fetch_dump: m.flag("--fetch-dump"),
+        dump_limit: m
+            .value("--dump-limit")
+            .map_or(Ok(crate::deploy::plan::DUMP_LIMIT), |v| size(&v))?,
+        kdnet: m
+            .value("--kdnet")
+            .map(|v| crate::deploy::kdnet::Kdnet::parse(&v))
+            .transpose()?,
     })
 }
 

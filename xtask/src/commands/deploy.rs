@@ -93,6 +93,14 @@ pub(crate) struct Options {
     pub timeout_s: u64,
     /// `--reboot-timeout SECS`.
     pub reboot_timeout_s: u64,
+    /// `--verifier FLAGS`.
+    pub verifier: Option<crate::deploy::verifier::Flags>,
+    /// `--fetch-dump`.
+    pub fetch_dump: bool,
+    /// `--dump-limit SIZE`, in bytes.
+    pub dump_limit: u64,
+    /// `--kdnet HOST:PORT`.
+    pub kdnet: Option<crate::deploy::kdnet::Kdnet>,
 }
 
 /// One step of a deployment to the emulated kernel.
@@ -242,6 +250,24 @@ fn way(args: &Options, target: &Target) -> Way {
 }
 
 /// Where the helpers are written here before the copy step ships them.
+/// Where `--fetch-dump` puts a target's dumps: `target/deploy/<the target without its scheme>/`,
+/// with what cannot be in a folder name replaced.
+fn dump_dir(ws: &Workspace, target: &str) -> PathBuf {
+    let bare = target.split_once(':').map_or(target, |(_, rest)| rest);
+    let name: String = bare
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    ws.layout.target_dir.join("deploy").join(name)
+}
+
 fn helpers_dir(ws: &Workspace) -> PathBuf {
     ws.layout
         .target_dir
@@ -276,6 +302,11 @@ fn options(ws: &Workspace, args: &Options) -> plan::Options {
             .clone()
             .unwrap_or_else(|| plan::LIBVIRT_URI.to_owned()),
         helpers_dir: helpers_dir(ws),
+        verifier: args.verifier,
+        fetch_dump: args.fetch_dump,
+        dump_limit: args.dump_limit,
+        dump_dir: ws.layout.target_dir.join("deploy"),
+        kdnet: args.kdnet.clone(),
     }
 }
 
@@ -341,7 +372,13 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let plans = ways
         .iter()
-        .map(|(name, w)| plan::build(name, &w.via(), &packages, &opts))
+        .map(|(name, w)| {
+            let o = plan::Options {
+                dump_dir: dump_dir(ws, name),
+                ..opts.clone()
+            };
+            plan::build(name, &w.via(), &packages, &o)
+        })
         .collect::<Result<Vec<_>>>()?;
 
     if args.dry_run {

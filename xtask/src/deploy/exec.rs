@@ -27,6 +27,12 @@ struct Facts {
     /// When the last step that ran on the VM began (the one that asked for a restart, or lost
     /// the VM): a boot newer than this is a new boot.
     step_start: Option<Instant>,
+    /// The `verifier` step chose the persistent settings (a restart follows).
+    verifier_persistent: bool,
+    /// Driver Verifier, as the steps found and left it.
+    verifier: Option<super::report::VerifierRun>,
+    /// Kernel debugging, as set up.
+    kdnet: Option<super::report::KdnetRun>,
 }
 
 /// Seconds of slack between the VM's uptime and the time measured here.
@@ -82,6 +88,9 @@ pub fn execute(
         teardown: Vec::new(),
         failure: None,
         bugcheck: None,
+        verifier: None,
+        kdnet: None,
+        crash: None,
     };
     let mut started: BTreeSet<&'static str> = BTreeSet::new();
     let mut vm_gone = false;
@@ -107,6 +116,8 @@ pub fn execute(
             probes: Vec::new(),
             unload: Unload::NotReached,
             events: Vec::new(),
+            verifier: None,
+            violation: None,
         };
         if report.failure.is_some() {
             for s in &d.steps {
@@ -118,6 +129,17 @@ pub fn execute(
         let mut mine: BTreeSet<&'static str> = BTreeSet::new();
         let mut failed_here = false;
         for step in &d.steps {
+            // Run by the bugcheck handling below (`post_mortem`), not in turn.
+            if step.when == When::AfterBugcheck {
+                if !dr.steps.iter().any(|s| s.id == step.id) {
+                    dr.steps.push(if failed_here {
+                        not_run(step, "the VM did not stop answering")
+                    } else {
+                        skipped(step, "the VM did not stop answering")
+                    });
+                }
+                continue;
+            }
             if failed_here {
                 let applies = match step.cleanup {
                     Cleanup::After(id) => mine.contains(id),
@@ -194,8 +216,15 @@ pub fn execute(
                         d.driver,
                         plan.options.reboot_timeout.as_secs()
                     ));
-                    if let Some(pm) = r.post_mortem() {
+                    if let Some((pm, crash)) = r.post_mortem(&d.driver) {
                         vm_gone = false;
+                        if plan.options.verifier.is_some()
+                            && let Some(b) = &crash.bugcheck
+                            && crate::deploy::verifier::violation(b.code).is_some()
+                        {
+                            dr.violation = Some(b.text());
+                        }
+                        report.crash = Some(crash);
                         if let Some(b) = report.bugcheck.as_mut() {
                             let _ = write!(b, "\n  after it came back: {}", pm.detail);
                         }
@@ -247,6 +276,8 @@ pub fn execute(
         }
         report.teardown.push(sr);
     }
+    report.verifier = r.facts.verifier.take();
+    report.kdnet = r.facts.kdnet.take();
     report.duration = start.elapsed();
     report
 }
@@ -260,6 +291,9 @@ fn boot_and_uptime(out: &Output) -> Option<(String, u64)> {
 }
 
 fn absorb(dr: &mut DriverReport, j: Judged) {
+    if j.verifier.is_some() {
+        dr.verifier = j.verifier;
+    }
     dr.probes.extend(j.probes);
     dr.events.extend(j.events);
     if let Some(u) = j.unload {
@@ -331,6 +365,11 @@ impl Runner<'_> {
             When::TestSigningOff if self.facts.testsigning_off => None,
             When::TestSigningOff => Some("test signing is on"),
             When::Kept => Some("--keep: left on the VM"),
+            When::VerifierPersistent if self.facts.verifier_persistent => None,
+            When::VerifierPersistent => {
+                Some("Driver Verifier's flags took effect without a restart (volatile)")
+            }
+            When::AfterBugcheck => Some("the VM did not stop answering"),
         };
         if let Some(why) = skip {
             return (skipped(step, why), Judged::pass(""), None);
@@ -435,8 +474,9 @@ impl Runner<'_> {
         }
     }
 
-    /// After a probable bugcheck: waits for the VM, then lists dumps and bugcheck events.
-    fn post_mortem(&mut self) -> Option<StepReport> {
+    /// After a probable bugcheck: waits for the VM, then lists dumps and bugcheck events, reads
+    /// the bugcheck code and (`--fetch-dump`) copies the dump.
+    fn post_mortem(&mut self, driver: &str) -> Option<(StepReport, super::report::Crash)> {
         let limit = self.plan.options.reboot_timeout;
         let start = Instant::now();
         self.wait_for_guest(self.facts.step_start, limit)?;
@@ -456,16 +496,20 @@ impl Runner<'_> {
         for e in &events {
             let _ = write!(detail, "\n  event {} at {}: {}", e.id, e.time, e.message);
         }
-        Some(StepReport {
-            id: "post-mortem".to_owned(),
-            title: "after the VM came back: crash dumps and bugcheck events".to_owned(),
-            status: Status::Passed,
-            cleanup: true,
-            duration: start.elapsed(),
-            detail,
-            notes: Vec::new(),
-            output: String::new(),
-        })
+        let crash = self.crash(driver, &s, &mut detail);
+        Some((
+            StepReport {
+                id: "post-mortem".to_owned(),
+                title: "after the VM came back: crash dumps and bugcheck events".to_owned(),
+                status: Status::Passed,
+                cleanup: true,
+                duration: start.elapsed(),
+                detail,
+                notes: Vec::new(),
+                output: String::new(),
+            },
+            crash,
+        ))
     }
 
     /// Whether the VM answers now in the boot it was in when the last step began (a step that
@@ -480,6 +524,9 @@ impl Runner<'_> {
     #[allow(clippy::too_many_lines)] // one arm per kind of check
     fn judge(&mut self, check: &Check, out: &Output) -> Judged {
         let s = Sections::parse(&out.stdout);
+        if let Some(j) = self.judge_debugging(check, &s, out) {
+            return j;
+        }
         let exit_note = |what: &str| {
             let mut m = format!("{what} (exit code {})", code_text(out.code));
             if let Some(n) = s.notes.last() {
@@ -672,9 +719,14 @@ impl Runner<'_> {
                     code_text(out.code)
                 )),
             },
+            Check::Verifier(_)
+            | Check::VerifierStats(_)
+            | Check::VerifierRestored
+            | Check::Kdnet(_) => unreachable!("judged by judge_debugging"),
         }
     }
 }
 
+mod debugging;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use super::transport::{Lost, Output, Transport, TransportError, Upload};
 
+mod debugging;
+pub use debugging::DebugVm;
+
 /// The VM's state.
 #[derive(Clone, Debug)]
 #[allow(clippy::struct_excessive_bools)] // one per behaviour a test selects
@@ -48,6 +51,8 @@ pub struct FakeVm {
     /// The files hashed by the copy check: driver -> (name, sha256).
     pub files: BTreeMap<String, Vec<(String, String)>>,
     filter_active: bool,
+    /// Driver Verifier, kernel debugging and crash dumps (`fake/debugging.rs`).
+    pub dbg: DebugVm,
 }
 
 impl FakeVm {
@@ -75,6 +80,7 @@ impl FakeVm {
             calls: 0,
             files: BTreeMap::new(),
             filter_active: false,
+            dbg: DebugVm::default(),
         }
     }
 
@@ -237,18 +243,14 @@ impl FakeVm {
                 return (0, out);
             }
             "post-mortem" => {
-                section(
-                    &mut out,
-                    "dumps",
-                    None,
-                    "C:\\Windows\\MEMORY.DMP (1073741824 bytes)",
-                );
+                self.dbg.dumps_section(&mut out);
                 section(
                     &mut out,
                     "events",
                     None,
                     r#"[{"Time":"2026-05-01T08:05:00.0000000Z","Id":1001,"Level":2,"Provider":"Microsoft-Windows-WER-SystemErrorReporting","Message":"The computer has rebooted from a bugcheck.  The bugcheck was: 0x00000050"}]"#,
                 );
+                self.dbg.post_mortem(&mut out);
                 return (0, out);
             }
             "boot" => {
@@ -295,6 +297,14 @@ impl FakeVm {
                 return (0, out);
             }
             "remove-files" => return (0, out),
+            s if debugging::STEPS.contains(&s) => {
+                let (code, text, restarts) = self.dbg.answer(s, args, &self.loaded);
+                if restarts {
+                    self.boot = "2026-05-01T08:03:00.0000000Z".to_owned();
+                    self.uptime = 0;
+                }
+                return (code, text);
+            }
             _ => {}
         }
         let Some((svc, driver)) = svc else {
@@ -700,6 +710,15 @@ impl Transport for FakeTransport {
             code: Some(0),
             ..Output::default()
         })
+    }
+
+    fn download(
+        &self,
+        remote: &str,
+        local: &std::path::Path,
+        _timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        debugging::download(&self.vm, remote, local)
     }
 
     fn host(&self, argv: &[String], _timeout: Duration) -> Result<Output, TransportError> {

@@ -17,6 +17,8 @@ pub(super) struct Judged {
     pub(super) probes: Vec<Verdict>,
     pub(super) events: Vec<Event>,
     pub(super) unload: Option<Unload>,
+    /// Driver Verifier's counters (`verifier-stats`).
+    pub(super) verifier: Option<super::verifier::Stats>,
 }
 
 impl Judged {

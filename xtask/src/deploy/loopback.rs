@@ -681,3 +681,5 @@ fn loopback_a_failing_step_reports_the_vm_output() {
     );
     assert!(matches!(r.setup[1].status, Status::NotRun(_)));
 }
+
+mod debugging;

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! setup     [revert the snapshot, wait for the VM]  preflight  [enable test signing, reboot,
-//!           wait, preflight again]  leftovers  copy  check the copy  trust
-//! per driver  install  start  probe  stop  unloaded  remove  events
-//! teardown  remove the files  [revert the snapshot after a failure]
+//!           wait, preflight again]  [kdnet, wait]  leftovers  copy  check the copy  trust
+//!           [verifier, (persistent) wait]
+//! per driver  install  start  probe  [verifier-stats]  stop  unloaded  remove  events
+//!             [post-mortem: only after a bugcheck]
+//! teardown  [verifier-restore]  remove the files  [revert the snapshot after a failure]
 //! ```
 //!
 //! A step that fails stops the plan; the steps marked to run "also after a failure" then run if
@@ -16,12 +18,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::kdnet::Kdnet;
 use super::probe;
 use super::ps;
 use super::transport::{HyperV, Upload};
+use super::verifier;
 use crate::base::error::{Context, Result, bail};
 use crate::base::layout::Arch;
 
+mod debugging;
 mod package;
 mod render;
 mod scripts;
@@ -50,6 +55,7 @@ pub enum Install {
 
 /// The deployment options that shape the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one per flag of the command line
 pub struct Options {
     /// The VM's architecture.
     pub arch: Arch,
@@ -75,6 +81,16 @@ pub struct Options {
     pub libvirt_uri: String,
     /// The folder here holding [`HELPERS_FILE`] ([`write_helpers`]), copied with the packages.
     pub helpers_dir: PathBuf,
+    /// `--verifier`: Driver Verifier on for the deployed drivers, with these flags.
+    pub verifier: Option<verifier::Flags>,
+    /// `--fetch-dump`: after a bugcheck, copy the dump into [`Options::dump_dir`].
+    pub fetch_dump: bool,
+    /// `--dump-limit`: the largest MEMORY.DMP copied, in bytes.
+    pub dump_limit: u64,
+    /// Where fetched dumps go (`target/deploy/<vm>/`).
+    pub dump_dir: PathBuf,
+    /// `--kdnet HOST:PORT`: network kernel debugging set up.
+    pub kdnet: Option<Kdnet>,
 }
 
 /// The helpers of the driver steps, shipped with the packages (`scripts/xtask-helpers.ps1`).
@@ -104,6 +120,9 @@ pub fn helpers_sha256() -> String {
     driver_package::cert::hex(&Sha256::digest(HELPERS.as_bytes())).to_ascii_uppercase()
 }
 
+/// The default `--dump-limit`: 2 GiB.
+pub const DUMP_LIMIT: u64 = 2 << 30;
+
 /// The default `--remote-dir`.
 pub const REMOTE_DIR: &str = r"C:\ProgramData\windows-callback-drivers\deploy";
 
@@ -122,6 +141,11 @@ impl Default for Options {
             reboot_timeout: Duration::from_mins(10),
             libvirt_uri: LIBVIRT_URI.to_owned(),
             helpers_dir: PathBuf::from("target/deploy/xtask"),
+            verifier: None,
+            fetch_dump: false,
+            dump_limit: DUMP_LIMIT,
+            dump_dir: PathBuf::from("target/deploy/vm"),
+            kdnet: None,
         }
     }
 }
@@ -135,6 +159,10 @@ pub enum When {
     TestSigningOff,
     /// Never: `--keep` leaves this on the VM.
     Kept,
+    /// Only if the `verifier` step chose the persistent settings (a restart follows).
+    VerifierPersistent,
+    /// Only once the VM, having stopped answering during this driver's steps, is back.
+    AfterBugcheck,
 }
 
 /// Whether a step also runs after a failure.
@@ -206,6 +234,14 @@ pub enum Check {
     Removed,
     /// Service Control Manager events (informative).
     Events,
+    /// Driver Verifier on for these images, the previous settings saved.
+    Verifier(Vec<String>),
+    /// Driver Verifier's counters of this image.
+    VerifierStats(String),
+    /// Driver Verifier's previous settings back.
+    VerifierRestored,
+    /// Kernel debugging on, the key read back.
+    Kdnet(Kdnet),
 }
 
 /// One step.
@@ -427,6 +463,7 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
             timeout: t,
         });
     }
+    setup.extend(debugging::kdnet_steps(options));
     setup.push(Step {
         id: "leftovers",
         title: "remove what an earlier deploy left (our services, our folders)".to_owned(),
@@ -496,9 +533,15 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         });
     }
 
-    let drivers = packages.iter().map(|p| driver_steps(p, options)).collect();
+    setup.extend(debugging::verifier_steps(packages, options));
 
-    let mut teardown = vec![Step {
+    let drivers = packages
+        .iter()
+        .map(|p| debugging::with_driver_steps(driver_steps(p, options), p, options))
+        .collect();
+
+    let mut teardown = debugging::teardown_steps(packages, options);
+    teardown.push(Step {
         id: "remove-files",
         title: format!("remove the copied packages from {dir}"),
         run: Run::Guest(ps::script(
@@ -513,7 +556,7 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         },
         cleanup: Cleanup::After("copy"),
         timeout: t,
-    }];
+    });
     if options.revert_after_failure
         && let Some((title, argv, shown)) = revert
     {

@@ -12,6 +12,9 @@ use super::parse::Event;
 use super::probe::Verdict;
 use crate::base::process::elapsed;
 
+mod debugging;
+pub use debugging::{Crash, KdnetRun, VerifierRun};
+
 /// How a step ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -111,6 +114,10 @@ pub struct DriverReport {
     pub unload: Unload,
     /// Service Control Manager events since the deploy began.
     pub events: Vec<Event>,
+    /// Driver Verifier's counters while it was loaded (`--verifier`).
+    pub verifier: Option<super::verifier::Stats>,
+    /// The Driver Verifier violation (its bugcheck) during this driver's steps.
+    pub violation: Option<String>,
 }
 
 /// The failure that stopped a plan.
@@ -143,6 +150,12 @@ pub struct TargetReport {
     pub failure: Option<Failure>,
     /// A probable bugcheck: when, and where the dump will be.
     pub bugcheck: Option<String>,
+    /// Driver Verifier (`--verifier`).
+    pub verifier: Option<VerifierRun>,
+    /// Kernel debugging (`--kdnet`).
+    pub kdnet: Option<KdnetRun>,
+    /// The bugcheck's code and dump, once the VM was back.
+    pub crash: Option<Crash>,
 }
 
 impl TargetReport {
@@ -153,6 +166,7 @@ impl TargetReport {
 }
 
 /// The report as text.
+#[allow(clippy::too_many_lines)] // the report, part by part, in its order
 pub fn render(r: &TargetReport) -> String {
     let mut out = String::new();
     let verdict = if r.ok() {
@@ -223,6 +237,12 @@ pub fn render(r: &TargetReport) -> String {
                 );
             }
         }
+        if let Some(v) = &d.verifier {
+            debugging::render_stats(&mut out, v);
+        }
+        if let Some(v) = &d.violation {
+            let _ = writeln!(out, "    Driver Verifier VIOLATION: {v}");
+        }
         let _ = writeln!(out, "    unload: {}", d.unload.text());
         if !d.events.is_empty() {
             out.push_str("    Service Control Manager events:\n");
@@ -244,6 +264,12 @@ pub fn render(r: &TargetReport) -> String {
     if let Some(b) = &r.bugcheck {
         let _ = writeln!(out, "  PROBABLE BUGCHECK: {b}");
     }
+    debugging::render_target(
+        &mut out,
+        r.verifier.as_ref(),
+        r.kdnet.as_ref(),
+        r.crash.as_ref(),
+    );
     if let Some(f) = &r.failure {
         let _ = writeln!(
             out,
@@ -327,6 +353,10 @@ pub struct DriverJson {
     pub unload: UnloadJson,
     /// Service Control Manager events since the deploy began.
     pub events: Vec<EventJson>,
+    /// Driver Verifier's counters while loaded (`--verifier`), else null.
+    pub verifier: Option<debugging::StatsJson>,
+    /// The Driver Verifier violation (bugcheck) during its steps, else null.
+    pub violation: Option<String>,
 }
 
 /// The failure that stopped a plan, as `--json` writes it.
@@ -361,6 +391,12 @@ pub struct TargetJson {
     pub failure: Option<FailureJson>,
     /// A probable bugcheck: when, and where the dump will be.
     pub bugcheck: Option<String>,
+    /// Driver Verifier (`--verifier`), else null.
+    pub verifier: Option<debugging::VerifierJson>,
+    /// Kernel debugging (`--kdnet`), else null.
+    pub kdnet: Option<debugging::KdnetJson>,
+    /// The bugcheck's code and dump once the VM was back, else null.
+    pub crash: Option<debugging::CrashJson>,
 }
 
 fn step_json(s: &StepReport) -> StepJson {
@@ -419,6 +455,8 @@ pub fn to_json(r: &TargetReport) -> TargetJson {
                         message: e.message.clone(),
                     })
                     .collect(),
+                verifier: d.verifier.as_ref().map(debugging::stats_json),
+                violation: d.violation.clone(),
             })
             .collect(),
         teardown: r.teardown.iter().map(step_json).collect(),
@@ -429,5 +467,8 @@ pub fn to_json(r: &TargetReport) -> TargetJson {
             output: f.output.clone(),
         }),
         bugcheck: r.bugcheck.clone(),
+        verifier: r.verifier.as_ref().map(debugging::verifier_json),
+        kdnet: r.kdnet.as_ref().map(debugging::kdnet_json),
+        crash: r.crash.as_ref().map(debugging::crash_json),
     }
 }

@@ -84,9 +84,17 @@ pub const EVENTS: Script = script!("events");
 pub const POST_MORTEM: Script = script!("post-mortem");
 /// On the Hyper-V host: revert to a checkpoint.
 pub const REVERT_HYPERV: Script = script!("revert-hyperv");
+/// Driver Verifier on for our drivers (the previous settings saved).
+pub const VERIFIER: Script = script!("verifier");
+/// Driver Verifier's counters (`verifier /query`).
+pub const VERIFIER_STATS: Script = script!("verifier-stats");
+/// Driver Verifier's previous settings restored.
+pub const VERIFIER_RESTORE: Script = script!("verifier-restore");
+/// Network kernel debugging set up.
+pub const KDNET: Script = script!("kdnet");
 
 /// Every step file.
-pub const ALL: [&Script; 17] = [
+pub const ALL: [&Script; 21] = [
     &BOOT,
     &PREFLIGHT,
     &ENABLE_TESTSIGNING,
@@ -104,6 +112,10 @@ pub const ALL: [&Script; 17] = [
     &EVENTS,
     &POST_MORTEM,
     &REVERT_HYPERV,
+    &VERIFIER,
+    &VERIFIER_STATS,
+    &VERIFIER_RESTORE,
+    &KDNET,
 ];
 
 /// A parameter's value.

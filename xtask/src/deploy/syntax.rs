@@ -36,8 +36,10 @@ pub const BROKEN: [(&str, &str); 5] = [
 
 /// Every distinct script the plans of `packages` can produce, by a readable unique name: each
 /// driver alone and all together, ssh and hyperv, sc and inf installs, with and without
-/// `--enable-testsigning`, `--keep`, `--snapshot` (and `--revert-after-failure`), with the
-/// default `--remote-dir` and one with a space and a quote.
+/// `--enable-testsigning`, `--keep`, `--snapshot` (and `--revert-after-failure`), with and
+/// without `--verifier`, `--kdnet` and `--fetch-dump`, with the default `--remote-dir` and one
+/// with a space and a quote.
+#[allow(clippy::too_many_lines)] // one loop per option, the scripts of each plan
 pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
     let mut sets: Vec<Vec<Package>> = packages.iter().map(|p| vec![p.clone()]).collect();
     if packages.len() > 1 {
@@ -63,6 +65,14 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
         add(format!("file-{}", s.name), s.text.to_owned());
     }
     add("wait-for-boot".into(), plan::boot_script());
+    // The Hyper-V host script of --fetch-dump's copy.
+    add(
+        "hyperv-download-host".into(),
+        hyperv.download_wrapper(
+            r"C:\Windows\Minidump\050126-01.dmp",
+            Path::new("target/deploy/Win11 Test/it's.dmp"),
+        ),
+    );
     for dir in [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"] {
         add("post-mortem".into(), plan::post_mortem_script(dir));
     }
@@ -82,7 +92,12 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
                         for (snapshot, revert_after_failure) in
                             [(false, false), (true, false), (true, true)]
                         {
-                            for remote_dir in [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"] {
+                            // --verifier, --kdnet and --fetch-dump off and on.
+                            for (remote_dir, debug) in
+                                [plan::REMOTE_DIR, r"C:\Test Drivers\it's deploy"]
+                                    .into_iter()
+                                    .flat_map(|d| [(d, false), (d, true)])
+                            {
                                 let o = Options {
                                     install,
                                     enable_testsigning,
@@ -91,6 +106,14 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
                                     libvirt: (snapshot && !hv).then(|| "win11".to_owned()),
                                     revert_after_failure,
                                     remote_dir: remote_dir.to_owned(),
+                                    verifier: debug.then_some(crate::deploy::verifier::Flags(
+                                        crate::deploy::verifier::STANDARD,
+                                    )),
+                                    fetch_dump: debug,
+                                    kdnet: debug.then(|| crate::deploy::kdnet::Kdnet {
+                                        host: "192.168.1.10".to_owned(),
+                                        port: 50000,
+                                    }),
                                     ..Options::default()
                                 };
                                 let p = plan::build("target", &via, set, &o)?;
@@ -280,7 +303,13 @@ mod tests {
             "hyperv-cm-filter-copy-host",
             "ssh-cm-filter-install-command-line",
             "post-mortem",
+            "ssh-cm-filter-verifier-command-line",
+            "ssh-cm-filter-verifier-stats",
+            "hyperv-cm-filter+ex-callback-verifier-restore-host",
+            "ssh-cm-filter-kdnet",
+            "ssh-cm-filter-post-mortem",
             "wait-for-boot",
+            "hyperv-download-host",
             "helpers",
         ] {
             assert!(scripts.keys().any(|k| k.contains(part)), "no {part}");

@@ -106,6 +106,21 @@ pub trait Transport: Sync {
     fn guest(&self, script: &str, timeout: Duration) -> Result<Output, TransportError>;
     /// Copies folders to the guest.
     fn upload(&self, items: &[Upload], timeout: Duration) -> Result<Output, TransportError>;
+    /// Copies one file from the guest to `local` (through a temporary name beside it, renamed
+    /// once complete), for `--fetch-dump`.
+    fn download(
+        &self,
+        remote: &str,
+        local: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        let _ = (remote, local, timeout);
+        Err(TransportError {
+            kind: Lost::Unsupported,
+            message: "this transport cannot copy files from the VM".to_owned(),
+            partial: Output::default(),
+        })
+    }
     /// Runs a program on this machine (snapshot commands).
     fn host(&self, argv: &[String], timeout: Duration) -> Result<Output, TransportError> {
         run_local(argv, None, timeout)
@@ -159,6 +174,48 @@ pub fn run_local(
         });
     }
     Ok(output)
+}
+
+/// Downloads into `local` through `copy`, which writes `local.part` (the folder made first):
+/// renamed to `local` once the copy succeeded, removed otherwise.
+pub(crate) fn download_via(
+    local: &std::path::Path,
+    copy: impl FnOnce(&std::path::Path) -> Result<Output, TransportError>,
+) -> Result<Output, TransportError> {
+    let fail = |message: String| TransportError {
+        kind: Lost::Spawn,
+        message,
+        partial: Output::default(),
+    };
+    if let Some(dir) = local.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| fail(format!("cannot make {}: {e}", dir.display())))?;
+    }
+    let mut part = local.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let out = copy(&part);
+    match &out {
+        Ok(o) if o.code == Some(0) && part.is_file() => {
+            std::fs::rename(&part, local).map_err(|e| {
+                fail(format!(
+                    "cannot rename {} to {}: {e}",
+                    part.display(),
+                    local.display()
+                ))
+            })?;
+        }
+        Ok(o) if o.code == Some(0) => {
+            return Err(fail(format!(
+                "the copy to {} ended with exit code 0 but wrote no file",
+                part.display()
+            )));
+        }
+        _ => {
+            let _ = std::fs::remove_file(&part);
+        }
+    }
+    out
 }
 
 /// `powershell ... -EncodedCommand <N characters>` for printing.

@@ -407,6 +407,30 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 Values::Text,
                 "how long to wait for the VM after a revert or restart (default 600)",
             ),
+            valued(
+                "--verifier",
+                "FLAGS",
+                Values::Text,
+                "Driver Verifier on for the deployed drivers only: `standard` or hex flags;\n\
+                 its counters per driver, the previous settings restored at the end",
+            ),
+            flag(
+                "--fetch-dump",
+                "after a bugcheck: copy the newest minidump (or MEMORY.DMP) here",
+            ),
+            valued(
+                "--dump-limit",
+                "SIZE",
+                Values::Text,
+                "the largest MEMORY.DMP --fetch-dump copies (bytes, or K/M/G; default 2G)",
+            ),
+            valued(
+                "--kdnet",
+                "HOST:PORT",
+                Values::Text,
+                "set up network kernel debugging to HOST:PORT (restarts the VM);\n\
+                 the report gives the key and the WinDbg command",
+            ),
         ],
         positional: None,
     },
@@ -553,7 +577,11 @@ loaded), probe (deploy.toml beside the driver: running for `settle` seconds, che
 stop = unload (stopped, exit code 0), unloaded (gone from the loaded modules, checks after
 unload), remove, collect the Service Control Manager events; remove the copied files. A failing
 step stops the plan, runs the removal steps that apply, and is reported with the VM's output; a VM
-that stops answering after a driver started is reported as a probable bugcheck. Each step runs on
+that stops answering after a driver started is reported as a probable bugcheck, and once it is
+back with the bugcheck code and parameters (--fetch-dump: the dump copied to target/deploy/<vm>/).
+--verifier turns Driver Verifier on for the drivers (volatile where Windows allows the flags, else
+persistent with a restart), reports each driver's counters and restores the previous settings;
+--kdnet sets up network kernel debugging and reports the key and the WinDbg command. Each step runs on
 the VM as `powershell -NoProfile -NonInteractive -EncodedCommand <script>`, whatever its default
 shell. ssh uses the system's ssh and sftp with BatchMode=yes and StrictHostKeyChecking=yes: your
 keys, agent and ~/.ssh/config; never a password. The report is text, or JSON with --json; progress

@@ -543,3 +543,37 @@ fn zsh_completion_offers_where_zsh_is_installed() {
     // Another cargo command: cargo's own completion, here none, so files.
     assert_eq!(offers("cargo buil").unwrap(), "_files");
 }
+
+#[test]
+fn deploy_verifier_dump_and_kdnet_options() {
+    let err = |s: &str| parse_str(s).unwrap_err().to_string();
+    let Command::Deploy(d) = parse_str(
+        "deploy --target ssh://a@b --verifier standard --fetch-dump --dump-limit 512M --kdnet 10.0.0.2:50000",
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        d.verifier,
+        Some(crate::deploy::verifier::Flags(
+            crate::deploy::verifier::STANDARD
+        ))
+    );
+    assert!(d.fetch_dump);
+    assert_eq!(d.dump_limit, 512 << 20);
+    assert_eq!(d.kdnet.as_ref().map(|k| k.port), Some(50000));
+    let Command::Deploy(d) = parse_str("deploy --target ssh://a@b --verifier 0x20").unwrap() else {
+        panic!()
+    };
+    assert_eq!(d.verifier, Some(crate::deploy::verifier::Flags(0x20)));
+    assert_eq!(d.dump_limit, crate::deploy::plan::DUMP_LIMIT);
+    assert!(
+        err("deploy --target ssh://a@b --verifier all").contains("`standard` or the flags in hex")
+    );
+    assert!(err("deploy --target ssh://a@b --dump-limit 2T").contains("--dump-limit takes a size"));
+    assert!(err("deploy --target ssh://a@b --dump-limit 0").contains("--dump-limit takes a size"));
+    assert!(err("deploy --target ssh://a@b --kdnet host:50000").contains("not an IPv4 address"));
+    assert!(err("deploy --target ssh://a@b --kdnet 10.0.0.2:22").contains("49152 to 65535"));
+    assert!(err("deploy --verifier standard").contains("--verifier is for VM targets"));
+    assert!(err("deploy --fetch-dump").contains("--fetch-dump is for VM targets"));
+}

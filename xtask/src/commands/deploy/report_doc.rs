@@ -32,7 +32,7 @@ fn report_sample() -> DeployReport {
         &Options::default(),
     )
     .unwrap();
-    let run = |vm: FakeVm| {
+    let run = |vm: FakeVm, plan: &plan::Plan| {
         let mut vm = vm;
         for p in &packages {
             vm.files.insert(p.driver.clone(), p.files.clone());
@@ -48,16 +48,45 @@ fn report_sample() -> DeployReport {
             poll: std::time::Duration::from_millis(1),
             attempt: std::time::Duration::from_millis(50),
         };
-        report::to_json(&exec::execute(&plan, &t, &|_| {}, pace))
+        report::to_json(&exec::execute(plan, &t, &|_| {}, pace))
     };
-    let good = run(FakeVm::new());
+    let good = run(FakeVm::new(), &plan);
     let mut failing = FakeVm::new();
     failing.start_error = Some(577);
-    let bad = run(failing);
+    let bad = run(failing, &plan);
     assert!(good.ok && !bad.ok);
+    // --verifier, --kdnet and --fetch-dump, with a bugcheck during the probe and its dump
+    // copied: every field of theirs written.
+    let debugging = plan::build(
+        "ssh://admin@testvm",
+        &Via::Ssh,
+        &packages,
+        &Options {
+            verifier: Some(crate::deploy::verifier::Flags(0x20)),
+            kdnet: Some(crate::deploy::kdnet::Kdnet::parse("192.168.1.10:50000").unwrap()),
+            fetch_dump: true,
+            dump_dir: std::env::temp_dir().join(format!("xtask-report-doc-{}", std::process::id())),
+            reboot_timeout: std::time::Duration::from_secs(5),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut crashing = FakeVm::new();
+    // preflight, kdnet, the wait, leftovers, check-copy, trust, verifier, install, start,
+    // probe, verifier-stats; stop is lost.
+    crashing.dies_after = Some(11);
+    crashing.silent_for = 3;
+    let crashed = run(crashing, &debugging);
+    assert!(
+        crashed
+            .crash
+            .as_ref()
+            .is_some_and(|c| c.dump.is_some() && c.bugcheck.is_some())
+    );
+    assert!(crashed.drivers[0].verifier.is_some() && crashed.kdnet.is_some());
     DeployReport {
         schema: 1,
-        targets: vec![good, bad],
+        targets: vec![good, bad, crashed],
     }
 }
 

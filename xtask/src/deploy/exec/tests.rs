@@ -424,3 +424,5 @@ fn keep_leaves_the_service_and_snapshots_revert_first() {
         "host: virsh -c qemu:///system snapshot-revert win11 clean --running"
     );
 }
+
+mod debugging;

@@ -24,6 +24,13 @@ impl Step {
             When::Always => {}
             When::TestSigningOff => c.push("only if test signing is off".to_owned()),
             When::Kept => c.push("skipped: --keep".to_owned()),
+            When::AfterBugcheck => c.push(
+                "only if the VM stopped answering during this driver's steps, once it is back"
+                    .to_owned(),
+            ),
+            When::VerifierPersistent => c.push(
+                "only if Verifier's flags need the persistent settings (a restart)".to_owned(),
+            ),
         }
         match self.cleanup {
             Cleanup::No => {}

@@ -76,6 +76,17 @@ impl HyperV {
         )
     }
 
+    /// The host script that copies the guest's file `remote` to `local` here.
+    pub fn download_wrapper(&self, remote: &str, local: &std::path::Path) -> String {
+        format!(
+            "{}try {{\nCopy-Item -FromSession $s -LiteralPath {} -Destination {} -Force\n}} catch {{ [Console]::Error.WriteLine(\"xtask-hyperv: $_\"); exit 1 }}\n\
+             finally {{ Remove-PSSession $s -ErrorAction SilentlyContinue }}\n",
+            self.session(),
+            ps::quote(remote),
+            ps::quote(&local.to_string_lossy())
+        )
+    }
+
     /// `powershell.exe -NoProfile -NonInteractive -EncodedCommand <host script>`.
     pub fn host_argv(host_script: &str) -> Vec<String> {
         let mut a = ps::argv(host_script).to_vec();
@@ -130,6 +141,17 @@ impl Transport for HyperV {
 
     fn upload(&self, items: &[Upload], timeout: Duration) -> Result<Output, TransportError> {
         self.run(&self.upload_wrapper(items), timeout)
+    }
+
+    fn download(
+        &self,
+        remote: &str,
+        local: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        super::download_via(local, |part| {
+            self.run(&self.download_wrapper(remote, part), timeout)
+        })
     }
 
     fn show_guest(&self, script: &str, full: bool) -> String {

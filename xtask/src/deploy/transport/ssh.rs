@@ -282,6 +282,27 @@ impl Ssh {
         }
     }
 
+    /// The sftp batch that copies the file `remote` to `local`: `get "REMOTE" "LOCAL"`, quoted
+    /// as [`Ssh::sftp_batch`] quotes.
+    pub fn sftp_get_batch(&self, remote: &str, local: &std::path::Path) -> String {
+        let q = |s: &str| {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                if matches!(c, '\\' | '"' | '*' | '?' | '[' | ']') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+            out
+        };
+        format!(
+            "get {} {}\n",
+            q(&self.sftp_path(remote)),
+            q(&local.to_string_lossy())
+        )
+    }
+
     /// Copies `items` with sftp; fails with sftp's messages.
     pub fn put(&self, items: &[Upload], timeout: Duration) -> Result<Output, TransportError> {
         let batch = self.sftp_batch(items);
@@ -309,6 +330,22 @@ impl Transport for Ssh {
 
     fn upload(&self, items: &[Upload], timeout: Duration) -> Result<Output, TransportError> {
         self.put(items, timeout)
+    }
+
+    fn download(
+        &self,
+        remote: &str,
+        local: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        super::download_via(local, |part| {
+            let batch = self.sftp_get_batch(remote, part);
+            let out = run_local(&self.sftp_argv(), Some(batch.as_bytes()), timeout)?;
+            if out.code == Some(255) && out.stderr.contains("Connection") {
+                return Err(self.classify(out));
+            }
+            Ok(out)
+        })
     }
 
     fn show_guest(&self, script: &str, full: bool) -> String {
