@@ -58,8 +58,12 @@ fn spellings(c: &CommandSpec) -> Vec<String> {
     all
 }
 
+/// The options whose value follows them as the next word (not those whose value may be left out:
+/// after `--verifier` the next word is completed as usual).
 fn valued(c: &CommandSpec) -> impl Iterator<Item = &Opt> {
-    c.options.iter().filter(|o| o.values != Values::None)
+    c.options
+        .iter()
+        .filter(|o| o.values != Values::None && o.default.is_none())
 }
 
 fn names(o: &Opt) -> String {
@@ -241,6 +245,7 @@ fn fish(drivers: &[String]) -> String {
                 let _ = write!(line, " -s {}", &short[1..]);
             }
             match o.values {
+                _ if o.default.is_some() => {}
                 Values::None => {}
                 Values::Text => line.push_str(" -x"),
                 Values::File => line.push_str(" -r -F"),

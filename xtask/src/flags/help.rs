@@ -23,9 +23,17 @@ fn spelling(o: &Opt) -> String {
         Some(short) => format!("{short}, {}", o.long),
         None => o.long.to_owned(),
     };
-    if let Some(p) = o.placeholder {
-        s.push(' ');
-        s.push_str(p);
+    match (o.placeholder, o.default) {
+        (Some(p), Some(_)) => {
+            s.push_str(" [");
+            s.push_str(p);
+            s.push(']');
+        }
+        (Some(p), None) => {
+            s.push(' ');
+            s.push_str(p);
+        }
+        (None, _) => {}
     }
     s
 }

@@ -1,5 +1,6 @@
-//! The parser, driven by the table: `--long VALUE`, `--long=VALUE`, `-s VALUE`, `-s=VALUE`, flags
-//! and positional arguments, in any order. What it cannot place is an error naming the argument.
+//! The parser, driven by the table: `--long VALUE`, `--long=VALUE`, `-s VALUE`, `-s=VALUE`, flags,
+//! options whose value may be left out (their `default`) and positional arguments, in any order.
+//! What it cannot place is an error naming the argument.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +29,7 @@ pub(crate) fn parse(spec: &'static CommandSpec, args: Vec<String>) -> Result<Mat
         given: BTreeMap::new(),
         positional: Vec::new(),
     };
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         if !arg.starts_with('-') || arg == "-" {
             if spec.positional.is_none() {
@@ -53,8 +54,12 @@ pub(crate) fn parse(spec: &'static CommandSpec, args: Vec<String>) -> Result<Mat
             match inline {
                 Some("") => bail!("{arg} needs a value"),
                 Some(v) => v.to_owned(),
-                None => match args.next() {
-                    Some(v) if !v.starts_with('-') => v,
+                None => match (args.peek(), opt.default) {
+                    (Some(v), None) if !v.starts_with('-') => args.next().unwrap_or_default(),
+                    (Some(v), Some(_)) if !v.starts_with('-') && spec.positional.is_none() => {
+                        args.next().unwrap_or_default()
+                    }
+                    (_, Some(default)) => default.to_owned(),
                     _ => bail!("{arg} needs a value"),
                 },
             }

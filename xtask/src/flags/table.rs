@@ -36,6 +36,10 @@ pub(crate) struct Opt {
     pub values: Values,
     /// May be given more than once.
     pub repeat: bool,
+    /// The value it has when given alone (`--verifier` = `standard`). Such an option takes its
+    /// value as `--long=VALUE`, or as the next argument only when the command has no positional
+    /// arguments, so it never swallows one (git's `--color[=WHEN]`).
+    pub default: Option<&'static str>,
     /// Its help; lines after the first are continuation lines.
     pub help: &'static str,
 }
@@ -101,6 +105,7 @@ const RELEASE: Opt = Opt {
     placeholder: None,
     values: Values::None,
     repeat: false,
+    default: None,
     help: "the release profile (default: debug)",
 };
 const RELEASE_IMAGES: Opt = Opt {
@@ -113,6 +118,7 @@ const PACKAGE: Opt = Opt {
     placeholder: Some("NAME"),
     values: Values::Drivers,
     repeat: true,
+    default: None,
     help: "this driver only (repeatable; default: every driver)",
 };
 const ARCH: Opt = Opt {
@@ -121,6 +127,7 @@ const ARCH: Opt = Opt {
     placeholder: Some("ARCH"),
     values: Values::Choices(ARCH_SELECTION),
     repeat: false,
+    default: None,
     help: "x64 (default), arm64 or all",
 };
 const JSON: Opt = Opt {
@@ -129,6 +136,7 @@ const JSON: Opt = Opt {
     placeholder: None,
     values: Values::None,
     repeat: false,
+    default: None,
     help: "print one JSON document instead of text",
 };
 const CERT_DIR: Opt = Opt {
@@ -137,6 +145,7 @@ const CERT_DIR: Opt = Opt {
     placeholder: Some("DIR"),
     values: Values::Dir,
     repeat: false,
+    default: None,
     help: "the folder of the test key and certificate (see cert --help)",
 };
 const fn flag(long: &'static str, help: &'static str) -> Opt {
@@ -146,6 +155,7 @@ const fn flag(long: &'static str, help: &'static str) -> Opt {
         placeholder: None,
         values: Values::None,
         repeat: false,
+        default: None,
         help,
     }
 }
@@ -161,6 +171,7 @@ const fn valued(
         placeholder: Some(placeholder),
         values,
         repeat: false,
+        default: None,
         help,
     }
 }
@@ -322,6 +333,7 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 placeholder: Some("TARGET"),
                 values: Values::Choices(&["emu", "ssh://", "hyperv:"]),
                 repeat: true,
+                default: None,
                 help: "emu (default), ssh://user@host[:port] or hyperv:VMNAME (repeatable)",
             },
             PACKAGE,
@@ -381,6 +393,7 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
             ),
             Opt {
                 repeat: true,
+                default: None,
                 ..valued(
                     "--ssh-option",
                     "OPT",
@@ -407,13 +420,17 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 Values::Text,
                 "how long to wait for the VM after a revert or restart (default 600)",
             ),
-            valued(
-                "--verifier",
-                "FLAGS",
-                Values::Text,
-                "Driver Verifier on for the deployed drivers only: `standard` or hex flags;\n\
-                 its counters per driver, the previous settings restored at the end",
-            ),
+            Opt {
+                default: Some("standard"),
+                ..valued(
+                    "--verifier",
+                    "FLAGS",
+                    Values::Text,
+                    "Driver Verifier on for the deployed drivers only: `standard` (also when\n\
+                     given alone) or hex flags; its counters per driver, the previous settings\n\
+                     restored at the end",
+                )
+            },
             flag(
                 "--fetch-dump",
                 "after a bugcheck: copy the newest minidump (or MEMORY.DMP) here",
@@ -447,6 +464,7 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 placeholder: Some("NAME"),
                 values: Values::Stages,
                 repeat: true,
+                default: None,
                 help: "this stage only (repeatable; default: every stage)",
             },
             Opt {

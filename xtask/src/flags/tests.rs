@@ -576,4 +576,24 @@ fn deploy_verifier_dump_and_kdnet_options() {
     assert!(err("deploy --target ssh://a@b --kdnet 10.0.0.2:22").contains("49152 to 65535"));
     assert!(err("deploy --verifier standard").contains("--verifier is for VM targets"));
     assert!(err("deploy --fetch-dump").contains("--fetch-dump is for VM targets"));
+    // `--verifier` alone is `standard`, last on the line or before another option; `=` works too.
+    let standard = Some(crate::deploy::verifier::Flags(
+        crate::deploy::verifier::STANDARD,
+    ));
+    for line in [
+        "deploy --target ssh://a@b --verifier",
+        "deploy --verifier --target ssh://a@b",
+        "deploy --target ssh://a@b --verifier=standard",
+    ] {
+        let Command::Deploy(d) = parse_str(line).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.verifier, standard, "{line}");
+    }
+    let Command::Deploy(d) = parse_str("deploy --target ssh://a@b --verifier=0x9").unwrap() else {
+        panic!()
+    };
+    assert_eq!(d.verifier, Some(crate::deploy::verifier::Flags(0x9)));
+    assert!(err("deploy --target ssh://a@b --verifier=").contains("--verifier= needs a value"));
+    assert!(help_of("deploy").contains("--verifier [FLAGS]"));
 }
