@@ -393,7 +393,6 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
             ),
             Opt {
                 repeat: true,
-                default: None,
                 ..valued(
                     "--ssh-option",
                     "OPT",
