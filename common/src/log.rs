@@ -11,6 +11,10 @@
 
 use core::fmt::{self, Write};
 
+pub mod etw;
+mod kfmt;
+pub mod tlg;
+
 /// Longest line, in bytes, including the prefix and the terminating NUL.
 pub const LINE_CAPACITY: usize = 256;
 
@@ -61,8 +65,7 @@ impl LineBuffer {
 
     /// Formats `[driver] LEVEL: message` and NUL-terminates it.
     pub fn format(&mut self, driver: &str, level: Level, args: fmt::Arguments<'_>) -> &[u8] {
-        self.len = 0;
-        self.truncated = false;
+        self.clear();
         // Writing to a LineBuffer never fails; errors from a Display impl just end the message.
         let _ = write!(self, "[{driver}] {}: ", level.label());
         let _ = self.write_fmt(args);
@@ -89,23 +92,33 @@ impl Default for LineBuffer {
     }
 }
 
-impl Write for LineBuffer {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
+impl LineBuffer {
+    /// Empties the line.
+    fn clear(&mut self) {
+        self.len = 0;
+        self.truncated = false;
+    }
+
+    /// Appends bytes, truncating with `...\n` when they do not fit (a NUL becomes `?`).
+    fn push(&mut self, s: &[u8]) {
         if self.truncated {
-            return Ok(());
+            return;
         }
         // Keep one byte for the NUL; replace any NUL in the text so the line is not cut short.
         let room = LINE_CAPACITY - 1 - self.len;
         if s.len() <= room {
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(s.as_bytes()) {
+            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(s) {
                 *dst = if b == 0 { b'?' } else { b };
             }
             self.len += s.len();
         } else {
             // Truncate: keep the end of the buffer for "...\n".
+            // Text already past that point is cut back (a line ending in short pieces would
+            // otherwise write the mark beyond the buffer).
             let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
-            let take = keep.saturating_sub(self.len).min(s.len());
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(&s.as_bytes()[..take]) {
+            self.len = self.len.min(keep);
+            let take = (keep - self.len).min(s.len());
+            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(&s[..take]) {
                 *dst = if b == 0 { b'?' } else { b };
             }
             self.len += take;
@@ -115,6 +128,12 @@ impl Write for LineBuffer {
             self.len += 1;
             self.truncated = true;
         }
+    }
+}
+
+impl Write for LineBuffer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
         Ok(())
     }
 }
@@ -133,6 +152,9 @@ pub fn write(driver: &str, level: Level, args: fmt::Arguments<'_>) {
             c"%s".as_ptr(),
             text.as_ptr(),
         );
+    }
+    if etw::enabled(level) {
+        etw::write_line(level, text);
     }
 }
 
@@ -182,6 +204,15 @@ mod tests {
     fn long_lines_are_truncated_not_overflowed() {
         let long = "x".repeat(1000);
         let (text, truncated) = line(format_args!("{long}"));
+        assert!(truncated);
+        assert_eq!(text.len(), LINE_CAPACITY - 1);
+        assert!(text.ends_with("...\n"));
+    }
+
+    #[test]
+    fn short_pieces_past_the_mark_are_truncated_not_overflowed() {
+        let almost = "x".repeat(LINE_CAPACITY - 4);
+        let (text, truncated) = line(format_args!("{almost}{}{}{}", "ab", "cd", "ef"));
         assert!(truncated);
         assert_eq!(text.len(), LINE_CAPACITY - 1);
         assert!(text.ends_with("...\n"));
@@ -383,7 +414,7 @@ macro_rules! klog {
             "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
         );
         const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+        $crate::__klog_call!(FORMAT, $level, 0usize, [], [], $($arg,)*)
     }};
 }
 
@@ -418,7 +449,7 @@ macro_rules! klog_passive {
         );
         const _: () = $crate::log::check_passive_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
         let _: &$crate::log::Passive = $passive;
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+        $crate::__klog_call!(FORMAT, $level, 0usize, [], [], $($arg,)*)
     }};
 }
 
@@ -426,14 +457,17 @@ macro_rules! klog_passive {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __klog_call {
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], $head:expr, $($tail:expr,)*) => {
+    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], [$($at:expr,)*], $head:expr, $($tail:expr,)*) => {
         $crate::__klog_call!(
             $format, $level, $index + 1usize,
             [$($done,)* $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
+            [$($at,)* $index,],
             $($tail,)*
         )
     };
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*],) => {{
+    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], [$($at:expr,)*],) => {{
+        // Each argument evaluated once, for DbgPrintEx and the ETW event alike.
+        let words: [usize; $index] = [$($done,)*];
         #[cfg(target_os = "windows")]
         // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly one
         // conversion per argument; each argument is one word of the kind its conversion reads.
@@ -442,11 +476,14 @@ macro_rules! __klog_call {
                 $crate::sys::DPFLTR_IHVDRIVER_ID,
                 $crate::log::Level::$level as u32,
                 $format.as_ptr().cast()
-                $(, $done)*
+                $(, words[$at])*
             );
         }
-        #[cfg(not(target_os = "windows"))]
-        { $(let _ = $done;)* }
+        // A session listening: one load and a branch when none is.
+        if $crate::log::etw::enabled($crate::log::Level::$level) {
+            // SAFETY: as above: each word is of the kind its conversion reads.
+            unsafe { $crate::log::etw::write_kernel($crate::log::Level::$level, $format, &words) };
+        }
     }};
 }
 
