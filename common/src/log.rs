@@ -79,6 +79,14 @@ impl LineBuffer {
         &self.bytes[..=self.len]
     }
 
+    /// The line without its final newline (an ETW event's message), NUL-terminated.
+    fn without_newline(&mut self) -> &[u8] {
+        if self.len > 0 && self.bytes[self.len - 1] == b'\n' {
+            self.len -= 1;
+        }
+        self.terminate()
+    }
+
     /// Whether the last line did not fit.
     #[must_use]
     pub fn truncated(&self) -> bool {

@@ -226,7 +226,7 @@ pub fn write_line(level: Level, line: &[u8]) {
     let text = text.strip_suffix(b"\n").unwrap_or(text);
     let mut message = LineBuffer::new();
     message.push(text);
-    write_event(level, message.terminate());
+    write_event(level, message.without_newline());
 }
 
 /// Formats a `klog!` line (the format NUL-terminated, as the macro makes it) and writes it.
@@ -238,11 +238,10 @@ pub fn write_line(level: Level, line: &[u8]) {
 pub unsafe fn write_kernel(level: Level, format: &str, words: &[usize]) {
     let format = format.as_bytes();
     let format = format.strip_suffix(b"\0").unwrap_or(format);
-    let format = format.strip_suffix(b"\n").unwrap_or(format);
     let mut message = LineBuffer::new();
     // SAFETY: the caller's contract.
-    let text = unsafe { message.format_kernel(format, words) };
-    write_event(level, text);
+    unsafe { message.format_kernel(format, words) };
+    write_event(level, message.without_newline());
 }
 
 /// The `EVENT_DESCRIPTOR` of the `Log` event at `level`: id 0, the TraceLogging channel, no
@@ -459,6 +458,18 @@ mod tests {
         drop(Provider::resume());
         assert!(!enabled(Level::Error), "unregistering stops the writes");
         assert!(INFO.load(Relaxed).is_null());
+    }
+
+    #[test]
+    fn messages_have_no_newline_even_when_truncated() {
+        let mut b = LineBuffer::new();
+        // SAFETY: no %wZ.
+        unsafe { b.format_kernel(b"a %Iu\n", &[7]) };
+        assert_eq!(b.without_newline(), b"a 7\0");
+        let long = "x".repeat(400);
+        unsafe { b.format_kernel(long.as_bytes(), &[]) };
+        let text = b.without_newline();
+        assert!(text.ends_with(b"...\0"), "truncated: the mark stays, the newline goes");
     }
 
     #[test]
