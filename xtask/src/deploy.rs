@@ -25,6 +25,7 @@ pub mod report;
 pub mod script;
 pub mod syntax;
 pub mod target;
+pub mod trace;
 pub mod transport;
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ impl Level {
 }
 
 /// Whether a session listens at `level`: one load and a compare.
-#[inline(always)]
+#[inline]
 #[must_use]
 pub fn enabled(level: Level) -> bool {
     ENABLED_LEVEL.load(Relaxed) >= level.etw()
@@ -122,10 +122,10 @@ impl Provider {
             // of this image, which stays loaded until the provider is unregistered (this guard).
             let status = unsafe {
                 sys::EtwRegister(
-                    &info.guid,
+                    &raw const info.guid,
                     Some(enable_callback),
                     core::ptr::null_mut(),
-                    &mut handle,
+                    &raw mut handle,
                 )
             };
             if status < 0 {
@@ -144,7 +144,8 @@ impl Provider {
                     handle,
                     EVENT_PROVIDER_SET_TRAITS,
                     info.metadata.as_ptr().cast(),
-                    info.metadata.len() as u32,
+                    // At most MAX_NAME + 3 bytes (tlg::provider_metadata).
+                    u32::try_from(info.metadata.len()).unwrap_or(0),
                 )
             };
             if status < 0 {
@@ -264,7 +265,8 @@ pub fn descriptor(level: Level) -> sys::EventDescriptor {
 pub fn data(info: &ProviderInfo, message: &[u8]) -> [sys::EventDataDescriptor; 3] {
     let entry = |bytes: &[u8], kind: u8| sys::EventDataDescriptor {
         ptr: bytes.as_ptr() as u64,
-        size: bytes.len() as u32,
+        // Metadata and messages are a few hundred bytes at most (LINE_CAPACITY, MAX_NAME).
+        size: u32::try_from(bytes.len()).unwrap_or(0),
         kind,
         reserved1: 0,
         reserved2: 0,
@@ -300,10 +302,10 @@ fn write_event(level: Level, message: &[u8]) {
     unsafe {
         sys::EtwWriteTransfer(
             handle,
-            &descriptor,
+            &raw const descriptor,
             core::ptr::null(),
             core::ptr::null(),
-            data.len() as u32,
+            3,
             data.as_ptr(),
         );
     }
@@ -467,9 +469,13 @@ mod tests {
         unsafe { b.format_kernel(b"a %Iu\n", &[7]) };
         assert_eq!(b.without_newline(), b"a 7\0");
         let long = "x".repeat(400);
+        // SAFETY: no %wZ.
         unsafe { b.format_kernel(long.as_bytes(), &[]) };
         let text = b.without_newline();
-        assert!(text.ends_with(b"...\0"), "truncated: the mark stays, the newline goes");
+        assert!(
+            text.ends_with(b"...\0"),
+            "truncated: the mark stays, the newline goes"
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl LineBuffer {
                     let conversion = format.get(i + 1).copied().unwrap_or(b'u');
                     i += 2; // "I" and the conversion
                     match conversion {
-                        b'd' => decimal(word as isize as i64, &mut digits),
+                        b'd' => decimal(word.cast_signed() as i64, &mut digits),
                         b'x' => hex(word as u64, 0, false, &mut digits),
                         b'X' => hex(word as u64, 0, true, &mut digits),
                         _ => unsigned(word as u64, &mut digits),
@@ -190,8 +190,8 @@ mod tests {
     fn counted_strings_become_utf8() {
         let mut units: Vec<u16> = "\\Registry\\Ma\u{e9}\u{1F600}".encode_utf16().collect();
         let name = crate::sys::UNICODE_STRING {
-            Length: (2 * units.len()) as u16,
-            MaximumLength: (2 * units.len()) as u16,
+            Length: u16::try_from(2 * units.len()).unwrap(),
+            MaximumLength: u16::try_from(2 * units.len()).unwrap(),
             Buffer: units.as_mut_ptr(),
         };
         let address = core::ptr::from_ref(&name) as usize;

@@ -63,6 +63,7 @@ pub const fn guid_from_name(name: &str) -> Guid {
 }
 
 /// SHA-1 (FIPS 180-4) of `data[..len]`, in a `const fn`.
+#[allow(clippy::many_single_char_names)] // FIPS 180-4's names: h, w, a..e, f, k, t
 const fn sha1(data: &[u8], len: usize) -> [u8; 20] {
     let mut h: [u32; 5] = [
         0x6745_2301,
@@ -88,7 +89,7 @@ const fn sha1(data: &[u8], len: usize) -> [u8; 20] {
                     0x80
                 } else if at >= blocks * 64 - 8 {
                     let bits = (len as u64) * 8;
-                    (bits >> (8 * (blocks * 64 - 1 - at))) as u8
+                    (bits >> (8 * (blocks * 64 - 1 - at))).to_le_bytes()[0]
                 } else {
                     0
                 };
@@ -153,7 +154,9 @@ const fn sha1(data: &[u8], len: usize) -> [u8; 20] {
 pub const fn provider_metadata<const N: usize>(name: &str) -> [u8; N] {
     let n = name.as_bytes();
     assert!(N == n.len() + 3, "provider metadata: N = name length + 3");
+    assert!(N <= MAX_NAME + 3, "provider name: 1 to 120 bytes");
     let mut out = [0u8; N];
+    #[allow(clippy::cast_possible_truncation)] // N <= MAX_NAME + 3, checked above
     let size = (N as u16).to_le_bytes();
     out[0] = size[0];
     out[1] = size[1];
@@ -197,6 +200,14 @@ pub const CHANNEL_TRACELOGGING: u8 = 11;
 mod tests {
     use super::*;
 
+    fn hex(bytes: &[u8]) -> String {
+        use std::fmt::Write;
+        bytes.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
     fn text(g: Guid) -> String {
         format!(
             "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{}",
@@ -205,27 +216,23 @@ mod tests {
             g.data3,
             g.data4[0],
             g.data4[1],
-            g.data4[2..]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            hex(&g.data4[2..])
         )
     }
 
     #[test]
     fn sha1_known_answers() {
-        let hex = |h: [u8; 20]| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(
-            hex(sha1(b"", 0)),
+            hex(&sha1(b"", 0)),
             "da39a3ee5e6b4b0d3255bfef95601890afd80709"
         );
         assert_eq!(
-            hex(sha1(b"abc", 3)),
+            hex(&sha1(b"abc", 3)),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
         let two_blocks = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
         assert_eq!(
-            hex(sha1(two_blocks, two_blocks.len())),
+            hex(&sha1(two_blocks, two_blocks.len())),
             "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
         );
     }

@@ -27,6 +27,8 @@ struct Facts {
     /// When the last step that ran on the VM began (the one that asked for a restart, or lost
     /// the VM): a boot newer than this is a new boot.
     step_start: Option<Instant>,
+    /// The drivers' log lines the trace-stop step decoded (`deploy/trace.rs`).
+    trace: Vec<super::trace::Event>,
 }
 
 /// Seconds of slack between the VM's uptime and the time measured here.
@@ -247,6 +249,7 @@ pub fn execute(
         }
         report.teardown.push(sr);
     }
+    super::trace::place(&mut report, std::mem::take(&mut r.facts.trace));
     report.duration = start.elapsed();
     report
 }
@@ -291,6 +294,8 @@ fn not_run(step: &Step, why: &str) -> StepReport {
         detail: String::new(),
         notes: Vec::new(),
         output: String::new(),
+        vm_clock: None,
+        log: Vec::new(),
     }
 }
 
@@ -348,6 +353,9 @@ impl Runner<'_> {
         };
         let duration = start.elapsed();
         let sections = Sections::parse(&output.stdout);
+        let vm_clock = sections
+            .get("clock")
+            .and_then(|c| c.body.trim().parse().ok());
         let sr = StepReport {
             id: step.id.to_owned(),
             title: step.title.clone(),
@@ -365,6 +373,8 @@ impl Runner<'_> {
             } else {
                 shown_output(&output)
             },
+            vm_clock,
+            log: Vec::new(),
         };
         (self.progress)(&format!(
             "{scope}: {} {} ({}){}",
@@ -465,6 +475,8 @@ impl Runner<'_> {
             detail,
             notes: Vec::new(),
             output: String::new(),
+            vm_clock: None,
+            log: Vec::new(),
         })
     }
 
@@ -646,6 +658,29 @@ impl Runner<'_> {
                 )),
                 Err(e) => Judged::fail(e),
             },
+            Check::Trace => {
+                let stopped = s.get("logman-stop").and_then(|x| x.exit);
+                match s.get("trace").map(|t| super::trace::events(&t.body)) {
+                    Some(Ok(events)) => {
+                        let n = events.len();
+                        self.facts.trace = events;
+                        if stopped == Some(0) {
+                            Judged::pass(format!(
+                                "{n} line(s) of the drivers' log, each shown beside its step"
+                            ))
+                        } else {
+                            Judged::fail(format!(
+                                "logman could not stop the trace session {} (exit code {}):                                  stop it by hand on the VM (logman stop {} -ets)",
+                                super::trace::SESSION,
+                                stopped.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+                                super::trace::SESSION
+                            ))
+                        }
+                    }
+                    Some(Err(e)) => Judged::fail(e),
+                    None => Judged::fail(exit_note("no trace section")),
+                }
+            }
             Check::Events => match s.get("events").map(|e| parse::events(&e.body)) {
                 Some(Ok(mut events)) => {
                     // Code Integrity's events about the image (why a start was refused).

@@ -206,6 +206,9 @@ pub enum Check {
     Removed,
     /// Service Control Manager events (informative).
     Events,
+    /// The trace session stopped; its events (section `trace`) go beside their steps
+    /// (`deploy/trace.rs`).
+    Trace,
 }
 
 /// One step.
@@ -496,24 +499,30 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
         });
     }
 
+    // The drivers' own log: a trace session from before the first load to after the last unload.
+    setup.push(super::trace::start_step(packages, options));
+
     let drivers = packages.iter().map(|p| driver_steps(p, options)).collect();
 
-    let mut teardown = vec![Step {
-        id: "remove-files",
-        title: format!("remove the copied packages from {dir}"),
-        run: Run::Guest(ps::script(
-            "remove the files",
-            &remove_files_body(dir, packages),
-        )),
-        check: Check::Exit0,
-        when: if options.keep {
-            When::Kept
-        } else {
-            When::Always
+    let mut teardown = vec![
+        super::trace::stop_step(packages, options),
+        Step {
+            id: "remove-files",
+            title: format!("remove the copied packages from {dir}"),
+            run: Run::Guest(ps::script(
+                "remove the files",
+                &remove_files_body(dir, packages),
+            )),
+            check: Check::Exit0,
+            when: if options.keep {
+                When::Kept
+            } else {
+                When::Always
+            },
+            cleanup: Cleanup::After("copy"),
+            timeout: t,
         },
-        cleanup: Cleanup::After("copy"),
-        timeout: t,
-    }];
+    ];
     if options.revert_after_failure
         && let Some((title, argv, shown)) = revert
     {

@@ -80,13 +80,17 @@ pub const UNLOADED: Script = script!("unloaded");
 pub const REMOVE: Script = script!("remove");
 /// Service Control Manager and Code Integrity events.
 pub const EVENTS: Script = script!("events");
+/// The deploy's trace session started (the drivers' ETW log).
+pub const TRACE_START: Script = script!("trace-start");
+/// The trace session stopped, its events decoded.
+pub const TRACE_STOP: Script = script!("trace-stop");
 /// Crash dumps and bugcheck events, once a VM that stopped answering is back.
 pub const POST_MORTEM: Script = script!("post-mortem");
 /// On the Hyper-V host: revert to a checkpoint.
 pub const REVERT_HYPERV: Script = script!("revert-hyperv");
 
 /// Every step file.
-pub const ALL: [&Script; 17] = [
+pub const ALL: [&Script; 19] = [
     &BOOT,
     &PREFLIGHT,
     &ENABLE_TESTSIGNING,
@@ -102,6 +106,8 @@ pub const ALL: [&Script; 17] = [
     &UNLOADED,
     &REMOVE,
     &EVENTS,
+    &TRACE_START,
+    &TRACE_STOP,
     &POST_MORTEM,
     &REVERT_HYPERV,
 ];
