@@ -74,14 +74,16 @@ impl LineBuffer {
     }
 
     fn terminate(&mut self) -> &[u8] {
-        // Room for the NUL is always kept back by write_str.
-        self.bytes[self.len] = 0;
-        &self.bytes[..=self.len]
+        // Room for the NUL is always kept back by push.
+        if let Some(b) = self.bytes.get_mut(self.len) {
+            *b = 0;
+        }
+        self.bytes.get(..=self.len).unwrap_or_default()
     }
 
     /// The line without its final newline (an ETW event's message), NUL-terminated.
     fn without_newline(&mut self) -> &[u8] {
-        if self.len > 0 && self.bytes[self.len - 1] == b'\n' {
+        if self.len > 0 && self.bytes.get(self.len - 1) == Some(&b'\n') {
             self.len -= 1;
         }
         self.terminate()
@@ -113,27 +115,35 @@ impl LineBuffer {
             return;
         }
         // Keep one byte for the NUL; replace any NUL in the text so the line is not cut short.
-        let room = LINE_CAPACITY - 1 - self.len;
-        if s.len() <= room {
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(s) {
-                *dst = if b == 0 { b'?' } else { b };
-            }
-            self.len += s.len();
-        } else {
-            // Truncate: keep the end of the buffer for "...\n".
-            // Text already past that point is cut back (a line ending in short pieces would
-            // otherwise write the mark beyond the buffer).
-            let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
+        // No indexing: nothing here can panic (a bounds check would pull the panic machinery,
+        // and with it `core::fmt`, into every image).
+        let room = (LINE_CAPACITY - 1).saturating_sub(self.len);
+        let fits = s.len() <= room;
+        // Truncating: keep the end of the buffer for "...\n"; text already past that point is cut
+        // back (a line ending in short pieces would otherwise write the mark beyond the buffer).
+        let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
+        if !fits {
             self.len = self.len.min(keep);
-            let take = (keep - self.len).min(s.len());
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(&s[..take]) {
-                *dst = if b == 0 { b'?' } else { b };
+        }
+        let take = if fits {
+            s.len()
+        } else {
+            keep.saturating_sub(self.len).min(s.len())
+        };
+        for (dst, &b) in self
+            .bytes
+            .iter_mut()
+            .skip(self.len)
+            .zip(s.iter().take(take))
+        {
+            *dst = if b == 0 { b'?' } else { b };
+        }
+        self.len += take;
+        if !fits {
+            for (dst, &b) in self.bytes.iter_mut().skip(self.len).zip(b"...\n") {
+                *dst = b;
             }
-            self.len += take;
-            self.bytes[self.len..self.len + Self::MARK.len()].copy_from_slice(Self::MARK);
-            self.len += Self::MARK.len();
-            self.bytes[self.len] = b'\n';
-            self.len += 1;
+            self.len += Self::MARK.len() + 1;
             self.truncated = true;
         }
     }
@@ -422,7 +432,11 @@ macro_rules! klog {
             "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
         );
         const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], [], $($arg,)*)
+        $crate::__klog_call!(
+            FORMAT, $level, 0usize, [],
+            [w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15],
+            $($arg,)*
+        )
     }};
 }
 
@@ -457,7 +471,11 @@ macro_rules! klog_passive {
         );
         const _: () = $crate::log::check_passive_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
         let _: &$crate::log::Passive = $passive;
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], [], $($arg,)*)
+        $crate::__klog_call!(
+            FORMAT, $level, 0usize, [],
+            [w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15],
+            $($arg,)*
+        )
     }};
 }
 
@@ -465,32 +483,40 @@ macro_rules! klog_passive {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __klog_call {
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], [$($at:expr,)*], $head:expr, $($tail:expr,)*) => {
+    ($format:ident, $level:ident, $index:expr, [$($done:ident = $value:expr,)*],
+     [$next:ident $($names:ident)*], $head:expr, $($tail:expr,)*) => {
         $crate::__klog_call!(
             $format, $level, $index + 1usize,
-            [$($done,)* $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
-            [$($at,)* $index,],
+            [$($done = $value,)*
+             $next = $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
+            [$($names)*],
             $($tail,)*
         )
     };
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], [$($at:expr,)*],) => {{
-        // Each argument evaluated once, for DbgPrintEx and the ETW event alike.
-        let words: [usize; $index] = [$($done,)*];
-        #[cfg(target_os = "windows")]
-        // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly one
-        // conversion per argument; each argument is one word of the kind its conversion reads.
-        unsafe {
-            $crate::sys::DbgPrintEx(
-                $crate::sys::DPFLTR_IHVDRIVER_ID,
-                $crate::log::Level::$level as u32,
-                $format.as_ptr().cast()
-                $(, words[$at])*
-            );
-        }
-        // A session listening: one load and a branch when none is.
+    ($format:ident, $level:ident, $index:expr, [$($done:ident = $value:expr,)*],
+     [$($names:ident)*],) => {{
+        // Each argument evaluated once, for DbgPrintEx and the ETW event alike (at most 16).
+        $(let $done: usize = $value;)*
+        // A session listening: one load, a compare and a branch when none is. Both calls are in
+        // the cold function then, so the arguments need not survive DbgPrintEx here.
         if $crate::log::etw::enabled($crate::log::Level::$level) {
-            // SAFETY: as above: each word is of the kind its conversion reads.
-            unsafe { $crate::log::etw::write_kernel($crate::log::Level::$level, $format, &words) };
+            // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly
+            // one conversion per argument; each argument is one word of the kind its conversion
+            // reads.
+            unsafe {
+                $crate::log::etw::print_and_write($crate::log::Level::$level, $format, &[$($done),*])
+            };
+        } else {
+            #[cfg(target_os = "windows")]
+            // SAFETY: as above.
+            unsafe {
+                $crate::sys::DbgPrintEx(
+                    $crate::sys::DPFLTR_IHVDRIVER_ID,
+                    $crate::log::Level::$level as u32,
+                    $format.as_ptr().cast()
+                    $(, $done)*
+                );
+            }
         }
     }};
 }

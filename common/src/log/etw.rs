@@ -245,6 +245,47 @@ pub unsafe fn write_kernel(level: Level, format: &str, words: &[usize]) {
     write_event(level, message.without_newline());
 }
 
+/// [`klog!`](crate::klog!) when a session listens: the line to `DbgPrintEx` (the words padded to
+/// 16; the kernel reads only as many as the format converts), then as an event.
+///
+/// # Safety
+/// `format` is NUL-terminated with one conversion per word, each word of the kind its conversion
+/// reads (what `klog!` checks at compile time).
+#[cold]
+#[inline(never)]
+pub unsafe fn print_and_write(level: Level, format: &str, words: &[usize]) {
+    #[cfg(target_os = "windows")]
+    {
+        let w = |i: usize| words.get(i).copied().unwrap_or(0);
+        // SAFETY: the caller's contract; surplus variadic words are never read.
+        unsafe {
+            crate::sys::DbgPrintEx(
+                crate::sys::DPFLTR_IHVDRIVER_ID,
+                level as u32,
+                format.as_ptr().cast(),
+                w(0),
+                w(1),
+                w(2),
+                w(3),
+                w(4),
+                w(5),
+                w(6),
+                w(7),
+                w(8),
+                w(9),
+                w(10),
+                w(11),
+                w(12),
+                w(13),
+                w(14),
+                w(15),
+            );
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { write_kernel(level, format, words) };
+}
+
 /// The `EVENT_DESCRIPTOR` of the `Log` event at `level`: id 0, the TraceLogging channel, no
 /// keyword (evntprov.h; TraceLoggingProvider.h's defaults).
 #[must_use]

@@ -13,38 +13,41 @@ impl LineBuffer {
     /// Every word for a `%wZ` conversion is the address of a valid `UNICODE_STRING` (what
     /// [`KernelArg`](super::KernelArg) guarantees for `klog_passive!`).
     pub unsafe fn format_kernel(&mut self, format: &[u8], words: &[usize]) -> &[u8] {
+        // No indexing or slicing that could panic: a bounds check would pull the panic machinery
+        // (and `core::fmt`) into every image.
         self.clear();
         let mut i = 0;
         let mut next = 0;
         let mut start = 0;
+        let at = |i: usize| format.get(i).copied().unwrap_or(0);
         while i < format.len() {
-            if format[i] != b'%' {
+            if at(i) != b'%' {
                 i += 1;
                 continue;
             }
-            self.push(&format[start..i]);
+            self.push(format.get(start..i).unwrap_or_default());
             i += 1;
-            if format.get(i) == Some(&b'%') {
+            if at(i) == b'%' {
                 self.push(b"%");
                 i += 1;
                 start = i;
                 continue;
             }
-            let zero = format.get(i) == Some(&b'0');
+            let zero = at(i) == b'0';
             let mut width = 0usize;
-            while let Some(d) = format.get(i).filter(|d| d.is_ascii_digit()) {
-                width = width * 10 + usize::from(d - b'0');
+            while at(i).is_ascii_digit() {
+                width = width * 10 + usize::from(at(i) - b'0');
                 i += 1;
             }
             let word = words.get(next).copied().unwrap_or(0);
             next += 1;
-            let mut digits = [0u8; 20];
-            let text: &[u8] = match format.get(i) {
-                Some(b'p') => {
+            let mut digits = Digits::new();
+            match at(i) {
+                b'p' => {
                     i += 1;
-                    hex(word as u64, 16, true, &mut digits)
+                    digits.hex(word as u64, 16, true);
                 }
-                Some(b'w') => {
+                b'w' => {
                     i += 2; // "wZ"
                     // SAFETY: the caller's contract: the word is a UNICODE_STRING's address.
                     unsafe { self.push_unicode_string(word, width) };
@@ -52,41 +55,39 @@ impl LineBuffer {
                     continue;
                 }
                 _ => {
-                    let conversion = format.get(i + 1).copied().unwrap_or(b'u');
+                    let conversion = at(i + 1);
                     i += 2; // "I" and the conversion
                     match conversion {
-                        b'd' => decimal(word.cast_signed() as i64, &mut digits),
-                        b'x' => hex(word as u64, 0, false, &mut digits),
-                        b'X' => hex(word as u64, 0, true, &mut digits),
-                        _ => unsigned(word as u64, &mut digits),
+                        b'd' => digits.signed(word.cast_signed() as i64),
+                        b'x' => digits.hex(word as u64, 0, false),
+                        b'X' => digits.hex(word as u64, 0, true),
+                        _ => digits.unsigned(word as u64),
                     }
                 }
-            };
-            self.pad(text, width, zero);
+            }
+            self.pad(digits.text(), width, zero);
             start = i;
         }
-        self.push(&format[start..]);
+        self.push(format.get(start..).unwrap_or_default());
         self.terminate()
     }
 
     fn pad(&mut self, text: &[u8], width: usize, zero: bool) {
         let fill = width.saturating_sub(text.len());
-        if zero && text.first() == Some(&b'-') {
-            self.push(b"-");
-            for _ in 0..fill {
-                self.push(b"0");
-            }
-            self.push(&text[1..]);
-            return;
-        }
+        let (sign, digits) = match text.split_first() {
+            Some((b'-', rest)) if zero => (&b"-"[..], rest),
+            _ => (&b""[..], text),
+        };
+        self.push(sign);
         for _ in 0..fill {
             self.push(if zero { b"0" } else { b" " });
         }
-        self.push(text);
+        self.push(digits);
     }
 
     /// Appends a counted UTF-16 string as UTF-8 (an unpaired surrogate becomes U+FFFD), right-
     /// aligned in `width` characters as printf pads.
+    #[allow(clippy::cast_possible_truncation)] // each UTF-8 byte is masked or shifted into range
     unsafe fn push_unicode_string(&mut self, address: usize, width: usize) {
         if address == 0 {
             self.push(b"(null)");
@@ -95,61 +96,93 @@ impl LineBuffer {
         // SAFETY: the caller's contract.
         let s = unsafe { &*(address as *const crate::sys::UNICODE_STRING) };
         let units = usize::from(s.Length / 2);
-        if s.Buffer.is_null() || units == 0 {
-            for _ in 0..width {
-                self.push(b" ");
-            }
-            return;
-        }
-        // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
-        let units = unsafe { core::slice::from_raw_parts(s.Buffer, units) };
+        let units: &[u16] = if s.Buffer.is_null() {
+            &[]
+        } else {
+            // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
+            unsafe { core::slice::from_raw_parts(s.Buffer, units) }
+        };
         for _ in units.len()..width {
             self.push(b" ");
         }
         for c in char::decode_utf16(units.iter().copied()) {
-            let mut utf8 = [0u8; 4];
-            let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-            self.push(c.encode_utf8(&mut utf8).as_bytes());
+            let c = u32::from(c.unwrap_or(char::REPLACEMENT_CHARACTER));
+            // UTF-8 by hand: char::encode_utf8 can panic (with a formatted message).
+            let bytes = [
+                0xF0 | (c >> 18) as u8,
+                0x80 | ((c >> 12) & 0x3F) as u8,
+                0x80 | ((c >> 6) & 0x3F) as u8,
+                0x80 | (c & 0x3F) as u8,
+            ];
+            match c {
+                0..=0x7F => self.push(&[c as u8]),
+                0x80..=0x7FF => self.push(&[0xC0 | (c >> 6) as u8, bytes[3]]),
+                0x800..=0xFFFF => self.push(&[0xE0 | (c >> 12) as u8, bytes[2], bytes[3]]),
+                _ => self.push(&bytes),
+            }
         }
     }
 }
 
-fn unsigned(mut v: u64, out: &mut [u8; 20]) -> &[u8] {
-    let mut at = out.len();
-    loop {
-        at -= 1;
-        out[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &out[at..];
+/// Up to 20 digits (and a sign), written from the right.
+struct Digits {
+    buf: [u8; 21],
+    at: usize,
+}
+
+impl Digits {
+    const fn new() -> Self {
+        Self {
+            buf: [0; 21],
+            at: 21,
         }
     }
-}
 
-fn decimal(v: i64, out: &mut [u8; 20]) -> &[u8] {
-    if v >= 0 {
-        return unsigned(v.cast_unsigned(), out);
+    fn put(&mut self, b: u8) {
+        if let Some(at) = self.at.checked_sub(1)
+            && let Some(slot) = self.buf.get_mut(at)
+        {
+            *slot = b;
+            self.at = at;
+        }
     }
-    // |i64::MIN| has 19 digits: the sign fits in the 20-byte buffer.
-    let len = unsigned(v.unsigned_abs(), out).len();
-    let at = out.len() - len - 1;
-    out[at] = b'-';
-    &out[at..]
-}
 
-fn hex(mut v: u64, min_digits: usize, upper: bool, out: &mut [u8; 20]) -> &[u8] {
-    let digits: &[u8; 16] = if upper {
-        b"0123456789ABCDEF"
-    } else {
-        b"0123456789abcdef"
-    };
-    let mut at = out.len();
-    loop {
-        at -= 1;
-        out[at] = digits[(v & 0xF) as usize];
-        v >>= 4;
-        if v == 0 && out.len() - at >= min_digits {
-            return &out[at..];
+    fn text(&self) -> &[u8] {
+        self.buf.get(self.at..).unwrap_or_default()
+    }
+
+    #[allow(clippy::cast_possible_truncation)] // a digit
+    fn unsigned(&mut self, mut v: u64) {
+        loop {
+            self.put(b'0' + (v % 10) as u8);
+            v /= 10;
+            if v == 0 {
+                return;
+            }
+        }
+    }
+
+    fn signed(&mut self, v: i64) {
+        self.unsigned(v.unsigned_abs());
+        if v < 0 {
+            self.put(b'-');
+        }
+    }
+
+    fn hex(&mut self, mut v: u64, min_digits: usize, upper: bool) {
+        let digits: &[u8; 16] = if upper {
+            b"0123456789ABCDEF"
+        } else {
+            b"0123456789abcdef"
+        };
+        let mut n = 0;
+        loop {
+            self.put(digits[(v & 0xF) as usize]);
+            n += 1;
+            v >>= 4;
+            if v == 0 && n >= min_digits {
+                return;
+            }
         }
     }
 }

@@ -8,6 +8,9 @@ EtwRegister(ProviderId, EnableCallback, CallbackContext, &RegHandle)            
     level 0xFF (TRACE_LEVEL_VERBOSE and above), MatchAnyKeyword all ones, MatchAllKeyword 0.
   - A fault run fails it with STATUS_INSUFFICIENT_RESOURCES: logging is optional, the driver must
     load anyway and log through DbgPrintEx only.
+  - With --count-instructions (`cargo xtask bench`) no session listens, as on a machine nobody
+    traces: the budgets measure a line's cost when disabled (one load and a compare); the enable
+    callback is then not called.
 EtwSetInformation(RegHandle, InformationClass, Buffer, Length)                  PASSIVE_LEVEL
   - STATUS_INVALID_HANDLE for a handle not registered; EventProviderSetTraits (2) must be the
     TraceLogging provider metadata (UINT16 size == Length, the NUL-terminated name), else
@@ -162,7 +165,7 @@ class Etw:
         provider = Provider(handle, self.m.read(guid_ptr, 16), callback, context, self.m.phase)
         self.providers[handle] = provider
         self.m.write_u64(out, handle)
-        if callback:
+        if callback and not getattr(self.m, 'count_instructions', False):
             if self.session_guid is None:
                 self.session_guid = self.m.alloc(16, 'etw session guid')
                 self.m.write(self.session_guid, SESSION_GUID)

@@ -152,6 +152,7 @@ class Machine:
         self._after_next = []     # (callback, routines to skip): see after_next_call
         self._speakeasy_returns = True  # see call_back_before_return
         self.driver = None
+        self.count_instructions = count_instructions
         if count_instructions:
             self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
 
