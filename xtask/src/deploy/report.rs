@@ -203,10 +203,7 @@ pub fn render(r: &TargetReport) -> String {
             for n in &s.notes {
                 let _ = writeln!(out, "        note: {n}");
             }
-            // The driver's own lines, logged while this step ran.
-            for l in &s.log {
-                let _ = writeln!(out, "        log: {}", l.message);
-            }
+            super::trace::render(out, &s.log);
             if !s.output.is_empty() {
                 for l in s.output.lines() {
                     let _ = writeln!(out, "        | {l}");

@@ -177,6 +177,14 @@ pub fn place(report: &mut TargetReport, events: Vec<Event>) {
     }
 }
 
+/// A step's lines in the text report, under the step.
+pub fn render(out: &mut String, lines: &[LogLine]) {
+    use std::fmt::Write as _;
+    for l in lines {
+        let _ = writeln!(out, "        log: {}", l.message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
