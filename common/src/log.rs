@@ -6,8 +6,10 @@
 //! format, so nothing in a message can be taken for a conversion.
 //!
 //! IRQL: any. `core::fmt` touches only the stack and the (non-paged) image, and `DbgPrintEx` with a
-//! plain `%s` of ASCII text is callable at any IRQL. To see the output on a test machine, enable the
-//! component (`ed nt!Kd_IHVDRIVER_Mask 0xf` in WinDbg, or the `Debug Print Filter` registry key).
+//! plain `%s` of ASCII text is callable at any IRQL. Every line (of `klog!` too) is also written as
+//! an ETW event when a trace session listens ([`etw`]): `cargo xtask deploy` collects those into its
+//! report. To watch the debugger output live, enable the component (`ed nt!Kd_IHVDRIVER_Mask 0xf`
+//! in WinDbg, or the `Debug Print Filter` registry key).
 
 use core::fmt::{self, Write};
 
