@@ -31,6 +31,7 @@ common::log formats it itself, so this holds its formatter to the kernel's print
 docs/notes/etw-log.md.
 """
 
+import os
 import struct
 
 from .irql import PASSIVE_LEVEL, require
@@ -56,6 +57,8 @@ SESSION_GUID = bytes.fromhex('6c6f67206163742d6578747261736b31')
 UNREGISTERED_CHECK = 'ETW provider unregistered before unload'
 SAME_LINES_CHECK = 'ETW lines equal the debugger lines'
 GUID_CHECK = 'ETW provider GUID derived from its name'
+NAME_CHECK = 'ETW provider named after the driver'
+PROVIDER_PREFIX = 'WindowsCallbackDrivers.'  # xtask/src/deploy/trace.rs, common::etw_provider!
 
 # TraceLogging in-types (TraceLoggingProvider.h, TlgIn*): the ones decoded here.
 _IN_UNICODESTRING, _IN_ANSISTRING = 1, 2
@@ -283,6 +286,16 @@ class Etw:
              '; '.join(self.mismatches[:3]) if self.mismatches else
              '%d events, each the DbgPrintEx line it follows' % len(self.events)),
         ]
+        # Deploy enables the GUID of `WindowsCallbackDrivers.<driver>` (the image's name): a provider
+        # named otherwise would log into no session.
+        image = getattr(getattr(self.m, 'module', None), 'path', None) or ''
+        driver = os.path.splitext(os.path.basename(image))[0]
+        expected = PROVIDER_PREFIX + driver
+        misnamed = [p.name for p in self.providers.values() if driver and p.name and p.name != expected]
+        out.append((NAME_CHECK, not misnamed,
+                    'named %s, but deploy enables %s (the image is %s.sys)' % (
+                        ', '.join(misnamed), expected, driver) if misnamed else
+                    'each named %s' % expected if driver else 'no image name to compare with'))
         out.append((GUID_CHECK, not wrong_guid,
                     'not the TraceLogging name hash: ' + ', '.join(wrong_guid) if wrong_guid
                     else 'each GUID is the TraceLogging hash of the name (tools can say *Name)'))

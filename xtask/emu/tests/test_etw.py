@@ -8,7 +8,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from emukernel.etw import (GUID_CHECK, SAME_LINES_CHECK, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,  # noqa: E402
+from emukernel.etw import (GUID_CHECK, NAME_CHECK, SAME_LINES_CHECK, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,  # noqa: E402
                            UNREGISTERED_CHECK, Etw, guid_text, name_guid)
 from test_models import FakeMachine  # noqa: E402
 
@@ -85,6 +85,16 @@ class EtwTest(unittest.TestCase):
         h = self.register(guid=bytes(range(16)))
         self.m.call_routine('EtwUnregister', h)
         self.assertEqual(set(self.failed()), {GUID_CHECK})
+
+    def test_a_provider_not_named_after_the_image_fails_the_rule(self):
+        class Module:
+            path = '/x/target/drivers/x64/debug/other-driver/other-driver.sys'
+        self.m.module = Module()
+        h = self.register()
+        self.m.call_routine('EtwUnregister', h)
+        self.assertIn('deploy enables WindowsCallbackDrivers.other-driver', self.failed()[NAME_CHECK])
+        Module.path = '/x/test.sys'
+        self.assertNotIn(NAME_CHECK, self.failed())
 
     def test_statuses(self):
         out = self.m.alloc(8, 'handle')
