@@ -103,18 +103,18 @@ pub fn stop_step(packages: &[Package], options: &Options) -> Step {
 pub struct Event {
     /// When, as a UTC FILETIME (null if the XML's time could not be read).
     pub time: Option<u64>,
-    /// The XML's time, as written.
+    /// The XML's time, as written (null or missing: none).
     #[serde(default)]
-    pub system_time: String,
+    pub system_time: Option<String>,
     /// The provider's name.
     #[serde(default)]
-    pub provider: String,
+    pub provider: Option<String>,
     /// The ETW level (2 error, 3 warning, 4 information, 5 verbose).
     #[serde(default)]
-    pub level: u64,
+    pub level: Option<u64>,
     /// The `Message` field.
     #[serde(default)]
-    pub message: String,
+    pub message: Option<String>,
 }
 
 /// A line of the driver's log, as the report keeps it beside its step.
@@ -151,10 +151,10 @@ pub fn events(body: &str) -> Result<Vec<Event>, String> {
 pub fn place(report: &mut TargetReport, events: Vec<Event>) {
     for e in events {
         let line = LogLine {
-            time: e.system_time.clone(),
-            provider: e.provider.clone(),
-            level: e.level,
-            message: e.message.clone(),
+            time: e.system_time.clone().unwrap_or_default(),
+            provider: e.provider.clone().unwrap_or_default(),
+            level: e.level.unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
         };
         let mut target = None;
         if let Some(t) = e.time {
@@ -217,5 +217,7 @@ mod tests {
             r#"[{"Time":null,"SystemTime":"yesterday","Provider":"p","Level":4,"Message":"m"}]"#;
         assert_eq!(events(no_time).unwrap()[0].time, None);
         assert!(events("Get-WinEvent : error").is_err());
+        let nulls = r#"[{"Time":5,"SystemTime":null,"Provider":null,"Level":null,"Message":null}]"#;
+        assert_eq!(events(nulls).unwrap()[0].message, None);
     }
 }

@@ -137,10 +137,10 @@ fn lines_without_a_time_stay_with_the_trace_step_and_a_stuck_session_is_said() {
     let (mut r, _) = deploy(&Options::default(), FakeVm::new());
     let e = |time| Event {
         time,
-        system_time: String::new(),
-        provider: "p".into(),
-        level: 4,
-        message: "m".into(),
+        system_time: None,
+        provider: Some("p".into()),
+        level: Some(4),
+        message: Some("m".into()),
     };
     // Before every driver step's clock, or without a time: beside trace-stop.
     place(&mut r, vec![e(None), e(Some(1))]);

@@ -27,7 +27,7 @@ $xml = Join-Path $Dir 'trace.xml'
 $wanted = @($Providers | ForEach-Object { $_.Trim('{', '}').ToLowerInvariant() })
 $events = @()
 if (Test-Path -LiteralPath $etl) {
-    Run 'tracerpt' 'tracerpt.exe' @($etl, '-o', $xml, '-of', 'XML', '-y')
+    Run 'tracerpt' 'tracerpt.exe' @($etl, '-o', $xml, '-of', 'XML', '-y', '-summary', (Join-Path $Dir 'trace-summary.txt'))
     if (Test-Path -LiteralPath $xml) {
         $doc = New-Object Xml.XmlDocument
         $doc.Load($xml)
@@ -35,7 +35,7 @@ if (Test-Path -LiteralPath $etl) {
             $p = $e.System.Provider
             if ($wanted -notcontains ([string]$p.Guid).Trim('{', '}').ToLowerInvariant()) { continue }
             $m = @($e.EventData.Data | Where-Object { $_.Name -eq 'Message' })
-            $events += [pscustomobject]@{ Time = ConvertTo-XtaskFileTime ([string]$e.System.TimeCreated.SystemTime); SystemTime = [string]$e.System.TimeCreated.SystemTime; Provider = [string]$p.Name; Level = [int]$e.System.Level; Message = $(if ($m.Count -gt 0) { $m[0].InnerText } else { $e.EventData.InnerText }) }
+            $events += [pscustomobject]@{ Time = ConvertTo-XtaskFileTime ([string]$e.System.TimeCreated.SystemTime); SystemTime = [string]$e.System.TimeCreated.SystemTime; Provider = [string]$p.Name; Level = [int]$e.System.Level; Message = [string]$(if ($m.Count -gt 0) { $m[0].InnerText } else { $e.EventData.InnerText }) }
         }
     }
 } else {
@@ -43,4 +43,4 @@ if (Test-Path -LiteralPath $etl) {
 }
 Section 'trace'
 Say (ConvertTo-Json -Compress -InputObject @($events))
-foreach ($f in @($etl, $xml, (Join-Path $Dir 'trace-providers.txt'))) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
+foreach ($f in @($etl, $xml, (Join-Path $Dir 'trace-providers.txt'), (Join-Path $Dir 'trace-summary.txt'))) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
