@@ -13,29 +13,31 @@ param(
     # The provider GUIDs, in braces: only their events are reported.
     [string[]]$Providers
 )
-function ConvertTo-XtaskFileTime([string]$t) {
-    if ($t -notmatch '^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$') { return $null }
+# The XML's SystemTime (ISO 8601, Z or an offset) as a UTC FILETIME, by pattern, not by culture.
+function Get-FileTime([string]$t) {
+    if ($t -notmatch '^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|([+-])(\d\d):(\d\d))?$') { return $null }
     $d = New-Object DateTime -ArgumentList @([int]$Matches[1], [int]$Matches[2], [int]$Matches[3], [int]$Matches[4], [int]$Matches[5], [int]$Matches[6], [DateTimeKind]::Utc)
     $d = $d.AddTicks([long](([string]$Matches[7]) + '0000000').Substring(0, 7))
-    $z = [string]$Matches[8]
-    if ($z.Length -eq 6) { $m = [int]$z.Substring(1, 2) * 60 + [int]$z.Substring(4, 2); if ($z[0] -eq '+') { $m = -$m }; $d = $d.AddMinutes($m) }
+    if ($Matches[9]) { $d = $d.AddMinutes(-[int]($Matches[9] + '1') * ([int]$Matches[10] * 60 + [int]$Matches[11])) }
     $d.ToFileTimeUtc()
 }
 Run 'logman-stop' 'logman.exe' @('stop', $Session, '-ets')
 $etl = Join-Path $Dir 'trace.etl'
 $xml = Join-Path $Dir 'trace.xml'
-$wanted = @($Providers | ForEach-Object { $_.Trim('{', '}').ToLowerInvariant() })
+$sum = Join-Path $Dir 'trace-summary.txt'
+$want = $Providers -replace '[{}]'
 $events = @()
 if (Test-Path -LiteralPath $etl) {
-    Run 'tracerpt' 'tracerpt.exe' @($etl, '-o', $xml, '-of', 'XML', '-y', '-summary', (Join-Path $Dir 'trace-summary.txt'))
+    Run 'tracerpt' 'tracerpt.exe' @($etl, '-o', $xml, '-of', 'XML', '-y', '-summary', $sum)
     if (Test-Path -LiteralPath $xml) {
         $doc = New-Object Xml.XmlDocument
         $doc.Load($xml)
         foreach ($e in @($doc.DocumentElement.ChildNodes | Where-Object { $_.LocalName -eq 'Event' })) {
-            $p = $e.System.Provider
-            if ($wanted -notcontains ([string]$p.Guid).Trim('{', '}').ToLowerInvariant()) { continue }
+            $s = $e.System
+            if ($want -notcontains (([string]$s.Provider.Guid) -replace '[{}]')) { continue }
             $m = @($e.EventData.Data | Where-Object { $_.Name -eq 'Message' })
-            $events += [pscustomobject]@{ Time = ConvertTo-XtaskFileTime ([string]$e.System.TimeCreated.SystemTime); SystemTime = [string]$e.System.TimeCreated.SystemTime; Provider = [string]$p.Name; Level = [int]$e.System.Level; Message = [string]$(if ($m.Count -gt 0) { $m[0].InnerText } else { $e.EventData.InnerText }) }
+            $t = [string]$s.TimeCreated.SystemTime
+            $events += [pscustomobject]@{ Time = Get-FileTime $t; SystemTime = $t; Provider = [string]$s.Provider.Name; Level = [int]$s.Level; Message = [string]$(if ($m.Count) { $m[0].InnerText } else { $e.EventData.InnerText }) }
         }
     }
 } else {
@@ -43,4 +45,4 @@ if (Test-Path -LiteralPath $etl) {
 }
 Section 'trace'
 Say (ConvertTo-Json -Compress -InputObject @($events))
-foreach ($f in @($etl, $xml, (Join-Path $Dir 'trace-providers.txt'), (Join-Path $Dir 'trace-summary.txt'))) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
+foreach ($f in @($etl, $xml, $sum, (Join-Path $Dir 'trace-providers.txt'))) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
