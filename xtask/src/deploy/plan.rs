@@ -505,7 +505,7 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
     let drivers = packages.iter().map(|p| driver_steps(p, options)).collect();
 
     let mut teardown = vec![
-        super::trace::stop_step(packages, options),
+        super::trace::stop_step(options),
         Step {
             id: "remove-files",
             title: format!("remove the copied packages from {dir}"),

@@ -4,14 +4,13 @@
 # deployed providers' events as JSON (section `trace`): the time as a UTC FILETIME, read from the
 # XML's ISO 8601 SystemTime without the culture's help; the provider; the level; the Message field.
 # Removes the trace files.
-# By hand: . .\prologue.ps1; .\trace-stop.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy' -Session 'xtask-deploy' -Providers @('{ce5fa4ea-ab00-5402-8b76-9f76ac858fb5}')
+# Only the events of the providers trace-start enabled (its trace-providers.txt) are reported.
+# By hand: . .\prologue.ps1; .\trace-stop.ps1 -Dir 'C:\ProgramData\windows-callback-drivers\deploy' -Session 'xtask-deploy'
 param(
-    # The folder on the VM holding trace.etl.
+    # The folder on the VM holding trace.etl and trace-providers.txt.
     [string]$Dir,
     # The trace session's name.
-    [string]$Session,
-    # The provider GUIDs, in braces: only their events are reported.
-    [string[]]$Providers
+    [string]$Session
 )
 # The XML's SystemTime (ISO 8601, Z or an offset) as a UTC FILETIME, by pattern, not by culture.
 function Get-FileTime([string]$t) {
@@ -25,7 +24,8 @@ Run 'logman-stop' 'logman.exe' @('stop', $Session, '-ets')
 $etl = Join-Path $Dir 'trace.etl'
 $xml = Join-Path $Dir 'trace.xml'
 $sum = Join-Path $Dir 'trace-summary.txt'
-$want = $Providers -replace '[{}]'
+$pf = Join-Path $Dir 'trace-providers.txt'
+$want = @(Get-Content -LiteralPath $pf -ErrorAction SilentlyContinue | ForEach-Object { ($_ -split ' ')[0] -replace '[{}]' })
 $events = @()
 if (Test-Path -LiteralPath $etl) {
     Run 'tracerpt' 'tracerpt.exe' @($etl, '-o', $xml, '-of', 'XML', '-y', '-summary', $sum)
@@ -45,4 +45,4 @@ if (Test-Path -LiteralPath $etl) {
 }
 Section 'trace'
 Say (ConvertTo-Json -Compress -InputObject @($events))
-foreach ($f in @($etl, $xml, $sum, (Join-Path $Dir 'trace-providers.txt'))) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
+foreach ($f in @($etl, $xml, $sum, $pf)) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue }
