@@ -38,11 +38,12 @@ use common::cm::{
     RegNtPostOpenKeyEx, RegNtPostSetValueKey, RegNtPreCreateKeyEx, RegNtPreDeleteKey,
     RegNtPreOpenKeyEx, RegNtPreSetValueKey, upcase,
 };
+use common::log::etw::Provider;
 use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
-    UNICODE_STRING,
+    UNICODE_STRING, nt_success,
 };
 use common::teardown::{Tether, Tethered};
 use common::unicode::{
@@ -136,6 +137,8 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The ETW provider first, so that it is dropped last: after DriverEntry's last line.
+    let log = Provider::register(common::etw_provider!());
     // SAFETY: the I/O manager's arguments are valid for the whole of DriverEntry.
     let state = match unsafe { set_up(driver, registry_path) } {
         Ok(state) => state,
@@ -150,7 +153,11 @@ pub unsafe extern "system" fn DriverEntry(
     };
     // Keep the state for DriverUnload, then set DriverUnload (which makes the driver unloadable).
     // SAFETY: DriverEntry's driver object.
-    unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) }
+    let status = unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) };
+    if nt_success(status) {
+        log.keep(); // registered until DriverUnload's last line
+    }
+    status
 }
 
 /// Allocates the context and registers the callback. On failure, what exists is dropped in
@@ -248,6 +255,8 @@ fn use_default(altitude: &mut [u16; ALTITUDE_CAPACITY]) -> usize {
 /// # Safety
 /// Called by the I/O manager once, after a successful DriverEntry.
 unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
+    // The provider DriverEntry kept: the first local, so EtwUnregister comes after the last line.
+    let _log = Provider::resume();
     let Some(state) = STATE.take() else {
         return;
     };

@@ -5,7 +5,8 @@
 //! - [`sys`]: the kernel FFI. Types come from windows-sys' `Wdk` bindings where they are right;
 //!   what windows-sys lacks, links to a user-mode DLL, or declares wrongly is declared here against
 //!   the kernel module (`ntoskrnl.exe`) with `raw-dylib`.
-//! - [`log`]: `DbgPrintEx` logging, formatted into a bounded stack buffer (no heap).
+//! - [`log`]: `DbgPrintEx` logging, formatted into a bounded stack buffer (no heap), and each line
+//!   also as a TraceLogging ETW event when a trace session listens ([`log::etw`]).
 //! - [`panic`]: a panic is a bugcheck with a distinct code and the source location.
 //! - Unload bookkeeping, as types ([`teardown`], [`barrier`], [`slot`], [`pool`], [`ex`]): every
 //!   registration is a guard that undoes itself when dropped; a driver keeps its guards as the named

@@ -6,10 +6,16 @@
 //! format, so nothing in a message can be taken for a conversion.
 //!
 //! IRQL: any. `core::fmt` touches only the stack and the (non-paged) image, and `DbgPrintEx` with a
-//! plain `%s` of ASCII text is callable at any IRQL. To see the output on a test machine, enable the
-//! component (`ed nt!Kd_IHVDRIVER_Mask 0xf` in WinDbg, or the `Debug Print Filter` registry key).
+//! plain `%s` of ASCII text is callable at any IRQL. Every line (of `klog!` too) is also written as
+//! an ETW event when a trace session listens ([`etw`]): `cargo xtask deploy` collects those into its
+//! report. To watch the debugger output live, enable the component (`ed nt!Kd_IHVDRIVER_Mask 0xf`
+//! in WinDbg, or the `Debug Print Filter` registry key).
 
 use core::fmt::{self, Write};
+
+pub mod etw;
+mod kfmt;
+pub mod tlg;
 
 /// Longest line, in bytes, including the prefix and the terminating NUL.
 pub const LINE_CAPACITY: usize = 256;
@@ -61,8 +67,7 @@ impl LineBuffer {
 
     /// Formats `[driver] LEVEL: message` and NUL-terminates it.
     pub fn format(&mut self, driver: &str, level: Level, args: fmt::Arguments<'_>) -> &[u8] {
-        self.len = 0;
-        self.truncated = false;
+        self.clear();
         // Writing to a LineBuffer never fails; errors from a Display impl just end the message.
         let _ = write!(self, "[{driver}] {}: ", level.label());
         let _ = self.write_fmt(args);
@@ -71,9 +76,19 @@ impl LineBuffer {
     }
 
     fn terminate(&mut self) -> &[u8] {
-        // Room for the NUL is always kept back by write_str.
-        self.bytes[self.len] = 0;
-        &self.bytes[..=self.len]
+        // Room for the NUL is always kept back by push.
+        if let Some(b) = self.bytes.get_mut(self.len) {
+            *b = 0;
+        }
+        self.bytes.get(..=self.len).unwrap_or_default()
+    }
+
+    /// The line without its final newline (an ETW event's message), NUL-terminated.
+    fn without_newline(&mut self) -> &[u8] {
+        if self.len > 0 && self.bytes.get(self.len - 1) == Some(&b'\n') {
+            self.len -= 1;
+        }
+        self.terminate()
     }
 
     /// Whether the last line did not fit.
@@ -89,32 +104,56 @@ impl Default for LineBuffer {
     }
 }
 
-impl Write for LineBuffer {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
+impl LineBuffer {
+    /// Empties the line.
+    fn clear(&mut self) {
+        self.len = 0;
+        self.truncated = false;
+    }
+
+    /// Appends bytes, truncating with `...\n` when they do not fit (a NUL becomes `?`).
+    fn push(&mut self, s: &[u8]) {
         if self.truncated {
-            return Ok(());
+            return;
         }
         // Keep one byte for the NUL; replace any NUL in the text so the line is not cut short.
-        let room = LINE_CAPACITY - 1 - self.len;
-        if s.len() <= room {
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(s.as_bytes()) {
-                *dst = if b == 0 { b'?' } else { b };
-            }
-            self.len += s.len();
+        // No indexing: nothing here can panic (a bounds check would pull the panic machinery,
+        // and with it `core::fmt`, into every image).
+        let room = (LINE_CAPACITY - 1).saturating_sub(self.len);
+        let fits = s.len() <= room;
+        // Truncating: keep the end of the buffer for "...\n"; text already past that point is cut
+        // back (a line ending in short pieces would otherwise write the mark beyond the buffer).
+        let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
+        if !fits {
+            self.len = self.len.min(keep);
+        }
+        let take = if fits {
+            s.len()
         } else {
-            // Truncate: keep the end of the buffer for "...\n".
-            let keep = LINE_CAPACITY - 1 - Self::MARK.len() - 1;
-            let take = keep.saturating_sub(self.len).min(s.len());
-            for (dst, &b) in self.bytes[self.len..].iter_mut().zip(&s.as_bytes()[..take]) {
-                *dst = if b == 0 { b'?' } else { b };
+            keep.saturating_sub(self.len).min(s.len())
+        };
+        for (dst, &b) in self
+            .bytes
+            .iter_mut()
+            .skip(self.len)
+            .zip(s.iter().take(take))
+        {
+            *dst = if b == 0 { b'?' } else { b };
+        }
+        self.len += take;
+        if !fits {
+            for (dst, &b) in self.bytes.iter_mut().skip(self.len).zip(b"...\n") {
+                *dst = b;
             }
-            self.len += take;
-            self.bytes[self.len..self.len + Self::MARK.len()].copy_from_slice(Self::MARK);
-            self.len += Self::MARK.len();
-            self.bytes[self.len] = b'\n';
-            self.len += 1;
+            self.len += Self::MARK.len() + 1;
             self.truncated = true;
         }
+    }
+}
+
+impl Write for LineBuffer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
         Ok(())
     }
 }
@@ -133,6 +172,9 @@ pub fn write(driver: &str, level: Level, args: fmt::Arguments<'_>) {
             c"%s".as_ptr(),
             text.as_ptr(),
         );
+    }
+    if etw::enabled(level) {
+        etw::write_line(level, text);
     }
 }
 
@@ -182,6 +224,15 @@ mod tests {
     fn long_lines_are_truncated_not_overflowed() {
         let long = "x".repeat(1000);
         let (text, truncated) = line(format_args!("{long}"));
+        assert!(truncated);
+        assert_eq!(text.len(), LINE_CAPACITY - 1);
+        assert!(text.ends_with("...\n"));
+    }
+
+    #[test]
+    fn short_pieces_past_the_mark_are_truncated_not_overflowed() {
+        let almost = "x".repeat(LINE_CAPACITY - 4);
+        let (text, truncated) = line(format_args!("{almost}{}{}{}", "ab", "cd", "ef"));
         assert!(truncated);
         assert_eq!(text.len(), LINE_CAPACITY - 1);
         assert!(text.ends_with("...\n"));
@@ -383,7 +434,11 @@ macro_rules! klog {
             "[", env!("CARGO_PKG_NAME"), "] ", stringify!($level), ": ", $format, "\n\0"
         );
         const _: () = $crate::log::check_kernel_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+        $crate::__klog_call!(
+            FORMAT, $level, 0usize, [],
+            [w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15],
+            $($arg,)*
+        )
     }};
 }
 
@@ -418,7 +473,11 @@ macro_rules! klog_passive {
         );
         const _: () = $crate::log::check_passive_format(FORMAT, 0 $(+ { let _ = stringify!($arg); 1 })*);
         let _: &$crate::log::Passive = $passive;
-        $crate::__klog_call!(FORMAT, $level, 0usize, [], $($arg,)*)
+        $crate::__klog_call!(
+            FORMAT, $level, 0usize, [],
+            [w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15],
+            $($arg,)*
+        )
     }};
 }
 
@@ -426,27 +485,41 @@ macro_rules! klog_passive {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __klog_call {
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*], $head:expr, $($tail:expr,)*) => {
+    ($format:ident, $level:ident, $index:expr, [$($done:ident = $value:expr,)*],
+     [$next:ident $($names:ident)*], $head:expr, $($tail:expr,)*) => {
         $crate::__klog_call!(
             $format, $level, $index + 1usize,
-            [$($done,)* $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
+            [$($done = $value,)*
+             $next = $crate::log::word::<{ $crate::log::kind_of($format, $index) }, _>($head),],
+            [$($names)*],
             $($tail,)*
         )
     };
-    ($format:ident, $level:ident, $index:expr, [$($done:expr,)*],) => {{
-        #[cfg(target_os = "windows")]
-        // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly one
-        // conversion per argument; each argument is one word of the kind its conversion reads.
-        unsafe {
-            $crate::sys::DbgPrintEx(
-                $crate::sys::DPFLTR_IHVDRIVER_ID,
-                $crate::log::Level::$level as u32,
-                $format.as_ptr().cast()
-                $(, $done)*
-            );
+    ($format:ident, $level:ident, $index:expr, [$($done:ident = $value:expr,)*],
+     [$($names:ident)*],) => {{
+        // Each argument evaluated once, for DbgPrintEx and the ETW event alike (at most 16).
+        $(let $done: usize = $value;)*
+        // A session listening: one load, a compare and a branch when none is. Both calls are in
+        // the cold function then, so the arguments need not survive DbgPrintEx here.
+        if $crate::log::etw::enabled($crate::log::Level::$level) {
+            // SAFETY: the format is NUL-terminated and, as checked at compile time, has exactly
+            // one conversion per argument; each argument is one word of the kind its conversion
+            // reads.
+            unsafe {
+                $crate::log::etw::print_and_write($crate::log::Level::$level, $format, &[$($done),*])
+            };
+        } else {
+            #[cfg(target_os = "windows")]
+            // SAFETY: as above.
+            unsafe {
+                $crate::sys::DbgPrintEx(
+                    $crate::sys::DPFLTR_IHVDRIVER_ID,
+                    $crate::log::Level::$level as u32,
+                    $format.as_ptr().cast()
+                    $(, $done)*
+                );
+            }
         }
-        #[cfg(not(target_os = "windows"))]
-        { $(let _ = $done;)* }
     }};
 }
 

@@ -34,12 +34,13 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use common::barrier::{CallbackBarrier, KernelRundown};
 use common::ex::{CallbackObject, ExCallbackRegistration};
+use common::log::etw::Provider;
 use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, PO_CB_AC_STATUS, PO_CB_LID_SWITCH_STATE, PO_CB_PROCESSOR_POWER_POLICY,
     PO_CB_SYSTEM_POWER_POLICY, PO_CB_SYSTEM_STATE_LOCK, STATUS_INSUFFICIENT_RESOURCES,
-    UNICODE_STRING,
+    UNICODE_STRING, nt_success,
 };
 use common::{klog, unicode};
 
@@ -120,6 +121,8 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The ETW provider first, so that it is dropped last: after DriverEntry's last line.
+    let log = Provider::register(common::etw_provider!());
     klog!(Info, "DriverEntry");
     let state = match set_up() {
         Ok(state) => state,
@@ -141,6 +144,9 @@ pub unsafe extern "system" fn DriverEntry(
     // SAFETY: DriverEntry's driver object.
     let status = unsafe { STATE.install_and_enable_unload(state, driver, driver_unload) };
     klog!(Info, "loaded: 3 callbacks registered");
+    if nt_success(status) {
+        log.keep(); // registered until DriverUnload's last line
+    }
     status
 }
 
@@ -239,6 +245,8 @@ fn announce(state: &State, event: usize) {
 /// # Safety
 /// Called by the I/O manager once, after a successful DriverEntry.
 unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
+    // The provider DriverEntry kept: the first local, so EtwUnregister comes after the last line.
+    let _log = Provider::resume();
     let Some(state) = STATE.take() else {
         return;
     };

@@ -42,6 +42,7 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use common::barrier::{CallbackBarrier, KernelRundown};
 use common::log::Passive;
+use common::log::etw::Provider;
 use common::mutex::{Mutex, SpinMutex};
 use common::pnp::{
     DEVICE_INTERFACE_CHANGE_NOTIFICATION, GUID_DEVICE_INTERFACE_ARRIVAL,
@@ -53,6 +54,7 @@ use common::pool::{PoolBox, pool_tag};
 use common::slot::StateSlot;
 use common::sys::{
     DRIVER_OBJECT, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, UNICODE_STRING,
+    nt_success,
 };
 use common::teardown::{Tether, Tethered};
 use common::{klog, klog_passive};
@@ -175,6 +177,8 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The ETW provider first, so that it is dropped last: after DriverEntry's last line.
+    let log = Provider::register(common::etw_provider!());
     klog!(Info, "DriverEntry");
     let state = match set_up(driver) {
         Ok(state) => state,
@@ -197,6 +201,9 @@ pub unsafe extern "system" fn DriverEntry(
         "loaded: 2 notifications registered, %Iu volume interfaces present",
         present
     );
+    if nt_success(status) {
+        log.keep(); // registered until DriverUnload's last line
+    }
     status
 }
 
@@ -275,6 +282,8 @@ fn interfaces_present(state: &State) -> usize {
 /// # Safety
 /// Called by the I/O manager once, after a successful DriverEntry.
 unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
+    // The provider DriverEntry kept: the first local, so EtwUnregister comes after the last line.
+    let _log = Provider::resume();
     let Some(state) = STATE.take() else {
         return;
     };

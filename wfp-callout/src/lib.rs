@@ -46,8 +46,9 @@
 pub mod callouts;
 
 use common::klog;
+use common::log::etw::Provider;
 use common::slot::StateSlot;
-use common::sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING};
+use common::sys::{DRIVER_OBJECT, NTSTATUS, UNICODE_STRING, nt_success};
 
 #[cfg(not(feature = "wdm"))]
 use common::kmdf::{self, ControlDevice, SDDL_DEVOBJ_KERNEL_ONLY, WDFDRIVER};
@@ -85,6 +86,8 @@ common::kmdf_driver_entry!(driver_entry);
 /// unbinds from the framework).
 #[cfg(not(feature = "wdm"))]
 fn driver_entry(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING) -> NTSTATUS {
+    // The ETW provider first, so that it is dropped last: after DriverEntry's last line.
+    let log = Provider::register(common::etw_provider!());
     klog!(Info, "DriverEntry (KMDF)");
     // SAFETY: DriverEntry's registry path.
     let config = unsafe { callouts::read_config(registry_path) };
@@ -107,11 +110,15 @@ fn driver_entry(driver: *mut DRIVER_OBJECT, registry_path: *const UNICODE_STRING
         // SAFETY: the control device's own WDM device object.
         unsafe { callouts::set_up(device, device_object, config) }
     };
-    match set_up() {
+    let status = match set_up() {
         // The framework owns DriverObject->DriverUnload: it calls evt_driver_unload.
         Ok(state) => keep(state),
         Err(status) => failed(status),
+    };
+    if nt_success(status) {
+        log.keep(); // registered until DriverUnload's last line
     }
+    status
 }
 
 /// `EvtDriverUnload`: called by the framework's unload routine, before it deletes the WDFDRIVER
@@ -160,6 +167,8 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
+    // The ETW provider first, so that it is dropped last: after DriverEntry's last line.
+    let log = Provider::register(common::etw_provider!("wfp-callout-wdm"));
     klog!(Info, "DriverEntry (WDM)");
     // SAFETY: DriverEntry's registry path.
     let config = unsafe { callouts::read_config(registry_path) };
@@ -174,7 +183,7 @@ pub unsafe extern "system" fn DriverEntry(
         // SAFETY: the device object `device` owns.
         unsafe { callouts::set_up(device, device_object, config) }
     };
-    match set_up() {
+    let status = match set_up() {
         Ok(state) => {
             // Keep the state, then set DriverUnload (what makes a WDM driver unloadable).
             // SAFETY: DriverEntry's driver object.
@@ -185,7 +194,11 @@ pub unsafe extern "system" fn DriverEntry(
             status
         }
         Err(status) => failed(status),
+    };
+    if nt_success(status) {
+        log.keep(); // registered until DriverUnload's last line
     }
+    status
 }
 
 /// `DriverUnload` (WDM build). PASSIVE_LEVEL.
@@ -209,6 +222,8 @@ fn failed(status: NTSTATUS) -> NTSTATUS {
 /// Unload: log what the callouts saw, then drop the state, which runs the unload sequence
 /// ([`callouts::State`]). PASSIVE_LEVEL.
 fn unload() {
+    // The provider DriverEntry kept: the first local, so EtwUnregister comes after the last line.
+    let _log = Provider::resume();
     let Some(state) = STATE.take() else {
         return;
     };

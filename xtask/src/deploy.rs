@@ -30,6 +30,7 @@ pub mod report;
 pub mod script;
 pub mod syntax;
 pub mod target;
+pub mod trace;
 pub mod transport;
 pub mod verifier;
 

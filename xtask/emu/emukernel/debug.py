@@ -34,7 +34,7 @@ class Debug:
                               routine, fmt[:80], irql_name(self.m.irql), self.m.phase, ' '.join(unicode)))
         n = count_arguments(fmt)
         args = self.m.cdecl_args(first_variadic + n)[first_variadic:]
-        reader = Reader(args, self._cstring, self._wstring, self.m.read_unicode_string)
+        reader = Reader(args, self._cstring, self._wstring, self._counted_string)
         try:
             text = format_kernel(fmt, reader)
         except (IndexError, ValueError) as e:
@@ -61,6 +61,17 @@ class Debug:
                 file = '<unreadable file name at 0x%x>' % p1
             message = 'Rust panic at %s:%d:%d' % (file, p3, p4)
         raise KernelStop('bugcheck', message, code=code, params=(p1, p2, p3, p4))
+
+    def _counted_string(self, address):
+        """%wZ: Length / 2 UTF-16 units (an odd last byte is not a character; a NULL string
+        prints "(null)", as the kernel's printf does)."""
+        if address == 0:
+            return '(null)'
+        length = self.m.read_u16(address) & ~1
+        buffer = self.m.read_u64(address + 8)
+        if length == 0 or buffer == 0:
+            return ''
+        return self.m.read(buffer, length).decode('utf-16-le', errors='replace')
 
     def _cstring(self, address, limit):
         if address == 0:

@@ -11,6 +11,7 @@ from .callbacks import ExCallbacks
 from .cm import Registry
 from .crt import Runtime
 from .debug import Debug
+from .etw import Etw
 from .inflight import InFlight
 from .io import Devices
 from .irql_table import IrqlChecks
@@ -27,7 +28,7 @@ from .wfp import Wfp
 
 # LockOrder first (the others record into it); IrqlChecks last (it observes every routine of its
 # table that no other family attached).
-FAMILIES = [LockOrder, Racing, InFlight, Debug, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
+FAMILIES = [LockOrder, Racing, InFlight, Debug, Etw, Runtime, Pool, Rundown, ExCallbacks, Registry, GuardedMutexes,
             PnpNotifications, Sync, Devices, Wdf, Wfp, IrqlChecks]
 
 

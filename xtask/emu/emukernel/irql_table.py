@@ -138,6 +138,12 @@ ROUTINES = {
     'ntoskrnl.DbgPrint': (DIRQL, _page('wdm', 'DbgPrint') + ': <= DIRQL; Unicode conversions only at '
                           'PASSIVE_LEVEL'),
     'ntoskrnl.KeBugCheckEx': (HIGH, _page('wdm', 'KeBugCheckEx') + ': any IRQL'),
+    # ETW: the driver's log as TraceLogging events (common::log::etw)
+    'ntoskrnl.EtwRegister': (PASSIVE_LEVEL, _page('wdm', 'EtwRegister')),
+    'ntoskrnl.EtwSetInformation': (PASSIVE_LEVEL, _page('wdm', 'EtwSetInformation')),
+    'ntoskrnl.EtwWriteTransfer': (HIGH, _page('wdm', 'EtwWriteTransfer') + ': any IRQL (Remarks); '
+                                  'above APC_LEVEL the data must not be pageable'),
+    'ntoskrnl.EtwUnregister': (PASSIVE_LEVEL, _page('wdm', 'EtwUnregister')),
     # the C runtime the kernel exports: no reference page gives an IRQL; callable at any IRQL on
     # nonpaged memory (the drivers' memory is all nonpaged), so the highest the drivers reach.
     'ntoskrnl.memcpy': (DISPATCH_LEVEL, 'memcpy: C runtime exported by ntoskrnl.exe, no IRQL page; '
@@ -193,6 +199,9 @@ CALLBACKS = {
     'flowDeleteFn': (DISPATCH_LEVEL, _DDI + 'fwpsk/nc-fwpsk-fwps_callout_flow_delete_notify_fn0: '
                      'IRQL <= DISPATCH_LEVEL'),
     'notifyFn': (DISPATCH_LEVEL, _DDI + 'fwpsk/nc-fwpsk-fwps_callout_notify_fn1: IRQL <= DISPATCH_LEVEL'),
+    'ETW enable callback': (PASSIVE_LEVEL, _DDI + 'wdm/nc-wdm-etwenablecallback: called by the '
+                            'session controller enabling or disabling the provider, at PASSIVE_LEVEL '
+                            '(docs/notes/etw-log.md §4)'),
     'RegistryCallback': (PASSIVE_LEVEL, _DDI + 'wdm/nc-wdm-ex_callback_function: PASSIVE_LEVEL'),
     'PnP notification callback': (PASSIVE_LEVEL, _DDI + 'wdm/nf-wdm-ioregisterplugplaynotification, '
                                   'Remarks: "The PnP manager calls driver callback routines at IRQL = '

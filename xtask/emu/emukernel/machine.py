@@ -152,6 +152,7 @@ class Machine:
         self._after_next = []     # (callback, routines to skip): see after_next_call
         self._speakeasy_returns = True  # see call_back_before_return
         self.driver = None
+        self.count_instructions = count_instructions
         if count_instructions:
             self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
 
@@ -396,18 +397,27 @@ class Machine:
         ret = self.se.emu.get_ret_address()
         code = bytearray()
         marks = []
-        base = self._code_space(32 + len(calls) * 64)
+        base = self._code_space(32 + sum(96 + 16 * len(args) for _, args in calls))
         for i, (function, args) in enumerate(calls):
             a = list(args) + [0] * (3 - len(args))
-            code += b'\x48\x83\xec\x28'                       # sub rsp, 0x28
+            # Up to three arguments: the frame is the 0x20 shadow space (+8 to keep the alignment);
+            # more (an ETW enable callback has seven): r9, then the stack slots after the shadow
+            # space, in 16-byte steps so the alignment stays the same.
+            frame = 0x28 + ((max(len(a) - 4, 0) * 8 + 15) // 16) * 16
+            code += b'\x48\x83\xec' + bytes([frame])           # sub rsp, frame
+            for slot, value in enumerate(a[4:]):
+                code += b'\x48\xb8' + struct.pack('<Q', value & 0xFFFFFFFFFFFFFFFF)  # mov rax, imm64
+                code += b'\x48\x89\x44\x24' + bytes([0x20 + 8 * slot])  # mov [rsp+0x20+8*slot], rax
             code += b'\x48\xb9' + struct.pack('<Q', a[0])      # mov rcx, imm64
             code += b'\x48\xba' + struct.pack('<Q', a[1])      # mov rdx, imm64
             code += b'\x49\xb8' + struct.pack('<Q', a[2])      # mov r8, imm64
+            if len(a) > 3:
+                code += b'\x49\xb9' + struct.pack('<Q', a[3] & 0xFFFFFFFFFFFFFFFF)  # mov r9, imm64
             code += b'\x48\xb8' + struct.pack('<Q', function)  # mov rax, imm64
             call_at = base + len(code)
             code += b'\xff\xd0'                                # call rax
             back_at = base + len(code)
-            code += b'\x48\x83\xc4\x28'                       # add rsp, 0x28
+            code += b'\x48\x83\xc4' + bytes([frame])           # add rsp, frame
             marks.append((i, call_at, back_at))
         cell = None
         if result is None:

@@ -155,6 +155,7 @@ class Run:
             'driver_entry': {'status': self.status, 'expected': expected},
             'unloaded': self.unloaded,
             'log': list(m.log),
+            'etw': list(m.etw.events) if getattr(m, 'etw', None) else [],
             'steps': self.steps,
             'audit': [dict({'check': c, 'ok': ok, 'detail': d}, **({'tolerated': True} if c in tolerated else {}))
                       for c, ok, d in audit],

@@ -33,6 +33,8 @@ struct Facts {
     verifier: Option<super::report::VerifierRun>,
     /// Kernel debugging, as set up.
     kdnet: Option<super::report::KdnetRun>,
+    /// The drivers' log lines the trace-stop step decoded (`deploy/trace.rs`).
+    trace: Vec<super::trace::Event>,
 }
 
 /// Seconds of slack between the VM's uptime and the time measured here.
@@ -278,6 +280,7 @@ pub fn execute(
     }
     report.verifier = r.facts.verifier.take();
     report.kdnet = r.facts.kdnet.take();
+    super::trace::place(&mut report, std::mem::take(&mut r.facts.trace));
     report.duration = start.elapsed();
     report
 }
@@ -325,6 +328,8 @@ fn not_run(step: &Step, why: &str) -> StepReport {
         detail: String::new(),
         notes: Vec::new(),
         output: String::new(),
+        vm_clock: None,
+        log: Vec::new(),
     }
 }
 
@@ -387,6 +392,9 @@ impl Runner<'_> {
         };
         let duration = start.elapsed();
         let sections = Sections::parse(&output.stdout);
+        let vm_clock = sections
+            .get("clock")
+            .and_then(|c| c.body.trim().parse().ok());
         let sr = StepReport {
             id: step.id.to_owned(),
             title: step.title.clone(),
@@ -404,6 +412,8 @@ impl Runner<'_> {
             } else {
                 shown_output(&output)
             },
+            vm_clock,
+            log: Vec::new(),
         };
         (self.progress)(&format!(
             "{scope}: {} {} ({}){}",
@@ -507,6 +517,8 @@ impl Runner<'_> {
                 detail,
                 notes: Vec::new(),
                 output: String::new(),
+                vm_clock: None,
+                log: Vec::new(),
             },
             crash,
         ))
@@ -693,6 +705,33 @@ impl Runner<'_> {
                 )),
                 Err(e) => Judged::fail(e),
             },
+            Check::Trace => {
+                let stopped = s.get("logman-stop").and_then(|x| x.exit);
+                match s.get("trace").map(|t| super::trace::events(&t.body)) {
+                    Some(Ok(events)) => {
+                        let n = events.len();
+                        self.facts.trace = events;
+                        let lines =
+                            format!("{n} line(s) of the drivers' log, each shown beside its step");
+                        if stopped == Some(0) {
+                            Judged::pass(lines)
+                        } else {
+                            // Gone already (a VM that restarted loses its sessions), or stuck: the
+                            // lines written so far still count, and the next deploy's trace-start
+                            // stops a leftover session first.
+                            Judged::pass(format!(
+                                "{lines}; logman could not stop the trace session {} (exit code \
+                                 {}): if it still runs, stop it on the VM with logman stop {} -ets",
+                                super::trace::SESSION,
+                                stopped.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+                                super::trace::SESSION
+                            ))
+                        }
+                    }
+                    Some(Err(e)) => Judged::fail(e),
+                    None => Judged::fail(exit_note("no trace section")),
+                }
+            }
             Check::Events => match s.get("events").map(|e| parse::events(&e.body)) {
                 Some(Ok(mut events)) => {
                     // Code Integrity's events about the image (why a start was refused).

@@ -53,6 +53,12 @@ pub struct FakeVm {
     filter_active: bool,
     /// Driver Verifier, kernel debugging and crash dumps (`fake/debugging.rs`).
     pub dbg: DebugVm,
+    /// The VM's clock (a FILETIME), one second further at every script.
+    pub clock: u64,
+    /// The deploy's trace session runs (trace-start.ps1 until trace-stop.ps1).
+    pub tracing: bool,
+    /// The drivers' ETW events the session recorded: (FILETIME, provider, level, message).
+    pub etw: Vec<(u64, String, u64, String)>,
 }
 
 impl FakeVm {
@@ -81,6 +87,10 @@ impl FakeVm {
             files: BTreeMap::new(),
             filter_active: false,
             dbg: DebugVm::default(),
+            // 2026-05-01T08:00:00Z
+            clock: 134_220_672_000_000_000,
+            tracing: false,
+            etw: Vec::new(),
         }
     }
 
@@ -305,12 +315,27 @@ impl FakeVm {
                 }
                 return (code, text);
             }
+            "trace-start" => {
+                self.tracing = true;
+                section(
+                    &mut out,
+                    "logman-start",
+                    Some(0),
+                    "The command completed successfully.",
+                );
+                return (0, out);
+            }
+            "trace-stop" => return self.trace_stop(out),
             _ => {}
         }
         let Some((svc, driver)) = svc else {
             return (99, format!("fake VM: no answer for this script:\n{script}"));
         };
         let image = format!("{driver}.sys");
+        // A driver step dot-sources the helpers, which say the VM's clock first.
+        self.clock += 10_000_000;
+        section(&mut out, "clock", None, &self.clock.to_string());
+        let provider = super::trace::provider_name(&driver);
         match step.as_str() {
             "install-sc" | "install-inf" => {
                 if self.services.contains_key(&svc) {
@@ -346,6 +371,7 @@ impl FakeVm {
                     }
                     self.loaded.insert(image);
                     self.filter_active = svc == "CmFilter";
+                    self.log_line(&provider, &format!("[{driver}] Info: DriverEntry"));
                     section(&mut out, "sc-start", Some(0), "SERVICE_NAME: started");
                 }
                 let (c, q) = query(self, &svc);
@@ -376,6 +402,7 @@ impl FakeVm {
                     if !self.filter_stays {
                         self.filter_active = false;
                     }
+                    self.log_line(&provider, &format!("[{driver}] Info: unloaded"));
                     section(&mut out, "sc-stop", Some(0), "SERVICE_NAME: stopping");
                 } else {
                     section(
@@ -410,6 +437,42 @@ impl FakeVm {
             }
             _ => (99, format!("fake VM: no answer for this script:\n{script}")),
         }
+    }
+}
+
+impl FakeVm {
+    /// A line the driver logs now, recorded if the trace session runs (half a second into the
+    /// step, after its clock).
+    fn log_line(&mut self, provider: &str, message: &str) {
+        if self.tracing {
+            self.etw.push((
+                self.clock + 5_000_000,
+                provider.to_owned(),
+                4,
+                message.to_owned(),
+            ));
+        }
+    }
+
+    /// trace-stop.ps1: the session stopped, its events as the script writes them.
+    fn trace_stop(&mut self, mut out: String) -> (i32, String) {
+        self.tracing = false;
+        let _ = writeln!(
+            out,
+            "#xtask:section logman-stop exit=0\nThe command completed successfully."
+        );
+        let _ = writeln!(out, "#xtask:section tracerpt exit=0");
+        let events: Vec<String> = self
+            .etw
+            .drain(..)
+            .map(|(t, p, l, m)| {
+                format!(
+                    r#"{{"Time":{t},"SystemTime":"FILETIME {t}","Provider":"{p}","Level":{l},"Message":"{m}"}}"#
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "#xtask:section trace\n[{}]", events.join(","));
+        (0, out)
     }
 }
 

@@ -642,6 +642,14 @@ fn loopback_a_whole_plan_runs_on_two_vms_in_parallel() {
                 && text.contains("7 file(s), each with the manifest's SHA-256"),
             "{text}"
         );
+        // The driver's own lines (its ETW events, through the trace session) beside the step
+        // that logged them.
+        assert!(
+            text.contains("log: [cm-filter] Info: DriverEntry"),
+            "{text}"
+        );
+        let start = r.drivers[0].steps.iter().find(|s| s.id == "start").unwrap();
+        assert_eq!(start.log.len(), 1, "{text}");
         // The copy was real, and the plan's last step removed it.
         assert!(!sshd.dir.join("vm/C/Test Drivers/deploy/cm-filter").exists());
         let seen = std::fs::read_to_string(sshd.dir.join("seen")).unwrap();

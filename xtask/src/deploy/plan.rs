@@ -242,6 +242,9 @@ pub enum Check {
     VerifierRestored,
     /// Kernel debugging on, the key read back.
     Kdnet(Kdnet),
+    /// The trace session stopped; its events (section `trace`) go beside their steps
+    /// (`deploy/trace.rs`).
+    Trace,
 }
 
 /// One step.
@@ -534,13 +537,17 @@ pub fn build(target: &str, via: &Via, packages: &[Package], options: &Options) -
     }
 
     setup.extend(debugging::verifier_steps(packages, options));
+    // The drivers' own log: a trace session from before the first load to after the last unload.
+    setup.push(super::trace::start_step(packages, options));
 
     let drivers = packages
         .iter()
         .map(|p| debugging::with_driver_steps(driver_steps(p, options), p, options))
         .collect();
 
-    let mut teardown = debugging::teardown_steps(packages, options);
+    // The trace session stops first, right after the last unload; then Verifier's settings.
+    let mut teardown = vec![super::trace::stop_step(options)];
+    teardown.extend(debugging::teardown_steps(packages, options));
     teardown.push(Step {
         id: "remove-files",
         title: format!("remove the copied packages from {dir}"),

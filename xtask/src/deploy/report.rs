@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::parse::Event;
 use super::probe::Verdict;
+use super::trace::LogLine;
 use crate::base::process::elapsed;
 
 mod debugging;
@@ -58,6 +59,10 @@ pub struct StepReport {
     pub notes: Vec<String>,
     /// For a failure: what the VM printed (stdout and stderr tails).
     pub output: String,
+    /// The VM's clock when the step started (a UTC FILETIME; driver steps: section `clock`).
+    pub vm_clock: Option<u64>,
+    /// The driver's log lines written while this step ran (`deploy/trace.rs`).
+    pub log: Vec<LogLine>,
 }
 
 /// The unload verdict of a driver.
@@ -212,6 +217,7 @@ pub fn render(r: &TargetReport) -> String {
             for n in &s.notes {
                 let _ = writeln!(out, "        note: {n}");
             }
+            super::trace::render(out, &s.log);
             if !s.output.is_empty() {
                 for l in s.output.lines() {
                     let _ = writeln!(out, "        | {l}");
@@ -301,6 +307,21 @@ pub struct StepJson {
     pub notes: Vec<String>,
     /// For a failure: what the VM printed.
     pub output: String,
+    /// The driver's log lines written while the step ran (its ETW events, by the VM's clock).
+    pub log: Vec<LogJson>,
+}
+
+/// A line of a driver's log, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogJson {
+    /// When, on the VM (ISO 8601, UTC, as the trace wrote it).
+    pub time: String,
+    /// The ETW provider (`WindowsCallbackDrivers.<driver>`).
+    pub provider: String,
+    /// The ETW level: 2 error, 3 warning, 4 information, 5 verbose.
+    pub level: u64,
+    /// The line.
+    pub message: String,
 }
 
 /// A probe check's verdict, as `--json` writes it.
@@ -414,6 +435,16 @@ fn step_json(s: &StepReport) -> StepJson {
         detail: s.detail.clone(),
         notes: s.notes.clone(),
         output: s.output.clone(),
+        log: s
+            .log
+            .iter()
+            .map(|l| LogJson {
+                time: l.time.clone(),
+                provider: l.provider.clone(),
+                level: l.level,
+                message: l.message.clone(),
+            })
+            .collect(),
     }
 }
 

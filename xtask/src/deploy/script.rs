@@ -80,6 +80,10 @@ pub const UNLOADED: Script = script!("unloaded");
 pub const REMOVE: Script = script!("remove");
 /// Service Control Manager and Code Integrity events.
 pub const EVENTS: Script = script!("events");
+/// The deploy's trace session started (the drivers' ETW log).
+pub const TRACE_START: Script = script!("trace-start");
+/// The trace session stopped, its events decoded.
+pub const TRACE_STOP: Script = script!("trace-stop");
 /// Crash dumps and bugcheck events, once a VM that stopped answering is back.
 pub const POST_MORTEM: Script = script!("post-mortem");
 /// On the Hyper-V host: revert to a checkpoint.
@@ -94,7 +98,7 @@ pub const VERIFIER_RESTORE: Script = script!("verifier-restore");
 pub const KDNET: Script = script!("kdnet");
 
 /// Every step file.
-pub const ALL: [&Script; 21] = [
+pub const ALL: [&Script; 23] = [
     &BOOT,
     &PREFLIGHT,
     &ENABLE_TESTSIGNING,
@@ -110,6 +114,8 @@ pub const ALL: [&Script; 21] = [
     &UNLOADED,
     &REMOVE,
     &EVENTS,
+    &TRACE_START,
+    &TRACE_STOP,
     &POST_MORTEM,
     &REVERT_HYPERV,
     &VERIFIER,

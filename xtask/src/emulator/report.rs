@@ -164,6 +164,17 @@ fn render_run(out: &mut String, run: &Value) {
             let _ = writeln!(out, "      {}", line.as_str().unwrap_or_default());
         }
     }
+    let etw = list(run, "etw");
+    if verbose && !etw.is_empty() {
+        let mut providers: Vec<&str> = etw.iter().map(|e| str_of(e, "provider")).collect();
+        providers.dedup();
+        let _ = writeln!(
+            out,
+            "    ETW: {} event(s) from {}: the lines a trace session on a VM records",
+            etw.len(),
+            providers.join(", ")
+        );
+    }
     for step in list(run, "steps") {
         let step_ok = passed_key(step, "ok");
         if verbose || !step_ok {

@@ -72,9 +72,9 @@ fn report_sample() -> DeployReport {
     )
     .unwrap();
     let mut crashing = FakeVm::new();
-    // preflight, kdnet, the wait, leftovers, check-copy, trust, verifier, install, start,
-    // probe, verifier-stats; stop is lost.
-    crashing.dies_after = Some(11);
+    // preflight, kdnet, the wait, leftovers, check-copy, trust, verifier, trace-start, install,
+    // start, probe, verifier-stats; stop is lost.
+    crashing.dies_after = Some(12);
     crashing.silent_for = 3;
     let crashed = run(crashing, &debugging);
     assert!(

@@ -104,6 +104,88 @@ fn a_good_driver_is_loaded_exercised_and_unloaded() {
 }
 
 #[test]
+fn each_driver_line_is_shown_beside_the_step_that_logged_it() {
+    let (r, t) = deploy(&Options::default(), FakeVm::new());
+    let text = render(&r);
+    assert!(r.ok(), "{text}");
+    let lines = |driver: usize, id: &str| -> Vec<String> {
+        let step = r.drivers[driver].steps.iter().find(|s| s.id == id).unwrap();
+        step.log.iter().map(|l| l.message.clone()).collect()
+    };
+    assert_eq!(lines(0, "start"), ["[cm-filter] Info: DriverEntry"]);
+    assert_eq!(lines(0, "stop"), ["[cm-filter] Info: unloaded"]);
+    assert!(lines(0, "probe").is_empty());
+    assert_eq!(lines(1, "start"), ["[ex-callback] Info: DriverEntry"]);
+    assert_eq!(lines(1, "stop"), ["[ex-callback] Info: unloaded"]);
+    assert!(
+        text.contains("✓ start") && text.contains("log: [ex-callback] Info: DriverEntry"),
+        "{text}"
+    );
+    let stop = r.teardown.iter().find(|s| s.id == "trace-stop").unwrap();
+    assert!(stop.detail.starts_with("4 line(s)"), "{}", stop.detail);
+    assert!(!t.vm.lock().unwrap().tracing, "the session was stopped");
+    let j = serde_json::to_value(to_json(&r)).unwrap();
+    assert_eq!(
+        j["drivers"][1]["steps"][1]["log"][0]["provider"],
+        "WindowsCallbackDrivers.ex-callback"
+    );
+}
+
+#[test]
+fn lines_without_a_time_stay_with_the_trace_step_and_a_stuck_session_is_said() {
+    use crate::deploy::trace::{Event, place};
+    let (mut r, _) = deploy(&Options::default(), FakeVm::new());
+    let e = |time| Event {
+        time,
+        system_time: None,
+        provider: Some("p".into()),
+        level: Some(4),
+        message: Some("m".into()),
+    };
+    // Before every driver step's clock, or without a time: beside trace-stop.
+    place(&mut r, vec![e(None), e(Some(1))]);
+    let stop = r.teardown.iter().find(|s| s.id == "trace-stop").unwrap();
+    assert_eq!(stop.log.len(), 2);
+    // A session logman could not stop (gone after a restart, or stuck) is said, with the fix; the
+    // lines still count.
+    let mut runner_out = Output {
+        code: Some(0),
+        stdout: "#xtask:section logman-stop exit=87\n#xtask:section trace\n[]".into(),
+        stderr: String::new(),
+        duration: Duration::ZERO,
+    };
+    let plan = build(
+        "ssh://admin@testvm",
+        &Via::Ssh,
+        &[cm_filter()],
+        &Options::default(),
+    )
+    .unwrap();
+    let t = transport(&[cm_filter()], FakeVm::new());
+    let progress = |_: &str| {};
+    let mut runner = Runner {
+        plan: &plan,
+        t: &t,
+        progress: &progress,
+        pace: fast(),
+        facts: Facts::default(),
+    };
+    let j = runner.judge(&Check::Trace, &runner_out);
+    assert!(
+        j.ok && j.detail.contains("logman stop xtask-deploy -ets"),
+        "{}",
+        j.detail
+    );
+    runner_out.stdout = "#xtask:section logman-stop exit=0\n#xtask:section trace\nnot json".into();
+    let j = runner.judge(&Check::Trace, &runner_out);
+    assert!(
+        !j.ok && j.detail.contains("not JSON events"),
+        "{}",
+        j.detail
+    );
+}
+
+#[test]
 fn what_an_earlier_deploy_of_one_package_left_is_removed() {
     // The leftovers list of a one-package plan must still be a list of pairs: an earlier
     // deploy left CmFilter installed; unless the step removes it, `sc create` fails (1073).
@@ -197,7 +279,13 @@ fn a_failing_start_stops_the_plan_and_removes_what_applies() {
             .iter()
             .all(|s| matches!(s.status, Status::NotRun(_)))
     );
-    assert_eq!(statuses(&r.teardown), ["remove-files passed (cleanup)"]);
+    assert_eq!(
+        statuses(&r.teardown),
+        [
+            "trace-stop passed (cleanup)",
+            "remove-files passed (cleanup)"
+        ]
+    );
     assert!(t.vm.lock().unwrap().services.is_empty());
     assert!(render(&r).contains("failed step: cm-filter / start: sc start failed: exit code 577"));
 }
@@ -235,8 +323,9 @@ fn an_image_still_loaded_after_stop_is_not_clean() {
 #[test]
 fn a_vm_that_stops_answering_after_start_is_a_probable_bugcheck() {
     let mut vm = FakeVm::new();
-    // preflight, leftovers, check-copy, trust, install, start answer; the probe does not.
-    vm.dies_after = Some(6);
+    // preflight, leftovers, check-copy, trust, trace-start, install, start answer; the probe
+    // does not.
+    vm.dies_after = Some(7);
     vm.silent_for = 3;
     let options = Options {
         reboot_timeout: Duration::from_secs(5),
@@ -284,7 +373,10 @@ fn a_vm_that_never_comes_back_skips_the_cleanup_on_it() {
     assert!(
         matches!(&r.drivers[0].steps[3].status, Status::NotRun(w) if w == "the VM is not answering")
     );
-    assert_eq!(statuses(&r.teardown), ["remove-files not run"]);
+    assert_eq!(
+        statuses(&r.teardown),
+        ["trace-stop not run", "remove-files not run"]
+    );
 }
 
 #[test]
@@ -300,7 +392,10 @@ fn test_signing_off_fails_the_preflight_unless_asked_to_enable_it() {
         "{}",
         f.message
     );
-    assert_eq!(statuses(&r.teardown), ["remove-files not run"]);
+    assert_eq!(
+        statuses(&r.teardown),
+        ["trace-stop not run", "remove-files not run"]
+    );
 
     let (r, t) = deploy(
         &Options {
@@ -415,7 +510,11 @@ fn keep_leaves_the_service_and_snapshots_revert_first() {
     assert!(matches!(&r.drivers[0].steps[5].status, Status::Skipped(w) if w.contains("--keep")));
     assert_eq!(
         statuses(&r.teardown),
-        ["remove-files skipped", "revert-after-failure skipped"]
+        [
+            "trace-stop passed",
+            "remove-files skipped",
+            "revert-after-failure skipped"
+        ]
     );
     let vm = t.vm.lock().unwrap();
     assert_eq!(vm.services.len(), 2, "kept");

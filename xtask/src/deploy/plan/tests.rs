@@ -252,6 +252,7 @@ fn failure_and_keep_rules_are_in_the_data() {
             "copy",
             "check-copy",
             "trust",
+            "trace-start",
             "install",
             "start",
             "probe",
@@ -259,6 +260,7 @@ fn failure_and_keep_rules_are_in_the_data() {
             "unloaded",
             "remove",
             "events",
+            "trace-stop",
             "remove-files"
         ]
     );
@@ -342,7 +344,7 @@ fn snapshot_options_are_checked() {
         ]
     );
     assert_eq!(plan.setup[1].run, Run::WaitForGuest { new_boot: false });
-    assert_eq!(plan.teardown[1].cleanup, Cleanup::OnlyOnFailure);
+    assert_eq!(plan.teardown[2].cleanup, Cleanup::OnlyOnFailure);
 }
 
 #[test]

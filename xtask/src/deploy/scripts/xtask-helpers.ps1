@@ -163,3 +163,9 @@ function Invoke-XtaskChecks([hashtable[]]$Checks) {
         Invoke-XtaskCheck -Section "check-$n" @c
     }
 }
+
+# The VM's clock when a driver step starts (dot-sourcing these helpers is the first thing each does),
+# as a UTC FILETIME (a number, not a culture's date): the deploy report puts each line the driver
+# logged (its ETW events, trace-stop.ps1) next to the step whose start precedes it.
+Section 'clock'
+Say ([DateTime]::UtcNow.ToFileTimeUtc())

@@ -32,7 +32,11 @@ fn volatile_verifier_counts_each_driver_and_restores_the_settings() {
     assert!(r.ok(), "{text}");
     assert_eq!(
         statuses(&r.setup)[5..],
-        ["verifier passed", "wait-verifier skipped"]
+        [
+            "verifier passed",
+            "wait-verifier skipped",
+            "trace-start passed"
+        ]
     );
     for d in &r.drivers {
         let s = d.verifier.as_ref().unwrap_or_else(|| panic!("{text}"));
@@ -42,7 +46,10 @@ fn volatile_verifier_counts_each_driver_and_restores_the_settings() {
     let v = r.verifier.as_ref().unwrap();
     assert_eq!((v.mode, v.restored), (Some(Mode::Volatile), Some(true)));
     assert_eq!(v.previous, "Verifier was off");
-    assert_eq!(ids(&r.teardown), ["verifier-restore", "remove-files"]);
+    assert_eq!(
+        ids(&r.teardown),
+        ["trace-stop", "verifier-restore", "remove-files"]
+    );
     let vm = t.vm.lock().unwrap();
     assert!(vm.dbg.volatile.is_empty() && vm.dbg.saved.is_none());
     assert!(
@@ -71,7 +78,11 @@ fn standard_flags_need_the_persistent_settings_and_a_restart() {
     assert!(r.ok(), "{text}");
     assert_eq!(
         statuses(&r.setup)[5..],
-        ["verifier passed", "wait-verifier passed"]
+        [
+            "verifier passed",
+            "wait-verifier passed",
+            "trace-start passed"
+        ]
     );
     let v = r.verifier.as_ref().unwrap();
     assert_eq!(v.mode, Some(Mode::Persistent));
@@ -99,6 +110,7 @@ fn a_vm_without_verifier_fails_cleanly_and_changes_nothing() {
     assert_eq!(
         statuses(&r.teardown),
         [
+            "trace-stop not run",
             "verifier-restore passed (cleanup)",
             "remove-files passed (cleanup)"
         ]
@@ -232,7 +244,11 @@ fn a_vm_that_never_comes_back_leaves_the_settings_unrestored_and_says_so() {
     assert!(r.crash.is_none());
     assert_eq!(
         statuses(&r.teardown),
-        ["verifier-restore not run", "remove-files not run"]
+        [
+            "trace-stop not run",
+            "verifier-restore not run",
+            "remove-files not run"
+        ]
     );
     assert_eq!(r.verifier.as_ref().unwrap().restored, None);
     assert!(render(&r).contains("not restored: the restore did not run"));
@@ -296,7 +312,7 @@ fn a_vm_that_never_comes_back_from_verifiers_restart_fails_the_wait() {
     }));
     // The restore is attempted and fails: the settings are not claimed restored.
     assert_eq!(
-        statuses(&r.teardown)[0],
+        statuses(&r.teardown)[1],
         "verifier-restore failed (cleanup)"
     );
     assert_ne!(r.verifier.as_ref().unwrap().restored, Some(true));
@@ -313,7 +329,7 @@ fn persistent_settings_that_did_not_take_fail_the_step() {
     // No restart was waited for, and nothing is left to restore.
     assert_eq!(statuses(&r.setup)[6], "wait-verifier not run");
     assert_eq!(
-        statuses(&r.teardown)[0],
+        statuses(&r.teardown)[1],
         "verifier-restore passed (cleanup)"
     );
     assert!(t.vm.lock().unwrap().dbg.saved.is_none());

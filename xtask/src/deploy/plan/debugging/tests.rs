@@ -37,7 +37,8 @@ fn the_dry_run_names_the_verifier_and_dump_steps_of_every_driver() {
             "check-copy",
             "trust",
             "verifier",
-            "wait-verifier"
+            "wait-verifier",
+            "trace-start"
         ]
     );
     for d in &plan.drivers {
@@ -57,7 +58,7 @@ fn the_dry_run_names_the_verifier_and_dump_steps_of_every_driver() {
             Check::VerifierStats(format!("{}.sys", d.driver))
         );
     }
-    let restore = &plan.teardown[0];
+    let restore = &plan.teardown[1];
     assert_eq!(restore.id, "verifier-restore");
     assert_eq!(restore.cleanup, Cleanup::After("verifier"));
     assert_eq!(plan.setup[8].when, When::VerifierPersistent);
