@@ -313,7 +313,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate> {
 }
 
 #[cfg(unix)]
-fn check_key_permissions(key: &Path) -> Result<()> {
+pub(crate) fn check_key_permissions(key: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(key)
         .with_context(|| format!("reading {}", key.display()))?
@@ -321,7 +321,7 @@ fn check_key_permissions(key: &Path) -> Result<()> {
         .mode();
     if mode & 0o077 != 0 {
         bail!(
-            "the test private key {} is accessible to other users (mode {:04o}); refusing to use it. \
+            "the private key {} is accessible to other users (mode {:04o}); refusing to use it. \
              Fix: chmod 600 {}",
             key.display(),
             mode & 0o7777,
@@ -332,7 +332,7 @@ fn check_key_permissions(key: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_key_permissions(_key: &Path) -> Result<()> {
+pub(crate) fn check_key_permissions(_key: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -367,7 +367,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     Ok(())
 }
 
-fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {
+pub(crate) fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {
     let ext = cert
         .tbs_certificate
         .extensions

@@ -39,8 +39,10 @@ pub mod cert;
 mod error;
 pub mod files;
 pub mod inf;
+pub mod own;
 pub mod package;
 pub mod pe;
+pub mod pfx;
 pub mod pkcs7;
 #[cfg(test)]
 mod testimage;
