@@ -93,6 +93,9 @@ pub(crate) struct Options {
     pub timeout_s: u64,
     /// `--reboot-timeout SECS`.
     pub reboot_timeout_s: u64,
+    /// `--pfx`, or `--key` and `--cert`: the packages signed with your own certificate (the
+    /// plan trusts the package's certificate as it trusts the test one).
+    pub own: Option<crate::commands::sign::OwnCert>,
 }
 
 /// One step of a deployment to the emulated kernel.
@@ -162,6 +165,8 @@ fn run_emu(ws: &Workspace, args: &Options) -> Result<()> {
                         arches: vec![Arch::X64],
                         profile: args.profile,
                         cert_dir: None,
+                        own: args.own.clone(),
+                        submission: false,
                         json: false,
                     },
                 )?;
@@ -326,6 +331,8 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
             arches: vec![args.arch],
             profile: args.profile,
             cert_dir: None,
+            own: args.own.clone(),
+            submission: false,
             json: false,
         },
     )?;

@@ -27,7 +27,7 @@ use crate::base::error::{Context, Error, Result, bail};
 use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::process::elapsed;
 use crate::base::workspace::{Driver, Workspace};
-use crate::commands::sign;
+use crate::commands::sign::{self, OwnCert};
 
 /// `cargo xtask package`.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +40,10 @@ pub(crate) struct Options {
     pub profile: Profile,
     /// `--cert-dir`.
     pub cert_dir: Option<PathBuf>,
+    /// `--pfx`, or `--key` and `--cert`.
+    pub own: Option<OwnCert>,
+    /// `--submission`: also the attestation-signing CAB per architecture.
+    pub submission: bool,
     /// `--json`.
     pub json: bool,
 }
@@ -116,7 +120,7 @@ impl PackageReport {
 /// The `package` command.
 pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let drivers = ws.select(&opts.packages)?;
-    let signer = sign::signer(opts.cert_dir.as_deref())?;
+    let signer = sign::load_signer(opts.cert_dir.as_deref(), opts.own.as_ref())?;
     let made = package(ws, &drivers, &opts.arches, opts.profile, &signer)?;
     let failed = made.iter().filter(|p| p.result.is_err()).count();
     if opts.json {
