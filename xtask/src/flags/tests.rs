@@ -547,30 +547,31 @@ fn zsh_completion_offers_where_zsh_is_installed() {
 #[test]
 fn your_own_certificate_is_a_pfx_or_a_key_and_certificate_pair() {
     use crate::commands::sign::OwnCert;
-    let Command::Sign(s) = parse_str("sign --pfx me.pfx a.sys").unwrap() else {
+    let Command::Sign(signed) = parse_str("sign --pfx me.pfx a.sys").unwrap() else {
         panic!()
     };
-    assert_eq!(s.own, Some(OwnCert::Pfx("me.pfx".into())));
-    let Command::Package(p) = parse_str("package --key k.pem --cert c.pem --submission").unwrap()
+    assert_eq!(signed.own, Some(OwnCert::Pfx("me.pfx".into())));
+    let Command::Package(packaged) =
+        parse_str("package --key k.pem --cert c.pem --submission").unwrap()
     else {
         panic!()
     };
     assert_eq!(
-        p.own,
+        packaged.own,
         Some(OwnCert::Pem {
             key: "k.pem".into(),
             cert: "c.pem".into()
         })
     );
-    assert!(p.submission);
-    let Command::Deploy(d) = parse_str("deploy --pfx me.pfx --dry-run").unwrap() else {
+    assert!(packaged.submission);
+    let Command::Deploy(deployed) = parse_str("deploy --pfx me.pfx --dry-run").unwrap() else {
         panic!()
     };
-    assert_eq!(d.own, Some(OwnCert::Pfx("me.pfx".into())));
-    let Command::Cert(c) = parse_str("cert --export-pfx out.pfx").unwrap() else {
+    assert_eq!(deployed.own, Some(OwnCert::Pfx("me.pfx".into())));
+    let Command::Cert(certs) = parse_str("cert --export-pfx out.pfx").unwrap() else {
         panic!()
     };
-    assert_eq!(c.export_pfx, Some("out.pfx".into()));
+    assert_eq!(certs.export_pfx, Some("out.pfx".into()));
     for (line, says) in [
         ("sign --pfx a.pfx --key k.pem --cert c.pem", "not both"),
         ("package --key k.pem", "--key needs --cert"),
