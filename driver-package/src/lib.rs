@@ -44,6 +44,7 @@ pub mod package;
 pub mod pe;
 pub mod pfx;
 pub mod pkcs7;
+pub mod submission;
 #[cfg(test)]
 mod testimage;
 
