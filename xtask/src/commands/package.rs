@@ -132,9 +132,13 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     if opts.submission && failed == 0 {
         let time = pkg::build_time()?;
         for &arch in &opts.arches {
-            report
-                .submissions
-                .push(submission::write_cab(ws, &made, arch, opts.profile, time)?);
+            report.submissions.push(submission::write_cab(
+                ws,
+                &submission::made_for(&made, arch),
+                arch,
+                opts.profile,
+                time,
+            )?);
         }
     }
     if opts.json {
