@@ -32,6 +32,7 @@ mod emulated;
 pub(crate) mod fixtures;
 pub(crate) mod gate;
 pub(crate) mod mutations;
+mod own_cert;
 pub(crate) mod scratch;
 mod summary;
 mod templates;
@@ -457,6 +458,17 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
                     continue;
                 }
             };
+            let for_cab = package::submission::made_for(&made, arch);
+            if !for_cab.is_empty() {
+                own_cert::submission_cab(ws, &for_cab, arch, profile, &scratch, t);
+            }
+            if let (Ok(program), Some((driver, _))) = (&osslsigncode, for_cab.first())
+                && arch == Arch::X64
+                && profile == Profile::Debug
+            {
+                let image = ws.layout.placed_sys(driver, arch, profile);
+                own_cert::user_certificate(ws, &image, arch, program, &pem, &scratch, t);
+            }
             for p in made {
                 let what = format!("package {} ({arch}, {profile})", p.driver);
                 let dir = match p.result {
@@ -491,5 +503,6 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
             }
         }
     }
+    own_cert::exported_pfx(&signer, &scratch, t);
     emulated::emulate_signed(ws, &harness, &to_emulate, t);
 }
