@@ -110,6 +110,16 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
 /// from XTASK_PFX_PASSWORD or typed twice.
 fn export_pfx(signer: &driver_package::pkcs7::Signer, file: &Path) -> Result<()> {
     let password = crate::commands::sign::pfx_password(file, true)?;
+    write_pfx(signer, file, &password)?;
+    eprintln!(
+        "  exported the test certificate and its key to {}",
+        file.display()
+    );
+    Ok(())
+}
+
+/// The PFX of `signer` under `password` (not empty) written to `file`, owner only.
+fn write_pfx(signer: &driver_package::pkcs7::Signer, file: &Path, password: &str) -> Result<()> {
     if password.is_empty() {
         bail!(
             "refusing to export the private key to {} without a password: set {} or type one",
@@ -117,12 +127,8 @@ fn export_pfx(signer: &driver_package::pkcs7::Signer, file: &Path) -> Result<()>
             crate::commands::sign::PASSWORD_ENV
         );
     }
-    let der = driver_package::pfx::write(signer, &password)?;
+    let der = driver_package::pfx::write(signer, password)?;
     driver_package::files::write_atomic_private(file, &der)?;
-    eprintln!(
-        "  exported the test certificate and its key to {}",
-        file.display()
-    );
     Ok(())
 }
 
@@ -160,12 +166,38 @@ mod tests {
     fn docs_reports_cert_md_names_every_field_of_the_report() {
         let signer = crate::commands::sign::tests::test_signer();
         let files = CertFiles::in_dir(Path::new("/certs"));
-        let report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let mut report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+        report.exported_pfx = Some("/tmp/me.pfx".into());
         let v = serde_json::to_value(&report).unwrap();
         let doc = include_str!("../../../docs/reports/cert.md");
         let missing = crate::commands::package::tests::undocumented(&v, doc);
         assert_eq!(missing, Vec::<String>::new());
-        assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 10, "{v}");
+    }
+
+    #[test]
+    fn the_exported_pfx_is_owner_only_and_reads_back_with_its_password() {
+        let signer = crate::commands::sign::tests::test_signer();
+        let dir = crate::commands::sign::tests::scratch("export-pfx");
+        let file = dir.join("me.pfx");
+        write_pfx(&signer, &file, "pw").unwrap();
+        let back =
+            driver_package::pfx::read(&std::fs::read(&file).unwrap(), "pw", "me.pfx").unwrap();
+        assert_eq!(back.signer.cert, signer.cert);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let e = write_pfx(&signer, &dir.join("none.pfx"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without a password"), "{e}");
+        assert!(!dir.join("none.pfx").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
