@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn at() -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)
+        SystemTime::UNIX_EPOCH + Duration::from_hours(490_000) // 2025-11-24
     }
 
     #[test]
