@@ -3,7 +3,8 @@
 //! CERT.pem`, [`from_pem`]).
 //!
 //! The same rules as for the test certificate ([`crate::cert`]) apply, each refusal naming the
-//! cause and the fix: a key file readable by other users is refused (`chmod 600`); the key must
+//! cause and the fix: a key file readable by other users is refused (`chmod 600`; a PFX is not
+//! held to it, its key being encrypted under its password, as Windows exports it); the key must
 //! be the certificate's; the certificate must be valid now (this tool does not timestamp, so
 //! Windows would not accept a signature by an expired certificate) and must carry the Code
 //! Signing extended key usage, 1.3.6.1.5.5.7.3.3 (what signtool's `/kp` policy check and the
