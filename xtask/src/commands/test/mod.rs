@@ -462,12 +462,11 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
             if !for_cab.is_empty() {
                 own_cert::submission_cab(ws, &for_cab, arch, profile, &scratch, t);
             }
-            if let (Ok(program), Some((driver, _))) = (&osslsigncode, for_cab.first())
+            if let (Ok(program), Some((driver, dir))) = (&osslsigncode, for_cab.first())
                 && arch == Arch::X64
                 && profile == Profile::Debug
             {
-                let image = ws.layout.placed_sys(driver, arch, profile);
-                own_cert::user_certificate(ws, &image, arch, program, &pem, &scratch, t);
+                own_cert::user_certificate(ws, (driver, dir), arch, program, &pem, &scratch, t);
             }
             for p in made {
                 let what = format!("package {} ({arch}, {profile})", p.driver);

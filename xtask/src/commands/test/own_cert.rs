@@ -1,8 +1,9 @@
 //! The `package` stage's checks of issue #17's signing options, each by an independent tool:
 //!
-//! - **Your own certificate**: a placed image signed with the key and certificate of a PFX made
-//!   by OpenSSL (`driver-package/testdata/pfx/aes.pfx`, not by us) must be accepted by
-//!   `osslsigncode verify` against that certificate, and refused against the test certificate.
+//! - **Your own certificate**: a package (the placed image and its catalog) signed with the key
+//!   and certificate of a PFX made by OpenSSL (`driver-package/testdata/pfx/aes.pfx`, not by us)
+//!   must be accepted by `osslsigncode verify` against that certificate (image, image as a
+//!   catalog member, catalog), and the image refused against the test certificate.
 //! - **`cert --export-pfx`**: the PFX we write for the test certificate must be opened by the
 //!   `openssl pkcs12` command with its password and give back the certificate; a wrong password
 //!   must be refused by it.
@@ -50,51 +51,80 @@ fn said(out: &std::process::Output) -> String {
     process::tail(text.trim_end(), 6)
 }
 
-/// osslsigncode accepts an image signed with a user certificate from a PFX, against that
-/// certificate only. `image` is a placed image of `arch`.
+/// osslsigncode accepts a package (image and catalog) signed with a user certificate from a PFX,
+/// against that certificate only. `driver` has a placed debug image of `arch` and its test
+/// package at `package`.
 pub(super) fn user_certificate(
     ws: &Workspace,
-    image: &Path,
+    (driver, package): (&str, &Path),
     arch: Arch,
     osslsigncode: &Path,
     test_pem: &Path,
     scratch: &Path,
     t: &mut Tally,
 ) {
-    let what = "an image signed with your own certificate (an OpenSSL-made PFX) verifies";
+    let what = "a package signed with your own certificate (an OpenSSL-made PFX) verifies: image, catalog member, catalog";
     let result = (|| -> Result<()> {
         let signer = driver_package::own::from_pfx(
             &testdata(ws, "aes.pfx"),
             TESTDATA_PASSWORD,
             std::time::SystemTime::now(),
         )?;
-        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+        let image = ws.layout.placed_sys(driver, arch, Profile::Debug);
+        let bytes =
+            std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
         let image_signed = sign::sign_driver_image(&bytes, arch, &signer)?;
-        let out = scratch.join("own-certificate.sys");
-        files::write_atomic(&out, &image_signed)?;
-        let verify = |ca: &Path| {
-            run(
-                osslsigncode,
-                &[
-                    "verify".as_ref(),
-                    "-CAfile".as_ref(),
-                    ca.as_os_str(),
-                    "-in".as_ref(),
-                    out.as_os_str(),
-                ],
-            )
+        // The whole package with that signer: the catalog of the image and the test package's INF.
+        let inf_path = package.join(format!("{driver}.inf"));
+        let inf =
+            std::fs::read(&inf_path).with_context(|| format!("reading {}", inf_path.display()))?;
+        let made = driver_package::package::assemble(
+            &driver_package::package::Input {
+                name: driver,
+                version: "0.0.0",
+                arch,
+                profile: Profile::Debug.dir(),
+                sys: &image_signed,
+                inf: &inf,
+                pdb: None,
+                time: driver_package::package::build_time()?,
+            },
+            &signer,
+        )?;
+        let dir = scratch.join("own-certificate").join(driver);
+        driver_package::package::write(&made, &dir)?;
+        let sys = dir.join(format!("{driver}.sys"));
+        let cat = dir.join(format!("{driver}.cat"));
+        let verify = |ca: &Path, catalog: Option<&Path>, file: &Path| {
+            let mut all: Vec<&std::ffi::OsStr> =
+                vec!["verify".as_ref(), "-CAfile".as_ref(), ca.as_os_str()];
+            if let Some(c) = catalog {
+                all.extend(["-catalog".as_ref(), c.as_os_str()]);
+            }
+            all.extend(["-in".as_ref(), file.as_os_str()]);
+            run(osslsigncode, &all)
         };
-        let ok = verify(&testdata(ws, "cert.pem"))?;
-        if !ok.status.success() {
-            return Err(Error::new(format!(
-                "osslsigncode refused it:\n{}",
-                said(&ok)
-            )));
+        let theirs = testdata(ws, "cert.pem");
+        for (what, catalog, file) in [
+            ("the image", None, sys.as_path()),
+            (
+                "the image as a catalog member",
+                Some(cat.as_path()),
+                sys.as_path(),
+            ),
+            ("the catalog", None, cat.as_path()),
+        ] {
+            let ok = verify(&theirs, catalog, file)?;
+            if !ok.status.success() {
+                return Err(Error::new(format!(
+                    "osslsigncode refused {what}:\n{}",
+                    said(&ok)
+                )));
+            }
         }
-        let other = verify(test_pem)?;
-        if other.status.success() {
+        if verify(test_pem, None, &sys)?.status.success() {
             return Err(Error::new(
-                "osslsigncode accepted it against the test certificate, which did not sign it",
+                "osslsigncode accepted the image against the test certificate, which did not sign it",
             ));
         }
         Ok(())
