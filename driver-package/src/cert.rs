@@ -139,7 +139,11 @@ pub fn generate_as(subject: &str, now: SystemTime, validity: Duration) -> Result
     let key =
         RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).context("generating an RSA key")?;
     let cert = self_signed_as(subject, &key, now, validity)?;
-    Ok(Signer { key, cert })
+    Ok(Signer {
+        key,
+        cert,
+        chain: Vec::new(),
+    })
 }
 
 /// Writes `key` and `cert` into `dir` (created owner-only), each through a temporary file.
@@ -287,7 +291,11 @@ pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
         );
     }
     check_usable(&cert, now, &files.cert)?;
-    Ok(Signer { key, cert })
+    Ok(Signer {
+        key,
+        cert,
+        chain: Vec::new(),
+    })
 }
 
 /// Reads a certificate file, DER or PEM.
@@ -456,7 +464,11 @@ pub(crate) mod tests {
         let cert = CERT
             .get_or_init(|| self_signed(&key, SystemTime::now(), Duration::from_hours(24)).unwrap())
             .clone();
-        Signer { key, cert }
+        Signer {
+            key,
+            cert,
+            chain: Vec::new(),
+        }
     }
 
     pub(crate) fn scratch(name: &str) -> PathBuf {

@@ -41,8 +41,9 @@ pub fn from_pfx(path: &Path, password: &str, now: SystemTime) -> Result<Signer> 
 }
 
 /// The signer of the PEM private key at `key` (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE
-/// KEY`, not encrypted) and the certificate at `cert_path` (PEM or DER; of a PEM bundle, the
-/// first certificate), checked as of `now`.
+/// KEY`, not encrypted) and the certificate at `cert_path` (PEM or DER; a PEM bundle starts with
+/// the signing certificate, and its issuers found in the rest become [`Signer::chain`]),
+/// checked as of `now`.
 pub fn from_pem(key: &Path, cert_path: &Path, now: SystemTime) -> Result<Signer> {
     cert::check_key_permissions(key)?;
     let shown_key = key.display();
@@ -76,10 +77,18 @@ pub fn from_pem(key: &Path, cert_path: &Path, now: SystemTime) -> Result<Signer>
             "cannot read the certificate {shown_cert}: {e}; check the path given to --cert"
         ))
     })?;
-    let certificate = if bytes.starts_with(b"-----BEGIN") {
-        first_pem_certificate(&bytes)
+    let (certificate, rest) = if bytes.starts_with(b"-----BEGIN") {
+        pem_certificates(&bytes).and_then(|mut all| {
+            if all.is_empty() {
+                return Err("no CERTIFICATE block".to_owned());
+            }
+            let first = all.remove(0);
+            Ok((first, all))
+        })
     } else {
-        Certificate::from_der(&bytes).map_err(|e| e.to_string())
+        Certificate::from_der(&bytes)
+            .map(|c| (c, Vec::new()))
+            .map_err(|e| e.to_string())
     }
     .map_err(|e| {
         Error::new(format!(
@@ -103,23 +112,29 @@ pub fn from_pem(key: &Path, cert_path: &Path, now: SystemTime) -> Result<Signer>
         );
     }
     check(&certificate, now, &shown_cert)?;
+    let chain = pfx::chain_of(&certificate, &rest);
     Ok(Signer {
         key,
         cert: certificate,
+        chain,
     })
 }
 
-fn first_pem_certificate(bytes: &[u8]) -> std::result::Result<Certificate, String> {
+/// Every `CERTIFICATE` block of a PEM file, in order.
+fn pem_certificates(bytes: &[u8]) -> std::result::Result<Vec<Certificate>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-    let begin = "-----BEGIN CERTIFICATE-----";
-    let end = "-----END CERTIFICATE-----";
-    let start = text
-        .find(begin)
-        .ok_or_else(|| "no CERTIFICATE block".to_owned())?;
-    let stop = text[start..]
-        .find(end)
-        .ok_or_else(|| "an unterminated CERTIFICATE block".to_owned())?;
-    Certificate::from_pem(&text[start..start + stop + end.len()]).map_err(|e| e.to_string())
+    let (begin, end) = ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+    let mut all = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(begin) {
+        let stop = rest[start..]
+            .find(end)
+            .ok_or_else(|| "an unterminated CERTIFICATE block".to_owned())?;
+        let block = &rest[start..start + stop + end.len()];
+        all.push(Certificate::from_pem(block).map_err(|e| e.to_string())?);
+        rest = &rest[start + stop + end.len()..];
+    }
+    Ok(all)
 }
 
 /// Your certificate `cert` (shown as `shown`) may sign now: valid at `now`, Code Signing EKU.

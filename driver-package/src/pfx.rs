@@ -62,9 +62,10 @@ const PBES2_OID: Oid = Oid::new_unwrap("1.2.840.113549.1.5.13");
 /// What a PFX holds for signing.
 #[derive(Clone)]
 pub struct Contents {
-    /// The key and the certificate of its public key.
+    /// The key, the certificate of its public key, and the intermediate certificates of the file
+    /// between it and a root ([`Signer::chain`]).
     pub signer: Signer,
-    /// The other certificates of the file (the chain, when it was exported with it).
+    /// The file's other certificates (roots, unrelated ones).
     pub others: Vec<Certificate>,
 }
 
@@ -148,10 +149,32 @@ pub fn read(bytes: &[u8], password: &str, shown: &str) -> Result<Contents> {
         );
     };
     let cert = certs.remove(position);
+    let chain = chain_of(&cert, &certs);
+    let others = certs.into_iter().filter(|c| !chain.contains(c)).collect();
     Ok(Contents {
-        signer: Signer { key, cert },
-        others: certs,
+        signer: Signer { key, cert, chain },
+        others,
     })
+}
+
+/// The issuers of `cert` found in `pool`, from its issuer up, stopping before a self-signed root
+/// (a verifier has the root; signtool embeds the intermediates).
+pub(crate) fn chain_of(cert: &Certificate, pool: &[Certificate]) -> Vec<Certificate> {
+    let mut chain: Vec<Certificate> = Vec::new();
+    let mut current = cert;
+    while current.tbs_certificate.issuer != current.tbs_certificate.subject {
+        let Some(issuer) = pool.iter().find(|c| {
+            c.tbs_certificate.subject == current.tbs_certificate.issuer && !chain.contains(c)
+        }) else {
+            break;
+        };
+        if issuer.tbs_certificate.issuer == issuer.tbs_certificate.subject {
+            break;
+        }
+        chain.push(issuer.clone());
+        current = issuer;
+    }
+    chain
 }
 
 fn octets(content: &Any, shown: &str) -> Result<Vec<u8>> {

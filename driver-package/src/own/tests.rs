@@ -11,7 +11,7 @@ fn testdata(name: &str) -> std::path::PathBuf {
 }
 
 pub(crate) fn pem_cert(bytes: &[u8]) -> Certificate {
-    first_pem_certificate(bytes).unwrap()
+    pem_certificates(bytes).unwrap().remove(0)
 }
 
 /// A copy of the test data file `name` in `dir`, with `mode` (the key rules apply to copies).
@@ -116,7 +116,19 @@ fn expired_not_yet_valid_and_non_code_signing_certificates_are_refused() {
     let long_ago = SystemTime::now() - Duration::from_hours(10 * 24);
     let old = cert::self_signed(&key, long_ago, Duration::from_hours(24)).unwrap();
     let pfx = dir.join("old.pfx");
-    std::fs::write(&pfx, pfx::write(&Signer { key, cert: old }, "x").unwrap()).unwrap();
+    std::fs::write(
+        &pfx,
+        pfx::write(
+            &Signer {
+                key,
+                cert: old,
+                chain: Vec::new(),
+            },
+            "x",
+        )
+        .unwrap(),
+    )
+    .unwrap();
     let e = from_pfx(&pfx, "x", SystemTime::now())
         .err()
         .unwrap()
@@ -139,5 +151,37 @@ fn expired_not_yet_valid_and_non_code_signing_certificates_are_refused() {
             && e.contains("Code Signing extended key usage (1.3.6.1.5.5.7.3.3)"),
         "{e}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_pem_bundle_gives_the_chain_after_the_signing_certificate() {
+    let contents = pfx::read(
+        &std::fs::read(testdata("chain.pfx")).unwrap(),
+        PASSWORD,
+        "chain.pfx",
+    )
+    .unwrap();
+    let dir = scratch("own-bundle");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("leaf.key");
+    let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(
+        &contents.signer.key,
+        rsa::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    crate::files::write_atomic_private(&key, pem.as_bytes()).unwrap();
+    let bundle = dir.join("bundle.pem");
+    let mut text = String::new();
+    for c in std::iter::once(&contents.signer.cert)
+        .chain(&contents.signer.chain)
+        .chain(&contents.others)
+    {
+        text.push_str(&cert::to_pem(c).unwrap());
+    }
+    std::fs::write(&bundle, text).unwrap();
+    let signer = from_pem(&key, &bundle, SystemTime::now()).unwrap();
+    assert_eq!(signer.cert, contents.signer.cert);
+    assert_eq!(signer.chain, contents.signer.chain);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -89,6 +89,7 @@ fn a_pfx_without_a_key_or_with_someone_elses_certificate_is_refused() {
     let other = Signer {
         key: test_key(),
         cert: openssl_cert(),
+        chain: Vec::new(),
     };
     let der = write(&other, "x").unwrap();
     let e = read(&der, "x", "mixed.pfx").err().unwrap().to_string();
@@ -112,4 +113,27 @@ fn what_is_not_a_pfx_is_refused_and_ber_is_named() {
     let n = der.len();
     der[n - 80] ^= 1;
     assert!(read(&der, "x", "c.pfx").is_err());
+}
+
+#[test]
+fn a_ca_issued_certificate_brings_its_intermediate_and_signatures_embed_it() {
+    // Root → "Contoso Test Code Signing CA" → the signing certificate; the file lists both CAs.
+    let read_back = read(&testdata("chain.pfx"), PASSWORD, "chain.pfx").unwrap();
+    let name = |c: &Certificate| c.tbs_certificate.subject.to_string();
+    assert!(name(&read_back.signer.cert).contains("Contoso Driver Signing"));
+    let chain: Vec<String> = read_back.signer.chain.iter().map(name).collect();
+    assert_eq!(chain, ["CN=Contoso Test Code Signing CA"]);
+    let others: Vec<String> = read_back.others.iter().map(name).collect();
+    assert_eq!(
+        others,
+        ["CN=Contoso Test Root"],
+        "the root stays out of signatures"
+    );
+    // A signature carries the signer and the intermediate, and verifies with the signer found by
+    // its issuer and serial (whatever the order of the certificate set).
+    let signed = crate::pkcs7::sign(&read_back.signer, crate::pkcs7::oid::CTL, &[0x30, 0]).unwrap();
+    crate::pkcs7::verify(&signed, Some(&read_back.signer.cert)).unwrap();
+    let info = ContentInfo::from_der(&signed).unwrap();
+    let sd: cms::signed_data::SignedData = info.content.decode_as().unwrap();
+    assert_eq!(sd.certificates.unwrap().0.len(), 2);
 }

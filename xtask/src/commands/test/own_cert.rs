@@ -1,9 +1,10 @@
 //! The `package` stage's checks of issue #17's signing options, each by an independent tool:
 //!
 //! - **Your own certificate**: a package (the placed image and its catalog) signed with the key
-//!   and certificate of a PFX made by OpenSSL (`driver-package/testdata/pfx/aes.pfx`, not by us)
-//!   must be accepted by `osslsigncode verify` against that certificate (image, image as a
-//!   catalog member, catalog), and the image refused against the test certificate.
+//!   and the CA-issued certificate of a PFX made by OpenSSL (`driver-package/testdata/pfx/chain.pfx`,
+//!   root → intermediate → signer; not made by us) must be accepted by `osslsigncode verify`
+//!   trusting the root only (image, image as a catalog member, catalog): the intermediate must be
+//!   in the signatures. The image must be refused against the test certificate.
 //! - **`cert --export-pfx`**: the PFX we write for the test certificate must be opened by the
 //!   `openssl pkcs12` command with its password and give back the certificate; a wrong password
 //!   must be refused by it.
@@ -63,10 +64,10 @@ pub(super) fn user_certificate(
     scratch: &Path,
     t: &mut Tally,
 ) {
-    let what = "a package signed with your own certificate (an OpenSSL-made PFX) verifies: image, catalog member, catalog";
+    let what = "a package signed with your own CA-issued certificate (an OpenSSL-made PFX) verifies from its root: image, catalog member, catalog";
     let result = (|| -> Result<()> {
         let signer = driver_package::own::from_pfx(
-            &testdata(ws, "aes.pfx"),
+            &testdata(ws, "chain.pfx"),
             TESTDATA_PASSWORD,
             std::time::SystemTime::now(),
         )?;
@@ -104,7 +105,8 @@ pub(super) fn user_certificate(
             all.extend(["-in".as_ref(), file.as_os_str()]);
             run(osslsigncode, &all)
         };
-        let theirs = testdata(ws, "cert.pem");
+        // Only the root is trusted: the intermediate must come from the signatures themselves.
+        let theirs = testdata(ws, "root.pem");
         for (what, catalog, file) in [
             ("the image", None, sys.as_path()),
             (
