@@ -139,7 +139,11 @@ pub fn generate_as(subject: &str, now: SystemTime, validity: Duration) -> Result
     let key =
         RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).context("generating an RSA key")?;
     let cert = self_signed_as(subject, &key, now, validity)?;
-    Ok(Signer { key, cert })
+    Ok(Signer {
+        key,
+        cert,
+        chain: Vec::new(),
+    })
 }
 
 /// Writes `key` and `cert` into `dir` (created owner-only), each through a temporary file.
@@ -287,7 +291,11 @@ pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
         );
     }
     check_usable(&cert, now, &files.cert)?;
-    Ok(Signer { key, cert })
+    Ok(Signer {
+        key,
+        cert,
+        chain: Vec::new(),
+    })
 }
 
 /// Reads a certificate file, DER or PEM.
@@ -313,7 +321,7 @@ pub fn read_certificate(path: &Path) -> Result<Certificate> {
 }
 
 #[cfg(unix)]
-fn check_key_permissions(key: &Path) -> Result<()> {
+pub(crate) fn check_key_permissions(key: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(key)
         .with_context(|| format!("reading {}", key.display()))?
@@ -321,7 +329,7 @@ fn check_key_permissions(key: &Path) -> Result<()> {
         .mode();
     if mode & 0o077 != 0 {
         bail!(
-            "the test private key {} is accessible to other users (mode {:04o}); refusing to use it. \
+            "the private key {} is accessible to other users (mode {:04o}); refusing to use it. \
              Fix: chmod 600 {}",
             key.display(),
             mode & 0o7777,
@@ -332,7 +340,7 @@ fn check_key_permissions(key: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_key_permissions(_key: &Path) -> Result<()> {
+pub(crate) fn check_key_permissions(_key: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -367,7 +375,7 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
     Ok(())
 }
 
-fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {
+pub(crate) fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {
     let ext = cert
         .tbs_certificate
         .extensions
@@ -456,7 +464,11 @@ pub(crate) mod tests {
         let cert = CERT
             .get_or_init(|| self_signed(&key, SystemTime::now(), Duration::from_hours(24)).unwrap())
             .clone();
-        Signer { key, cert }
+        Signer {
+            key,
+            cert,
+            chain: Vec::new(),
+        }
     }
 
     pub(crate) fn scratch(name: &str) -> PathBuf {

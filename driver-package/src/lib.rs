@@ -39,9 +39,12 @@ pub mod cert;
 mod error;
 pub mod files;
 pub mod inf;
+pub mod own;
 pub mod package;
 pub mod pe;
+pub mod pfx;
 pub mod pkcs7;
+pub mod submission;
 #[cfg(test)]
 mod testimage;
 

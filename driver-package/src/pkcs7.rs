@@ -197,6 +197,10 @@ pub struct Signer {
     pub key: RsaPrivateKey,
     /// The certificate of its public key.
     pub cert: Certificate,
+    /// The certificates between it and a root, from its issuer up (not the root): embedded in
+    /// every signature beside `cert` so a verifier that trusts only the root can build the
+    /// chain, as signtool does. Empty for a self-signed certificate.
+    pub chain: Vec<Certificate>,
 }
 
 /// Shows the certificate's subject and serial, never the key.
@@ -207,6 +211,14 @@ impl std::fmt::Debug for Signer {
             .field("subject", &tbs.subject.to_string())
             .field("serial", &tbs.serial_number.to_string())
             .field("key", &"<RSA private key>")
+            .field(
+                "chain",
+                &self
+                    .chain
+                    .iter()
+                    .map(|c| c.tbs_certificate.subject.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -252,8 +264,13 @@ pub fn sign(signer: &Signer, content_type: ObjectIdentifier, content: &[u8]) -> 
             econtent: Some(Any::from_der(content).context("reading the content to sign")?),
         },
         certificates: Some(CertificateSet(
-            SetOfVec::try_from(vec![CertificateChoices::Certificate(signer.cert.clone())])
-                .context("encoding certificates")?,
+            SetOfVec::try_from(
+                std::iter::once(&signer.cert)
+                    .chain(&signer.chain)
+                    .map(|c| CertificateChoices::Certificate(c.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .context("encoding certificates")?,
         )),
         crls: None,
         signer_infos: SignerInfos(
@@ -319,9 +336,23 @@ pub fn verify(der_bytes: &[u8], expected_signer: Option<&Certificate>) -> Result
     let [si] = signers else {
         bail!("expected exactly one signer, found {}", signers.len());
     };
-    let cert = match sd.certificates.as_ref().and_then(|c| c.0.iter().next()) {
-        Some(CertificateChoices::Certificate(c)) => c.clone(),
-        _ => bail!("the SignedData carries no certificate"),
+    // The signer's certificate is the one its identifier names (the set may hold its chain too).
+    let SignerIdentifier::IssuerAndSerialNumber(id) = &si.sid else {
+        bail!("the signer is identified by a key identifier, not by issuer and serial number");
+    };
+    let found = sd.certificates.as_ref().and_then(|set| {
+        set.0.iter().find_map(|c| match c {
+            CertificateChoices::Certificate(c)
+                if c.tbs_certificate.issuer == id.issuer
+                    && c.tbs_certificate.serial_number == id.serial_number =>
+            {
+                Some(c.clone())
+            }
+            _ => None,
+        })
+    });
+    let Some(cert) = found else {
+        bail!("the SignedData carries no certificate of its signer");
     };
     if let Some(expected) = expected_signer
         && expected != &cert

@@ -23,7 +23,7 @@ use crate::base::layout::{Arch, Profile};
 use crate::commands::cert::Options as CertArgs;
 use crate::commands::deploy::Options as DeployArgs;
 use crate::commands::package::Options as PackageArgs;
-use crate::commands::sign::Options as SignArgs;
+use crate::commands::sign::{Options as SignArgs, OwnCert};
 use crate::commands::{bench, build, clean, completions, emulate, lint, new, test};
 use crate::deploy::{Install, Target};
 
@@ -107,6 +107,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             arches: arches(&m)?,
             profile: profile(&m),
             cert_dir: m.value("--cert-dir").map(Into::into),
+            own: own_cert(&m, true)?,
+            submission: m.flag("--submission"),
             json: m.flag("--json"),
         }),
         "deploy" => Command::Deploy(to_deploy(&m)?),
@@ -196,6 +198,7 @@ fn to_cert(m: &Matches) -> Result<CertArgs> {
         new,
         json: m.flag("--json"),
         cert_dir: m.value("--cert-dir").map(Into::into),
+        export_pfx: m.value("--export-pfx").map(Into::into),
     })
 }
 
@@ -209,7 +212,39 @@ fn to_sign(m: Matches) -> Result<SignArgs> {
         arches: arches(&m)?,
         profile: profile(&m),
         cert_dir: m.value("--cert-dir").map(Into::into),
+        own: own_cert(&m, true)?,
         files: m.positional.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// `--pfx FILE`, or `--key KEY.pem --cert CERT.pem` (both), instead of the test certificate.
+fn own_cert(m: &Matches, has_cert_dir: bool) -> Result<Option<OwnCert>> {
+    let (pfx, key, cert) = (m.value("--pfx"), m.value("--key"), m.value("--cert"));
+    if (pfx.is_some() || key.is_some() || cert.is_some())
+        && has_cert_dir
+        && m.value("--cert-dir").is_some()
+    {
+        bail!(
+            "--cert-dir is the test certificate's folder: give it, or your own certificate \
+             (--pfx, or --key and --cert), not both"
+        );
+    }
+    Ok(match (pfx, key, cert) {
+        (None, None, None) => None,
+        (Some(pfx), None, None) => Some(OwnCert::Pfx(pfx.into())),
+        (None, Some(key), Some(cert)) => Some(OwnCert::Pem {
+            key: key.into(),
+            cert: cert.into(),
+        }),
+        (Some(_), _, _) => bail!(
+            "--pfx holds the key and the certificate: give --pfx FILE or --key and --cert, not both"
+        ),
+        (None, Some(_), None) => {
+            bail!("--key needs --cert CERT.pem, the certificate of the key")
+        }
+        (None, None, Some(_)) => {
+            bail!("--cert needs --key KEY.pem, the private key of the certificate")
+        }
     })
 }
 
@@ -302,6 +337,7 @@ fn to_deploy(m: &Matches) -> Result<DeployArgs> {
             .value("--kdnet")
             .map(|v| crate::deploy::kdnet::Kdnet::parse(&v))
             .transpose()?,
+        own: own_cert(m, false)?,
     })
 }
 

@@ -127,3 +127,44 @@ fn completions_are_written_for_each_shell() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_pfx_without_a_password_variable_or_a_terminal_is_refused_before_anything_is_signed() {
+    let pfx = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../driver-package/testdata/pfx/aes.pfx"
+    );
+    let image = std::env::temp_dir().join(format!("xtask-cli-pfx-{}.sys", std::process::id()));
+    std::fs::write(&image, b"left as it is").unwrap();
+    let run = |password: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(["sign", "--pfx", pfx])
+            .arg(&image)
+            .env_remove("XTASK_PFX_PASSWORD")
+            .stdin(std::process::Stdio::null());
+        if let Some(p) = password {
+            cmd.env("XTASK_PFX_PASSWORD", p);
+        }
+        cmd.output().expect("run xtask")
+    };
+    let o = run(None);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no password for the PFX") && e.contains("XTASK_PFX_PASSWORD"),
+        "{e}"
+    );
+    let e = stderr(&run(Some("wrong")));
+    assert!(e.contains("wrong password"), "{e}");
+    // The right password opens it; the file is then refused as no driver image, unchanged.
+    let o = run(Some("Secret-1"));
+    let e = stderr(&o);
+    assert!(
+        o.status.code() == Some(1)
+            && e.contains("signing with your certificate")
+            && e.contains("not a PE image"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&image).unwrap(), b"left as it is");
+    std::fs::remove_file(&image).unwrap();
+}

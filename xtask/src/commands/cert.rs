@@ -18,6 +18,8 @@ pub(crate) struct Options {
     pub json: bool,
     /// `--cert-dir`.
     pub cert_dir: Option<PathBuf>,
+    /// `--export-pfx FILE`.
+    pub export_pfx: Option<PathBuf>,
 }
 
 /// `cargo xtask cert --json`: the certificate and where its files are.
@@ -32,6 +34,9 @@ pub struct CertReport {
     pub certificate: PathBuf,
     /// The private key file (PKCS#8 PEM, owner only).
     pub private_key: PathBuf,
+    /// With `--export-pfx`: the PKCS#12 file written (owner only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exported_pfx: Option<PathBuf>,
 }
 
 impl CertReport {
@@ -42,6 +47,7 @@ impl CertReport {
             info,
             certificate: files.cert.clone(),
             private_key: files.key.clone(),
+            exported_pfx: None,
         }
     }
 }
@@ -64,7 +70,11 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
         refuse_if_absent(&dir, &files)?;
         cert::load(&dir, SystemTime::now())?
     };
-    let report = CertReport::new(cert::describe(&signer.cert)?, &files);
+    let mut report = CertReport::new(cert::describe(&signer.cert)?, &files);
+    if let Some(file) = &opts.export_pfx {
+        export_pfx(&signer, file)?;
+        report.exported_pfx = Some(file.clone());
+    }
     if opts.json {
         let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
         println!("{text}");
@@ -84,6 +94,41 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
     println!(
         "on the test machine (admin): certutil -addstore Root {CERT_FILE} && certutil -addstore TrustedPublisher {CERT_FILE}"
     );
+    if let Some(file) = &report.exported_pfx {
+        println!(
+            "exported          {} (PKCS#12, owner only): on Windows `certutil -importPFX {}` \
+             or `signtool sign /f {} /p <password> /fd sha256 ...`",
+            file.display(),
+            file.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the PFX of `signer` to `file` (mode 0600, through a temporary file), its password
+/// from XTASK_PFX_PASSWORD or typed twice.
+fn export_pfx(signer: &driver_package::pkcs7::Signer, file: &Path) -> Result<()> {
+    let password = crate::commands::sign::pfx_password(file, true)?;
+    write_pfx(signer, file, &password)?;
+    eprintln!(
+        "  exported the test certificate and its key to {}",
+        file.display()
+    );
+    Ok(())
+}
+
+/// The PFX of `signer` under `password` (not empty) written to `file`, owner only.
+fn write_pfx(signer: &driver_package::pkcs7::Signer, file: &Path, password: &str) -> Result<()> {
+    if password.is_empty() {
+        bail!(
+            "refusing to export the private key to {} without a password: set {} or type one",
+            file.display(),
+            crate::commands::sign::PASSWORD_ENV
+        );
+    }
+    let der = driver_package::pfx::write(signer, password)?;
+    driver_package::files::write_atomic_private(file, &der)?;
     Ok(())
 }
 
@@ -121,12 +166,38 @@ mod tests {
     fn docs_reports_cert_md_names_every_field_of_the_report() {
         let signer = crate::commands::sign::tests::test_signer();
         let files = CertFiles::in_dir(Path::new("/certs"));
-        let report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let mut report = CertReport::new(cert::describe(&signer.cert).unwrap(), &files);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+        report.exported_pfx = Some("/tmp/me.pfx".into());
         let v = serde_json::to_value(&report).unwrap();
         let doc = include_str!("../../../docs/reports/cert.md");
         let missing = crate::commands::package::tests::undocumented(&v, doc);
         assert_eq!(missing, Vec::<String>::new());
-        assert_eq!(v.as_object().unwrap().len(), 9, "{v}");
+        assert_eq!(v.as_object().unwrap().len(), 10, "{v}");
+    }
+
+    #[test]
+    fn the_exported_pfx_is_owner_only_and_reads_back_with_its_password() {
+        let signer = crate::commands::sign::tests::test_signer();
+        let dir = crate::commands::sign::tests::scratch("export-pfx");
+        let file = dir.join("me.pfx");
+        write_pfx(&signer, &file, "pw").unwrap();
+        let back =
+            driver_package::pfx::read(&std::fs::read(&file).unwrap(), "pw", "me.pfx").unwrap();
+        assert_eq!(back.signer.cert, signer.cert);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let e = write_pfx(&signer, &dir.join("none.pfx"), "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without a password"), "{e}");
+        assert!(!dir.join("none.pfx").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -136,6 +207,7 @@ mod tests {
             new: false,
             json: false,
             cert_dir: Some(dir.clone()),
+            export_pfx: None,
         })
         .unwrap_err()
         .to_string();

@@ -101,6 +101,9 @@ pub(crate) struct Options {
     pub dump_limit: u64,
     /// `--kdnet HOST:PORT`.
     pub kdnet: Option<crate::deploy::kdnet::Kdnet>,
+    /// `--pfx`, or `--key` and `--cert`: the packages signed with your own certificate (the
+    /// plan trusts the package's certificate as it trusts the test one).
+    pub own: Option<crate::commands::sign::OwnCert>,
 }
 
 /// One step of a deployment to the emulated kernel.
@@ -170,6 +173,8 @@ fn run_emu(ws: &Workspace, args: &Options) -> Result<()> {
                         arches: vec![Arch::X64],
                         profile: args.profile,
                         cert_dir: None,
+                        own: args.own.clone(),
+                        submission: false,
                         json: false,
                     },
                 )?;
@@ -357,6 +362,8 @@ fn run_vms(ws: &Workspace, args: &Options, targets: &[&Target]) -> Result<()> {
             arches: vec![args.arch],
             profile: args.profile,
             cert_dir: None,
+            own: args.own.clone(),
+            submission: false,
             json: false,
         },
     )?;

@@ -27,7 +27,8 @@ use crate::base::error::{Context, Error, Result, bail};
 use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::process::elapsed;
 use crate::base::workspace::{Driver, Workspace};
-use crate::commands::sign;
+use crate::commands::sign::{self, OwnCert};
+use submission::SubmissionEntry;
 
 /// `cargo xtask package`.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +41,10 @@ pub(crate) struct Options {
     pub profile: Profile,
     /// `--cert-dir`.
     pub cert_dir: Option<PathBuf>,
+    /// `--pfx`, or `--key` and `--cert`.
+    pub own: Option<OwnCert>,
+    /// `--submission`: also the attestation-signing CAB per architecture.
+    pub submission: bool,
     /// `--json`.
     pub json: bool,
 }
@@ -64,6 +69,9 @@ pub struct PackageReport {
     pub schema: u32,
     /// One entry per driver and architecture, in the order they were made.
     pub packages: Vec<PackageEntry>,
+    /// With `--submission`: one CAB per architecture.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub submissions: Vec<SubmissionEntry>,
 }
 
 /// One package of a [`PackageReport`].
@@ -109,6 +117,7 @@ impl PackageReport {
         Self {
             schema: 1,
             packages,
+            submissions: Vec::new(),
         }
     }
 }
@@ -116,18 +125,36 @@ impl PackageReport {
 /// The `package` command.
 pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let drivers = ws.select(&opts.packages)?;
-    let signer = sign::signer(opts.cert_dir.as_deref())?;
+    let signer = sign::load_signer(opts.cert_dir.as_deref(), opts.own.as_ref())?;
     let made = package(ws, &drivers, &opts.arches, opts.profile, &signer)?;
     let failed = made.iter().filter(|p| p.result.is_err()).count();
+    let mut report = PackageReport::new(&made);
+    if opts.submission && failed == 0 {
+        let time = pkg::build_time()?;
+        for &arch in &opts.arches {
+            report.submissions.push(submission::write_cab(
+                ws,
+                &submission::made_for(&made, arch),
+                arch,
+                opts.profile,
+                time,
+            )?);
+        }
+    }
     if opts.json {
-        let text = serde_json::to_string_pretty(&PackageReport::new(&made))
-            .context("encoding the report")?;
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
         println!("{text}");
     }
     if failed > 0 {
         bail!(
-            "package: {failed} of {} package(s) failed (see above); previous packages were left as they were",
-            made.len()
+            "package: {failed} of {} package(s) failed (see above); previous packages were left as \
+             they were{}",
+            made.len(),
+            if opts.submission {
+                ", and no submission CAB was written"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -236,5 +263,6 @@ fn package_one(
     Ok((dest, package.manifest))
 }
 
+pub mod submission;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -29,6 +29,8 @@ pub(crate) struct Options {
     pub profile: Profile,
     /// `--cert-dir`.
     pub cert_dir: Option<PathBuf>,
+    /// `--pfx`, or `--key` and `--cert`: your own certificate instead of the test certificate.
+    pub own: Option<OwnCert>,
     /// Explicit images to sign instead of the placed ones.
     pub files: Vec<PathBuf>,
 }
@@ -36,6 +38,87 @@ pub(crate) struct Options {
 /// The test signer for `--cert-dir` (or its defaults), created on first use.
 pub fn signer(cert_dir: Option<&Path>) -> Result<Signer> {
     Ok(cert::signer(cert_dir)?)
+}
+
+/// Your own certificate: `--pfx FILE`, or `--key KEY.pem --cert CERT.pem`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnCert {
+    /// A PKCS#12 file; its password from [`PASSWORD_ENV`] or the terminal.
+    Pfx(PathBuf),
+    /// A PEM private key and its certificate.
+    Pem {
+        /// `--key`.
+        key: PathBuf,
+        /// `--cert`.
+        cert: PathBuf,
+    },
+}
+
+/// The variable that holds a PFX's password (the command line never does).
+pub const PASSWORD_ENV: &str = "XTASK_PFX_PASSWORD";
+
+/// The signer: `own` when given (checked: valid now, code signing, key permissions), else the
+/// test certificate of `cert_dir`.
+pub fn load_signer(cert_dir: Option<&Path>, own: Option<&OwnCert>) -> Result<Signer> {
+    let now = std::time::SystemTime::now();
+    let signer = match own {
+        None => return signer(cert_dir),
+        Some(OwnCert::Pfx(file)) => {
+            let password = pfx_password(file, false)?;
+            driver_package::own::from_pfx(file, &password, now)?
+        }
+        Some(OwnCert::Pem { key, cert }) => driver_package::own::from_pem(key, cert, now)?,
+    };
+    let info = cert::describe(&signer.cert)?;
+    eprintln!(
+        "  signing with your certificate {} (SHA-1 {}, valid to {})",
+        info.subject, info.thumbprint_sha1, info.not_after
+    );
+    Ok(signer)
+}
+
+/// The password of the PFX `file`: [`PASSWORD_ENV`], else typed on the terminal (twice with
+/// `confirm`, for a file about to be written). No terminal and no variable is an error.
+pub fn pfx_password(file: &Path, confirm: bool) -> Result<String> {
+    use std::io::IsTerminal as _;
+    password_from(
+        std::env::var_os(PASSWORD_ENV),
+        std::io::stdin().is_terminal(),
+        file,
+        confirm,
+        |prompt| {
+            rpassword::prompt_password(prompt)
+                .map_err(|e| Error::new(format!("reading the password from the terminal: {e}")))
+        },
+    )
+}
+
+fn password_from(
+    var: Option<std::ffi::OsString>,
+    terminal: bool,
+    file: &Path,
+    confirm: bool,
+    mut prompt: impl FnMut(&str) -> Result<String>,
+) -> Result<String> {
+    let shown = file.display();
+    if let Some(v) = var {
+        return v.into_string().map_err(|_| {
+            Error::new(format!(
+                "{PASSWORD_ENV} is not valid UTF-8: a PFX password is text; set it again"
+            ))
+        });
+    }
+    if !terminal {
+        bail!(
+            "no password for the PFX {shown}: set {PASSWORD_ENV} (e.g. from your CI's secret \
+             store), or run on a terminal to type it; it is never taken on the command line"
+        );
+    }
+    let password = prompt(&format!("password of {shown}: "))?;
+    if confirm && prompt(&format!("password of {shown} again: "))? != password {
+        bail!("the two passwords typed for {shown} differ: nothing was written; try again");
+    }
+    Ok(password)
 }
 
 /// `bytes` (an image for `arch`) signed, after checking it is a driver image: it must pass the
@@ -92,7 +175,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     } else {
         opts.files.iter().map(|f| (f.clone(), None)).collect()
     };
-    let signer = signer(opts.cert_dir.as_deref())?;
+    let signer = load_signer(opts.cert_dir.as_deref(), opts.own.as_ref())?;
     let mut failed = 0;
     for (path, arch) in &targets {
         let shown = display_path(path, &ws.root);
@@ -178,6 +261,37 @@ pub(crate) mod tests {
                 .is_empty()
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_password_comes_from_the_variable_else_the_terminal_never_from_nowhere() {
+        let file = Path::new("me.pfx");
+        let never = |_: &str| -> Result<String> { panic!("no prompt expected") };
+        let got = password_from(Some("s3cret".into()), false, file, true, never).unwrap();
+        assert_eq!(got, "s3cret");
+        let e = password_from(None, false, file, false, never)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no password for the PFX me.pfx") && e.contains(PASSWORD_ENV),
+            "{e}"
+        );
+        let mut typed = vec!["one".to_owned(), "two".to_owned()].into_iter();
+        let e = password_from(None, true, file, true, |_| Ok(typed.next().unwrap()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("differ"), "{e}");
+        let mut prompts = Vec::new();
+        let got = password_from(None, true, file, true, |p| {
+            prompts.push(p.to_owned());
+            Ok("same".to_owned())
+        })
+        .unwrap();
+        assert_eq!(got, "same");
+        assert_eq!(
+            prompts,
+            ["password of me.pfx: ", "password of me.pfx again: "]
+        );
     }
 
     #[test]

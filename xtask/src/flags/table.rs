@@ -148,6 +148,34 @@ const CERT_DIR: Opt = Opt {
     default: None,
     help: "the folder of the test key and certificate (see cert --help)",
 };
+const PFX: Opt = Opt {
+    long: "--pfx",
+    short: None,
+    placeholder: Some("FILE"),
+    values: Values::File,
+    repeat: false,
+    default: None,
+    help: "sign with the certificate and key of this PKCS#12 file, not the test certificate\n\
+           (password: XTASK_PFX_PASSWORD, else a prompt on the terminal)",
+};
+const KEY: Opt = Opt {
+    long: "--key",
+    short: None,
+    placeholder: Some("KEY.pem"),
+    values: Values::File,
+    repeat: false,
+    default: None,
+    help: "sign with this RSA private key (PEM, not encrypted, chmod 600); with --cert",
+};
+const CERT: Opt = Opt {
+    long: "--cert",
+    short: None,
+    placeholder: Some("CERT.pem"),
+    values: Values::File,
+    repeat: false,
+    default: None,
+    help: "the certificate of --key (PEM or DER)",
+};
 const fn flag(long: &'static str, help: &'static str) -> Opt {
     Opt {
         long,
@@ -219,13 +247,16 @@ Exits non-zero if any image breaks a rule.",
         name: "cert",
         summary: "show or create the test-signing certificate (kept outside the repository)",
         title: "show or create the test-signing certificate",
-        usage: &["cert [--show | --new] [--cert-dir DIR] [--json]"],
+        usage: &["cert [--show | --new] [--cert-dir DIR] [--export-pfx FILE] [--json]"],
         about: "\
 The certificate (RSA 2048, code signing, self-signed, subject \"Windows Callback Driver Samples Test
 Signing - not for production\") and its private key live outside the repository, in DIR:
 --cert-dir, else $XTASK_CERT_DIR, else $XDG_CONFIG_HOME/windows-callback-drivers, else
 ~/.config/windows-callback-drivers. The key file must be readable by its owner only (chmod 600).
-`sign` and `package` create the certificate on first use; packages carry only its .cer.",
+`sign` and `package` create the certificate on first use; packages carry only its .cer.
+--export-pfx FILE writes the certificate and its key as a PKCS#12 file for Windows' tools
+(certutil -importPFX, signtool /f): AES-256 and a SHA-256 MAC, the password from
+XTASK_PFX_PASSWORD or typed twice on the terminal (never on the command line), the file mode 0600.",
         options: &[
             flag(
                 "--show",
@@ -239,6 +270,15 @@ Signing - not for production\") and its private key live outside the repository,
                 help: "the folder of the key and certificate",
                 ..CERT_DIR
             },
+            Opt {
+                long: "--export-pfx",
+                short: None,
+                placeholder: Some("FILE"),
+                values: Values::File,
+                repeat: false,
+                default: None,
+                help: "also write the certificate and its key to FILE as PKCS#12 (.pfx)",
+            },
             JSON,
         ],
         positional: None,
@@ -248,14 +288,16 @@ Signing - not for production\") and its private key live outside the repository,
         summary: "embed an Authenticode signature by the test certificate in placed (or given) images",
         title: "embed a SHA-256 Authenticode signature by the test certificate",
         usage: &[
-            "sign [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR]",
-            "sign [--cert-dir DIR] FILE...",
+            "sign [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR | --pfx FILE | --key KEY.pem --cert CERT.pem]",
+            "sign [--cert-dir DIR | --pfx FILE | --key KEY.pem --cert CERT.pem] FILE...",
         ],
         about: "\
 Signs the placed images target/drivers/<arch>/<profile>/NAME/NAME.sys (build first), or the given
 FILEs, in place. An existing signature is replaced. Only images that pass the lint are signed;
-anything else is refused and left unchanged. The certificate is created on first use (see cert).",
-        options: &[RELEASE_IMAGES, PACKAGE, ARCH, CERT_DIR],
+anything else is refused and left unchanged. The certificate is created on first use (see cert).
+--pfx FILE, or --key and --cert, sign with your own code-signing certificate instead; it must be
+valid now and carry the Code Signing extended key usage.",
+        options: &[RELEASE_IMAGES, PACKAGE, ARCH, CERT_DIR, PFX, KEY, CERT],
         positional: Some(Positional {
             values: Values::File,
         }),
@@ -265,7 +307,7 @@ anything else is refused and left unchanged. The certificate is created on first
         summary: "signed image + INF + signed catalog + certificate, under target/packages/",
         title: "driver packages for Windows: signed image, INF, signed catalog, certificate",
         usage: &[
-            "package [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR] [--json]",
+            "package [--release] [-p NAME]... [--arch x64|arm64|all] [--cert-dir DIR | --pfx FILE | --key KEY.pem --cert CERT.pem] [--submission] [--json]",
         ],
         about: "\
 For each driver and architecture, from the placed image (build first) and the driver's NAME.inx,
@@ -274,12 +316,23 @@ from the date and Cargo.toml's version, the architecture decoration), NAME.cat (
 .sys and the .inf, signed), NAME.pdb, the test certificate's .cer and manifest.json (hashes,
 versions, signer thumbprint). The .inx is checked first (each problem with its line); a package is
 assembled aside and renamed into place, so a failure leaves the previous one intact.
-SOURCE_DATE_EPOCH, when set, replaces the current time in DriverVer and the catalog.",
+SOURCE_DATE_EPOCH, when set, replaces the current time in DriverVer and the catalog.
+--pfx FILE, or --key and --cert, sign with your own certificate (its .cer goes in the package).
+--submission also writes, per architecture, target/submission/<arch>/<profile>/drivers.cab: the
+CAB Microsoft's attestation signing takes (a folder per driver with its .sys, .inf, .cat and .pdb);
+sign it with your EV certificate and upload it (README: Attestation signing).",
         options: &[
             RELEASE,
             PACKAGE,
             ARCH,
             CERT_DIR,
+            PFX,
+            KEY,
+            CERT,
+            flag(
+                "--submission",
+                "also write the attestation-signing CAB of the packages, per architecture",
+            ),
             Opt {
                 help: "print the manifests as one JSON document",
                 ..JSON
@@ -447,6 +500,9 @@ target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).
                 "set up network kernel debugging to HOST:PORT (restarts the VM);\n\
                  the report gives the key and the WinDbg command",
             ),
+            PFX,
+            KEY,
+            CERT,
         ],
         positional: None,
     },

@@ -597,3 +597,47 @@ fn deploy_verifier_dump_and_kdnet_options() {
     assert!(err("deploy --target ssh://a@b --verifier=").contains("--verifier= needs a value"));
     assert!(help_of("deploy").contains("--verifier [FLAGS]"));
 }
+
+#[test]
+fn your_own_certificate_is_a_pfx_or_a_key_and_certificate_pair() {
+    use crate::commands::sign::OwnCert;
+    let Command::Sign(signed) = parse_str("sign --pfx me.pfx a.sys").unwrap() else {
+        panic!()
+    };
+    assert_eq!(signed.own, Some(OwnCert::Pfx("me.pfx".into())));
+    let Command::Package(packaged) =
+        parse_str("package --key k.pem --cert c.pem --submission").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        packaged.own,
+        Some(OwnCert::Pem {
+            key: "k.pem".into(),
+            cert: "c.pem".into()
+        })
+    );
+    assert!(packaged.submission);
+    let Command::Deploy(deployed) = parse_str("deploy --pfx me.pfx --dry-run").unwrap() else {
+        panic!()
+    };
+    assert_eq!(deployed.own, Some(OwnCert::Pfx("me.pfx".into())));
+    let Command::Cert(certs) = parse_str("cert --export-pfx out.pfx").unwrap() else {
+        panic!()
+    };
+    assert_eq!(certs.export_pfx, Some("out.pfx".into()));
+    for (line, says) in [
+        ("sign --pfx a.pfx --key k.pem --cert c.pem", "not both"),
+        ("package --key k.pem", "--key needs --cert"),
+        ("package --cert c.pem", "--cert needs --key"),
+        (
+            "sign --pfx a.pfx --cert-dir /k",
+            "--cert-dir is the test certificate's folder",
+        ),
+        // Never a password on the command line.
+        ("sign --pfx a.pfx --password x", "--password"),
+    ] {
+        let e = parse_str(line).err().unwrap().to_string();
+        assert!(e.contains(says), "{line}: {e}");
+    }
+}

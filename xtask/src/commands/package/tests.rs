@@ -204,7 +204,17 @@ fn docs_reports_package_md_names_every_field_of_the_report_and_the_manifest() {
             result: Err(Error::new("no built image")),
         },
     ];
-    let report = serde_json::to_value(PackageReport::new(&made)).unwrap();
+    let mut report = PackageReport::new(&made);
+    let for_cab = submission::made_for(&made, Arch::X64);
+    assert_eq!(for_cab.len(), 1, "the failed arm64 package is not in a CAB");
+    report.submissions.push(
+        submission::write_cab(&ws, &for_cab, Arch::X64, Profile::Debug, SystemTime::now()).unwrap(),
+    );
+    let report = serde_json::to_value(report).unwrap();
+    assert_eq!(
+        report["submissions"][0]["files"][0]["name"], "d\\d.sys",
+        "{report}"
+    );
     let doc = include_str!("../../../../docs/reports/package.md");
     assert_eq!(undocumented(&report, doc), Vec::<String>::new());
     // The check itself: a field the document does not name is reported.

@@ -32,6 +32,7 @@ mod emulated;
 pub(crate) mod fixtures;
 pub(crate) mod gate;
 pub(crate) mod mutations;
+mod own_cert;
 pub(crate) mod scratch;
 mod summary;
 mod templates;
@@ -457,6 +458,16 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
                     continue;
                 }
             };
+            let for_cab = package::submission::made_for(&made, arch);
+            if !for_cab.is_empty() {
+                own_cert::submission_cab(ws, &for_cab, arch, profile, &scratch, t);
+            }
+            if let (Ok(program), Some((driver, dir))) = (&osslsigncode, for_cab.first())
+                && arch == Arch::X64
+                && profile == Profile::Debug
+            {
+                own_cert::user_certificate(ws, (driver, dir), arch, program, &pem, &scratch, t);
+            }
             for p in made {
                 let what = format!("package {} ({arch}, {profile})", p.driver);
                 let dir = match p.result {
@@ -491,5 +502,6 @@ fn package_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built], t: &mut T
             }
         }
     }
+    own_cert::exported_pfx(&signer, &scratch, t);
     emulated::emulate_signed(ws, &harness, &to_emulate, t);
 }
