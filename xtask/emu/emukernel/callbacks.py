@@ -189,6 +189,7 @@ class ExCallbacks:
             return 0
         handle = self.m.alloc(0x30, 'CallbackRegistration')
         reg = Registration(handle, obj, function, context)
+        self.m.events.name(function, '%s callback' % obj.name.rsplit('\\', 1)[-1], 'callback objects')
         obj.registrations.append(reg)
         self.registrations[handle] = reg
         self._watch_entry(function)

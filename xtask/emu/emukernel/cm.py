@@ -253,6 +253,7 @@ class Registry:
         self.next_cookie += 0x10
         self.m.write_u64(cookie_ptr, cookie)
         self.registrations[cookie] = Registration(cookie, function, context, altitude)
+        self.m.events.name(function, 'RegistryCallback', 'configuration manager')
         return STATUS_SUCCESS
 
     def unregister(self, argv, orig):

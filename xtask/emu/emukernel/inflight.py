@@ -184,6 +184,7 @@ class InFlight:
         order.switch_to(flight.hooks.get('locks', ()))
         flight.saved = (self.m.phase, self.m.irql)
         self.m.phase = flight.label
+        self.m.events.flight('callback', flight)
         flight.hook('start')
         uc = self._uc()
         self._hook = uc.hook_add(UC_HOOK_CODE, self._step, None, self.m.image_base, self.m.image_end - 1)
@@ -214,6 +215,7 @@ class InFlight:
         flight.regs = self._save()
         flight.paused_at = where
         flight.state = 'paused'
+        self.m.events.flight('suspend', flight)
         self.current = None
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):
@@ -315,6 +317,7 @@ class InFlight:
         flight.return_to = (self._save(), back_pc)
         flight.resumed_at = when
         flight.state = 'resumed'
+        self.m.events.flight('resume', flight)
         self.current = flight
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):

@@ -233,6 +233,7 @@ class PnpNotifications:
         reg = Registration(entry, category, flags, class_guid, data if category == TARGET_DEVICE else 0,
                            function, context)
         self.registrations[entry] = reg
+        self.m.events.name(function, 'PnP callback', 'PnP manager')
         self.references_taken += 1
         self.m.write_u64(out, entry)
         self._watch_entry(function)

@@ -283,6 +283,7 @@ class Wdf:
             return status
         self.driver = self.m.alloc(0x40, 'WDFDRIVER')
         self.evt_unload = evt_unload
+        self.m.events.name(evt_unload, 'EvtDriverUnload', 'KMDF')
         if out:
             self.m.write_u64(out, self.driver)
         # The globals: Driver, DriverFlags, DisplaceDriverUnload (fxdriverapi.cpp).

@@ -495,6 +495,8 @@ class Wfp:
             return status
         callout_id = self.m.read_u32(call[2])
         reg = Registration(callout_id, key, flags, classify, notify, delete, dev)
+        for fn, what in ((classify, 'classifyFn'), (notify, 'notifyFn'), (delete, 'flowDeleteFn')):
+            self.m.events.name(fn, what, 'filter engine')
         self.registrations[callout_id] = reg
         dev.on_delete.append(self._device_deleted)
         return status
@@ -904,12 +906,14 @@ class Wfp:
                                  write_right, preset)
             self.m.phase = label
             self._area_active = True
+            self.m.events.enter(reg.classify, self.m.irql)
             self._enter()
 
         def after():
             i = state['i']
             reg, label = items[i][1], items[i][-1]
             self._leave(label, reg, 'classify')
+            self.m.events.leave()
             self._area_active = False
             out = area + 0x370
             action, = struct.unpack('<I', self.m.read(out, 4))
