@@ -97,6 +97,7 @@ class Events:
         self.names = {}     # address of driver code -> (name, kernel component that calls it)
         self.stack = []     # the driver routines the kernel called, innermost last: (name, cpu)
         self.stage = None
+        self.parked = 0     # races whose call is suspended in flight (it races nothing meanwhile)
 
     def name(self, address, name, component):
         """A model names driver code it will call (a registered callback), by what it is."""
@@ -113,7 +114,7 @@ class Events:
     def _where(self):
         flights = getattr(self.m, 'in_flight', None)
         current = getattr(flights, 'current', None)
-        if current is not None:
+        if current is not None and len(self.stack) <= getattr(current, 'event_depth', 0):
             return getattr(current, 'name', 'a driver routine'), 'another'
         if self.stack:
             return self.stack[-1]
@@ -155,7 +156,8 @@ class Events:
 
     def _racing(self):
         racing = getattr(self.m, 'racing', None)
-        return any(state == 'running' for _label, state in getattr(racing, 'races', ()))
+        running = sum(state == 'running' for _label, state in getattr(racing, 'races', ()))
+        return running > self.parked
 
     def enter(self, address, irql, cpu=None, name=None):
         """The kernel calls driver code at `address`; `leave` when it returns."""
@@ -173,11 +175,36 @@ class Events:
             self.stack.pop()
 
     def flight(self, kind, flight):
-        """inflight.py: a call on another processor started, was suspended, resumed."""
-        known = self.names.get(flight.function)
-        flight.name = known[0] if known else 'a driver routine'
-        event = {'kind': kind, 'callback': flight.name, 'cpu': 'another'}
+        """inflight.py: a call on another processor started, was suspended, resumed, ended. The
+        driver routines it is inside travel with it: off the stack while it is suspended."""
         if kind == 'callback':
+            flight.event_depth = len(self.stack)
+            flight.event_stack = []
+            known = self.names.get(flight.function)
+            flight.name = known[0] if known else 'a driver routine'
+            if not self.m.in_image(flight.function):
+                return  # a harness sequence: the driver routines it calls are recorded as entered
+            self.stack.append((flight.name, 'another'))
+        elif kind == 'suspend':
+            flight.event_stack = self.stack[flight.event_depth:]
+            del self.stack[flight.event_depth:]
+            self.parked += 1
+            if flight.event_stack:
+                flight.name = flight.event_stack[-1][0]
+        elif kind == 'resume':
+            flight.event_depth = len(self.stack)
+            self.stack.extend(flight.event_stack)
+            self.parked -= 1
+        elif kind == 'end':
+            del self.stack[flight.event_depth:]
+            return
+        event = {'kind': kind, 'callback': flight.name, 'cpu': 'another'}
+        if kind == 'suspend':
+            event['where'] = ('in the driver\'s barrier' if 'barrier' in (flight.paused_at or '')
+                              else 'before touching driver pool')
+        elif kind == 'resume':
+            event['when'] = flight.resumed_at or ''
+        elif kind == 'callback':
             event['component'] = known[1] if known else 'kernel'
             event['irql'] = irql_name(flight.irql)
         self._add(event)
@@ -203,17 +230,27 @@ def fold(items):
     out = []
     i = 0
     n = len(items)
-    while i < n:
-        best = (1, 1)  # (count, unit)
+
+    def best(i):
+        found = (1, 1)  # (count, unit)
         for unit in range(1, MAX_UNIT + 1):
             if i + 2 * unit > n:
                 break
             count = 1
             while items[i + count * unit:i + (count + 1) * unit] == items[i:i + unit]:
                 count += 1
-            if count > 1 and (count - 1) * unit > (best[0] - 1) * best[1]:
-                best = (count, unit)
-        count, unit = best
+            if count > 1 and (count - 1) * unit > (found[0] - 1) * found[1]:
+                found = (count, unit)
+        return found
+
+    def saving(found):
+        return (found[0] - 1) * found[1]
+
+    while i < n:
+        count, unit = best(i)
+        # A longer fold starting a little later wins: `a a (a b)x1000` is not `(a)x3 b (a b)x999`.
+        if any(saving(best(j)) > saving((count, unit)) for j in range(i + 1, min(n, i + MAX_UNIT + 1))):
+            count = 1
         if count > 1:
             out.append({'kind': 'repeat', 'count': count, 'events': fold(items[i:i + unit])})
             i += count * unit

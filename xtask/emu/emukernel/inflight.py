@@ -157,6 +157,7 @@ class InFlight:
     def sequence(self, calls, before, after):
         """A routine (harness code) that calls each `(function, [up to 4 arguments])` in turn and
         returns; `before(i)` / `after(i)` run just before and after the i-th call."""
+        before, after = self.m._recorded(calls, before, after)
         code = bytearray(b'\x48\x83\xec\x28')                            # sub rsp, 0x28
         marks = []
         for i, (function, args) in enumerate(calls):
@@ -197,6 +198,7 @@ class InFlight:
         self._unhook()
         flight.state = 'done'
         self.current = None
+        self.m.events.flight('end', flight)
         flight.hook('end')
         self.m.phase, self.m.irql = flight.saved
         lockorder.of(self.m).switch_back()

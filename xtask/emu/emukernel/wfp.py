@@ -803,7 +803,15 @@ class Wfp:
         self.m.write(slot, struct.pack('<QQQQQQ', a[0], a[1], a[2], function,
                                        self.m.se.emu.get_ret_address(), STATUS_SUCCESS))
         self._slot_busy = True
-        self._slot_calls = (before, after)
+
+        def recorded_before():
+            before()
+            self.m.events.enter(function, self.m.irql)
+
+        def recorded_after():
+            self.m.events.leave()
+            after()
+        self._slot_calls = (recorded_before, recorded_after)
         self.m.se.emu.set_ret_address(base)
 
     def _make_slot(self):

@@ -38,6 +38,9 @@ class EventsTest(unittest.TestCase):
         folded = fold([c] + [a, b] * 1000 + [c])
         self.assertEqual(folded, [c, {'kind': 'repeat', 'count': 1000, 'events': [a, b]}, c])
         self.assertEqual(fold([a, b, c]), [a, b, c], 'nothing repeats: nothing folds')
+        folded = fold([a, a] + [a, b] * 1000)
+        self.assertEqual(folded, [a, a, {'kind': 'repeat', 'count': 1000, 'events': [a, b]}],
+                         'the longer fold wins over a short one just before it')
 
     def test_the_list_is_capped_with_the_verdict_kept(self):
         m = FakeMachine()

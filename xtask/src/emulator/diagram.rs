@@ -162,12 +162,9 @@ impl Drawing {
             "suspend" | "resume" => {
                 let a = self.side(ANOTHER);
                 let text = if s(e, "kind") == "suspend" {
-                    format!(
-                        "{} paused in flight (inside the barrier or before touching pool), the unregistration returns",
-                        s(e, "callback")
-                    )
+                    format!("{} paused {}", s(e, "callback"), s(e, "where"))
                 } else {
-                    format!("{} resumes while the driver waits", s(e, "callback"))
+                    format!("{} resumes {}", s(e, "callback"), s(e, "when"))
                 };
                 self.line(depth, format!("Note over {a}: {}", clean(&text)));
             }
