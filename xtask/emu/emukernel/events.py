@@ -97,6 +97,7 @@ class Events:
         self.names = {}     # address of driver code -> (name, kernel component that calls it)
         self.stack = []     # the driver routines the kernel called, innermost last: (name, cpu)
         self.stage = None
+        self.next_cpu = None  # a model's word on where the next callback runs (see enter)
         self.parked = 0     # races whose call is suspended in flight (it races nothing meanwhile)
 
     def name(self, address, name, component):
@@ -165,7 +166,10 @@ class Events:
         if name is None:
             name = known[0] if known else 'a driver routine'
         component = known[1] if known else ('I/O manager' if name == 'DriverUnload' else 'kernel')
-        cpu = cpu or ('another' if self._racing() else 'this')
+        # Another processor when a race is on, or when the model says so (`next_cpu`: a flow that
+        # ended on another processor).
+        cpu = cpu or self.next_cpu or ('another' if self._racing() else 'this')
+        self.next_cpu = None
         self.stack.append((name, cpu))
         self._add({'kind': 'callback', 'callback': name, 'component': component, 'cpu': cpu,
                    'irql': irql_name(irql)})

@@ -740,6 +740,7 @@ class Wfp:
             def before(i):
                 order.switch_to([FLOW_LOCK])
                 self._before_delete(ended)
+                self.m.events.next_cpu = 'another'
 
             def after(i):
                 self._after_delete(ended, reg, flow, None)
