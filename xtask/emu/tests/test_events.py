@@ -14,6 +14,58 @@ class FakeMachine:
     phase = 'DriverEntry'
     irql = 0
 
+    def in_image(self, address):
+        return address >= 0x1000
+
+
+class Record:
+    def __init__(self, routine, ret, note=''):
+        self.routine, self.ret, self.note = routine, ret, note
+
+
+class Flight:
+    function = 0x2000
+    irql = 2
+    paused_at = "inside the driver's barrier"
+    resumed_at = 'when the driver waited (KeWaitForSingleObject)'
+
+
+def every_kind():
+    """An event list with every kind and every field events.py writes."""
+    m = FakeMachine()
+    ev = events.Events(m)
+    ev.name(0x2000, 'classifyFn', 'filter engine')
+    ev.driver_entry()
+    ev.returned(ev.call(Record('ntoskrnl.CmRegisterCallbackEx', 0)), Record('x.CmRegisterCallbackEx', 0))
+    ev.returned(None, Record('ntoskrnl.ExAllocatePoolWithTag', 0), injected='NULL')
+    ev.returned(ev.call(Record('ntoskrnl.ZwClose', 0)), Record('ntoskrnl.ZwClose', 0, note='bugcheck'))
+    ev.driver_entry_returned(0)
+    m.stage = 'DriverUnload'
+    ev.enter(0x2000, 2)
+    ev.leave()
+    flight = Flight()
+    for kind in ('callback', 'suspend', 'resume', 'end'):
+        ev.flight(kind, flight)
+    ev._add({'kind': 'call', 'x': 1})
+    ev._add({'kind': 'call', 'x': 1})
+    out, _dropped = ev.finish([{'check': 'c', 'ok': True, 'detail': ''}], {'kind': 'deadlock'})
+    return out
+
+
+def documented():
+    """REPORT.md's event table: {kind: {fields}}."""
+    path = os.path.join(os.path.dirname(__file__), '..', 'REPORT.md')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    table = text.split('## The event list', 1)[1].split('\n## ', 1)[0]
+    out = {}
+    for line in table.splitlines():
+        cells = line.split(' | ')
+        if line.startswith('| `') and len(cells) >= 3:
+            kind = cells[0].strip('| `')
+            out[kind] = {c.strip('`') for c in cells[1].split(', ')}
+    return out
+
 
 class EventsTest(unittest.TestCase):
     def test_the_lesson_is_kept_and_the_noise_left_out(self):
@@ -32,6 +84,21 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(status_text('ntoskrnl.ExRegisterCallback', 0xFFFF800012340000), 'handle')
         self.assertEqual(status_text('ntoskrnl.ExRegisterCallback', 0), 'NULL')
         self.assertIsNone(status_text('ntoskrnl.ExUnregisterCallback', 0x1234))
+
+    def test_report_md_documents_every_kind_and_field(self):
+        docs = documented()
+        self.assertIn('repeat', docs)
+        seen = {}
+
+        def walk(items):
+            for e in items:
+                seen.setdefault(e['kind'], set()).update(k for k in e if k != 'kind')
+                walk(e.get('events', []) if e['kind'] == 'repeat' else [])
+        walk(every_kind())
+        for kind, fields in seen.items():
+            self.assertIn(kind, docs, 'event kind %r is not in REPORT.md' % kind)
+            self.assertLessEqual(fields - {'x'}, docs[kind], 'fields of %r not in REPORT.md' % kind)
+        self.assertLessEqual(set(docs), set(seen) | {'x'}, 'REPORT.md documents kinds never written')
 
     def test_a_thousand_flows_fold_into_one_entry(self):
         a, b, c = {'kind': 'call', 'routine': 'A'}, {'kind': 'callback', 'callback': 'B'}, {'kind': 'x'}

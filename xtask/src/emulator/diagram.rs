@@ -11,6 +11,11 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+/// The event kinds drawn (xtask/emu/REPORT.md, "The event list"; a test holds the two together).
+pub const KINDS: [&str; 9] = [
+    "stage", "call", "callback", "returned", "suspend", "resume", "stop", "audit", "repeat",
+];
+
 /// The participants, in the order they are declared when used: (id, name).
 const DRIVER: (&str, &str) = ("D", "Driver");
 const CALLBACKS: (&str, &str) = ("C", "Driver callbacks");
@@ -323,6 +328,28 @@ mod tests {
         assert!(d.contains("Note over D: audit: 11 of 12 checks passed\n    Note over D: ✗ no memory freed  under a callback\n"), "no `;` survives: {d}");
         assert!(d.contains("Note over D: 2 more events left out"));
         assert_eq!(d, render(&run()), "deterministic");
+    }
+
+    #[test]
+    fn every_documented_event_kind_is_drawn() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let page = std::fs::read_to_string(root.join("emu/REPORT.md")).unwrap();
+        let table = page.split("## The event list").nth(1).unwrap();
+        let table = table.split("\n## ").next().unwrap();
+        let documented: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        assert_eq!(
+            documented, KINDS,
+            "REPORT.md's event kinds and the ones drawn differ"
+        );
+        for kind in KINDS {
+            let sample = json!({"events": [{"kind": kind, "stage": "steps", "events": [{"kind": "stop"}], "count": 2}]});
+            let lines = render(&sample).lines().count();
+            assert!(lines > 3, "the kind `{kind}` draws nothing");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::base::workspace::Workspace;
 /// The files of the checker, as committed (xtask/mermaid/).
 const FILES: [&str; 3] = ["package.json", "package-lock.json", "parse.mjs"];
 
-/// A diagram that does not parse, as the line the test summary shows for it.
+/// A diagram Mermaid's parser must reject (the negative test): a message with no receiver.
 const BROKEN: &str = "sequenceDiagram\n    participant D as Driver\n    D->>: no receiver\n";
 
 /// Mermaid's parser, ready to run.
@@ -45,12 +45,9 @@ struct Output {
 /// # Errors
 /// Node and npm are there but the install failed (the message shows npm's output).
 pub fn prepare(ws: &Workspace) -> Result<std::result::Result<Parser, String>> {
-    let (Some(node), Some(npm)) = (find_on_path("node"), find_on_path("npm")) else {
-        return Ok(Err(
-            "Node.js and npm are not on PATH: install Node.js 18 or newer (with npm) \
-             to check the diagrams with Mermaid's parser"
-                .to_owned(),
-        ));
+    let (node, npm) = match programs(find_on_path("node"), find_on_path("npm")) {
+        Ok(found) => found,
+        Err(why) => return Ok(Err(why)),
     };
     let source = ws.root.join("xtask").join("mermaid");
     let dir = ws.layout.target_dir.join("mermaid");
@@ -84,6 +81,25 @@ pub fn prepare(ws: &Workspace) -> Result<std::result::Result<Parser, String>> {
         files::write_atomic(&stamp, &lock)?;
     }
     Ok(Ok(Parser { node, dir }))
+}
+
+/// Node and npm, or why the check is skipped.
+fn programs(
+    node: Option<PathBuf>,
+    npm: Option<PathBuf>,
+) -> std::result::Result<(PathBuf, PathBuf), String> {
+    match (node, npm) {
+        (Some(node), Some(npm)) => Ok((node, npm)),
+        (node, _) => Err(format!(
+            "{} not on PATH: install Node.js 18 or newer (with npm) to check the diagrams with \
+             Mermaid's parser",
+            if node.is_none() {
+                "Node.js is"
+            } else {
+                "npm is"
+            }
+        )),
+    }
 }
 
 impl Parser {
@@ -136,5 +152,22 @@ impl Parser {
             Some((_, Some(_))) => Ok(()),
             _ => bail!("Mermaid's parser accepted a broken diagram: it would let any diagram pass"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_node_or_npm_the_check_says_why_it_is_skipped() {
+        let why = programs(None, Some("npm".into())).unwrap_err();
+        assert!(
+            why.starts_with("Node.js is not on PATH: install Node.js"),
+            "{why}"
+        );
+        let why = programs(Some("node".into()), None).unwrap_err();
+        assert!(why.starts_with("npm is not on PATH"), "{why}");
+        assert!(programs(Some("node".into()), Some("npm".into())).is_ok());
     }
 }
