@@ -11,11 +11,6 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// The event kinds drawn (xtask/emu/REPORT.md, "The event list"; a test holds the two together).
-pub const KINDS: [&str; 9] = [
-    "stage", "call", "callback", "returned", "suspend", "resume", "stop", "audit", "repeat",
-];
-
 /// The participants, in the order they are declared when used: (id, name).
 const DRIVER: (&str, &str) = ("D", "Driver");
 const CALLBACKS: (&str, &str) = ("C", "Driver callbacks");
@@ -292,6 +287,11 @@ pub fn file_name(index: usize, run: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The event kinds `Drawing::event` draws (REPORT.md, "The event list", must list exactly these).
+    const KINDS: [&str; 9] = [
+        "stage", "call", "callback", "returned", "suspend", "resume", "stop", "audit", "repeat",
+    ];
 
     fn run() -> Value {
         json!({"name": "scenario", "events": [
