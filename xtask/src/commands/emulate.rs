@@ -14,6 +14,7 @@ use crate::emulator::emulate::{self as emulator, DriverRun, Outcome};
 use crate::emulator::{diagram, readme};
 
 /// `cargo xtask emulate`'s options.
+#[allow(clippy::struct_excessive_bools)] // one per flag of the command line
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Options {
     /// Drivers to run; empty = every driver.
@@ -136,16 +137,16 @@ fn bless_diagrams(drivers: &[&Driver], runs: &[DriverRun]) -> Result<()> {
                 r.driver
             ));
         }
-        if fresh != text {
-            files::write_atomic(&path, fresh.as_bytes())?;
+        if fresh == text {
             println!(
-                "  redrew the diagrams of {} in {}",
+                "  the diagrams of {} in {} are current",
                 r.driver,
                 path.display()
             );
         } else {
+            files::write_atomic(&path, fresh.as_bytes())?;
             println!(
-                "  the diagrams of {} in {} are current",
+                "  redrew the diagrams of {} in {}",
                 r.driver,
                 path.display()
             );

@@ -47,7 +47,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -96,7 +96,7 @@ impl Drawing {
         self.uses(id, &title)
     }
 
-    fn line(&mut self, depth: usize, text: String) {
+    fn line(&mut self, depth: usize, text: &str) {
         self.lines
             .push(format!("{}{text}", "    ".repeat(depth + 1)));
     }
@@ -113,13 +113,11 @@ impl Drawing {
                 match s(e, "stage") {
                     "steps" => {
                         let d = self.side(DRIVER);
-                        self.line(depth, format!("Note over {d}: the scenario's events"));
+                        self.line(depth, &format!("Note over {d}: the scenario's events"));
                     }
                     "probe" => {
                         let d = self.side(DRIVER);
-                        self.line(
-                        depth,
-                        format!("Note over {d}: after the run: callbacks still registered are called"),
+                        self.line(depth, &format!("Note over {d}: after the run: callbacks still registered are called"),
                     );
                     }
                     _ => {}
@@ -139,7 +137,7 @@ impl Drawing {
                 if let Some(stop) = e.get("stopped").and_then(Value::as_str) {
                     let _ = write!(text, " (stopped: {stop})");
                 }
-                self.line(depth, format!("{from}->>{to}: {}", clean(&text)));
+                self.line(depth, &format!("{from}->>{to}: {}", clean(&text)));
             }
             "callback" => {
                 let name = s(e, "callback");
@@ -151,13 +149,13 @@ impl Drawing {
                     ""
                 };
                 let text = format!("{name}{}{racing}", irql_suffix(s(e, "irql"), true));
-                self.line(depth, format!("{from}->>{to}: {}", clean(&text)));
+                self.line(depth, &format!("{from}->>{to}: {}", clean(&text)));
             }
             "returned" => {
                 let d = self.side(DRIVER);
                 let io = self.comp("I/O manager");
                 let text = format!("{} returns {}", s(e, "callback"), s(e, "status"));
-                self.line(depth, format!("{d}-->>{io}: {}", clean(&text)));
+                self.line(depth, &format!("{d}-->>{io}: {}", clean(&text)));
             }
             "suspend" | "resume" => {
                 let a = self.side(ANOTHER);
@@ -166,13 +164,13 @@ impl Drawing {
                 } else {
                     format!("{} resumes {}", s(e, "callback"), s(e, "when"))
                 };
-                self.line(depth, format!("Note over {a}: {}", clean(&text)));
+                self.line(depth, &format!("Note over {a}: {}", clean(&text)));
             }
             "stop" => {
                 let d = self.side(DRIVER);
                 self.line(
                     depth,
-                    format!(
+                    &format!(
                         "Note over {d}: ✗ the kernel stopped the run: {}",
                         clean(s(e, "error"))
                     ),
@@ -181,13 +179,13 @@ impl Drawing {
             "audit" => self.audit(e, depth),
             "repeat" => {
                 let count = e.get("count").and_then(Value::as_u64).unwrap_or(0);
-                self.line(depth, format!("loop {} ×", thousands(count)));
+                self.line(depth, &format!("loop {} ×", thousands(count)));
                 let inner = e
                     .get("events")
                     .and_then(Value::as_array)
                     .map_or(&[][..], Vec::as_slice);
                 self.events(inner, depth + 1);
-                self.line(depth, "end".to_owned());
+                self.line(depth, "end");
             }
             _ => {}
         }
@@ -210,13 +208,13 @@ impl Drawing {
         let passed = checks.saturating_sub(failed.len() as u64);
         self.line(
             depth,
-            format!("Note over {d}: audit: {passed} of {checks} checks passed"),
+            &format!("Note over {d}: audit: {passed} of {checks} checks passed"),
         );
         for f in failed {
-            self.line(depth, format!("Note over {d}: ✗ {f}"));
+            self.line(depth, &format!("Note over {d}: ✗ {f}"));
         }
         for f in tolerated {
-            self.line(depth, format!("Note over {d}: tolerated, logged: {f}"));
+            self.line(depth, &format!("Note over {d}: tolerated, logged: {f}"));
         }
     }
 }
@@ -236,7 +234,7 @@ pub fn render(run: &Value) -> String {
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
     if events.is_empty() {
-        d.line(0, "Note over D: no events in this report".to_owned());
+        d.line(0, "Note over D: no events in this report");
     }
     d.events(events, 0);
     let dropped = run
@@ -246,7 +244,7 @@ pub fn render(run: &Value) -> String {
     if dropped > 0 {
         d.line(
             0,
-            format!("Note over D: {} more events left out", thousands(dropped)),
+            &format!("Note over D: {} more events left out", thousands(dropped)),
         );
     }
     let mut out = String::from("sequenceDiagram\n");
@@ -367,6 +365,6 @@ mod tests {
             run_key(&json!({"name": "scenario: many"})),
             "scenario: many"
         );
-        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

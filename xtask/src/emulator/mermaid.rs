@@ -67,7 +67,7 @@ pub fn prepare(ws: &Workspace) -> Result<std::result::Result<Parser, String>> {
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir),
             Options {
-                timeout: Some(Duration::from_secs(600)),
+                timeout: Some(Duration::from_mins(10)),
                 ..Options::default()
             },
         )?;
@@ -119,7 +119,7 @@ impl Parser {
                 .current_dir(&self.dir),
             Options {
                 stdin: Some(&json),
-                timeout: Some(Duration::from_secs(120)),
+                timeout: Some(Duration::from_mins(2)),
                 ..Options::default()
             },
         )?;
