@@ -262,3 +262,19 @@ def fold(items):
             out.append(items[i])
             i += 1
     return out
+
+
+class _NoEvents:
+    """For a machine without an event list (the models' unit tests use stand-in machines)."""
+
+    next_cpu = None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+_NONE = _NoEvents()
+
+
+def of(machine):
+    return getattr(machine, 'events', None) or _NONE

@@ -35,6 +35,7 @@ import capstone.x86 as _cx
 import unicorn.x86_const as _x
 from unicorn import UC_HOOK_CODE
 
+from . import events
 from . import lockorder
 from .machine import STDCALL
 
@@ -185,7 +186,7 @@ class InFlight:
         order.switch_to(flight.hooks.get('locks', ()))
         flight.saved = (self.m.phase, self.m.irql)
         self.m.phase = flight.label
-        self.m.events.flight('callback', flight)
+        events.of(self.m).flight('callback', flight)
         flight.hook('start')
         uc = self._uc()
         self._hook = uc.hook_add(UC_HOOK_CODE, self._step, None, self.m.image_base, self.m.image_end - 1)
@@ -198,7 +199,7 @@ class InFlight:
         self._unhook()
         flight.state = 'done'
         self.current = None
-        self.m.events.flight('end', flight)
+        events.of(self.m).flight('end', flight)
         flight.hook('end')
         self.m.phase, self.m.irql = flight.saved
         lockorder.of(self.m).switch_back()
@@ -217,7 +218,7 @@ class InFlight:
         flight.regs = self._save()
         flight.paused_at = where
         flight.state = 'paused'
-        self.m.events.flight('suspend', flight)
+        events.of(self.m).flight('suspend', flight)
         self.current = None
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):
@@ -319,7 +320,7 @@ class InFlight:
         flight.return_to = (self._save(), back_pc)
         flight.resumed_at = when
         flight.state = 'resumed'
-        self.m.events.flight('resume', flight)
+        events.of(self.m).flight('resume', flight)
         self.current = flight
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):

@@ -55,6 +55,7 @@ import ipaddress
 import struct
 import uuid
 
+from . import events
 from . import inflight, lockorder, racing
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
@@ -496,7 +497,7 @@ class Wfp:
         callout_id = self.m.read_u32(call[2])
         reg = Registration(callout_id, key, flags, classify, notify, delete, dev)
         for fn, what in ((classify, 'classifyFn'), (notify, 'notifyFn'), (delete, 'flowDeleteFn')):
-            self.m.events.name(fn, what, 'filter engine')
+            events.of(self.m).name(fn, what, 'filter engine')
         self.registrations[callout_id] = reg
         dev.on_delete.append(self._device_deleted)
         return status
@@ -740,7 +741,7 @@ class Wfp:
             def before(i):
                 order.switch_to([FLOW_LOCK])
                 self._before_delete(ended)
-                self.m.events.next_cpu = 'another'
+                events.of(self.m).next_cpu = 'another'
 
             def after(i):
                 self._after_delete(ended, reg, flow, None)
@@ -807,10 +808,10 @@ class Wfp:
 
         def recorded_before():
             before()
-            self.m.events.enter(function, self.m.irql)
+            events.of(self.m).enter(function, self.m.irql)
 
         def recorded_after():
-            self.m.events.leave()
+            events.of(self.m).leave()
             after()
         self._slot_calls = (recorded_before, recorded_after)
         self.m.se.emu.set_ret_address(base)
@@ -915,14 +916,14 @@ class Wfp:
                                  write_right, preset)
             self.m.phase = label
             self._area_active = True
-            self.m.events.enter(reg.classify, self.m.irql)
+            events.of(self.m).enter(reg.classify, self.m.irql)
             self._enter()
 
         def after():
             i = state['i']
             reg, label = items[i][1], items[i][-1]
             self._leave(label, reg, 'classify')
-            self.m.events.leave()
+            events.of(self.m).leave()
             self._area_active = False
             out = area + 0x370
             action, = struct.unpack('<I', self.m.read(out, 4))
