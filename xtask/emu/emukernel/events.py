@@ -16,6 +16,7 @@ can be embedded and compared. Repeated stretches are folded into `repeat` entrie
 are one entry with a count) and the list is capped at MAX_EVENTS entries.
 """
 
+import functools
 import re
 
 from .irql import irql_name
@@ -65,6 +66,7 @@ def short(routine):
     return routine.split('.', 1)[-1]
 
 
+@functools.lru_cache(maxsize=None)
 def category(routine):
     """What a routine is in the lesson's order, or None for a call the diagram leaves out."""
     name = short(routine)
@@ -73,6 +75,7 @@ def category(routine):
     return next((c for c, pattern in _CATEGORIES if pattern.search(name)), None)
 
 
+@functools.lru_cache(maxsize=None)
 def family(routine):
     name = short(routine)
     return next((f for pattern, f in _FAMILIES if pattern.search(name)), 'kernel')
@@ -235,7 +238,11 @@ def fold(items):
     i = 0
     n = len(items)
 
+    known = {}
+
     def best(i):
+        if i in known:
+            return known[i]
         found = (1, 1)  # (count, unit)
         for unit in range(1, MAX_UNIT + 1):
             if i + 2 * unit > n:
@@ -245,6 +252,7 @@ def fold(items):
                 count += 1
             if count > 1 and (count - 1) * unit > (found[0] - 1) * found[1]:
                 found = (count, unit)
+        known[i] = found
         return found
 
     def saving(found):
