@@ -97,6 +97,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
                 drivers,
                 json: m.flag("--json"),
                 faults: m.flag("--faults"),
+                diagram: m.flag("--diagram"),
+                bless_diagrams: m.flag("--bless-diagrams"),
                 profile: profile(&m),
             })
         }

@@ -30,6 +30,7 @@ is deleted when its last reference goes — the driver's, the registrations', th
 system or permanent object — so "dereferenced before unregistering" is not a defect.
 """
 
+from . import events
 from . import inflight, lockorder, racing
 from .errors import KernelStop, bugcheck, violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, irql_name, require
@@ -189,6 +190,7 @@ class ExCallbacks:
             return 0
         handle = self.m.alloc(0x30, 'CallbackRegistration')
         reg = Registration(handle, obj, function, context)
+        events.of(self.m).name(function, '%s callback' % obj.name.rsplit('\\', 1)[-1], 'callback objects')
         obj.registrations.append(reg)
         self.registrations[handle] = reg
         self._watch_entry(function)

@@ -27,6 +27,7 @@ the pre-notification left.
 
 import struct
 
+from . import events
 from . import inflight, lockorder, racing
 from .errors import violation
 from .irql import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, require
@@ -253,6 +254,7 @@ class Registry:
         self.next_cookie += 0x10
         self.m.write_u64(cookie_ptr, cookie)
         self.registrations[cookie] = Registration(cookie, function, context, altitude)
+        events.of(self.m).name(function, 'RegistryCallback', 'configuration manager')
         return STATUS_SUCCESS
 
     def unregister(self, argv, orig):

@@ -35,6 +35,7 @@ import capstone.x86 as _cx
 import unicorn.x86_const as _x
 from unicorn import UC_HOOK_CODE
 
+from . import events
 from . import lockorder
 from .machine import STDCALL
 
@@ -157,6 +158,7 @@ class InFlight:
     def sequence(self, calls, before, after):
         """A routine (harness code) that calls each `(function, [up to 4 arguments])` in turn and
         returns; `before(i)` / `after(i)` run just before and after the i-th call."""
+        before, after = self.m._recorded(calls, before, after)
         code = bytearray(b'\x48\x83\xec\x28')                            # sub rsp, 0x28
         marks = []
         for i, (function, args) in enumerate(calls):
@@ -184,6 +186,7 @@ class InFlight:
         order.switch_to(flight.hooks.get('locks', ()))
         flight.saved = (self.m.phase, self.m.irql)
         self.m.phase = flight.label
+        events.of(self.m).flight('callback', flight)
         flight.hook('start')
         uc = self._uc()
         self._hook = uc.hook_add(UC_HOOK_CODE, self._step, None, self.m.image_base, self.m.image_end - 1)
@@ -196,6 +199,7 @@ class InFlight:
         self._unhook()
         flight.state = 'done'
         self.current = None
+        events.of(self.m).flight('end', flight)
         flight.hook('end')
         self.m.phase, self.m.irql = flight.saved
         lockorder.of(self.m).switch_back()
@@ -214,6 +218,7 @@ class InFlight:
         flight.regs = self._save()
         flight.paused_at = where
         flight.state = 'paused'
+        events.of(self.m).flight('suspend', flight)
         self.current = None
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):
@@ -315,6 +320,7 @@ class InFlight:
         flight.return_to = (self._save(), back_pc)
         flight.resumed_at = when
         flight.state = 'resumed'
+        events.of(self.m).flight('resume', flight)
         self.current = flight
         order = lockorder.of(self.m)
         if hasattr(order, 'saved'):

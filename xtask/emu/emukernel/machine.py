@@ -21,6 +21,7 @@ import speakeasy
 import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
+from .events import Events
 from . import memindex
 from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
@@ -153,6 +154,7 @@ class Machine:
         self._speakeasy_returns = True  # see call_back_before_return
         self.driver = None
         self.count_instructions = count_instructions
+        self.events = Events(self)  # the ordered event list of the run (events.py)
         if count_instructions:
             self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end)
 
@@ -184,6 +186,14 @@ class Machine:
                             'DriverEntry' if self.phase == 'DriverEntry' else self.stage)
         self.calls.append(record)
         self.recent_calls.append(record)
+        event = self.events.call(record)
+        try:
+            return self._dispatch_recorded(routine, impl, orig, argv, record, event)
+        finally:
+            injected = record.note[len('injected failure: '):] if record.note.startswith('injected') else None
+            self.events.returned(event, record, injected)
+
+    def _dispatch_recorded(self, routine, impl, orig, argv, record, event):
         if self.stop is not None:
             # A model already stopped the machine; speakeasy may still finish the current call.
             return 0
@@ -311,7 +321,12 @@ class Machine:
             self.stage = 'DriverUnload'
         self.irql = irql
         self.se.emu.emu_complete = False
+        driver_code = self.in_image(address) and phase != 'bench'
+        if driver_code:
+            self.events.enter(address, irql, name='DriverUnload' if phase == 'DriverUnload' else None)
         self.se.call(address, list(args))
+        if driver_code:
+            self.events.leave()
         run = self._last_run()
         self.irql = PASSIVE_LEVEL
         if run is None or run.error or self.stop:
@@ -395,6 +410,7 @@ class Machine:
         returns (rax) once the calls are done, for routines that return one, or a function that
         gives it once the calls are done."""
         ret = self.se.emu.get_ret_address()
+        before, after = self._recorded(calls, before, after)
         code = bytearray()
         marks = []
         base = self._code_space(32 + sum(96 + 16 * len(args) for _, args in calls))
@@ -451,6 +467,22 @@ class Machine:
             # A routine speakeasy implements: it returns only if the return address is unchanged,
             # so make the return here (pop it, continue at the trampoline).
             self.se.emu.do_call_return(0, base, None, conv=STDCALL)
+
+    def _recorded(self, calls, before, after):
+        """`before` / `after` of call_back_before_return, also recording each call of driver code
+        in the event list (events.py): entered once `before` has set the phase, left before `after`."""
+        def recorded_before(i):
+            if before:
+                before(i)
+            if self.in_image(calls[i][0]):
+                self.events.enter(calls[i][0], self.irql)
+
+        def recorded_after(i):
+            if self.in_image(calls[i][0]):
+                self.events.leave()
+            if after:
+                after(i)
+        return recorded_before, recorded_after
 
     def _code_space(self, size):
         if self._trampoline_area is None or self._trampoline_next + size > 0x10000:

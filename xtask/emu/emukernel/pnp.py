@@ -42,6 +42,7 @@ Races (armed before DriverUnload, for a device-interface registration of the cla
 import struct
 import uuid
 
+from . import events
 from . import lockorder, racing
 from .errors import KernelStop, deadlock, violation
 from .irql import PASSIVE_LEVEL, irql_name, require
@@ -233,6 +234,7 @@ class PnpNotifications:
         reg = Registration(entry, category, flags, class_guid, data if category == TARGET_DEVICE else 0,
                            function, context)
         self.registrations[entry] = reg
+        events.of(self.m).name(function, 'PnP callback', 'PnP manager')
         self.references_taken += 1
         self.m.write_u64(out, entry)
         self._watch_entry(function)

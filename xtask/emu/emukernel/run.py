@@ -61,7 +61,9 @@ class Run:
         m = self.m
         for model in self.models:
             getattr(model, 'before_driver_entry', lambda: None)()
+        m.events.driver_entry()
         self.status = m.run_driver_entry()
+        m.events.driver_entry_returned(self.status)
         inflight.of(m).land('DriverEntry')
         if not _nt_success(self.status) or m.stop is not None:
             return
@@ -147,6 +149,9 @@ class Run:
         if self.unloaded and not unload_fault:
             for model in self.models:
                 failures += ['race never happened: %s' % r for r in getattr(model, 'unfired_races', list)()]
+        audit = [dict({'check': c, 'ok': ok, 'detail': d}, **({'tolerated': True} if c in tolerated else {}))
+                 for c, ok, d in audit]
+        events, dropped = m.events.finish(audit, error)
         return {
             'name': name,
             'kind': kind,
@@ -157,12 +162,13 @@ class Run:
             'log': list(m.log),
             'etw': list(m.etw.events) if getattr(m, 'etw', None) else [],
             'steps': self.steps,
-            'audit': [dict({'check': c, 'ok': ok, 'detail': d}, **({'tolerated': True} if c in tolerated else {}))
-                      for c, ok, d in audit],
+            'audit': audit,
             'failures': failures,
             'error': error,
             'callbacks': self._callback_counts(),
             'measurements': self._measurements(),
+            'events': events,
+            'events_dropped': dropped,
         }
 
     def _probe_check(self):

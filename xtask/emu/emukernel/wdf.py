@@ -43,6 +43,7 @@ WdfObjectDelete(Object)                                               modelled
 import re
 import struct
 
+from . import events
 from .errors import bugcheck, violation
 from .irql import PASSIVE_LEVEL, require
 
@@ -283,6 +284,7 @@ class Wdf:
             return status
         self.driver = self.m.alloc(0x40, 'WDFDRIVER')
         self.evt_unload = evt_unload
+        events.of(self.m).name(evt_unload, 'EvtDriverUnload', 'KMDF')
         if out:
             self.m.write_u64(out, self.driver)
         # The globals: Driver, DriverFlags, DisplaceDriverUnload (fxdriverapi.cpp).

@@ -55,6 +55,7 @@ import ipaddress
 import struct
 import uuid
 
+from . import events
 from . import inflight, lockorder, racing
 from .errors import KernelStop, violation
 from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL, require
@@ -495,6 +496,8 @@ class Wfp:
             return status
         callout_id = self.m.read_u32(call[2])
         reg = Registration(callout_id, key, flags, classify, notify, delete, dev)
+        for fn, what in ((classify, 'classifyFn'), (notify, 'notifyFn'), (delete, 'flowDeleteFn')):
+            events.of(self.m).name(fn, what, 'filter engine')
         self.registrations[callout_id] = reg
         dev.on_delete.append(self._device_deleted)
         return status
@@ -738,6 +741,7 @@ class Wfp:
             def before(i):
                 order.switch_to([FLOW_LOCK])
                 self._before_delete(ended)
+                events.of(self.m).next_cpu = 'another'
 
             def after(i):
                 self._after_delete(ended, reg, flow, None)
@@ -801,7 +805,15 @@ class Wfp:
         self.m.write(slot, struct.pack('<QQQQQQ', a[0], a[1], a[2], function,
                                        self.m.se.emu.get_ret_address(), STATUS_SUCCESS))
         self._slot_busy = True
-        self._slot_calls = (before, after)
+
+        def recorded_before():
+            before()
+            events.of(self.m).enter(function, self.m.irql)
+
+        def recorded_after():
+            events.of(self.m).leave()
+            after()
+        self._slot_calls = (recorded_before, recorded_after)
         self.m.se.emu.set_ret_address(base)
 
     def _make_slot(self):
@@ -904,12 +916,14 @@ class Wfp:
                                  write_right, preset)
             self.m.phase = label
             self._area_active = True
+            events.of(self.m).enter(reg.classify, self.m.irql)
             self._enter()
 
         def after():
             i = state['i']
             reg, label = items[i][1], items[i][-1]
             self._leave(label, reg, 'classify')
+            events.of(self.m).leave()
             self._area_active = False
             out = area + 0x370
             action, = struct.unpack('<I', self.m.read(out, 4))

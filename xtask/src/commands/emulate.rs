@@ -5,13 +5,16 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::base::error::{Result, bail};
+use crate::base::error::{Context, Result, bail};
+use crate::base::files;
 use crate::base::layout::{Arch, Profile};
-use crate::base::workspace::Workspace;
+use crate::base::workspace::{Driver, Workspace};
 use crate::commands::build;
 use crate::emulator::emulate::{self as emulator, DriverRun, Outcome};
+use crate::emulator::{diagram, readme};
 
 /// `cargo xtask emulate`'s options.
+#[allow(clippy::struct_excessive_bools)] // one per flag of the command line
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Options {
     /// Drivers to run; empty = every driver.
@@ -20,6 +23,10 @@ pub(crate) struct Options {
     pub json: bool,
     /// `--faults`.
     pub faults: bool,
+    /// `--diagram`: each run drawn as a Mermaid sequence diagram under target/emu/NAME/diagrams/.
+    pub diagram: bool,
+    /// `--bless-diagrams`: the diagrams the READMEs embed redrawn (implies the fault sweep).
+    pub bless_diagrams: bool,
     /// `--release`.
     pub profile: Profile,
 }
@@ -48,7 +55,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         );
     }
     let harness = emulator::Options {
-        faults: opts.faults,
+        faults: opts.faults || opts.bless_diagrams,
         ..emulator::Options::default()
     };
     let runs = emulator::emulate(
@@ -62,12 +69,91 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     if opts.json {
         println!("{}", super::to_json(&report(&runs)));
     }
+    if opts.diagram {
+        write_diagrams(ws, &runs, opts.json)?;
+    }
+    if opts.bless_diagrams {
+        bless_diagrams(&drivers, &runs)?;
+    }
     let bad = runs
         .iter()
         .filter(|r| !matches!(r.outcome, Outcome::Passed(_)))
         .count();
     if bad > 0 {
         bail!("emulate: {bad} of {} driver(s) did not pass", runs.len());
+    }
+    Ok(())
+}
+
+/// `--diagram`: every run of each report as `target/emu/NAME/diagrams/NN-RUN.mmd` (the folder
+/// emptied first, so it holds this emulation's runs only), each path printed (on stderr with
+/// `--json`, whose stdout is the document).
+fn write_diagrams(ws: &Workspace, runs: &[DriverRun], json: bool) -> Result<()> {
+    for r in runs {
+        let Some(report) = r.outcome.report() else {
+            continue;
+        };
+        let dir = ws.layout.emu_report(&r.driver, "diagrams");
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+        }
+        let all = report
+            .get("runs")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for (i, run) in all.iter().enumerate() {
+            let path = dir.join(diagram::file_name(i, run));
+            files::write_atomic(&path, diagram::render(run).as_bytes())?;
+            let line = format!("  diagram: {} ({})", path.display(), diagram::run_key(run));
+            if json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--bless-diagrams`: each selected driver's README diagrams redrawn from its fresh report.
+fn bless_diagrams(drivers: &[&Driver], runs: &[DriverRun]) -> Result<()> {
+    let mut problems = Vec::new();
+    for (driver, r) in drivers.iter().zip(runs) {
+        let Some(report) = r.outcome.report() else {
+            problems.push(format!("{}: no report to draw from", r.driver));
+            continue;
+        };
+        let path = driver.dir.join("README.md");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let (fresh, missing) = readme::bless(&text, &r.driver, report)
+            .with_context(|| format!("{}", path.display()))?;
+        for key in missing {
+            problems.push(format!(
+                "{}: {} has no run `{key}` any more: pick another (`cargo xtask emulate {} --faults --diagram` lists them)",
+                path.display(),
+                r.driver,
+                r.driver
+            ));
+        }
+        if fresh == text {
+            println!(
+                "  the diagrams of {} in {} are current",
+                r.driver,
+                path.display()
+            );
+        } else {
+            files::write_atomic(&path, fresh.as_bytes())?;
+            println!(
+                "  redrew the diagrams of {} in {}",
+                r.driver,
+                path.display()
+            );
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
     }
     Ok(())
 }

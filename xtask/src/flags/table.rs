@@ -344,17 +344,29 @@ sign it with your EV certificate and upload it (README: Attestation signing).",
         name: "emulate",
         summary: "run the x64 drivers in the emulated kernel (speakeasy) and audit their teardown",
         title: "run the x64 drivers in the emulated kernel and audit their teardown",
-        usage: &["emulate [NAME]... [--faults] [--release] [--json]"],
+        usage: &[
+            "emulate [NAME]... [--faults] [--diagram] [--bless-diagrams] [--release] [--json]",
+        ],
         about: "\
 For each driver (default: every driver), builds its x64 image (as `cargo xtask build` does: linted,
 placed at target/drivers/x64/<profile>/NAME/NAME.sys), then runs it with the harness
 xtask/emu/harness.py in speakeasy: DriverEntry, the driver's scenario.toml, DriverUnload, then the
 audit. The report goes to target/emu/NAME/report.json. On first use, creates a Python venv at
-target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked).",
+target/emu-venv and installs xtask/emu/requirements.lock into it (hash-checked). With --diagram,
+each run is also drawn as a Mermaid sequence diagram, target/emu/NAME/diagrams/NN-RUN.mmd (the
+paths are printed); --bless-diagrams redraws the diagrams the driver's README embeds.",
         options: &[
             flag(
                 "--faults",
                 "also one run per fallible kernel call DriverEntry makes, with that call failing",
+            ),
+            flag(
+                "--diagram",
+                "also write each run as a Mermaid sequence diagram under target/emu/NAME/diagrams/",
+            ),
+            flag(
+                "--bless-diagrams",
+                "run with the fault sweep and redraw the diagrams the drivers' READMEs embed",
             ),
             RELEASE_IMAGES,
             Opt {

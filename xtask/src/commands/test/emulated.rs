@@ -8,7 +8,7 @@ use crate::base::files;
 use crate::base::layout::{Arch, Profile};
 use crate::base::workspace::{Driver, Workspace};
 use crate::commands::build::{self, Built};
-use crate::commands::test::{PROFILES, Tally, fixtures};
+use crate::commands::test::{PROFILES, Tally, diagrams, fixtures};
 use crate::emulator::batch;
 use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
 
@@ -116,9 +116,12 @@ pub(super) fn emulate_stage(ws: &Workspace, drivers: &[&Driver], built: &[Built]
             true,
         ) {
             Ok(runs) => {
-                for r in runs {
+                for r in &runs {
                     let ok = matches!(r.outcome, Outcome::Passed(_));
                     t.record(ok, format!("emulate {} ({profile}, with faults)", r.driver));
+                }
+                if profile == Profile::Debug {
+                    diagrams::check(ws, &ready, &runs, t);
                 }
             }
             Err(e) => t.record(false, format!("emulate ({profile}): {e}")),

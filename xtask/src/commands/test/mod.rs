@@ -28,6 +28,7 @@
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 
+mod diagrams;
 mod emulated;
 pub(crate) mod fixtures;
 pub(crate) mod gate;
