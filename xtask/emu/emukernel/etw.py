@@ -34,6 +34,7 @@ docs/notes/etw-log.md.
 import os
 import struct
 
+from . import events
 from .irql import PASSIVE_LEVEL, require
 from .irql_table import CALLBACKS
 
@@ -182,6 +183,7 @@ class Etw:
                 self.m.phase = phase
 
             # The session exists before the provider registers: ETW enables it during EtwRegister.
+            events.of(self.m).name(callback, 'ETW enable callback', 'ETW')
             self.m.call_back_before_return(
                 [(callback, [self.session_guid, EVENT_CONTROL_CODE_ENABLE_PROVIDER, SESSION_LEVEL,
                              SESSION_ANY_KEYWORD, 0, 0, context])],

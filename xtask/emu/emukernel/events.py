@@ -59,6 +59,7 @@ _FAMILIES = [
     (re.compile(r'^Fwp'), 'filter engine'),
     (re.compile(r'^Wdf'), 'KMDF'),
     (re.compile(r'^Ob'), 'object manager'),
+    (re.compile(r'^Etw'), 'ETW'),
 ]
 
 

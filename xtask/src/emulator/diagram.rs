@@ -26,6 +26,7 @@ fn component(name: &str) -> (&'static str, String) {
         "filter engine" => "FWP",
         "KMDF" => "WDF",
         "object manager" => "OB",
+        "ETW" => "ETW",
         _ => "K",
     };
     let title = if id == "K" { "Kernel" } else { name };
