@@ -8,7 +8,7 @@
 use object::LittleEndian as LE;
 use object::read::pe::ExportTable;
 
-use super::{DIR_EXPORT, DataDirectory, FormatError, PeImage, name_of, to_usize};
+use super::{DIR_EXPORT, FormatError, PeImage, name_of, to_usize};
 
 /// Upper bound that keeps a corrupted table from producing absurd amounts of work.
 const MAX_EXPORTS: usize = 65_536;
@@ -42,14 +42,19 @@ impl PeImage<'_> {
         else {
             return Ok(Vec::new());
         };
-        let table = match self
-            .directories
-            .export_table(self.bytes, &self.section_table)
-        {
-            Ok(Some(table)) => table,
-            Ok(None) => return Ok(Vec::new()),
-            Err(cause) => return Err(self.export_table_error(directory, &cause)),
-        };
+        // The tables are read up to the end of the section holding the directory, not only within
+        // the directory's declared size (the loader does not use that size to find them).
+        let data = self
+            .section_table
+            .pe_data_at(self.bytes, directory.virtual_address)
+            .ok_or_else(|| {
+                error(format!(
+                    "the export directory at RVA 0x{:X} is not in the file: corrupt image",
+                    directory.virtual_address
+                ))
+            })?;
+        let table = ExportTable::parse(data, directory.virtual_address)
+            .map_err(|cause| self.export_table_error(directory.virtual_address, data, &cause))?;
         let base = table.directory().base.get(LE);
         let addresses: Vec<u32> = table
             .addresses()
@@ -90,17 +95,15 @@ impl PeImage<'_> {
         Ok(exports)
     }
 
-    /// Why `object` could not read the export table declared by `directory`.
+    /// Why `object` could not read the export table whose directory, at `rva`, starts `data`
+    /// (which runs to the end of its section): the first table not in the file.
     fn export_table_error(
         &self,
-        directory: DataDirectory,
+        rva: u32,
+        data: &[u8],
         cause: &object::read::Error,
     ) -> FormatError {
-        let rva = directory.virtual_address;
-        let Ok(Some(header)) = self
-            .directories
-            .export_directory(self.bytes, &self.section_table)
-        else {
+        let Ok(header) = ExportTable::parse_directory(data) else {
             return error(format!(
                 "the export directory at RVA 0x{rva:X} is not in the file: corrupt image"
             ));
@@ -112,11 +115,52 @@ impl PeImage<'_> {
                 "{function_count} functions / {name_count} names exceed {MAX_EXPORTS}: corrupt image"
             ));
         }
+        let tables = [
+            (
+                header.address_of_functions.get(LE),
+                function_count,
+                4,
+                "address",
+            ),
+            (
+                header.address_of_names.get(LE),
+                name_count,
+                4,
+                "name pointer",
+            ),
+            (
+                header.address_of_name_ordinals.get(LE),
+                name_count,
+                2,
+                "ordinal",
+            ),
+        ];
+        for (table_rva, count, width, what) in tables {
+            if count == 0 {
+                continue;
+            }
+            let in_file = self
+                .section_table
+                .pe_file_range_at(table_rva)
+                .is_some_and(|(_, available)| count * width <= to_usize(available));
+            if !in_file {
+                return error(format!(
+                    "the export {what} table (RVA 0x{table_rva:X}, {count} entries) is not in the file: corrupt image"
+                ));
+            }
+            let after_directory = table_rva
+                .checked_sub(rva)
+                .is_some_and(|offset| to_usize(offset) + count * width <= data.len());
+            if !after_directory {
+                return error(format!(
+                    "the export {what} table (RVA 0x{table_rva:X}, {count} entries) is not between the export directory \
+                     (RVA 0x{rva:X}) and the end of its section: corrupt image"
+                ));
+            }
+        }
         error(format!(
-            "the export tables ({function_count} functions, {name_count} names, ordinal base {}) are not within the \
-             directory at RVA 0x{rva:X} (0x{:X} bytes) ({cause}): corrupt image",
-            header.base.get(LE),
-            directory.size
+            "the export directory at RVA 0x{rva:X} (ordinal base {}) is unusable ({cause}): corrupt image",
+            header.base.get(LE)
         ))
     }
 }
