@@ -107,8 +107,6 @@ pub struct FileHeader {
     pub machine: u16,
     /// Number of entries in the section table.
     pub number_of_sections: u16,
-    /// Link time (seconds since 1970), or a hash for reproducible builds.
-    pub time_date_stamp: u32,
     /// Size of the optional header that follows.
     pub size_of_optional_header: u16,
     /// `IMAGE_FILE_*` flags.
@@ -122,16 +120,10 @@ pub struct OptionalHeader {
     pub magic: u16,
     /// RVA of the entry point (0 if none).
     pub address_of_entry_point: u32,
-    /// Preferred load address.
-    pub image_base: u64,
-    /// Alignment of sections in memory.
-    pub section_alignment: u32,
     /// Alignment of section raw data in the file.
     pub file_alignment: u32,
     /// Size of the image in memory.
     pub size_of_image: u32,
-    /// Size of all headers rounded up to `file_alignment`.
-    pub size_of_headers: u32,
     /// The stored image checksum (see [`pe_checksum`]).
     pub checksum: u32,
     /// `IMAGE_SUBSYSTEM_*`.
@@ -286,18 +278,14 @@ impl<'a> PeImage<'a> {
             file_header: FileHeader {
                 machine: file.machine.get(LE).0,
                 number_of_sections: file.number_of_sections.get(LE),
-                time_date_stamp: file.time_date_stamp.get(LE),
                 size_of_optional_header: file.size_of_optional_header.get(LE),
                 characteristics: file.characteristics.get(LE).0,
             },
             optional_header: OptionalHeader {
                 magic: optional.magic(),
                 address_of_entry_point: optional.address_of_entry_point(),
-                image_base: optional.image_base(),
-                section_alignment: optional.section_alignment(),
                 file_alignment: optional.file_alignment(),
                 size_of_image: optional.size_of_image(),
-                size_of_headers: optional.size_of_headers(),
                 checksum: optional.check_sum(),
                 subsystem: optional.subsystem().0,
                 dll_characteristics: optional.dll_characteristics().0,
