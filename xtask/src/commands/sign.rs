@@ -16,7 +16,7 @@ use crate::base::layout::{Arch, Profile, display_path};
 use crate::base::workspace::Workspace;
 use crate::commands::lint as lint_images;
 use crate::image::lint;
-use crate::image::pe::PeImage;
+use crate::image::read::PeImage;
 
 /// `cargo xtask sign`.
 #[derive(Debug, PartialEq, Eq)]
@@ -204,7 +204,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::image::pe::testimage::{Spec, build, good};
+    use crate::image::testimage::{Spec, build, good};
     use std::sync::OnceLock;
     use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,14 @@
-//! Library: kernel images, read (PE/COFF) and checked against the rules a driver image must follow.
+//! Library: kernel images, read (PE/COFF, on the `object` crate) and checked against the rules a
+//! driver image must follow (our own, as is the checksum).
+//!
+//! - [`read`]: [`read::PeImage`], the headers, sections, data directories, imports and exports
+//!   of a PE32+ image, every malformation a [`read::FormatError`] that names the structure and
+//!   the cause (`read/headers.rs` explains what `object` rejected).
+//! - [`checksum`]: the PE checksum the loader checks for a driver.
+//! - [`lint`]: the kernel-image rules (`lint/*.rs`, one file per group of rules).
 
+pub(crate) mod checksum;
 pub(crate) mod lint;
-pub(crate) mod pe;
+pub(crate) mod read;
+#[cfg(test)]
+pub(crate) mod testimage;

@@ -30,7 +30,7 @@ fn scratch_ws(name: &str) -> (Workspace, Driver) {
         variant: None,
     };
     let sys = ws.layout.placed_sys("d", Arch::X64, Profile::Debug);
-    files::write_atomic(&sys, &crate::image::pe::testimage::good()).unwrap();
+    files::write_atomic(&sys, &crate::image::testimage::good()).unwrap();
     (ws, d)
 }
 

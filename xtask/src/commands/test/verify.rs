@@ -30,7 +30,7 @@ use crate::base::layout::{Arch, Profile};
 use crate::base::process;
 use crate::base::tools;
 use crate::image::lint;
-use crate::image::pe::PeImage;
+use crate::image::read::PeImage;
 use driver_package::authenticode;
 use driver_package::catalog;
 use driver_package::cert;
