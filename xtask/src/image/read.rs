@@ -9,6 +9,7 @@
 //! What is ours on top of `object`'s reading (Microsoft PE format specification):
 //! - every section's raw data (`PointerToRawData` + `SizeOfRawData`) must lie in the file: a
 //!   signature covers it, and a cut-off file must be reported where it is cut;
+//! - sections are in ascending order in memory and do not overlap (`check_section_order`);
 //! - [`Section::contains_rva`]: the memory extent of a section is its `VirtualSize`, or its raw
 //!   size when a linker left `VirtualSize` at 0 (the entry-point rule uses it);
 //! - the numbers are copied into plain structs ([`FileHeader`], [`OptionalHeader`], [`Section`])
@@ -238,6 +239,33 @@ fn name_of(bytes: &[u8]) -> Option<String> {
     (bytes.len() < MAX_NAME_LEN).then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// The PE format specification (Section Table): "In an image file, the VAs for sections must be
+/// assigned by the linker so that they are in ascending order and adjacent". Sections out of
+/// order or overlapping in memory make an RVA belong to two sections; the loader refuses such
+/// an image, and a table found in one of them could be read from the wrong one. Adjacency
+/// (the padding up to SectionAlignment) is not checked: a gap harms no reading.
+fn check_section_order(sections: &[Section]) -> Result<(), FormatError> {
+    for pair in sections.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let end = u64::from(before.virtual_address) + u64::from(before.virtual_extent());
+        if u64::from(after.virtual_address) < end {
+            return Err(FormatError::new(
+                format!("section {}", after.name),
+                format!(
+                    "starts at RVA 0x{:X}, inside or before section {} (RVA 0x{:X}, size 0x{:X}): \
+                     sections must be in ascending order and must not overlap in memory \
+                     (PE format, Section Table); corrupt image or a broken linker script",
+                    after.virtual_address,
+                    before.name,
+                    before.virtual_address,
+                    before.virtual_extent()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl<'a> PeImage<'a> {
     /// Parses the headers and section table of a PE32+ image.
     ///
@@ -269,6 +297,7 @@ impl<'a> PeImage<'a> {
                 ));
             }
         }
+        check_section_order(&sections)?;
         let file = nt.file_header();
         let optional = nt.optional_header();
         Ok(Self {

@@ -103,3 +103,35 @@ fn rva_ranges_stay_inside_the_file_backed_data() {
     assert_eq!(image.bytes_at_rva(u32::MAX, 8), None);
     assert_eq!(image.rva_range(testimage::TEXT_RVA, usize::MAX), None);
 }
+
+/// The section table's `VirtualSize` of section `index` (file offset).
+fn virtual_size(index: usize) -> usize {
+    testimage::section_name(index) + 8
+}
+
+#[test]
+fn overlapping_or_unordered_sections_are_refused() {
+    let good = testimage::good();
+    let image = PeImage::parse(&good).unwrap();
+    let (text, rdata) = (&image.sections[0], &image.sections[1]);
+    // .text grown over .rdata: the next section starts inside it.
+    let mut grown = good.clone();
+    let size = rdata.virtual_address - text.virtual_address + 0x10;
+    testimage::set_u32(&mut grown, virtual_size(0), size);
+    testimage::fix_checksum(&mut grown);
+    let error = PeImage::parse(&grown).unwrap_err().to_string();
+    assert!(error.contains("section .rdata"), "{error}");
+    assert!(error.contains("must not overlap"), "{error}");
+    // .rdata moved below .text: out of order.
+    let mut swapped = good.clone();
+    testimage::set_u32(&mut swapped, virtual_size(1) + 4, text.virtual_address);
+    testimage::fix_checksum(&mut swapped);
+    let error = PeImage::parse(&swapped).unwrap_err().to_string();
+    assert!(error.contains("ascending order"), "{error}");
+    // A gap between sections is no error (adjacency is not required here).
+    let mut gap = good.clone();
+    let size = rdata.virtual_address - text.virtual_address - 0x10;
+    testimage::set_u32(&mut gap, virtual_size(0), size);
+    testimage::fix_checksum(&mut gap);
+    assert!(PeImage::parse(&gap).is_ok());
+}
