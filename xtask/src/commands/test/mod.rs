@@ -57,7 +57,7 @@ use crate::emulator::venv;
 use driver_package::cert;
 
 #[cfg(test)]
-pub(crate) use summary::TestReport;
+pub(crate) use summary::{StageTime, TestReport};
 use summary::{Tally, final_line, write_summary};
 
 /// The stages, in the order they run: name and title.
@@ -178,15 +178,21 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 
     if wants("toolchain") {
         header("toolchain");
+        let c = t.begin("toolchain");
         toolchain_stage(ws, &mut t);
+        t.end(c);
     }
     if wants("gate") {
         header("gate");
+        let c = t.begin("gate");
         gate_stage(ws, packages, &mut t);
+        t.end(c);
     }
     if wants("host") {
         header("host");
+        let c = t.begin("host");
         host_tests(ws, &mut t);
+        t.end(c);
     }
     let needs_build = ["build", "lint", "package", "emulate"]
         .iter()
@@ -197,24 +203,34 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         } else {
             println!("\n==> the builds the selected stages need");
         }
-        build_stage(ws, &drivers, &mut t)
+        let c = t.begin("build");
+        let built = build_stage(ws, &drivers, &mut t);
+        t.end(c);
+        built
     } else {
         Vec::new()
     };
     if wants("lint") && !drivers.is_empty() {
         header("lint");
+        let c = t.begin("lint");
         lint_stage(ws, &built, &mut t);
+        t.end(c);
     }
     if wants("package") && !drivers.is_empty() {
         header("package");
+        let c = t.begin("package");
         package_stage(ws, &drivers, &built, &mut t);
+        t.end(c);
     }
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
+        let c = t.begin("emulate");
         emulated::emulate_stage(ws, &drivers, &built, &mut t);
+        t.end(c);
     }
     if wants("fixtures") {
         header("fixtures");
+        let c = t.begin("fixtures");
         if fixtures.is_empty() {
             println!(
                 "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
@@ -223,17 +239,23 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         if !fixtures.is_empty() {
             emulated::check_fixtures(ws, &fixtures, &mut t);
         }
+        t.end(c);
     }
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
+        let c = t.begin("mutations");
         emulated::check_mutations(ws, &drivers, &mut t);
+        t.end(c);
     }
     if wants("templates") {
         header("templates");
+        let c = t.begin("templates");
         templates::check(ws, packages, &mut t);
+        t.end(c);
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
+        let c = t.begin("deploy");
         let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, &drivers);
         for c in checks {
             t.record(c.ok, c.what);
@@ -244,6 +266,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             println!("  SKIPPED: {what}");
             t.skipped.push(what);
         }
+        t.end(c);
     }
 
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
