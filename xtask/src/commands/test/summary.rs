@@ -37,6 +37,7 @@ pub(crate) struct StageTime {
 }
 
 /// A stage's start, from [`Tally::begin`] to [`Tally::end`].
+#[derive(Clone, Copy)]
 pub(super) struct StageClock {
     name: &'static str,
     start: Instant,
@@ -82,6 +83,14 @@ impl Tally {
         };
         println!("{}", stage_line(&time));
         self.stages.push(time);
+    }
+
+    /// Runs stage `name` (`f`) between [`Tally::begin`] and [`Tally::end`].
+    pub(super) fn timed<R>(&mut self, name: &'static str, f: impl FnOnce(&mut Tally) -> R) -> R {
+        let clock = self.begin(name);
+        let r = f(self);
+        self.end(clock);
+        r
     }
 
     pub(super) fn result(&mut self, what: impl Into<String>, result: Result<()>) {
