@@ -211,6 +211,57 @@ pub fn jobs() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// CPU seconds (user + system) used so far, as getrusage(2) counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuSeconds {
+    /// This process (xtask itself, all its threads).
+    pub own: f64,
+    /// The children it has waited for, and theirs (cargo, rustc, the emulator, osslsigncode...).
+    pub children: f64,
+}
+
+impl CpuSeconds {
+    /// What was used between `earlier` and `self`.
+    #[must_use]
+    pub fn since(self, earlier: CpuSeconds) -> CpuSeconds {
+        CpuSeconds {
+            own: (self.own - earlier.own).max(0.0),
+            children: (self.children - earlier.children).max(0.0),
+        }
+    }
+}
+
+/// The CPU time used so far by this process and by its waited-for children; `None` where the
+/// system does not say (not Unix, or getrusage failed).
+#[must_use]
+pub fn cpu_seconds() -> Option<CpuSeconds> {
+    #[cfg(unix)]
+    {
+        fn of(who: libc::c_int) -> Option<f64> {
+            // SAFETY: `rusage` is plain old data (integers and `timeval`s), for which all-zero
+            // bytes are a valid value.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `who` is RUSAGE_SELF or RUSAGE_CHILDREN, and `usage` is a valid, writable
+            // `rusage` that outlives the call (getrusage(2) writes only into it).
+            let rc = unsafe { libc::getrusage(who, &raw mut usage) };
+            if rc != 0 {
+                return None;
+            }
+            #[allow(clippy::cast_precision_loss)] // seconds of CPU: far below 2^52
+            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            Some(secs(usage.ru_utime) + secs(usage.ru_stime))
+        }
+        Some(CpuSeconds {
+            own: of(libc::RUSAGE_SELF)?,
+            children: of(libc::RUSAGE_CHILDREN)?,
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -231,6 +282,25 @@ pub fn elapsed(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that burns CPU shows in `children`, and `since` subtracts.
+    #[cfg(unix)]
+    #[test]
+    fn cpu_seconds_count_waited_children() {
+        let before = cpu_seconds().expect("getrusage works on Unix");
+        let status = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("sh runs");
+        assert!(status.success());
+        let used = cpu_seconds()
+            .expect("getrusage works on Unix")
+            .since(before);
+        assert!(used.children > 0.0, "{used:?}");
+        assert!(used.own >= 0.0);
+        let none = before.since(before);
+        assert_eq!(none, CpuSeconds::default());
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

@@ -130,34 +130,58 @@ pub fn build(
         bail!("no drivers to build: no workspace package has a [package.metadata.driver] table");
     }
     toolchain::ensure_targets(&ws.root, arches, &toolchain::Env::default())?;
-    let mut built = Vec::new();
-    for &arch in arches {
-        for driver in drivers {
-            let result = build_one(ws, driver, arch, profile);
+    // Each driver is compiled for every architecture in one cargo run: cargo builds the targets
+    // side by side on its jobserver (the two architectures' dependencies compile at once on two
+    // cores), and is started half as often. Each image is then linted and placed; the results keep
+    // the order architecture, then driver.
+    let mut built: Vec<(usize, usize, Built)> = Vec::new();
+    for (d, driver) in drivers.iter().enumerate() {
+        let start = Instant::now();
+        let compiled: Vec<(Arch, Result<()>)> = match compile(ws, driver, arches, profile) {
+            Ok(()) => arches.iter().map(|&a| (a, Ok(()))).collect(),
+            Err(e) if arches.len() == 1 => vec![(arches[0], Err(e))],
+            // Which architecture failed, and why: each compiled again on its own.
+            Err(_) => arches
+                .iter()
+                .map(|&a| (a, compile(ws, driver, &[a], profile)))
+                .collect(),
+        };
+        for (arch, result) in compiled {
+            let result = result.and_then(|()| place(ws, driver, arch, profile, start));
             if let Err(e) = &result {
                 eprintln!("  {} ({arch}, {profile}): FAILED: {e}", driver.name);
                 if let Err(e) = unplace(&ws.layout, &driver.name, arch, profile) {
                     eprintln!("  warning: {e}");
                 }
             }
-            built.push(Built {
-                driver: driver.name.clone(),
-                arch,
-                profile,
-                result,
-            });
+            let a = arches.iter().position(|&x| x == arch).unwrap_or(0);
+            built.push((
+                a,
+                d,
+                Built {
+                    driver: driver.name.clone(),
+                    arch,
+                    profile,
+                    result,
+                },
+            ));
         }
     }
-    Ok(built)
+    built.sort_by_key(|(a, d, _)| (*a, *d));
+    Ok(built.into_iter().map(|(_, _, b)| b).collect())
 }
 
-fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> Result<PathBuf> {
+/// `cargo build` of `driver` for each of `arches` (one `--target` each) in one cargo run.
+fn compile(ws: &Workspace, driver: &Driver, arches: &[Arch], profile: Profile) -> Result<()> {
     let name = &driver.name;
-    eprintln!("  building {name} ({arch}, {profile})...");
-    let start = Instant::now();
+    let list: Vec<String> = arches.iter().map(ToString::to_string).collect();
+    eprintln!("  building {name} ({}, {profile})...", list.join(" and "));
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&ws.root)
-        .args(["build", "-p", driver.package(), "--target", arch.triple()]);
+        .args(["build", "-p", driver.package()]);
+    for arch in arches {
+        cmd.args(["--target", arch.triple()]);
+    }
     if !driver.features().is_empty() {
         // A variant: the same crate with other features. Cargo writes the same output file for
         // every variant, so each is copied to its own placed folder right after it is built.
@@ -168,11 +192,25 @@ fn build_one(ws: &Workspace, driver: &Driver, arch: Arch, profile: Profile) -> R
     }
     let (status, stderr) = run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}"))?;
     if !status.success() {
-        if let Some(fix) = diagnose_cargo_failure(&stderr, arch) {
+        if let [arch] = arches
+            && let Some(fix) = diagnose_cargo_failure(&stderr, *arch)
+        {
             bail!("{fix}");
         }
         bail!("cargo build failed ({status})");
     }
+    Ok(())
+}
+
+/// The image cargo built for `arch`, linted, then placed with its symbols.
+fn place(
+    ws: &Workspace,
+    driver: &Driver,
+    arch: Arch,
+    profile: Profile,
+    start: Instant,
+) -> Result<PathBuf> {
+    let name = &driver.name;
     let image = ws.layout.cargo_image(driver.package(), arch, profile);
     if !image.is_file() {
         bail!(

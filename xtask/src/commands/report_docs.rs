@@ -10,7 +10,7 @@ use super::bench::{BenchReport, Measurement};
 use super::build::{BuildReport, BuiltImage};
 use super::emulate::{EmulateReport, EmulatedDriver};
 use super::lint::{LintReport, LintViolation, LintedImage};
-use super::test::TestReport;
+use super::test::{StageTime, TestReport};
 
 /// Every field path of `v`: `a`, `a[].b`, ... (arrays contribute their elements' fields).
 /// The harness's own report (`report`) is documented elsewhere and not descended into.
@@ -195,6 +195,18 @@ fn bench_page_is_honest() {
     assert_honest("bench.md", &r);
 }
 
+/// A stage of the test summary, every field set.
+fn a_stage_time() -> StageTime {
+    StageTime {
+        stage: "gate".into(),
+        passed: 1,
+        failed: 0,
+        seconds: 1.0,
+        cpu_seconds: Some(1.5),
+        xtask_cpu_seconds: Some(0.1),
+    }
+}
+
 #[test]
 fn test_page_is_honest() {
     let r = TestReport {
@@ -206,6 +218,7 @@ fn test_page_is_honest() {
         failures: vec![],
         skipped: vec![],
         seconds: 1.0,
+        stage_times: vec![a_stage_time()],
     };
     assert_honest("test.md", &r);
 }
@@ -222,6 +235,7 @@ fn a_dishonest_page_is_caught() {
         failures: vec![],
         skipped: vec![],
         seconds: 0.0,
+        stage_times: vec![a_stage_time()],
     };
     let honest = page("test.md");
     assert_eq!(mismatch(&r, &honest), (vec![], vec![]));

@@ -59,7 +59,7 @@ use crate::emulator::venv;
 use driver_package::cert;
 
 #[cfg(test)]
-pub(crate) use summary::TestReport;
+pub(crate) use summary::{StageTime, TestReport};
 use summary::{Tally, final_line, write_summary};
 
 /// The stages, in the order they run: name and title.
@@ -180,15 +180,15 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 
     if wants("toolchain") {
         header("toolchain");
-        toolchain_stage(ws, &mut t);
+        t.timed("toolchain", |t| toolchain_stage(ws, t));
     }
     if wants("gate") {
         header("gate");
-        gate_stage(ws, packages, &mut t);
+        t.timed("gate", |t| gate_stage(ws, packages, t));
     }
     if wants("host") {
         header("host");
-        host_tests(ws, &mut t);
+        t.timed("host", |t| host_tests(ws, t));
     }
     let needs_build = ["build", "lint", "package", "emulate"]
         .iter()
@@ -199,21 +199,23 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         } else {
             println!("\n==> the builds the selected stages need");
         }
-        build_stage(ws, &drivers, &mut t)
+        t.timed("build", |t| build_stage(ws, &drivers, t))
     } else {
         Vec::new()
     };
     if wants("lint") && !drivers.is_empty() {
         header("lint");
-        lint_stage(ws, &built, &mut t);
+        t.timed("lint", |t| lint_stage(ws, &built, t));
     }
     if wants("package") && !drivers.is_empty() {
         header("package");
-        package_stage(ws, &drivers, &built, &mut t);
+        t.timed("package", |t| package_stage(ws, &drivers, &built, t));
     }
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
-        emulated::emulate_stage(ws, &drivers, &built, &mut t);
+        t.timed("emulate", |t| {
+            emulated::emulate_stage(ws, &drivers, &built, t);
+        });
     }
     if wants("fixtures") {
         header("fixtures");
@@ -222,30 +224,23 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
             );
         }
-        if !fixtures.is_empty() {
-            emulated::check_fixtures(ws, &fixtures, &mut t);
-        }
+        t.timed("fixtures", |t| {
+            if !fixtures.is_empty() {
+                emulated::check_fixtures(ws, &fixtures, t);
+            }
+        });
     }
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
-        emulated::check_mutations(ws, &drivers, &mut t);
+        t.timed("mutations", |t| emulated::check_mutations(ws, &drivers, t));
     }
     if wants("templates") {
         header("templates");
-        templates::check(ws, packages, &mut t);
+        t.timed("templates", |t| templates::check(ws, packages, t));
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
-        let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, &drivers);
-        for c in checks {
-            t.record(c.ok, c.what);
-        }
-        if let Some(why) = skipped {
-            let what =
-                format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
-            println!("  SKIPPED: {what}");
-            t.skipped.push(what);
-        }
+        t.timed("deploy", |t| deploy_stage(ws, &drivers, t));
     }
 
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
@@ -261,6 +256,19 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
+}
+
+/// The VM plans of the real packages and the loopback deploy tests (`deploy::suite_checks`).
+fn deploy_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
+    let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, drivers);
+    for c in checks {
+        t.record(c.ok, c.what);
+    }
+    if let Some(why) = skipped {
+        let what = format!("the deploy loopback tests (a real OpenSSH server on 127.0.0.1): {why}");
+        println!("  SKIPPED: {what}");
+        t.skipped.push(what);
+    }
 }
 
 /// The toolchain's parts installed where missing, then the proof on a copy that lacks them.

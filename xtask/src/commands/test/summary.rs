@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::base::error::Result;
 use crate::base::files;
+use crate::base::process::{CpuSeconds, cpu_seconds, elapsed};
 use crate::base::workspace::Workspace;
 
 /// The tally of checks.
@@ -13,6 +14,36 @@ pub(super) struct Tally {
     pub(super) passed: usize,
     pub(super) failed: Vec<String>,
     pub(super) skipped: Vec<String>,
+    /// What each stage cost, in the order they ran.
+    pub(super) stages: Vec<StageTime>,
+}
+
+/// What one stage cost: its checks, wall seconds and CPU seconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct StageTime {
+    /// The stage's name (`gate`, `build`, ...).
+    pub stage: String,
+    /// How many of its checks passed.
+    pub passed: usize,
+    /// How many of its checks failed.
+    pub failed: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// CPU seconds (user + system) of the children it waited for: cargo, rustc, the emulator...
+    /// `None` where the system does not report it.
+    pub cpu_seconds: Option<f64>,
+    /// CPU seconds (user + system) of xtask itself during the stage.
+    pub xtask_cpu_seconds: Option<f64>,
+}
+
+/// A stage's start, from [`Tally::begin`] to [`Tally::end`].
+#[derive(Clone, Copy)]
+pub(super) struct StageClock {
+    name: &'static str,
+    start: Instant,
+    cpu: Option<CpuSeconds>,
+    passed: usize,
+    failed: usize,
 }
 
 impl Tally {
@@ -24,6 +55,42 @@ impl Tally {
             println!("    FAILED: {what}");
             self.failed.push(what);
         }
+    }
+
+    /// Starts timing stage `name`.
+    pub(super) fn begin(&self, name: &'static str) -> StageClock {
+        StageClock {
+            name,
+            start: Instant::now(),
+            cpu: cpu_seconds(),
+            passed: self.passed,
+            failed: self.failed.len(),
+        }
+    }
+
+    /// Ends the stage `clock` started: its closing line (checks, wall and CPU seconds) printed,
+    /// its [`StageTime`] kept for the summary.
+    pub(super) fn end(&mut self, clock: StageClock) {
+        let wall = clock.start.elapsed();
+        let cpu = clock.cpu.zip(cpu_seconds()).map(|(a, b)| b.since(a));
+        let time = StageTime {
+            stage: clock.name.to_owned(),
+            passed: self.passed - clock.passed,
+            failed: self.failed.len() - clock.failed,
+            seconds: wall.as_secs_f64(),
+            cpu_seconds: cpu.map(|c| c.children),
+            xtask_cpu_seconds: cpu.map(|c| c.own),
+        };
+        println!("{}", stage_line(&time));
+        self.stages.push(time);
+    }
+
+    /// Runs stage `name` (`f`) between [`Tally::begin`] and [`Tally::end`].
+    pub(super) fn timed<R>(&mut self, name: &'static str, f: impl FnOnce(&mut Tally) -> R) -> R {
+        let clock = self.begin(name);
+        let r = f(self);
+        self.end(clock);
+        r
     }
 
     pub(super) fn result(&mut self, what: impl Into<String>, result: Result<()>) {
@@ -58,6 +125,8 @@ pub(crate) struct TestReport {
     pub skipped: Vec<String>,
     /// Wall-clock seconds the run took.
     pub seconds: f64,
+    /// What each stage cost, in the order they ran.
+    pub stage_times: Vec<StageTime>,
 }
 
 /// Writes the run's [`TestReport`] to `target/reports/test.json`; a failure to write it is a
@@ -78,6 +147,7 @@ pub(super) fn write_summary(
         failures: t.failed.clone(),
         skipped: t.skipped.clone(),
         seconds: start.elapsed().as_secs_f64(),
+        stage_times: t.stages.clone(),
     };
     let path = ws.layout.report("test.json");
     let text = format!("{}\n", crate::commands::to_json(&report));
@@ -87,6 +157,23 @@ pub(super) fn write_summary(
             path.display()
         );
     }
+}
+
+/// A stage's closing line: `  -- gate: 40 passed, 0 failed in 35.2s (CPU: 61.0s children, 1.2s
+/// xtask)`.
+fn stage_line(t: &StageTime) -> String {
+    let secs = |s: f64| elapsed(std::time::Duration::from_secs_f64(s));
+    let cpu = match (t.cpu_seconds, t.xtask_cpu_seconds) {
+        (Some(c), Some(x)) => format!(" (CPU: {} children, {} xtask)", secs(c), secs(x)),
+        _ => String::new(),
+    };
+    format!(
+        "  -- {}: {} passed, {} failed in {}{cpu}",
+        t.stage,
+        t.passed,
+        t.failed,
+        secs(t.seconds)
+    )
 }
 
 /// The last line of `cargo xtask test`, which `.ci/run`'s readers parse.
@@ -101,5 +188,38 @@ mod tests {
     #[test]
     fn final_line_is_what_ci_parses() {
         assert_eq!(final_line(12, 0), "12 passed, 0 failed");
+    }
+
+    #[test]
+    fn a_stage_counts_its_own_checks_and_time() {
+        let mut t = Tally::default();
+        t.record(true, "before");
+        let clock = t.begin("gate");
+        t.record(true, "a");
+        t.record(false, "b");
+        t.end(clock);
+        let s = &t.stages[0];
+        assert_eq!((s.stage.as_str(), s.passed, s.failed), ("gate", 1, 1));
+        assert!(s.seconds >= 0.0);
+        #[cfg(unix)]
+        assert!(s.cpu_seconds.is_some() && s.xtask_cpu_seconds.is_some());
+    }
+
+    #[test]
+    fn the_stage_line_shows_wall_and_cpu() {
+        let mut s = StageTime {
+            stage: "build".into(),
+            passed: 8,
+            failed: 0,
+            seconds: 75.0,
+            cpu_seconds: Some(130.25),
+            xtask_cpu_seconds: Some(0.5),
+        };
+        assert_eq!(
+            stage_line(&s),
+            "  -- build: 8 passed, 0 failed in 1m15s (CPU: 2m10s children, 0.5s xtask)"
+        );
+        s.cpu_seconds = None;
+        assert_eq!(stage_line(&s), "  -- build: 8 passed, 0 failed in 1m15s");
     }
 }
