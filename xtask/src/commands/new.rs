@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::base::error::Result;
 use crate::base::workspace::Workspace;
 use crate::template::generate::{self, Template};
-use crate::template::{identity, write};
+use crate::template::{identity, standalone, write};
 
 /// `cargo xtask new`.
 #[derive(Debug, PartialEq, Eq, Default)]
@@ -76,10 +76,11 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             );
         }
         Some(dir) => {
-            write::write_standalone(&ws.root, dir, &generated, &sources)?;
+            standalone::write(&ws.root, dir, &generated, template.name(), &sources)?;
             println!(
-                "wrote the standalone workspace {} (git initialised, files added, not committed)\n\
-                 next: cd {} && cargo xtask deploy && cargo xtask test",
+                "wrote the standalone workspace {} ({name}, common, driver-package, xtask; \
+                 git initialised, files added, not committed)\n\
+                 next: cd {} && git commit -m {name} && cargo xtask deploy && cargo xtask test",
                 dir.display(),
                 dir.display()
             );

@@ -3,4 +3,5 @@
 
 pub(crate) mod generate;
 pub(crate) mod identity;
+pub(crate) mod standalone;
 pub(crate) mod write;
