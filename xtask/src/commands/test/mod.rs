@@ -328,7 +328,23 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
         }
     };
     println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
-    for c in gate::negatives(&ws.root, &ws.layout.gate_dir(), ruff.as_deref()) {
+    // The first driver in a folder of its name (the new driver in a `new --path` workspace).
+    let Some(driver) = ws
+        .drivers
+        .iter()
+        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name))
+    else {
+        return t.record(
+            false,
+            "the gate negatives: no driver in a folder of its name to break on purpose",
+        );
+    };
+    for c in gate::negatives(
+        &ws.root,
+        &ws.layout.gate_dir(),
+        &driver.name,
+        ruff.as_deref(),
+    ) {
         t.result(c.what, c.result);
     }
 }
