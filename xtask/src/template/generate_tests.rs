@@ -244,3 +244,51 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
     .to_string();
     assert!(e.contains("`ExCallback`") && e.contains("taken"), "{e}");
 }
+
+/// Every template's copy: its README says nothing false for it (`readme::false_for`), and no name
+/// is replaced twice, even for a name that holds the sample's (`my-wfp-callout`).
+#[test]
+fn every_copy_readme_is_true_for_the_copy_and_names_are_replaced_once() {
+    if !crate::template::samples_present() {
+        return;
+    }
+    let (root, sources) = workspace();
+    for (from, template) in TEMPLATES {
+        let name = format!("my-{from}");
+        let g = generate(
+            &root,
+            &sources,
+            template,
+            &name,
+            None,
+            &mut rand_core::OsRng,
+        )
+        .unwrap_or_else(|e| panic!("{from}: {e}"));
+        for (path, bytes) in &g.files {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains(&format!("my-{name}")) && !text.contains("MyMy"),
+                "{from}: a name replaced twice in {}",
+                path.display()
+            );
+        }
+        let readme = g
+            .files
+            .iter()
+            .find(|(p, _)| *p == Path::new(&name).join("README.md"))
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .unwrap();
+        for false_text in crate::template::readme::false_for(template) {
+            assert!(
+                !readme.contains(false_text),
+                "{from}: the copy's README says {false_text:?}"
+            );
+        }
+        assert!(readme.contains("`cargo xtask new` copied the folder") || from == "cm-filter");
+    }
+    // A sample README reworded without its edit is an error, not a false sentence.
+    let e = crate::template::readme::for_copy("# x\n", Template::WfpCalloutWdm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("update xtask/src/template/readme.rs"), "{e}");
+}

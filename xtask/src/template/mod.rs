@@ -3,6 +3,7 @@
 
 pub(crate) mod generate;
 pub(crate) mod identity;
+pub(crate) mod readme;
 pub(crate) mod standalone;
 pub(crate) mod write;
 
