@@ -116,6 +116,16 @@ fn describe(generated: &generate::Generated, template: Template) -> String {
 mod tests {
     use super::*;
 
+    /// A bad input: name, `--from`, `--altitude`, `--path` (else a folder that does not exist),
+    /// the error it gets.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<std::path::PathBuf>,
+        &'a str,
+    );
+
     /// Every bad input of the issue is refused with a clear error and nothing written: the
     /// `--path` folder is not made (the other refusals come before anything is written, and a
     /// refusal that failed would write there, not into the workspace), the workspace's manifest
@@ -140,7 +150,7 @@ mod tests {
         let manifest = std::fs::read(ws.root.join("Cargo.toml")).unwrap();
         let (root_before, scratch_before) = (listing(&ws.root), listing(&scratch));
         let new = scratch.join("new");
-        let cases: [(&str, &str, Option<&str>, Option<std::path::PathBuf>, &str); 9] = [
+        let cases: [Case<'_>; 9] = [
             (
                 "My_Drv",
                 "ex-callback",

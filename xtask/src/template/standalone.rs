@@ -83,7 +83,9 @@ pub fn manifest(manifest: &str, name: &str) -> Result<String> {
                 members.push(name.to_owned());
             }
             let quoted: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
-            out.push_str(&format!("members = [{}]\n", quoted.join(", ")));
+            out.push_str("members = [");
+            out.push_str(&quoted.join(", "));
+            out.push_str("]\n");
             done = true;
         } else {
             out.push_str(line);
