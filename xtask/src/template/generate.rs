@@ -274,6 +274,15 @@ pub fn generate(
         bail!("--altitude is for a registry filter: only `--from cm-filter` registers at one");
     }
     let src_dir = root.join(template.crate_dir());
+    if !src_dir.join("Cargo.toml").is_file() {
+        bail!(
+            "the sample {} is not in this workspace ({}): a standalone workspace made by \
+             `cargo xtask new --path` holds no sample; run `cargo xtask new` in the workspace of \
+             the samples, then copy the new driver's folder and its xtask/mutations files here",
+            template.crate_dir(),
+            root.display()
+        );
+    }
     let sample = Source {
         name: template.crate_dir().to_owned(),
         dir: src_dir.clone(),

@@ -292,3 +292,25 @@ fn every_copy_readme_is_true_for_the_copy_and_names_are_replaced_once() {
         .to_string();
     assert!(e.contains("update xtask/src/template/readme.rs"), "{e}");
 }
+
+/// Without the sample (a standalone workspace), `new` says where to run it.
+#[test]
+fn a_workspace_without_the_sample_is_told_where_to_run_new() {
+    let dir = scratch("no-sample");
+    let e = generate(
+        &dir,
+        &[],
+        Template::CmFilter,
+        "fine-name",
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the sample cm-filter is not in this workspace")
+            && e.contains("run `cargo xtask new` in the workspace of the samples"),
+        "{e}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
