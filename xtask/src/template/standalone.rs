@@ -159,7 +159,7 @@ fn section<'a>(text: &'a str, heading: &str) -> Option<&'a str> {
 /// A standalone workspace at `dest` (which must not exist): the tracked files of the workspace
 /// at `root` that [`travel`](travels), its `Cargo.toml` cut down ([`manifest`]), a README of its
 /// own ([`readme`]), and `generated` written into it (checked against `sources`, the drivers that
-/// travel: the fixtures); `Cargo.lock` pruned by `cargo metadata --offline`; a git repository
+/// travel: the fixtures); `Cargo.lock` pruned by `cargo update --workspace --offline`; a git repository
 /// initialised with every file added, not committed. Assembled in a temporary folder beside
 /// `dest` and renamed into place.
 pub fn write(
@@ -212,6 +212,9 @@ pub fn write(
         if manifest_now != cut {
             bail!("the standalone Cargo.toml came out as\n{manifest_now}\nnot\n{cut}");
         }
+        // Cargo.lock without the packages that stayed behind (what the first build would write),
+        // every other version kept.
+        cargo(&staged, &["update", "--workspace", "--offline", "--quiet"])?;
         let members = metadata_members(&staged)?;
         let mut expected = expected_members(&cut)?;
         expected.sort();
@@ -246,7 +249,7 @@ fn expected_members(manifest: &str) -> Result<Vec<String>> {
 }
 
 /// The workspace members `cargo metadata --offline` finds in `dir` (their folders relative to it,
-/// sorted); running it also prunes `Cargo.lock` of the packages that stayed behind.
+/// sorted).
 pub fn metadata_members(dir: &Path) -> Result<Vec<String>> {
     let out = Command::new(crate::base::workspace::cargo())
         .args([
@@ -282,6 +285,23 @@ pub fn metadata_members(dir: &Path) -> Result<Vec<String>> {
         .collect();
     members.sort();
     Ok(members)
+}
+
+fn cargo(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new(crate::base::workspace::cargo())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running `cargo {}`", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`cargo {}` failed in {}:\n{}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok(())
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {

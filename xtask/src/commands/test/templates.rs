@@ -324,6 +324,14 @@ fn standalone_check(ws: &Workspace, dest: &Path) -> Result<()> {
             "the standalone workspace has other drivers' mutations: {mutations:?}"
         );
     }
+    let lock =
+        std::fs::read_to_string(dest.join("Cargo.lock")).context("reading its Cargo.lock")?;
+    if let Some(sample) = SAMPLES
+        .iter()
+        .find(|s| lock.contains(&format!("name = \"{s}\"")))
+    {
+        crate::base::error::bail!("the standalone workspace's Cargo.lock still lists {sample}");
+    }
     let _ = std::fs::remove_dir_all(dest);
     Ok(())
 }
