@@ -267,6 +267,8 @@ class GuardedMutexTest(unittest.TestCase):
 
 
 class PnpScenarioTest(unittest.TestCase):
+    # A standalone workspace made by `cargo xtask new --path` has no pnp-notify.
+    @unittest.skipUnless(os.path.isdir(os.path.join(ROOT, 'pnp-notify')), 'no pnp-notify sample')
     def test_the_pnp_notify_scenario_loads(self):
         s = load(os.path.join(ROOT, 'pnp-notify', 'scenario.toml'))
         self.assertIn(GUID_DEVINTERFACE_VOLUME, s.config['device_interfaces'])

@@ -512,7 +512,7 @@ pub fn judge(check: &Check, sections: &Sections, section: &str) -> Verdict {
 mod tests {
     use super::*;
 
-    const CM_FILTER: &str = include_str!("../../../cm-filter/deploy.toml");
+    const CM_FILTER: &str = include_str!("plan/testdata/cm-filter-deploy.toml");
 
     #[test]
     fn the_cm_filter_probe_reads() {

@@ -587,7 +587,7 @@ not a workspace driver's name or folder. Bad input is refused with nothing writt
                 "--path",
                 "DIR",
                 Values::Dir,
-                "a standalone workspace in DIR (which must not exist): the workspace's tracked files plus the new driver, with a git repository initialised; its README's two commands work there",
+                "a standalone workspace in DIR (which must not exist): the new driver, common, driver-package and xtask (its fixtures included) and the root files, none of the samples, with a git repository initialised (files added; commit them); its README's two commands, cargo xtask deploy and cargo xtask test, pass there",
             ),
             valued(
                 "--altitude",

@@ -157,28 +157,11 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// Replaces `old` by `new` in `text` wherever `old` is a whole token: not preceded or followed
-/// by a letter, digit or `_`.
+/// by a letter, digit or `_` (what [`apply`] does for each pair, shown on one).
+#[cfg(test)]
 pub fn replace_token(text: &str, old: &str, new: &str) -> String {
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(old) {
-        let before = if at > 0 {
-            rest[..at].chars().next_back()
-        } else {
-            out.chars().next_back()
-        };
-        let after = rest[at + old.len()..].chars().next();
-        out.push_str(&rest[..at]);
-        if word(before) || word(after) {
-            out.push_str(old);
-        } else {
-            out.push_str(new);
-        }
-        rest = &rest[at + old.len()..];
-    }
-    out.push_str(rest);
-    out
+    let pair: Pair = (String::new(), old.to_owned(), new.to_owned());
+    apply(text, &[&pair])
 }
 
 /// `const X: [u16; N] = ascii_to_utf16("…");` with `N` set to the string's length.
@@ -291,6 +274,15 @@ pub fn generate(
         bail!("--altitude is for a registry filter: only `--from cm-filter` registers at one");
     }
     let src_dir = root.join(template.crate_dir());
+    if !src_dir.join("Cargo.toml").is_file() {
+        bail!(
+            "the sample {} is not in this workspace ({}): a standalone workspace made by \
+             `cargo xtask new --path` holds no sample; run `cargo xtask new` in the workspace of \
+             the samples, then copy the new driver's folder and its xtask/mutations files here",
+            template.crate_dir(),
+            root.display()
+        );
+    }
     let sample = Source {
         name: template.crate_dir().to_owned(),
         dir: src_dir.clone(),
@@ -323,6 +315,11 @@ pub fn generate(
             files.push((Path::new(name).join(new_rel), bytes));
             continue;
         };
+        let text = if rel == Path::new("README.md") {
+            super::readme::for_copy(&text, template)?
+        } else {
+            text
+        };
         let mut text = fix_utf16_lengths(&apply(&text, &order));
         if new_rel == "Cargo.toml" {
             text = manifest(&text, template, name)?;
@@ -340,13 +337,31 @@ pub fn generate(
     Ok(Generated { choices, files })
 }
 
-/// `text` with every pair's old value replaced (as a whole token), longest first.
+/// `text` with every pair's old value replaced where it is a whole token ([`replace_token`]'s rule),
+/// the longest first, in one pass: a new value is never read again, so `my-wfp-callout` made from
+/// wfp-callout does not become `my-my-wfp-callout-wdm` in its variant's name.
 fn apply(text: &str, order: &[&Pair]) -> String {
-    let mut text = text.to_owned();
-    for (_, old, new) in order {
-        text = replace_token(&text, old, new);
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    'text: while let Some(c) = text[i..].chars().next() {
+        if !word(text[..i].chars().next_back()) {
+            for (_, old, new) in order {
+                let rest = &text[i..];
+                if !old.is_empty()
+                    && rest.starts_with(old.as_str())
+                    && !word(rest[old.len()..].chars().next())
+                {
+                    out.push_str(new);
+                    i += old.len();
+                    continue 'text;
+                }
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
     }
-    text
+    out
 }
 
 /// The new names (crate, service, variant), refused if a workspace driver's service has them.

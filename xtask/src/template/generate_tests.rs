@@ -93,6 +93,9 @@ fn tokens_are_replaced_whole_only() {
 /// the first.
 #[test]
 fn every_template_gets_fresh_identities() {
+    if !crate::template::samples_present() {
+        return;
+    }
     let (root, sources) = workspace();
     let dir = scratch("templates");
     for (from, template) in TEMPLATES {
@@ -152,6 +155,9 @@ fn every_template_gets_fresh_identities() {
 
 #[test]
 fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
+    if !crate::template::samples_present() {
+        return;
+    }
     let (root, sources) = workspace();
     let g = generate(
         &root,
@@ -237,4 +243,74 @@ fn the_wdm_template_builds_wdm_only_and_cm_filter_gets_an_unused_altitude() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("`ExCallback`") && e.contains("taken"), "{e}");
+}
+
+/// Every template's copy: its README says nothing false for it (`readme::false_for`), and no name
+/// is replaced twice, even for a name that holds the sample's (`my-wfp-callout`).
+#[test]
+fn every_copy_readme_is_true_for_the_copy_and_names_are_replaced_once() {
+    if !crate::template::samples_present() {
+        return;
+    }
+    let (root, sources) = workspace();
+    for (from, template) in TEMPLATES {
+        let name = format!("my-{from}");
+        let g = generate(
+            &root,
+            &sources,
+            template,
+            &name,
+            None,
+            &mut rand_core::OsRng,
+        )
+        .unwrap_or_else(|e| panic!("{from}: {e}"));
+        for (path, bytes) in &g.files {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains(&format!("my-{name}")) && !text.contains("MyMy"),
+                "{from}: a name replaced twice in {}",
+                path.display()
+            );
+        }
+        let readme = g
+            .files
+            .iter()
+            .find(|(p, _)| *p == Path::new(&name).join("README.md"))
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .unwrap();
+        for false_text in crate::template::readme::false_for(template) {
+            assert!(
+                !readme.contains(false_text),
+                "{from}: the copy's README says {false_text:?}"
+            );
+        }
+        assert!(readme.contains("`cargo xtask new` copied the folder") || from == "cm-filter");
+    }
+    // A sample README reworded without its edit is an error, not a false sentence.
+    let e = crate::template::readme::for_copy("# x\n", Template::WfpCalloutWdm)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("update xtask/src/template/readme.rs"), "{e}");
+}
+
+/// Without the sample (a standalone workspace), `new` says where to run it.
+#[test]
+fn a_workspace_without_the_sample_is_told_where_to_run_new() {
+    let dir = scratch("no-sample");
+    let e = generate(
+        &dir,
+        &[],
+        Template::CmFilter,
+        "fine-name",
+        None,
+        &mut rand_core::OsRng,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the sample cm-filter is not in this workspace")
+            && e.contains("run `cargo xtask new` in the workspace of the samples"),
+        "{e}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,5 +1,5 @@
-//! Writing a new driver ([`Generated`]) into a workspace, all or nothing, or into a standalone
-//! copy of the workspace (`cargo xtask new --path`).
+//! Writing a new driver ([`Generated`]) into a workspace, all or nothing (a standalone workspace
+//! for it: [`standalone`](super::standalone)).
 
 use std::fs;
 use std::path::Path;
@@ -100,93 +100,6 @@ fn format_sources(root: &Path, crate_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A standalone workspace at `dest` (which must not exist): the tracked files of the workspace
-/// at `root` (`git ls-files`: `common`, `xtask`, the samples its tests use, the docs they cite),
-/// with `generated` added (checked against `sources`, the workspace's drivers, as copied) and a git repository initialised (files added, not committed), assembled
-/// in a temporary folder beside `dest` and renamed into place.
-pub fn write_standalone(
-    root: &Path,
-    dest: &Path,
-    generated: &Generated,
-    sources: &[Source],
-) -> Result<()> {
-    if dest.exists() {
-        bail!(
-            "{} exists: give --path a folder that does not exist yet (nothing was written)",
-            dest.display()
-        );
-    }
-    let listed = std::process::Command::new("git")
-        .args(["ls-files", "-z"])
-        .current_dir(root)
-        .output()
-        .context("running `git ls-files` (is git on PATH?)")?;
-    if !listed.status.success() {
-        bail!(
-            "`git ls-files` failed in {}: --path copies the workspace's tracked files, so it needs              the git checkout of the workspace",
-            root.display()
-        );
-    }
-    let staged = driver_package::files::staging_dir_beside(dest)?;
-    let result = (|| -> Result<()> {
-        for rel in listed.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-            let rel = Path::new(std::str::from_utf8(rel).context("a tracked file's name")?);
-            let from = root.join(rel);
-            if !from.is_file() {
-                continue; // deleted in the work tree
-            }
-            let to = staged.join(rel);
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
-        }
-        // The new driver, checked against the copied workspace's drivers.
-        let sources = copied_sources(root, &staged, sources);
-        write(&staged, generated, &sources)?;
-        let git = std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(&staged)
-            .status()
-            .context("running `git init`")?;
-        let add = std::process::Command::new("git")
-            .args(["add", "-A"])
-            .current_dir(&staged)
-            .status()
-            .context("running `git add`")?;
-        if !git.success() || !add.success() {
-            bail!("`git init` / `git add -A` failed in {}", staged.display());
-        }
-        fs::rename(&staged, dest)
-            .with_context(|| format!("renaming {} to {}", staged.display(), dest.display()))
-    })();
-    if result.is_err() && staged.exists() {
-        let _ = fs::remove_dir_all(&staged);
-    }
-    result
-}
-
-/// The driver folders `sources` of the workspace at `root`, as copied to `copy`.
-fn copied_sources(root: &Path, copy: &Path, sources: &[Source]) -> Vec<Source> {
-    sources
-        .iter()
-        .cloned()
-        .filter_map(|s| {
-            let rel = s.dir.strip_prefix(root).ok()?.to_path_buf();
-            Some(Source {
-                name: s.name,
-                dir: copy.join(&rel),
-                inx: s
-                    .inx
-                    .iter()
-                    .filter_map(|i| Some(copy.join(i.strip_prefix(root).ok()?)))
-                    .collect(),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

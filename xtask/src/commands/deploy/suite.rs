@@ -35,6 +35,36 @@ pub fn suite_checks(
     ws: &Workspace,
     drivers: &[&crate::base::workspace::Driver],
 ) -> (Vec<SuiteCheck>, Option<String>) {
+    let mut checks = plan_checks(ws, drivers);
+    for (program, package) in [("sshd", "openssh-server"), ("ssh", "openssh-client")] {
+        if missing_openssh().contains(&program)
+            && let Err(e) = crate::base::tools::ensure(
+                program,
+                package,
+                "the deploy tests run a real OpenSSH server on 127.0.0.1",
+            )
+        {
+            return (checks, Some(e.to_string()));
+        }
+    }
+    let missing = missing_openssh();
+    if !missing.is_empty() {
+        return (
+            checks,
+            Some(format!(
+                "{} not found (Debian: apt-get install openssh-server openssh-client)",
+                missing.join(", ")
+            )),
+        );
+    }
+    checks.extend(loopback_checks(ws));
+    (checks, None)
+}
+
+/// The VM plans of the x64 debug packages of `drivers` (made already, under `ws`'s target) for
+/// both transports and both install modes, and the PowerShell syntax of every script of them:
+/// `deploy --dry-run`'s plan, checked (the `templates` stage runs it on the drivers `new` made).
+pub fn plan_checks(ws: &Workspace, drivers: &[&crate::base::workspace::Driver]) -> Vec<SuiteCheck> {
     let mut checks = Vec::new();
     let mut packages = Vec::new();
     for d in drivers {
@@ -107,29 +137,7 @@ pub fn suite_checks(
             }),
         }
     }
-    for (program, package) in [("sshd", "openssh-server"), ("ssh", "openssh-client")] {
-        if missing_openssh().contains(&program)
-            && let Err(e) = crate::base::tools::ensure(
-                program,
-                package,
-                "the deploy tests run a real OpenSSH server on 127.0.0.1",
-            )
-        {
-            return (checks, Some(e.to_string()));
-        }
-    }
-    let missing = missing_openssh();
-    if !missing.is_empty() {
-        return (
-            checks,
-            Some(format!(
-                "{} not found (Debian: apt-get install openssh-server openssh-client)",
-                missing.join(", ")
-            )),
-        );
-    }
-    checks.extend(loopback_checks(ws));
-    (checks, None)
+    checks
 }
 
 /// The loopback tests (`deploy/loopback.rs`, ignored in a plain `cargo test`), one check each.

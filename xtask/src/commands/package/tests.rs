@@ -18,7 +18,8 @@ fn scratch_ws(name: &str) -> (Workspace, Driver) {
         layout: Layout::new(root.join("target")),
         drivers: vec![],
     };
-    let inx = include_str!("../../../../ex-callback/ex-callback.inx").replace("ex-callback", "d");
+    let inx = include_str!("../../../../driver-package/testdata/primitive.inx")
+        .replace("ex-callback", "d");
     std::fs::write(driver_dir.join("d.inx"), inx).unwrap();
     let d = Driver {
         name: "d".into(),

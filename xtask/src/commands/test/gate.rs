@@ -180,38 +180,38 @@ pub fn ruff_in_venv(python: &Path) -> PathBuf {
 /// The negative checks: each part of the gate run on a scratch copy of the workspace broken on
 /// purpose, which must fail for the reason given. `scratch` is emptied first; cargo builds there.
 ///
+/// The driver broken on purpose is `driver` (a package in the folder of the same name under
+/// `root`: ex-callback in this workspace, the new driver in one `cargo xtask new --path` made).
+///
 /// Every check is returned with `Ok` when the gate caught the breakage.
-pub fn negatives(root: &Path, scratch: &Path, ruff_bin: Option<&Path>) -> Vec<Check> {
+pub fn negatives(root: &Path, scratch: &Path, driver: &str, ruff_bin: Option<&Path>) -> Vec<Check> {
     let mut checks = Vec::new();
     let ws = scratch.join("ws");
     let target = scratch.join("target");
-    if let Err(e) = crate::commands::test::scratch::workspace(
-        root,
-        &ws,
-        &["common", "ex-callback"],
-        &|_, _, b| Ok(b),
-    ) {
+    if let Err(e) =
+        crate::commands::test::scratch::workspace(root, &ws, &["common", driver], &|_, _, b| Ok(b))
+    {
         checks.push(Check {
             what: "gate negatives: a scratch copy of the workspace".to_owned(),
             result: Err(e),
         });
         return checks;
     }
-    let lib = ws.join("ex-callback").join("src").join("lib.rs");
+    let lib = ws.join(driver).join("src").join("lib.rs");
     let original = std::fs::read_to_string(&lib).unwrap_or_default();
 
     // 1. A driver's unsafe blocks without their `// SAFETY:` comments.
     let unsafe_what =
-        "gate negative: ex-callback with its `// SAFETY:` comments removed fails clippy".to_owned();
+        format!("gate negative: {driver} with its `// SAFETY:` comments removed fails clippy");
     let stripped = original.replace("// SAFETY:", "// Note:");
     let result = if stripped == original {
-        Err(Error::new(
-            "ex-callback/src/lib.rs has no `// SAFETY:` comment to remove",
-        ))
+        Err(Error::new(format!(
+            "{driver}/src/lib.rs has no `// SAFETY:` comment to remove"
+        )))
     } else {
         write(&lib, &stripped).and_then(|()| {
             let run = ClippyRun {
-                packages: vec!["ex-callback".to_owned()],
+                packages: vec![driver.to_owned()],
                 target: Some(Arch::X64),
                 features: Vec::new(),
                 all_targets: false,
@@ -231,8 +231,8 @@ pub fn negatives(root: &Path, scratch: &Path, ruff_bin: Option<&Path>) -> Vec<Ch
     let fmt_what = "gate negative: a line formatted by hand fails cargo fmt --check".to_owned();
     let reformatted =
         format!("{original}\n#[allow(dead_code)]\nfn   gate_probe( )  ->u32{{ 1 }}\n");
-    let result =
-        write(&lib, &reformatted).and_then(|()| expect_failure(fmt(&ws), "ex-callback/src/lib.rs"));
+    let result = write(&lib, &reformatted)
+        .and_then(|()| expect_failure(fmt(&ws), &format!("{driver}/src/lib.rs")));
     checks.push(Check {
         what: fmt_what,
         result,

@@ -23,7 +23,9 @@
 //! 9. `mutations`: every lesson a driver README claims, broken in a copy of the driver
 //!    (`xtask/mutations/*.toml`, `mutations`), must be failed by the rule that names it;
 //! 10. `templates`: `cargo xtask new` on every template in a scratch copy (`templates`): fresh
-//!     identities, each new driver built for x64 and passing its scenario (not with `-p`);
+//!     identities; one new driver per template through the build (x64 and arm64), lint, package,
+//!     emulate (fault sweep) and deploy-plan stages' own functions; the standalone workspace of
+//!     `new --path` checked (not with `-p`);
 //! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
@@ -99,7 +101,7 @@ pub const STAGES: [(&str, &str); 11] = [
     ),
     (
         "templates",
-        "cargo xtask new: a driver made from each template, in a scratch copy: fresh identities, x64 build, emulated",
+        "cargo xtask new: a driver made from each template, in a scratch copy: fresh identities; built for x64 and arm64, linted, packaged and verified, emulated with faults, VM plans; new --path's workspace",
     ),
     (
         "deploy",
@@ -199,7 +201,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         } else {
             println!("\n==> the builds the selected stages need");
         }
-        t.timed("build", |t| build_stage(ws, &drivers, t))
+        t.timed("build", |t| build_stage(ws, &drivers, &PROFILES, t))
     } else {
         Vec::new()
     };
@@ -338,7 +340,23 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
         }
     };
     println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
-    for c in gate::negatives(&ws.root, &ws.layout.gate_dir(), ruff.as_deref()) {
+    // The first driver in a folder of its name (the new driver in a `new --path` workspace).
+    let Some(driver) = ws
+        .drivers
+        .iter()
+        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name))
+    else {
+        return t.record(
+            false,
+            "the gate negatives: no driver in a folder of its name to break on purpose",
+        );
+    };
+    for c in gate::negatives(
+        &ws.root,
+        &ws.layout.gate_dir(),
+        &driver.name,
+        ruff.as_deref(),
+    ) {
         t.result(c.what, c.result);
     }
 }
@@ -385,10 +403,16 @@ fn host_tests(ws: &Workspace, t: &mut Tally) {
     );
 }
 
-/// Every driver for both architectures and both profiles; each image is linted before it is placed.
-fn build_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) -> Vec<Built> {
+/// Every driver for both architectures and each of `profiles`; each image is linted before it is
+/// placed.
+fn build_stage(
+    ws: &Workspace,
+    drivers: &[&Driver],
+    profiles: &[Profile],
+    t: &mut Tally,
+) -> Vec<Built> {
     let mut built: Vec<Built> = Vec::new();
-    for profile in PROFILES {
+    for &profile in profiles {
         match build::build(ws, drivers, &Arch::ALL, profile) {
             Ok(b) => built.extend(b),
             Err(e) => t.record(false, format!("build ({profile}): {e}")),

@@ -1,41 +1,61 @@
 //! The `templates` stage: `cargo xtask new` proven on every template. In a scratch copy of the
-//! workspace (`target/templates/ws/`, made by `scratch.rs`), one driver is made from each of the
-//! five templates, plus a second from ex-callback; the copy must pass the identity check (two
-//! drivers from the same template share nothing), each new crate must build for x64 offline, and
-//! each new driver (and wfp-callout's new WDM variant) must pass its scenario in the emulated
-//! kernel.
+//! workspace (`target/templates/ws/`, made by `scratch.rs`, its cargo output in the workspace's
+//! own target directory), one driver is made from each of the five templates, plus a second from
+//! ex-callback; the copy must pass the identity check (two drivers from the same template share
+//! nothing). Then one driver per template goes through what the other stages do to the samples,
+//! by their own functions: built for x64 and arm64 (debug), the images linted, signed, packaged
+//! and verified, emulated with the fault sweep, and its VM plans made and their scripts parsed
+//! (`deploy --dry-run`). The second ex-callback copy and wfp-callout's copy's WDM variant are built
+//! for x64 and pass their scenario. Last, `new --path`'s standalone workspace is made (one
+//! driver): its files and its `cargo metadata` members are checked.
+//!
+//! A workspace without the samples (one `new --path` made) has nothing to make drivers from: the
+//! stage says so and is skipped.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use super::Tally;
-use crate::base::error::{Context, Result, bail};
-use crate::base::layout::Arch;
-use crate::base::workspace::{Workspace, cargo};
-use crate::emulator::batch;
-use crate::emulator::emulate::{Harness, Options, Outcome};
+use crate::base::error::{Context, Result};
+use crate::base::layout::{Arch, Profile};
+use crate::base::workspace::{Driver, Workspace, cargo};
+use crate::commands::build;
+use crate::emulator::emulate::{self, Options, Outcome};
 use crate::template::generate::{self, Template};
 use crate::template::identity::{self, Source};
-use crate::template::write;
+use crate::template::{standalone, write};
 
-/// The drivers the stage makes: name, template.
-const MADE: [(&str, Template); 6] = [
-    ("made-ex", Template::ExCallback),
-    ("made-ex-again", Template::ExCallback),
-    ("made-cm", Template::CmFilter),
-    ("made-pnp", Template::PnpNotify),
-    ("made-wfp", Template::WfpCallout),
-    ("made-wdm", Template::WfpCalloutWdm),
+/// The drivers the stage makes: name, template, whether it gets every stage (one per template).
+const MADE: [(&str, Template, bool); 6] = [
+    ("made-ex", Template::ExCallback, true),
+    ("made-ex-again", Template::ExCallback, false),
+    ("made-cm", Template::CmFilter, true),
+    ("made-pnp", Template::PnpNotify, true),
+    ("made-wfp", Template::WfpCallout, true),
+    ("made-wdm", Template::WfpCalloutWdm, true),
 ];
 
 /// The samples the copy holds (templates, and the identities the new drivers must avoid).
 const SAMPLES: [&str; 4] = ["ex-callback", "cm-filter", "pnp-notify", "wfp-callout"];
+
+/// The driver the standalone workspace is made for.
+const STANDALONE: (&str, Template) = ("made-alone", Template::ExCallback);
 
 /// Runs the stage, recording each check in `t`; skipped with `-p` (`packages`): it makes drivers
 /// of its own.
 pub(super) fn check(ws: &Workspace, packages: &[String], t: &mut Tally) {
     if !packages.is_empty() {
         println!("  skipped: the templates stage runs without -p (it makes drivers of its own)");
+        return;
+    }
+    if !SAMPLES
+        .iter()
+        .all(|s| ws.root.join(s).join("Cargo.toml").is_file())
+    {
+        let what = "the templates stage: this workspace has no sample to make drivers from \
+                    (a standalone one `cargo xtask new --path` made)"
+            .to_owned();
+        println!("  SKIPPED: {what}");
+        t.skipped.push(what);
         return;
     }
     let base = ws.layout.target_dir.join("templates");
@@ -51,73 +71,105 @@ pub(super) fn check(ws: &Workspace, packages: &[String], t: &mut Tally) {
         ),
         identity::check(&copy, &sources).map(|_| ()),
     );
-    let harness = match Harness::locate(ws) {
-        Ok(h) => h,
-        Err(e) => return t.record(false, format!("templates: {e}")),
-    };
-    let target = base.join("target");
-    let mut images: Vec<(String, PathBuf, Template, &str)> = Vec::new();
-    for (name, template) in MADE {
-        match build(&copy, &target, name, None) {
-            Ok(image) => images.push((name.to_owned(), image, template, name)),
-            Err(e) => t.record(false, format!("templates: {name} builds for x64: {e}")),
-        }
-        if template == Template::WfpCallout {
-            let variant = format!("{name}-wdm");
-            match build(&copy, &target, name, Some(&variant)) {
-                Ok(image) => images.push((variant, image, template, name)),
-                Err(e) => t.record(false, format!("templates: {variant} builds for x64: {e}")),
-            }
-        }
+    match load_copy(ws, &copy) {
+        Ok(copy_ws) => prove(&copy_ws, t),
+        Err(e) => t.record(
+            false,
+            format!("templates: the scratch copy as a workspace: {e}"),
+        ),
     }
-    // Every made driver in one harness batch (as the other emulation stages run).
-    let scenarios: Vec<PathBuf> = images
+    t.result(
+        format!(
+            "templates: new {} --path makes a standalone workspace of {}, common, driver-package and xtask only, its members as cargo metadata reads them",
+            STANDALONE.0, STANDALONE.0
+        ),
+        standalone_check(ws, &base.join("standalone")),
+    );
+}
+
+/// The made drivers through the stages' own functions (see the module's documentation).
+fn prove(copy: &Workspace, t: &mut Tally) {
+    let pick = |full: bool| -> Vec<&Driver> {
+        copy.drivers
+            .iter()
+            .filter(|d| {
+                MADE.iter().any(|(name, _, f)| {
+                    let is_variant = d.variant.as_ref().is_some_and(|v| v.package == *name);
+                    (d.name == *name && *f == full) || (is_variant && !full)
+                })
+            })
+            .collect()
+    };
+    let (full, rest) = (pick(true), pick(false));
+    println!(
+        "  every stage for {} (one per template); x64 and the scenario for {}",
+        names(&full),
+        names(&rest)
+    );
+    let built = super::build_stage(copy, &full, &[Profile::Debug], t);
+    super::lint_stage(copy, &built, t);
+    super::package_stage(copy, &full, &built, t);
+    super::emulated::emulate_stage(copy, &full, &built, t);
+    for c in crate::commands::deploy::suite::plan_checks(copy, &full) {
+        t.record(c.ok, c.what);
+    }
+    // The others: built for x64, their scenario passed.
+    let built = match build::build(copy, &rest, &[Arch::X64], Profile::Debug) {
+        Ok(b) => b,
+        Err(e) => return t.record(false, format!("templates: build {}: {e}", names(&rest))),
+    };
+    let ready: Vec<&Driver> = rest
         .iter()
-        .map(|(_, _, _, dir)| copy.join(dir).join("scenario.toml"))
-        .collect();
-    let entries: Vec<batch::Entry> = images
-        .iter()
-        .zip(&scenarios)
-        .map(|((name, image, _, _), scenario)| batch::Entry {
-            name: name.clone(),
-            image,
-            scenario,
-            report: ws.layout.emu_report(name, "template.json"),
-            opts: Options::default(),
+        .copied()
+        .filter(|d| {
+            let b = built.iter().find(|b| b.driver == d.name);
+            if let Some(Err(e)) = b.map(|b| &b.result) {
+                t.record(false, format!("build {} (x64, debug): {e}", d.name));
+            }
+            b.is_some_and(|b| b.result.is_ok())
         })
         .collect();
-    let plan = ws.layout.emu_report("batch", "plan-templates.json");
-    let result = batch::run(
-        &harness,
-        &plan,
-        &entries,
-        crate::base::process::jobs(),
-        &mut |i, run, _progress| {
-            let (name, _, template, _) = &images[i];
-            let what = format!(
-                "templates: {name} (from {}) builds and passes its scenario in the emulated kernel",
-                template.name()
-            );
-            match &run.outcome {
-                Outcome::Passed(_) => t.result(what, Ok(())),
-                Outcome::Failed(r) => {
-                    print!("{}", crate::emulator::report::render(r));
-                    t.record(false, format!("{what}: a run failed (report above)"));
-                }
-                Outcome::Error(e) => t.record(false, format!("{what}: {e}")),
-            }
-        },
-    );
-    if let Err(e) = result {
-        t.record(false, format!("templates: the emulator batch: {e}"));
+    if ready.is_empty() {
+        return;
     }
+    match emulate::emulate(
+        copy,
+        &ready,
+        Profile::Debug,
+        Options::default(),
+        "template.json",
+        false,
+    ) {
+        Ok(runs) => {
+            for r in runs {
+                let what = format!("emulate {} (debug, its scenario)", r.driver);
+                match &r.outcome {
+                    Outcome::Passed(_) => t.record(true, what),
+                    Outcome::Failed(rep) => {
+                        print!("{}", crate::emulator::report::render(rep));
+                        t.record(false, format!("{what}: a run failed (report above)"));
+                    }
+                    Outcome::Error(e) => t.record(false, format!("{what}: {e}")),
+                }
+            }
+        }
+        Err(e) => t.record(false, format!("templates: emulate {}: {e}", names(&ready))),
+    }
+}
+
+fn names(drivers: &[&Driver]) -> String {
+    drivers
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The scratch copy with the drivers of [`MADE`] written into it by `cargo xtask new`'s library;
 /// returns every driver folder of the copy.
 fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
     // Drivers an earlier run made: `new` refuses an existing folder.
-    for (name, _) in MADE {
+    for (name, _, _) in MADE {
         let dir = copy.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -136,6 +188,21 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
         &mutations,
         &|_, bytes| Ok(bytes),
     )?;
+    // The harness (and its venv's lock) the emulation and the plans' syntax check run from.
+    crate::commands::test::scratch::mirror(
+        &ws.root.join("xtask/emu"),
+        &copy.join("xtask/emu"),
+        &|_, bytes| Ok(bytes),
+    )?;
+    // Cargo's output in the workspace's target directory: the emulator's venv is found there, the
+    // kernel crates' builds are shared between runs.
+    let config = std::fs::read_to_string(ws.root.join(".cargo/config.toml"))
+        .context("reading .cargo/config.toml")?;
+    let target = ws.layout.target_dir.to_string_lossy().replace('\\', "/");
+    crate::commands::test::scratch::sync(
+        &copy.join(".cargo/config.toml"),
+        format!("{config}\n[build]\ntarget-dir = \"{target}\"\n").as_bytes(),
+    )?;
     let mut sources: Vec<Source> = identity::sources(&ws.drivers)
         .into_iter()
         .filter(|s| SAMPLES.iter().any(|d| s.dir == ws.root.join(d)))
@@ -149,7 +216,7 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
             name: s.name,
         })
         .collect();
-    for (name, template) in MADE {
+    for (name, template, _) in MADE {
         let g = generate::generate(copy, &sources, template, name, None, &mut rand_core::OsRng)?;
         write::write(copy, &g, &sources)?;
         let dir = copy.join(name);
@@ -168,33 +235,103 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
-/// Builds `package` (or its `-wdm` variant, with the `wdm` feature) for x64, offline, and returns
-/// a copy of the image named after the driver.
-fn build(copy: &Path, target: &Path, package: &str, variant: Option<&str>) -> Result<PathBuf> {
-    let triple = Arch::X64.triple();
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(copy).env("CARGO_TARGET_DIR", target).args([
-        "build",
-        "--offline",
-        "-p",
-        package,
-        "--target",
-        triple,
-    ]);
-    if variant.is_some() {
-        cmd.args(["--features", "wdm"]);
+/// The scratch copy read as a workspace (`cargo metadata --offline`): its drivers, the
+/// workspace's target directory.
+fn load_copy(ws: &Workspace, copy: &Path) -> Result<Workspace> {
+    let out = std::process::Command::new(cargo())
+        .args([
+            "metadata",
+            "--offline",
+            "--no-deps",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(copy)
+        .output()
+        .context("running `cargo metadata` in the scratch copy")?;
+    if !out.status.success() {
+        crate::base::error::bail!(
+            "`cargo metadata` failed in {}:\n{}",
+            copy.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
     }
-    let (status, _) =
-        crate::base::process::run_teeing_stderr(&mut cmd, |line| eprintln!("    {line}"))?;
-    if !status.success() {
-        bail!("cargo build failed ({status})");
+    let json = serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
+    let copy_ws = Workspace::from_metadata(&json)?;
+    if copy_ws.layout.target_dir != ws.layout.target_dir {
+        crate::base::error::bail!(
+            "the scratch copy builds into {}, not the workspace's {}",
+            copy_ws.layout.target_dir.display(),
+            ws.layout.target_dir.display()
+        );
     }
-    let built = target
-        .join(triple)
-        .join("debug")
-        .join(format!("{}.dll", package.replace('-', "_")));
-    let name = variant.unwrap_or(package);
-    let image = target.join("images").join(format!("{name}.sys"));
-    crate::base::files::copy_atomic(&built, &image)?;
-    Ok(image)
+    Ok(copy_ws)
+}
+
+/// `new --path` into `dest` (emptied first): only the new driver and the shared crates, and
+/// `cargo metadata` there lists exactly the members its Cargo.toml names (checked by
+/// `standalone::write` itself).
+fn standalone_check(ws: &Workspace, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).with_context(|| format!("removing {}", dest.display()))?;
+    }
+    let (name, template) = STANDALONE;
+    let sources = identity::sources(&ws.drivers);
+    let g = generate::generate(
+        &ws.root,
+        &sources,
+        template,
+        name,
+        None,
+        &mut rand_core::OsRng,
+    )?;
+    standalone::write(&ws.root, dest, &g, template.name(), &sources)?;
+    let mut top: Vec<String> = std::fs::read_dir(dest)
+        .with_context(|| format!("listing {}", dest.display()))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".git")
+        .collect();
+    top.sort();
+    let mut expected: Vec<String> = [
+        name,
+        "Cargo.toml",
+        "Cargo.lock",
+        "README.md",
+        "rust-toolchain.toml",
+        ".cargo",
+        ".ci",
+        ".gitignore",
+        "Makefile.toml",
+        "ARCHITECTURE.md",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain(standalone::FOLDERS.iter().map(|s| (*s).to_owned()))
+    .collect();
+    expected.sort();
+    if top != expected {
+        crate::base::error::bail!("the standalone workspace holds {top:?}, not {expected:?}");
+    }
+    let mutations: Vec<String> = std::fs::read_dir(dest.join("xtask/mutations"))
+        .context("listing the standalone workspace's xtask/mutations")?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(&format!("{name}-")))
+        .collect();
+    if !mutations.is_empty() {
+        crate::base::error::bail!(
+            "the standalone workspace has other drivers' mutations: {mutations:?}"
+        );
+    }
+    let lock =
+        std::fs::read_to_string(dest.join("Cargo.lock")).context("reading its Cargo.lock")?;
+    if let Some(sample) = SAMPLES
+        .iter()
+        .find(|s| lock.contains(&format!("name = \"{s}\"")))
+    {
+        crate::base::error::bail!("the standalone workspace's Cargo.lock still lists {sample}");
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    Ok(())
 }

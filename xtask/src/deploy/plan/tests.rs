@@ -5,9 +5,51 @@ use std::fmt::Write as _;
 
 use crate::deploy::transport::{Ssh, Transport};
 
+/// The samples' files these tests read, copied into `testdata/` (and ex-callback's `.inx` as
+/// driver-package's test data) so that a standalone workspace without the samples
+/// (`cargo xtask new --path`) runs them too: (copy, sample's file).
+const COPIES: [(&str, &str); 4] = [
+    (
+        "xtask/src/deploy/plan/testdata/cm-filter.inx",
+        "cm-filter/cm-filter.inx",
+    ),
+    (
+        "xtask/src/deploy/plan/testdata/cm-filter-deploy.toml",
+        "cm-filter/deploy.toml",
+    ),
+    (
+        "xtask/src/deploy/plan/testdata/ex-callback-deploy.toml",
+        "ex-callback/deploy.toml",
+    ),
+    (
+        "driver-package/testdata/primitive.inx",
+        "ex-callback/ex-callback.inx",
+    ),
+];
+
+/// The copies are the samples' files, wherever the samples are in the workspace: a sample changed
+/// without its copy fails here (copy it again).
+#[test]
+fn the_test_data_are_the_samples_files() {
+    let root = crate::base::workspace::project_root();
+    for (copy, sample) in COPIES {
+        let Ok(original) = std::fs::read(root.join(sample)) else {
+            assert!(
+                !root.join(sample.split('/').next().unwrap()).exists(),
+                "{sample} is missing from its sample"
+            );
+            continue; // a workspace without this sample (`cargo xtask new --path`)
+        };
+        assert!(
+            std::fs::read(root.join(copy)).unwrap() == original,
+            "{copy} differs from {sample}: copy it again (cp {sample} {copy})"
+        );
+    }
+}
+
 /// A cm-filter package as `Package::read` makes it from a real package (fixed values).
 pub fn cm_filter() -> Package {
-    let inf = include_str!("../../../../cm-filter/cm-filter.inx").replace("$ARCH$", "amd64");
+    let inf = include_str!("testdata/cm-filter.inx").replace("$ARCH$", "amd64");
     let (service, display_name, service_values) = service_from_inf(&inf, Arch::X64).unwrap();
     Package {
         driver: "cm-filter".into(),
@@ -24,13 +66,14 @@ pub fn cm_filter() -> Package {
         thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
         cert_file: driver_package::cert::CERT_FILE.into(),
         service_values,
-        probe: probe::parse_probe(include_str!("../../../../cm-filter/deploy.toml")).unwrap(),
+        probe: probe::parse_probe(include_str!("testdata/cm-filter-deploy.toml")).unwrap(),
     }
 }
 
 /// An ex-callback package (no registry values, the default-style probe).
 pub fn ex_callback() -> Package {
-    let inf = include_str!("../../../../ex-callback/ex-callback.inx").replace("$ARCH$", "amd64");
+    let inf = include_str!("../../../../driver-package/testdata/primitive.inx")
+        .replace("$ARCH$", "amd64");
     let (service, display_name, service_values) = service_from_inf(&inf, Arch::X64).unwrap();
     Package {
         driver: "ex-callback".into(),
@@ -41,7 +84,7 @@ pub fn ex_callback() -> Package {
         thumbprint: "34AD27DCCAAC93ADCE84B84DB07823E8F1570848".into(),
         cert_file: driver_package::cert::CERT_FILE.into(),
         service_values,
-        probe: probe::parse_probe(include_str!("../../../../ex-callback/deploy.toml")).unwrap(),
+        probe: probe::parse_probe(include_str!("testdata/ex-callback-deploy.toml")).unwrap(),
     }
 }
 
@@ -363,7 +406,7 @@ fn service_values_come_from_the_inf() {
             data: "385201.5".into()
         }]
     );
-    let inf = include_str!("../../../../cm-filter/cm-filter.inx")
+    let inf = include_str!("testdata/cm-filter.inx")
         .replace("$ARCH$", "amd64")
         .replace("0x00000000,\"385201.5\"", "0x00020000,\"%SystemRoot%\"");
     let e = service_from_inf(&inf, Arch::X64).unwrap_err().to_string();
