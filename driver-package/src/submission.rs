@@ -9,8 +9,8 @@
 //! architectures, which one CAB per architecture does. The page builds the CAB with MakeCab and a
 //! directive file whose `DestinationDir` puts each driver's files in its own folder; here the
 //! `cab` crate writes the same layout, names `DRIVER\FILE` (a backslash, as MakeCab stores
-//! them), one MSZIP-compressed CAB folder, every file dated [`crate::package::build_time`] so the
-//! same packages give the same bytes.
+//! them), one CAB folder, stored (uncompressed: see `write`), every file dated
+//! [`crate::package::build_time`] so the same packages give the same bytes.
 //!
 //! The CAB is then signed by its submitter with their EV code-signing certificate (signtool on
 //! Windows, or osslsigncode) and uploaded: this crate never holds that certificate.
@@ -53,7 +53,12 @@ pub fn write(drivers: &[DriverFiles], time: SystemTime) -> Result<Vec<u8>> {
     }
     let stamp = cab_time(time)?;
     let mut builder = CabinetBuilder::new();
-    let folder = builder.add_folder(CompressionType::MsZip);
+    // Stored, not compressed. The `cab` crate's MSZIP writer produced a block cabextract could
+    // not decompress ("decompression error") for one of our debug `.pdb` files (found by the
+    // package stage's independent check); an uncompressed cabinet is a valid CAB (Microsoft's
+    // Cabinet format: CFFOLDER typeCompress 0, tcompTYPE_NONE), every data block still carries
+    // its checksum, and the submission's size does not matter.
+    let folder = builder.add_folder(CompressionType::None);
     let mut contents = Vec::new();
     for d in drivers {
         check_name(&d.name)?;

@@ -10,10 +10,25 @@ use super::generate::Template;
 use crate::base::error::{Result, bail};
 
 /// One edit: the templates it applies to, the sample's text, what it becomes (an empty `new`
-/// removes it). `Section` removes a `## ` section whole.
+/// removes it). `Section` removes a `## ` section whole. `Subsection(for, target, source)` gives
+/// the `### ` subsection `target` the body of the subsection `source` (the diagrams of another
+/// build: those of the driver the copy is, which `cargo xtask test` holds to its runs).
 enum Edit {
     Text(&'static [Template], &'static str, &'static str),
     Section(&'static [Template], &'static str),
+    Subsection(&'static [Template], &'static str, &'static str),
+}
+
+/// Where the body of the subsection with `heading` lies in `text` (after its heading line, up
+/// to the next `## ` or `### ` heading).
+fn subsection(text: &str, heading: &str) -> Option<std::ops::Range<usize>> {
+    let start = text.find(&format!("\n{heading}\n"))? + heading.len() + 2;
+    let end = ["\n## ", "\n### "]
+        .iter()
+        .filter_map(|h| text[start..].find(h))
+        .min()
+        .map_or(text.len(), |e| start + e);
+    Some(start..end)
 }
 
 const WDM: &[Template] = &[Template::WfpCalloutWdm];
@@ -45,6 +60,12 @@ const EDITS: &[Edit] = &[
          two callouts",
         "**WDM** (`wfp-callout-wdm.sys`; made from the sample's WDM build, the one\n\
          its mutations break). It registers two callouts",
+    ),
+    // The KMDF build's diagrams give way to the WDM build's (before the section holding them goes).
+    Edit::Subsection(
+        WDM,
+        "### The teardown, as the emulated kernel ran it",
+        "### The WDM build, as the emulated kernel ran it",
     ),
     Edit::Section(WDM, "## KMDF and WDM, side by side"),
     Edit::Text(
@@ -121,6 +142,19 @@ pub fn for_copy(text: &str, template: Template) -> Result<String> {
                 let body = start + 1 + heading.len();
                 let end = text[body..].find("\n## ").map_or(text.len(), |e| body + e);
                 text.replace_range(start..end, "");
+            }
+            Edit::Subsection(for_, target, source) if for_.contains(&template) => {
+                let (Some(into), Some(from)) =
+                    (subsection(&text, target), subsection(&text, source))
+                else {
+                    bail!(
+                        "{}/README.md lacks `{target}` or `{source}`: update xtask/src/template/readme.rs, \
+                         which gives the copy the diagrams of its own build",
+                        template.crate_dir()
+                    );
+                };
+                let body = text[from].to_owned();
+                text.replace_range(into, &body);
             }
             _ => {}
         }

@@ -188,12 +188,16 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
         &mutations,
         &|_, bytes| Ok(bytes),
     )?;
-    // The harness (and its venv's lock) the emulation and the plans' syntax check run from.
-    crate::commands::test::scratch::mirror(
-        &ws.root.join("xtask/emu"),
-        &copy.join("xtask/emu"),
-        &|_, bytes| Ok(bytes),
-    )?;
+    // The harness (and its venv's lock) the emulation and the plans' syntax check run from;
+    // Mermaid's pinned parser (the README diagrams' check); the certificates the package stage
+    // signs with (your-own-certificate checks).
+    for folder in ["xtask/emu", "xtask/mermaid", "driver-package/testdata"] {
+        crate::commands::test::scratch::mirror(
+            &ws.root.join(folder),
+            &copy.join(folder),
+            &|_, bytes| Ok(bytes),
+        )?;
+    }
     // Cargo's output in the workspace's target directory: the emulator's venv is found there, the
     // kernel crates' builds are shared between runs.
     let config = std::fs::read_to_string(ws.root.join(".cargo/config.toml"))
