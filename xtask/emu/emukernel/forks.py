@@ -9,6 +9,7 @@ side on the machine's cores. Results come back pickled over a pipe; an exception
 raised again in the parent when its turn comes.
 """
 
+import gc
 import os
 import pickle
 import selectors
@@ -69,6 +70,11 @@ def fork_map(function, tasks, jobs, settle=False):
 
 def _start(function, task):
     read, write = os.pipe()
+    # Everything the parent holds (the loaded image, speakeasy's structures, the modules) is
+    # long-lived: frozen, the child's collections never walk it (a 1,000-flow run spent a tenth of
+    # its time there) and never touch its pages (copy on write). The `gc.freeze` documentation
+    # recommends exactly this before a fork without exec.
+    gc.freeze()
     pid = os.fork()
     if pid == 0:  # the child: run, send (ok, value), leave without running the parent's cleanup
         code = 0

@@ -51,6 +51,7 @@ blocks or permits. The structures are the engine's: once classifyFn returns they
 any access is reported. A flow that ends calls flowDeleteFn for each of its contexts.
 """
 
+import functools
 import ipaddress
 import struct
 import uuid
@@ -142,6 +143,13 @@ def _guid(data):
 def _status(value):
     return '0x%08X' % (value & 0xFFFFFFFF)
 
+
+
+@functools.lru_cache(maxsize=None)
+def _ipv4(text):
+    """An IPv4 address as the number WFP's FWP_UINT32 holds (host order); cached: a scenario's
+    thousand flows name a handful of addresses."""
+    return int(ipaddress.IPv4Address(text))
 
 class _Params(dict):
     """Step fields made up by the harness (a `flows` step's flows), with the step's IRQL."""
@@ -1034,8 +1042,8 @@ class Wfp:
         proto = PROTOCOLS.get(protocol)
         if proto is None:
             proto = int(protocol, 0)
-        remote = int(ipaddress.IPv4Address(step['remote_address']))
-        fields = {FIELD_LOCAL_ADDRESS: (FWP_UINT32, int(ipaddress.IPv4Address('192.0.2.5'))),
+        remote = _ipv4(step['remote_address'])
+        fields = {FIELD_LOCAL_ADDRESS: (FWP_UINT32, _ipv4('192.0.2.5')),
                   FIELD_LOCAL_PORT: (FWP_UINT16, step['local_port'] & 0xFFFF),
                   FIELD_PROTOCOL: (FWP_UINT8, proto),
                   FIELD_REMOTE_ADDRESS: (FWP_UINT32, remote),     # host byte order
