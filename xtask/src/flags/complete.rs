@@ -81,6 +81,34 @@ fn commands() -> String {
         .join(" ")
 }
 
+/// bash's and zsh's `case PREV in` block of command `c` (the same `case` syntax but for zsh's
+/// opening parenthesis, `open`): for each option taking a value, the reply for that value; returns
+/// the reply for a positional argument.
+fn value_cases(
+    s: &mut String,
+    c: &CommandSpec,
+    prev: &str,
+    open: &str,
+    reply: &dyn Fn(Values) -> String,
+) -> String {
+    let valued: Vec<&Opt> = valued(c).collect();
+    if !valued.is_empty() {
+        let _ = writeln!(s, "            case {prev} in");
+        for o in valued {
+            let _ = writeln!(
+                s,
+                "                {open}{}) {}; return ;;",
+                names(o),
+                reply(o.values)
+            );
+        }
+        s.push_str("            esac\n");
+    }
+    c.positional
+        .as_ref()
+        .map_or(":".to_owned(), |p| reply(p.values))
+}
+
 fn bash(drivers: &[String]) -> String {
     let mut s = String::from(
         "# bash completion of `cargo xtask`, written by `cargo xtask completions bash`.\n\
@@ -115,23 +143,7 @@ fn bash(drivers: &[String]) -> String {
     s.push_str("    case \"${COMP_WORDS[2]}\" in\n");
     for c in COMMANDS {
         let _ = writeln!(s, "        {})", c.name);
-        let valued: Vec<&Opt> = valued(c).collect();
-        if !valued.is_empty() {
-            s.push_str("            case \"$prev\" in\n");
-            for o in valued {
-                let _ = writeln!(
-                    s,
-                    "                {}) {}; return ;;",
-                    names(o),
-                    reply(o.values)
-                );
-            }
-            s.push_str("            esac\n");
-        }
-        let positional = c
-            .positional
-            .as_ref()
-            .map_or(":".to_owned(), |p| reply(p.values));
+        let positional = value_cases(&mut s, c, "\"$prev\"", "", &reply);
         let _ = writeln!(
             s,
             "            case \"$cur\" in\n                -*) COMPREPLY=($(compgen -W '{}' -- \"$cur\")) ;;\n                *) {positional} ;;\n            esac\n            ;;",
@@ -176,23 +188,7 @@ fn zsh(drivers: &[String]) -> String {
     s.push_str("    case ${words[3]} in\n");
     for c in COMMANDS {
         let _ = writeln!(s, "        ({})", c.name);
-        let valued: Vec<&Opt> = valued(c).collect();
-        if !valued.is_empty() {
-            s.push_str("            case $prev in\n");
-            for o in valued {
-                let _ = writeln!(
-                    s,
-                    "                ({}) {}; return ;;",
-                    names(o),
-                    reply(o.values)
-                );
-            }
-            s.push_str("            esac\n");
-        }
-        let positional = c
-            .positional
-            .as_ref()
-            .map_or(":".to_owned(), |p| reply(p.values));
+        let positional = value_cases(&mut s, c, "$prev", "(", &reply);
         let _ = writeln!(
             s,
             "            if [[ $cur == -* ]]; then\n                compadd -- {}\n            else\n                {positional}\n            fi\n            ;;",
