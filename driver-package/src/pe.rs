@@ -238,4 +238,27 @@ mod tests {
         assert_eq!(pe_checksum(&[0xFF, 0xFF, 0x02, 0x00], 100), 2 + 4); // carry folded
         assert_eq!(pe_checksum(&[1], 100), 1 + 1); // odd length
     }
+
+    #[test]
+    fn checksum_of_a_hand_computed_vector() {
+        // Words 0x0201 + 0x0403 + (checksum skipped) + 0xFFFF + 0x0005 (odd byte padded):
+        // 0x0604 + 0xFFFF = 0x10603 -> folded 0x0604; + 5 = 0x0609; + length 11 = 0x0614.
+        let bytes = [
+            0x01, 0x02, 0x03, 0x04, 0xAA, 0xBB, 0xCC, 0xDD, 0xFF, 0xFF, 0x05,
+        ];
+        assert_eq!(pe_checksum(&bytes, 4), 0x0614);
+        // The checksum field's contents never matter.
+        let mut other = bytes;
+        other[4..8].copy_from_slice(&[0; 4]);
+        assert_eq!(pe_checksum(&other, 4), 0x0614);
+        // An offset outside the file skips nothing.
+        assert_eq!(pe_checksum(&[], usize::MAX), 0);
+        assert_eq!(pe_checksum(&[0x01], usize::MAX), 2);
+    }
+
+    #[test]
+    fn checksum_folds_carries() {
+        // 0xFFFF + 0xFFFF = 0x1FFFE -> 0xFFFF; + length 4.
+        assert_eq!(pe_checksum(&[0xFF; 4], 100), 0xFFFF + 4);
+    }
 }

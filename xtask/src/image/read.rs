@@ -25,7 +25,7 @@ use object::LittleEndian as LE;
 use object::pe::{self, ImageDosHeader, ImageNtHeaders64};
 use object::read::pe::{DataDirectories, ImageNtHeaders, ImageOptionalHeader, SectionTable};
 
-use super::checksum::pe_checksum;
+use driver_package::pe::pe_checksum;
 
 pub use exports::Export;
 pub use imports::ImportedModule;

@@ -3,12 +3,12 @@
 //! The images are written byte by byte from the PE format specification, independently of the
 //! reader (`read.rs`, on the `object` crate) that the tests then run on them.
 
-use super::checksum::pe_checksum;
 use super::read::{
     IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
     IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_SCN_MEM_DISCARDABLE, IMAGE_SCN_MEM_EXECUTE,
     IMAGE_SCN_MEM_NOT_PAGED, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE, PE32_PLUS_MAGIC,
 };
+use driver_package::pe::pe_checksum;
 
 /// `IMAGE_SCN_CNT_CODE`: the section contains executable code.
 const IMAGE_SCN_CNT_CODE: u32 = 0x0000_0020;
