@@ -1,41 +1,22 @@
 //! Files are never left half-written: everything is written to a temporary file beside its
-//! destination and renamed over it.
+//! destination and renamed over it. The mechanism is driver-package's (`driver_package::files`,
+//! which also writes secrets and swaps package folders); this module gives it xtask's errors.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::base::error::{Context, Result};
 
 /// Writes `bytes` to `dest` through a temporary file and a rename, creating the parent folders.
-/// (A secret, a package folder: `driver_package::files`.)
 pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_beside(dest)?;
-    let result = (|| {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        rename(&tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    Ok(driver_package::files::write_atomic(dest, bytes)?)
 }
 
 /// Copies `src` to `dest` through a temporary file and a rename, creating the parent folders.
 pub fn copy_atomic(src: &Path, dest: &Path) -> Result<()> {
-    let tmp = temp_beside(dest)?;
-    let result = fs::copy(src, &tmp)
-        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))
-        .and_then(|_| rename(&tmp, dest));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let bytes = fs::read(src)
+        .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+    write_atomic(dest, &bytes)
 }
 
 /// Removes `path` if it exists.
@@ -47,25 +28,10 @@ pub fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-fn rename(tmp: &Path, dest: &Path) -> Result<()> {
-    fs::rename(tmp, dest)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))
-}
-
-/// `dest`'s folder (created) and a name in it that no other process of ours uses.
-fn temp_beside(dest: &Path) -> Result<PathBuf> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(dir.join(format!(".{name}.{}.tmp", std::process::id())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("xtask-files-{name}-{}", std::process::id()));
