@@ -22,7 +22,7 @@ import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
 from .events import Events
-from . import memindex, runtimer
+from . import exports, memindex, runtimer
 from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
 from .watch import Watches
@@ -105,6 +105,7 @@ class Loaded:
     """The image loaded into a fresh speakeasy, nothing run yet: what every run of it starts from."""
 
     def __init__(self, image_path):
+        exports.install()  # export lists without a class per export (exports.py)
         self.image = image_path
         self.se = speakeasy.Speakeasy(config=_config())
         self.module = self.se.load_module(image_path)
