@@ -34,11 +34,11 @@ def pe_exports(pe):
     UTF-8 when it has one, its address relocated to the image's base."""
     exports = []
     try:
-        pe.DIRECTORY_ENTRY_EXPORT
+        directory = pe.DIRECTORY_ENTRY_EXPORT
     except Exception:
         return exports
     base = pe.get_base()
-    for exp in pe.DIRECTORY_ENTRY_EXPORT.symbols:
+    for exp in directory.symbols:
         name = exp.name
         exports.append(Export(name.decode('utf-8') if name else name, exp.address + base,
                               exp.forwarder, exp.ordinal))
