@@ -103,6 +103,10 @@ class FastCalls:
         self._value = ctypes.c_uint64(0)
         self._value_ref = ctypes.byref(self._value)
         self._bytes = ctypes.create_string_buffer(8)
+        # One unicorn call for the registers a kernel call reads on entry (the stack pointer and
+        # its register arguments) and on return (the stack and program pointers).
+        self._entry = [_Registers(self._uch, (_RSP,) + _ARG_REGISTERS[:n]) for n in range(5)]
+        self._exit = _Registers(self._uch, (_RSP, _RIP))
 
     def _fetch(self, uc, address, size, user_data):
         """The driver reached `address` in the reserved range: what speakeasy's invalid-fetch handler
@@ -176,12 +180,11 @@ class FastCalls:
             hooks = self._hooks[key] = emu.get_api_hooks(dll, name)
         if not hooks:
             return emu.handle_import_func(dll, name)
-        oret = self._ret_address()
         if func_attrs:
             handler_name, func, argc, conv, _ordinal = func_attrs
             if name.startswith('ordinal_'):
                 name = handler_name
-            argv = self._argv(emu, conv, argc)
+            oret, argv = self._frame(emu, conv, argc)
             imp_api = '%s.%s' % (dll, name)
             default_ctx = {'func_name': imp_api}
             emu.hammer.handle_import_func(imp_api, conv, argc)
@@ -192,8 +195,8 @@ class FastCalls:
 
             for hook in hooks:
                 rv = hook.cb(emu, imp_api, orig, argv)
-            ret = self._ret_address()
-            pc = self._reg(_RIP)
+            sp, pc = self._exit.read()
+            ret = self._u64(sp)
             if not self.image_begin <= ret < self.image_end:
                 mm = emu.get_address_map(ret)
                 if mm and 'virtualalloc' in mm.get_tag().lower():
@@ -206,12 +209,13 @@ class FastCalls:
             imp_api = '%s.%s' % (dll, name)
             if hook.call_conv is None:
                 hook.call_conv = _arch.CALL_CONV_STDCALL
-            argv = self._argv(emu, hook.call_conv, hook.argc)
+            _oret, argv = self._frame(emu, hook.call_conv, hook.argc)
             emu.hammer.handle_import_func(imp_api, hook.call_conv, hook.argc)
             rv = hook.cb(emu, imp_api, None, argv)
-            ret = self._ret_address()
+            sp, pc = self._exit.read()
+            ret = self._u64(sp)
             self._log_api(emu, ret, imp_api, rv, argv)
-            if self._reg(_RIP) == address and not self._returned:
+            if pc == address and not self._returned:
                 self._return(emu, rv, hook.call_conv)
             else:
                 emu.do_call_return(hook.argc, ret, rv, conv=hook.call_conv)
@@ -243,18 +247,21 @@ class FastCalls:
         """speakeasy's `get_ret_address`: the pointer at the stack pointer."""
         return self._u64(self._reg(_RSP))
 
-    def _argv(self, emu, conv, argc):
-        """speakeasy's `get_func_argv(conv, argc)` on x64: rcx, rdx, r8, r9, then the stack after
-        the return address and the 0x20-byte home area."""
+    def _frame(self, emu, conv, argc):
+        """(the return address, the arguments): speakeasy's `get_ret_address()` and
+        `get_func_argv(conv, argc)` on x64 (rcx, rdx, r8, r9, then the stack after the return address
+        and the 0x20-byte home area; a variadic routine, argc < 0, gets the four registers, as
+        speakeasy counts), the stack pointer and register arguments read in one call."""
         if conv == _arch.CALL_CONV_FLOAT:
-            return emu.get_func_argv(conv, argc)
-        # As speakeasy counts: a variadic routine (argc < 0) gets the four registers, no stack.
-        registers = _ARG_REGISTERS if argc < 0 else _ARG_REGISTERS[:argc]
-        argv = [self._reg(r) for r in registers]
-        if argc > len(registers):
-            sp = self._reg(_RSP) + 0x28
-            argv += [self._u64(sp + 8 * i) for i in range(argc - len(registers))]
-        return argv
+            return self._ret_address(), emu.get_func_argv(conv, argc)
+        registers = 4 if argc < 0 else min(argc, 4)
+        values = self._entry[registers].read()
+        sp = values[0]
+        ret = self._u64(sp)
+        argv = values[1:]
+        if argc > registers:
+            argv += [self._u64(sp + 0x28 + 8 * i) for i in range(argc - registers)]
+        return ret, argv
 
     def _return(self, emu, rv, conv):
         """`do_call_return(argc, ret, rv, conv)` where `ret` is the return address on the stack and
@@ -304,6 +311,29 @@ class FastCalls:
             emu.on_run_complete()
             return False
         return True
+
+
+_reg_read_batch = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                   ctypes.c_int)(('uc_reg_read_batch', _uc))
+
+
+class _Registers:
+    """Some 64-bit registers read with one `uc_reg_read_batch` (unicorn reads them one by one, as
+    separate `uc_reg_read` calls would): `read()` gives their values as a list, in order."""
+
+    def __init__(self, uch, ids):
+        n = len(ids)
+        self._values = (ctypes.c_uint64 * n)()
+        base = ctypes.addressof(self._values)
+        self._ids = (ctypes.c_int * n)(*ids)
+        self._pointers = (ctypes.c_void_p * n)(*[base + 8 * i for i in range(n)])
+        self._call = (uch, self._ids, self._pointers, n)
+
+    def read(self):
+        status = _reg_read_batch(*self._call)
+        if status:
+            raise UcError(status)
+        return self._values[:]
 
 
 def _image_range(emu, module):

@@ -22,7 +22,7 @@ import speakeasy.winenv.arch as _arch
 
 from .errors import HarnessError, KernelStop
 from .events import Events
-from . import memindex
+from . import exports, memindex, runtimer
 from .fastcall import FastCalls
 from .irql import PASSIVE_LEVEL, irql_name
 from .watch import Watches
@@ -105,6 +105,7 @@ class Loaded:
     """The image loaded into a fresh speakeasy, nothing run yet: what every run of it starts from."""
 
     def __init__(self, image_path):
+        exports.install()  # export lists without a class per export (exports.py)
         self.image = image_path
         self.se = speakeasy.Speakeasy(config=_config())
         self.module = self.se.load_module(image_path)
@@ -124,6 +125,7 @@ class Machine:
         loaded.se = loaded.module = None   # one machine per loaded copy: it is run from here on
         self.fastcalls = FastCalls(self.se.emu, self.module)  # kernel calls without a fault each (fastcall.py)
         memindex.index(self.se.emu)  # memory maps looked up and freed without a scan (memindex.py)
+        runtimer.install(self.se.emu.emu_eng)  # the run's time limit without a polling thread (runtimer.py)
         self.watches = Watches(self)
         self.image_base = self.module.base
         self.image_end = self.module.base + self.module.image_size

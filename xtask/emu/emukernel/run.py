@@ -1,5 +1,7 @@
 """One driver, all its runs: the scenario run, then (with --faults) one run per fallible call."""
 
+import contextlib
+import gc
 import logging
 import os
 
@@ -38,6 +40,25 @@ LEFTOVER_CHECKS = (
 MAX_UNLOAD_OCCURRENCES = 3
 
 
+@contextlib.contextmanager
+def cycle_collection_paused():
+    """Python's cyclic garbage collector paused for the duration, as it was before after it.
+
+    What a run creates (call records, events, the models' state) lives until its report is taken,
+    and a run makes no reference cycles to speak of (the 1,000-flow run: none from its flows; the
+    few thousand objects in cycles per run come from speakeasy's load, before this). The collector
+    runs on allocation counts, so during a run it walks the growing set of live objects again and
+    again and frees nothing: about 150 collections, a tenth of the 1,000-flow run's CPU time.
+    Reference counting frees everything else as always; the paused collector resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class Run:
     """One emulation of the driver: DriverEntry, the scenario's events, DriverUnload, the audit."""
 
@@ -58,6 +79,10 @@ class Run:
         self.unload_cost = None           # (instructions in the image, kernel calls) of DriverUnload
 
     def execute(self, run_steps):
+        with cycle_collection_paused():
+            self._execute(run_steps)
+
+    def _execute(self, run_steps):
         m = self.m
         for model in self.models:
             getattr(model, 'before_driver_entry', lambda: None)()

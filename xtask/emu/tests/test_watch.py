@@ -1,5 +1,6 @@
 """Watched memory: one hook pair per page, and exactly the watchers whose range holds the address."""
 import os
+import random
 import sys
 import unittest
 
@@ -62,6 +63,24 @@ class WatchTest(unittest.TestCase):
         self.assertEqual(self.seen, [])
         self.hooks.access(self.hooks.read, 0x30008, size=1)
         self.assertEqual(self.seen, [('x', 0x30008)])
+
+    def test_random_ranges_and_accesses_as_every_range_checked_in_order(self):
+        # The map of held bytes only skips accesses no range holds: the same calls as a walk of
+        # every range, in the order watched (ranges across pages, repeated, empty, one byte).
+        rng = random.Random(14)
+        ranges = []
+        for i in range(300):
+            start = 0x40000 + rng.randrange(0x3000)
+            length = rng.choice((0, 1, 8, 0x40, 0x300, 0x1800))
+            ranges.append((start, start + length - 1, i))
+            self.w.watch(start, length, self.watcher(i))
+        expected = []
+        for _ in range(3000):
+            address = 0x3f000 + rng.randrange(0x6000)
+            expected += [(i, address) for first, last, i in ranges if first <= address <= last]
+            self.hooks.access(self.hooks.read if rng.random() < 0.5 else self.hooks.write, address)
+        self.assertEqual(self.seen, expected)
+        self.assertGreater(len(expected), 100)
 
 
 if __name__ == '__main__':
