@@ -30,6 +30,7 @@
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 
+mod beside;
 mod diagrams;
 mod emulated;
 pub(crate) mod fixtures;
@@ -168,9 +169,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let mut t = Tally::default();
     let stages = selected_stages(stages)?;
     let (drivers, fixtures) = selected_packages(ws, packages)?;
+    // Run as a part of another run (`beside.rs`): that run prints the header and the closing lines.
+    let part = beside::part_report();
     let total = stages.len();
     let mut n = 0;
     let mut header = |name: &str| {
+        if part.is_some() {
+            return;
+        }
         n += 1;
         let title = STAGES
             .iter()
@@ -213,6 +219,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         header("package");
         t.timed("package", |t| package_stage(ws, &drivers, &built, t));
     }
+    let deploy_beside = deploy_beside(ws, &stages, &drivers, part.is_some(), packages);
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
         t.timed("emulate", |t| {
@@ -242,9 +249,16 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
-        t.timed("deploy", |t| deploy_stage(ws, &drivers, t));
+        match deploy_beside {
+            Some(b) => b.finish(&mut t),
+            None => t.timed("deploy", |t| deploy_stage(ws, &drivers, t)),
+        }
     }
 
+    if let Some(path) = &part {
+        write_summary(path, &stages, packages, &t, start);
+        return Ok(());
+    }
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
     for s in &t.skipped {
         println!("  SKIPPED: {s}");
@@ -253,11 +267,40 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         println!("  failed: {f}");
     }
     println!("{}", final_line(t.passed, t.failed.len()));
-    write_summary(ws, &stages, packages, &t, start);
+    write_summary(&ws.layout.report("test.json"), &stages, packages, &t, start);
     if !t.failed.is_empty() {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
+}
+
+/// The deploy stage started beside the stages after the package stage (`beside.rs`), when this run
+/// makes the packages (package stage) and has stages after it to overlap, and is not itself a
+/// part of another run. The deploy stage reads only the x64 debug packages of the real drivers
+/// (complete once the package stage has ended), the harness's venv (made here first, so that no
+/// two processes make it) and its own temporary folders and ports; the stages it overlaps write
+/// none of these (the templates stage packages its own drivers, under their own names), and read
+/// nothing it writes. Every tool they install (`tools::ensure`) the package stage has installed
+/// already, so no two apt-get runs meet; the deploy stage's own, OpenSSH, is installed only by
+/// it. Its `cargo test` of the loopback tests may wait for a cargo of the stages beside on the
+/// target directory's lock: the wait costs time, never a verdict.
+fn deploy_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    drivers: &[&Driver],
+    is_part: bool,
+    packages: &[String],
+) -> Option<beside::Beside> {
+    let wants = |s: &str| stages.contains(&s);
+    let overlapped = ["emulate", "fixtures", "mutations", "templates"]
+        .iter()
+        .any(|s| wants(s));
+    if is_part || drivers.is_empty() || !wants("deploy") || !wants("package") || !overlapped {
+        return None;
+    }
+    // Where the venv cannot be made, the deploy stage runs in its turn and says why.
+    venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK)).ok()?;
+    Some(beside::spawn(ws, "deploy", packages))
 }
 
 /// The VM plans of the real packages and the loopback deploy tests (`deploy::suite_checks`).
