@@ -9,8 +9,10 @@
 //! header of its own (the parent does, at the stage's turn), no closing lines, and writes the
 //! [`TestReport`] there instead of `target/reports/test.json`.
 //!
-//! Which stage may run beside which is decided in `mod.rs` (`BESIDE`), where each choice says
-//! why the stage needs nothing the stages it overlaps write, and writes nothing they read.
+//! Which stage runs beside which is decided in `mod.rs`: the host stage beside the gate
+//! (`gate_stage`), the deploy stage beside the stages after the package stage (`deploy_beside`);
+//! each says why the stage needs nothing the stages it overlaps write, and writes nothing they
+//! read. The emulator's venv, which both sides use, is made under a lock (`emulator_venv`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -85,7 +87,7 @@ impl Beside {
                 .with_context(|| format!("waiting for the {} stage's process", self.stage))
         });
         if let Ok(text) = std::fs::read(&self.log) {
-            print!("{}", String::from_utf8_lossy(&text));
+            print!("{}", shown(&String::from_utf8_lossy(&text)));
         }
         let report = waited.and_then(|status| {
             read_report(&self.report).map_err(|e| {
@@ -103,6 +105,21 @@ impl Beside {
             ),
         }
     }
+}
+
+/// A part's output as printed: without cargo's notes that it waited for a lock (on the target
+/// directory the stages beside each other share): whether one appears depends on timing only,
+/// and the output must not.
+fn shown(log: &str) -> String {
+    let mut out = String::with_capacity(log.len() + 1);
+    for l in log
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("Blocking waiting for file lock"))
+    {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 fn read_report(path: &std::path::Path) -> Result<TestReport> {
@@ -152,6 +169,13 @@ mod tests {
                 xtask_cpu_seconds: Some(0.1),
             }],
         }
+    }
+
+    #[test]
+    fn cargo_waiting_for_a_lock_is_not_shown() {
+        let log = "   Compiling x v0.1.0\n    Blocking waiting for file lock on artifact directory\n  ✓ done\n";
+        assert_eq!(shown(log), "   Compiling x v0.1.0\n  ✓ done\n");
+        assert_eq!(shown("a\nb"), "a\nb\n");
     }
 
     #[test]

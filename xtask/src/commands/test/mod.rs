@@ -190,14 +190,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         header("toolchain");
         t.timed("toolchain", |t| toolchain_stage(ws, t));
     }
-    if wants("gate") {
-        header("gate");
-        t.timed("gate", |t| gate_stage(ws, packages, t));
-    }
-    if wants("host") {
-        header("host");
-        t.timed("host", |t| host_tests(ws, t));
-    }
+    gate_and_host(ws, &stages, packages, part.is_none(), &mut header, &mut t);
     let needs_build = ["build", "lint", "package", "emulate"]
         .iter()
         .any(|s| wants(s));
@@ -274,6 +267,39 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The gate and the host stages, those of `stages`; the host stage beside the gate (`beside.rs`)
+/// when both run and this run is not itself a part of another: started by the gate, before the
+/// venv is made (`gate_stage`).
+fn gate_and_host(
+    ws: &Workspace,
+    stages: &[&str],
+    packages: &[String],
+    may_part: bool,
+    header: &mut dyn FnMut(&str),
+    t: &mut Tally,
+) {
+    let wants = |s: &str| stages.contains(&s);
+    let mut host_beside = None;
+    if wants("gate") {
+        header("gate");
+        let host_too = wants("host") && may_part;
+        t.timed("gate", |t| {
+            gate_stage(ws, packages, t, &mut || {
+                if host_too {
+                    host_beside = Some(beside::spawn(ws, "host", packages));
+                }
+            });
+        });
+    }
+    if wants("host") {
+        header("host");
+        match host_beside {
+            Some(b) => b.finish(t),
+            None => t.timed("host", |t| host_tests(ws, t)),
+        }
+    }
+}
+
 /// The deploy stage started beside the stages after the package stage (`beside.rs`), when this run
 /// makes the packages (package stage) and has stages after it to overlap, and is not itself a
 /// part of another run. The deploy stage reads only the x64 debug packages of the real drivers
@@ -299,7 +325,7 @@ fn deploy_beside(
         return None;
     }
     // Where the venv cannot be made, the deploy stage runs in its turn and says why.
-    venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK)).ok()?;
+    emulator_venv(ws).ok()?;
     Some(beside::spawn(ws, "deploy", packages))
 }
 
@@ -344,15 +370,42 @@ fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
     }
 }
 
-/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose.
-fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
+/// The emulator's venv made if missing (`venv::ensure`) under `target/emu-venv.lock`, so that two
+/// processes of one run (a stage run beside the others, `beside.rs`) never make it at once: the
+/// second waits, then finds it ready.
+fn emulator_venv(ws: &Workspace) -> crate::base::error::Result<std::path::PathBuf> {
+    let _lock = files::lock(&ws.layout.target_dir.join("emu-venv.lock"))?;
+    venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
+}
+
+/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose. The emulator's venv
+/// (ruff's) is made first, with its lock held from before `start_beside` (which starts the stage
+/// run beside the gate, the host stage) so that that stage finds it ready, and never makes it
+/// itself.
+///
+/// Why the host stage may run beside the gate: it reads the sources and the venv and writes only
+/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy and
+/// the host stage's `cargo test` take turns on it); the gate's negatives build in their own target
+/// directory (`target/gate`), and neither stage reads what the other writes.
+fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, start_beside: &mut dyn FnMut()) {
     if let Err(e) = toolchain::ensure_components(
         &ws.root,
         &[Component::Clippy, Component::Rustfmt],
         &toolchain::Env::default(),
     ) {
+        start_beside();
         return t.record(false, format!("the gate's tools: {e}"));
     }
+    let python = match files::lock(&ws.layout.target_dir.join("emu-venv.lock")) {
+        Ok(_lock) => {
+            start_beside();
+            venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
+        }
+        Err(e) => {
+            start_beside();
+            Err(e)
+        }
+    };
     t.result("cargo fmt --all --check", gate::fmt(&ws.root));
     // Every driver and fixture, unless -p narrows it.
     let all: Vec<&Driver> = ws
@@ -367,8 +420,7 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
             gate::clippy(&ws.root, &run, None),
         );
     }
-    let ruff = venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
-        .map(|python| gate::ruff_in_venv(&python));
+    let ruff = python.map(|python| gate::ruff_in_venv(&python));
     let ruff = match ruff {
         Ok(r) => {
             t.result(
@@ -428,7 +480,7 @@ fn host_tests(ws: &Workspace, t: &mut Tally) {
         return;
     }
     println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
-    let ok = match Harness::locate(ws) {
+    let ok = match emulator_venv(ws).and_then(|_| Harness::locate(ws)) {
         Ok(h) => Command::new(&h.python)
             .args(["-m", "unittest", "discover", "-s"])
             .arg(&harness_tests)
