@@ -29,6 +29,10 @@
 //! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
+//!
+//! Two stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
+//! core idle: `host` beside the `gate`, `deploy` beside the stages after `package`. Their output is
+//! printed, and their checks counted, at their turn: as in a run in sequence.
 
 mod beside;
 mod diagrams;
