@@ -410,54 +410,58 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, start_beside: 
             Err(e)
         }
     };
-    t.result("cargo fmt --all --check", gate::fmt(&ws.root));
-    // Every driver and fixture, unless -p narrows it.
-    let all: Vec<&Driver> = ws
-        .drivers
-        .iter()
-        .filter(|d| packages.is_empty() || packages.contains(&d.name))
-        .collect();
-    for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
-        eprintln!("  {}...", run.describe());
-        t.result(
-            format!("{} -- -D warnings", run.describe()),
-            gate::clippy(&ws.root, &run, None),
-        );
-    }
     let ruff = python.map(|python| gate::ruff_in_venv(&python));
-    let ruff = match ruff {
-        Ok(r) => {
-            t.result(
-                "ruff check xtask/emu",
-                gate::ruff(&r, &ws.root.join("xtask").join("emu")),
-            );
-            Some(r)
-        }
-        Err(e) => {
-            t.record(false, format!("ruff check xtask/emu: {e}"));
-            None
-        }
-    };
-    println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
     // The first driver in a folder of its name (the new driver in a `new --path` workspace).
-    let Some(driver) = ws
+    let driver = ws
         .drivers
         .iter()
-        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name))
-    else {
-        return t.record(
-            false,
-            "the gate negatives: no driver in a folder of its name to break on purpose",
-        );
-    };
-    for c in gate::negatives(
-        &ws.root,
-        &ws.layout.gate_dir(),
-        &driver.name,
-        ruff.as_deref(),
-    ) {
-        t.result(c.what, c.result);
-    }
+        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name));
+    // The negatives build in their own scratch copy and target directory (`target/gate`), so they
+    // run beside the checks of the workspace itself, which use the workspace's own (clippy's
+    // crate checks and ruff leave a core idle); their results are counted after them, in order.
+    std::thread::scope(|scope| {
+        let negatives = driver.map(|d| {
+            let ruff = ruff.as_ref().ok().map(std::path::PathBuf::as_path);
+            let gate_dir = ws.layout.gate_dir();
+            scope.spawn(move || gate::negatives(&ws.root, &gate_dir, &d.name, ruff))
+        });
+        t.result("cargo fmt --all --check", gate::fmt(&ws.root));
+        // Every driver and fixture, unless -p narrows it.
+        let all: Vec<&Driver> = ws
+            .drivers
+            .iter()
+            .filter(|d| packages.is_empty() || packages.contains(&d.name))
+            .collect();
+        for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
+            eprintln!("  {}...", run.describe());
+            t.result(
+                format!("{} -- -D warnings", run.describe()),
+                gate::clippy(&ws.root, &run, None),
+            );
+        }
+        match &ruff {
+            Ok(r) => t.result(
+                "ruff check xtask/emu",
+                gate::ruff(r, &ws.root.join("xtask").join("emu")),
+            ),
+            Err(e) => t.record(false, format!("ruff check xtask/emu: {e}")),
+        }
+        println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
+        let Some(negatives) = negatives else {
+            return t.record(
+                false,
+                "the gate negatives: no driver in a folder of its name to break on purpose",
+            );
+        };
+        match negatives.join() {
+            Ok(checks) => {
+                for c in checks {
+                    t.result(c.what, c.result);
+                }
+            }
+            Err(_) => t.record(false, "the gate negatives: their thread panicked"),
+        }
+    });
 }
 
 /// `cargo test -p common -p driver-package -p xtask`, then the harness's own unit tests (its
