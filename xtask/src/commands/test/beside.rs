@@ -9,9 +9,9 @@
 //! header of its own (the parent does, at the stage's turn), no closing lines, and writes the
 //! [`TestReport`] there instead of `target/reports/test.json`.
 //!
-//! Which stage runs beside which is decided in `mod.rs`: the host stage beside the gate
-//! (`gate_stage`), the deploy stage beside the stages after the package stage (`deploy_beside`);
-//! each says why the stage needs nothing the stages it overlaps write, and writes nothing they
+//! Which stage runs beside which is decided in `mod.rs`: the host stage beside the toolchain
+//! stage and the gate (`host_beside`), the deploy stage beside the stages after the package stage
+//! (`deploy_beside`); each says why the stage needs nothing the stages it overlaps write, and writes nothing they
 //! read. The emulator's venv, which both sides use, is made under a lock (`emulator_venv`).
 
 use std::path::PathBuf;

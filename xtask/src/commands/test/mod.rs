@@ -31,8 +31,9 @@
 //!     where OpenSSH cannot be installed).
 //!
 //! Two stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
-//! core idle: `host` beside the `gate`, `deploy` beside the stages after `package`. Their output is
-//! printed, and their checks counted, at their turn: as in a run in sequence.
+//! core idle: `host` beside `toolchain` and the `gate`, `deploy` beside the stages after
+//! `package`. Their output is printed, and their checks counted, at their turn: as in a run in
+//! sequence.
 
 mod beside;
 mod diagrams;
@@ -190,11 +191,12 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     };
     let wants = |s: &str| stages.contains(&s);
 
+    let host_beside = host_beside(ws, &stages, packages, part.is_none());
     if wants("toolchain") {
         header("toolchain");
         t.timed("toolchain", |t| toolchain_stage(ws, t));
     }
-    gate_and_host(ws, &stages, packages, part.is_none(), &mut header, &mut t);
+    gate_and_host(ws, &stages, packages, host_beside, &mut header, &mut t);
     let needs_build = ["build", "lint", "package", "emulate"]
         .iter()
         .any(|s| wants(s));
@@ -271,29 +273,46 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The gate and the host stages, those of `stages`; the host stage beside the gate (`beside.rs`)
-/// when both run and this run is not itself a part of another: started by the gate, before the
-/// venv is made (`gate_stage`).
-fn gate_and_host(
+/// The host stage started beside the toolchain stage and the gate (`beside.rs`), when both the
+/// gate and the host stage run and this run is not itself a part of another. It needs nothing the
+/// toolchain stage installs (Windows targets, clippy, rustfmt: the host stage builds for the host
+/// with rustc and cargo), and the emulator venv its harness tests use is made by the gate: the
+/// venv's lock is taken here, before the host stage starts, and held until the gate has made it,
+/// so the host stage waits for it and finds it ready (never makes it itself).
+///
+/// Why the host stage may run beside the gate: it reads the sources and the venv and writes only
+/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy and
+/// the host stage's `cargo test` take turns on it); the gate's negatives build in their own target
+/// directory (`target/gate`), and neither stage reads what the other writes.
+fn host_beside(
     ws: &Workspace,
     stages: &[&str],
     packages: &[String],
     may_part: bool,
+) -> Option<(files::Lock, beside::Beside)> {
+    if !may_part || !stages.contains(&"gate") || !stages.contains(&"host") {
+        return None;
+    }
+    // Where the lock cannot be taken, the host stage runs in its turn.
+    let lock = files::lock(&venv_lock_path(ws)).ok()?;
+    Some((lock, beside::spawn(ws, "host", packages)))
+}
+
+/// The gate and the host stages, those of `stages`; the host stage's output and checks taken in
+/// from `host_beside` when it runs beside the gate.
+fn gate_and_host(
+    ws: &Workspace,
+    stages: &[&str],
+    packages: &[String],
+    host_beside: Option<(files::Lock, beside::Beside)>,
     header: &mut dyn FnMut(&str),
     t: &mut Tally,
 ) {
     let wants = |s: &str| stages.contains(&s);
-    let mut host_beside = None;
+    let (venv_lock, host_beside) = host_beside.unzip();
     if wants("gate") {
         header("gate");
-        let host_too = wants("host") && may_part;
-        t.timed("gate", |t| {
-            gate_stage(ws, packages, t, &mut || {
-                if host_too {
-                    host_beside = Some(beside::spawn(ws, "host", packages));
-                }
-            });
-        });
+        t.timed("gate", |t| gate_stage(ws, packages, t, venv_lock));
     }
     if wants("host") {
         header("host");
@@ -378,37 +397,29 @@ fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
 /// processes of one run (a stage run beside the others, `beside.rs`) never make it at once: the
 /// second waits, then finds it ready.
 fn emulator_venv(ws: &Workspace) -> crate::base::error::Result<std::path::PathBuf> {
-    let _lock = files::lock(&ws.layout.target_dir.join("emu-venv.lock"))?;
+    let _lock = files::lock(&venv_lock_path(ws))?;
     venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
 }
 
+/// The emulator venv's lock (`emulator_venv`).
+fn venv_lock_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.layout.target_dir.join("emu-venv.lock")
+}
+
 /// rustfmt, clippy and ruff on the workspace, then on code broken on purpose. The emulator's venv
-/// (ruff's) is made first, with its lock held from before `start_beside` (which starts the stage
-/// run beside the gate, the host stage) so that that stage finds it ready, and never makes it
-/// itself.
-///
-/// Why the host stage may run beside the gate: it reads the sources and the venv and writes only
-/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy and
-/// the host stage's `cargo test` take turns on it); the gate's negatives build in their own target
-/// directory (`target/gate`), and neither stage reads what the other writes.
-fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, start_beside: &mut dyn FnMut()) {
+/// (ruff's) is made first: under `venv_lock` when given (held since the host stage started beside,
+/// `host_beside`), else under its own (`emulator_venv`).
+fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Option<files::Lock>) {
     if let Err(e) = toolchain::ensure_components(
         &ws.root,
         &[Component::Clippy, Component::Rustfmt],
         &toolchain::Env::default(),
     ) {
-        start_beside();
         return t.record(false, format!("the gate's tools: {e}"));
     }
-    let python = match files::lock(&ws.layout.target_dir.join("emu-venv.lock")) {
-        Ok(_lock) => {
-            start_beside();
-            venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
-        }
-        Err(e) => {
-            start_beside();
-            Err(e)
-        }
+    let python = match venv_lock {
+        Some(_held) => venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK)),
+        None => emulator_venv(ws),
     };
     let ruff = python.map(|python| gate::ruff_in_venv(&python));
     // The first driver in a folder of its name (the new driver in a `new --path` workspace).
