@@ -27,7 +27,7 @@
 //!     emulate (fault sweep) and deploy-plan stages' own functions; the standalone workspace of
 //!     `new --path` checked (not with `-p`);
 //! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
-//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
+//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 //!
 //! Two stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
@@ -325,7 +325,8 @@ fn gate_and_host(
 
 /// The deploy stage started beside the stages after the package stage (`beside.rs`), when this run
 /// makes the packages (package stage) and has stages after it to overlap, and is not itself a
-/// part of another run. The deploy stage reads only the x64 debug packages of the real drivers
+/// part of another run. Its loopback tests wait for its turn (`deploy_stage`); until then it
+/// makes and checks the VM plans. The deploy stage reads only the x64 debug packages of the real drivers
 /// (complete once the package stage has ended), the harness's venv (made here first, so that no
 /// two processes make it) and its own temporary folders and ports; the stages it overlaps write
 /// none of these (the templates stage packages its own drivers, under their own names), and read
@@ -352,9 +353,15 @@ fn deploy_beside(
     Some(beside::spawn(ws, "deploy", packages))
 }
 
-/// The VM plans of the real packages and the loopback deploy tests (`deploy::suite_checks`).
+/// The VM plans of the real packages, then the loopback deploy tests (`deploy::suite`). Run
+/// beside the other stages (`deploy_beside`), the loopback tests wait for the stage's turn: their
+/// commands have time limits of seconds, which a machine busy with the other stages can miss.
 fn deploy_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
-    let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, drivers);
+    for c in crate::commands::deploy::suite::plan_checks(ws, drivers) {
+        t.record(c.ok, c.what);
+    }
+    beside::wait_for_turn();
+    let (checks, skipped) = crate::commands::deploy::suite::loopback_suite(ws);
     for c in checks {
         t.record(c.ok, c.what);
     }
