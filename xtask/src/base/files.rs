@@ -19,6 +19,33 @@ pub fn copy_atomic(src: &Path, dest: &Path) -> Result<()> {
     write_atomic(dest, &bytes)
 }
 
+/// An exclusive lock on a file, held until dropped (`File::lock`: flock(2) on Unix, LockFileEx on
+/// Windows). Two xtask processes that take the same one run what it guards one after the other.
+#[derive(Debug)]
+pub struct Lock {
+    _file: fs::File,
+}
+
+/// Takes the exclusive lock on `path` (created, with its folder, if missing), waiting while another
+/// process holds it.
+///
+/// # Errors
+/// The file cannot be created or locked.
+pub fn lock(path: &Path) -> Result<Lock> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(Lock { _file: file })
+}
+
 /// Removes `path` if it exists.
 pub fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
@@ -67,6 +94,25 @@ mod tests {
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         remove_if_exists(&dest).unwrap();
         remove_if_exists(&dest).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_lock_excludes_another_holder_until_dropped() {
+        let d = scratch("lock");
+        let path = d.join("sub/x.lock");
+        let held = lock(&path).unwrap();
+        let other = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert!(
+            other.try_lock().is_err(),
+            "a second holder got the lock while the first held it"
+        );
+        drop(held);
+        other.try_lock().unwrap();
+        // A lock file that cannot be made (its folder is a file) is an error naming it.
+        fs::write(d.join("blocker"), b"").unwrap();
+        let e = lock(&d.join("blocker/x.lock")).unwrap_err().to_string();
+        assert!(e.contains("blocker"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -26,16 +26,14 @@ fn missing_openssh() -> Vec<&'static str> {
         .collect()
 }
 
-/// `cargo xtask test`, deploy stage: the VM plans of the real x64 debug packages (made by the
-/// packaging stage) for both transports and both install modes, then the loopback tests (the ssh
-/// transport and whole plans against a real OpenSSH server on 127.0.0.1), installing OpenSSH
-/// where it is missing and this machine lets us. Returns the checks, and why the loopback tests
-/// were skipped if they were (only when OpenSSH cannot be installed).
-pub fn suite_checks(
-    ws: &Workspace,
-    drivers: &[&crate::base::workspace::Driver],
-) -> (Vec<SuiteCheck>, Option<String>) {
-    let mut checks = plan_checks(ws, drivers);
+/// `cargo xtask test`, deploy stage, after [`plan_checks`] of the real packages: the loopback
+/// tests (the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1),
+/// installing OpenSSH where it is missing and this machine lets us. Returns the checks, and why
+/// the loopback tests were skipped if they were (only when OpenSSH cannot be installed). Its
+/// tests give commands time limits of seconds: `cargo xtask test` runs this part when no other
+/// stage of it runs.
+pub fn loopback_suite(ws: &Workspace) -> (Vec<SuiteCheck>, Option<String>) {
+    let mut checks = Vec::new();
     for (program, package) in [("sshd", "openssh-server"), ("ssh", "openssh-client")] {
         if missing_openssh().contains(&program)
             && let Err(e) = crate::base::tools::ensure(

@@ -27,9 +27,15 @@
 //!     emulate (fault sweep) and deploy-plan stages' own functions; the standalone workspace of
 //!     `new --path` checked (not with `-p`);
 //! 11. `deploy`: the VM plans of the real packages, and the ssh transport and whole plans
-//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite_checks`; skipped, loudly, only
+//!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
+//!
+//! Two stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
+//! core idle: `host` beside `toolchain` and the `gate`, `deploy` beside the stages after
+//! `package`. Their output is printed, and their checks counted, at their turn: as in a run in
+//! sequence.
 
+mod beside;
 mod diagrams;
 mod emulated;
 pub(crate) mod fixtures;
@@ -168,9 +174,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let mut t = Tally::default();
     let stages = selected_stages(stages)?;
     let (drivers, fixtures) = selected_packages(ws, packages)?;
+    // Run as a part of another run (`beside.rs`): that run prints the header and the closing lines.
+    let part = beside::part_report();
     let total = stages.len();
     let mut n = 0;
     let mut header = |name: &str| {
+        if part.is_some() {
+            return;
+        }
         n += 1;
         let title = STAGES
             .iter()
@@ -180,18 +191,12 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     };
     let wants = |s: &str| stages.contains(&s);
 
+    let host_beside = host_beside(ws, &stages, packages, part.is_none());
     if wants("toolchain") {
         header("toolchain");
         t.timed("toolchain", |t| toolchain_stage(ws, t));
     }
-    if wants("gate") {
-        header("gate");
-        t.timed("gate", |t| gate_stage(ws, packages, t));
-    }
-    if wants("host") {
-        header("host");
-        t.timed("host", |t| host_tests(ws, t));
-    }
+    gate_and_host(ws, &stages, packages, host_beside, &mut header, &mut t);
     let needs_build = ["build", "lint", "package", "emulate"]
         .iter()
         .any(|s| wants(s));
@@ -213,6 +218,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         header("package");
         t.timed("package", |t| package_stage(ws, &drivers, &built, t));
     }
+    let deploy_beside = deploy_beside(ws, &stages, &drivers, part.is_some(), packages);
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
         t.timed("emulate", |t| {
@@ -242,9 +248,16 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
-        t.timed("deploy", |t| deploy_stage(ws, &drivers, t));
+        match deploy_beside {
+            Some(b) => b.finish(&mut t),
+            None => t.timed("deploy", |t| deploy_stage(ws, &drivers, t)),
+        }
     }
 
+    if let Some(path) = &part {
+        write_summary(path, &stages, packages, &t, start);
+        return Ok(());
+    }
     println!("\ntest: finished in {}", elapsed(start.elapsed()));
     for s in &t.skipped {
         println!("  SKIPPED: {s}");
@@ -253,16 +266,102 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         println!("  failed: {f}");
     }
     println!("{}", final_line(t.passed, t.failed.len()));
-    write_summary(ws, &stages, packages, &t, start);
+    write_summary(&ws.layout.report("test.json"), &stages, packages, &t, start);
     if !t.failed.is_empty() {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
 }
 
-/// The VM plans of the real packages and the loopback deploy tests (`deploy::suite_checks`).
+/// The host stage started beside the toolchain stage and the gate (`beside.rs`), when both the
+/// gate and the host stage run and this run is not itself a part of another. It needs nothing the
+/// toolchain stage installs (Windows targets, clippy, rustfmt: the host stage builds for the host
+/// with rustc and cargo), and the emulator venv its harness tests use is made by the gate: the
+/// venv's lock is taken here, before the host stage starts, and held until the gate has made it,
+/// so the host stage waits for it and finds it ready (never makes it itself).
+///
+/// Why the host stage may run beside the gate: it reads the sources and the venv and writes only
+/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy and
+/// the host stage's `cargo test` take turns on it); the gate's negatives build in their own target
+/// directory (`target/gate`), and neither stage reads what the other writes.
+fn host_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    packages: &[String],
+    may_part: bool,
+) -> Option<(files::Lock, beside::Beside)> {
+    if !may_part || !stages.contains(&"gate") || !stages.contains(&"host") {
+        return None;
+    }
+    // Where the lock cannot be taken, the host stage runs in its turn.
+    let lock = files::lock(&venv_lock_path(ws)).ok()?;
+    Some((lock, beside::spawn(ws, "host", packages)))
+}
+
+/// The gate and the host stages, those of `stages`; the host stage's output and checks taken in
+/// from `host_beside` when it runs beside the gate.
+fn gate_and_host(
+    ws: &Workspace,
+    stages: &[&str],
+    packages: &[String],
+    host_beside: Option<(files::Lock, beside::Beside)>,
+    header: &mut dyn FnMut(&str),
+    t: &mut Tally,
+) {
+    let wants = |s: &str| stages.contains(&s);
+    let (venv_lock, host_beside) = host_beside.unzip();
+    if wants("gate") {
+        header("gate");
+        t.timed("gate", |t| gate_stage(ws, packages, t, venv_lock));
+    }
+    if wants("host") {
+        header("host");
+        match host_beside {
+            Some(b) => b.finish(t),
+            None => t.timed("host", |t| host_tests(ws, t)),
+        }
+    }
+}
+
+/// The deploy stage started beside the stages after the package stage (`beside.rs`), when this run
+/// makes the packages (package stage) and has stages after it to overlap, and is not itself a
+/// part of another run. Its loopback tests wait for its turn (`deploy_stage`); until then it
+/// makes and checks the VM plans. The deploy stage reads only the x64 debug packages of the real drivers
+/// (complete once the package stage has ended), the harness's venv (made here first, so that no
+/// two processes make it) and its own temporary folders and ports; the stages it overlaps write
+/// none of these (the templates stage packages its own drivers, under their own names), and read
+/// nothing it writes. Every tool they install (`tools::ensure`) the package stage has installed
+/// already, so no two apt-get runs meet; the deploy stage's own, OpenSSH, is installed only by
+/// it. Its `cargo test` of the loopback tests may wait for a cargo of the stages beside on the
+/// target directory's lock: the wait costs time, never a verdict.
+fn deploy_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    drivers: &[&Driver],
+    is_part: bool,
+    packages: &[String],
+) -> Option<beside::Beside> {
+    let wants = |s: &str| stages.contains(&s);
+    let overlapped = ["emulate", "fixtures", "mutations", "templates"]
+        .iter()
+        .any(|s| wants(s));
+    if is_part || drivers.is_empty() || !wants("deploy") || !wants("package") || !overlapped {
+        return None;
+    }
+    // Where the venv cannot be made, the deploy stage runs in its turn and says why.
+    emulator_venv(ws).ok()?;
+    Some(beside::spawn(ws, "deploy", packages))
+}
+
+/// The VM plans of the real packages, then the loopback deploy tests (`deploy::suite`). Run
+/// beside the other stages (`deploy_beside`), the loopback tests wait for the stage's turn: their
+/// commands have time limits of seconds, which a machine busy with the other stages can miss.
 fn deploy_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
-    let (checks, skipped) = crate::commands::deploy::suite::suite_checks(ws, drivers);
+    for c in crate::commands::deploy::suite::plan_checks(ws, drivers) {
+        t.record(c.ok, c.what);
+    }
+    beside::wait_for_turn();
+    let (checks, skipped) = crate::commands::deploy::suite::loopback_suite(ws);
     for c in checks {
         t.record(c.ok, c.what);
     }
@@ -301,8 +400,23 @@ fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
     }
 }
 
-/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose.
-fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
+/// The emulator's venv made if missing (`venv::ensure`) under `target/emu-venv.lock`, so that two
+/// processes of one run (a stage run beside the others, `beside.rs`) never make it at once: the
+/// second waits, then finds it ready.
+fn emulator_venv(ws: &Workspace) -> crate::base::error::Result<std::path::PathBuf> {
+    let _lock = files::lock(&venv_lock_path(ws))?;
+    venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
+}
+
+/// The emulator venv's lock (`emulator_venv`).
+fn venv_lock_path(ws: &Workspace) -> std::path::PathBuf {
+    ws.layout.target_dir.join("emu-venv.lock")
+}
+
+/// rustfmt, clippy and ruff on the workspace, then on code broken on purpose. The emulator's venv
+/// (ruff's) is made first: under `venv_lock` when given (held since the host stage started beside,
+/// `host_beside`), else under its own (`emulator_venv`).
+fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Option<files::Lock>) {
     if let Err(e) = toolchain::ensure_components(
         &ws.root,
         &[Component::Clippy, Component::Rustfmt],
@@ -310,55 +424,62 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally) {
     ) {
         return t.record(false, format!("the gate's tools: {e}"));
     }
-    t.result("cargo fmt --all --check", gate::fmt(&ws.root));
-    // Every driver and fixture, unless -p narrows it.
-    let all: Vec<&Driver> = ws
-        .drivers
-        .iter()
-        .filter(|d| packages.is_empty() || packages.contains(&d.name))
-        .collect();
-    for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
-        eprintln!("  {}...", run.describe());
-        t.result(
-            format!("{} -- -D warnings", run.describe()),
-            gate::clippy(&ws.root, &run, None),
-        );
-    }
-    let ruff = venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
-        .map(|python| gate::ruff_in_venv(&python));
-    let ruff = match ruff {
-        Ok(r) => {
-            t.result(
-                "ruff check xtask/emu",
-                gate::ruff(&r, &ws.root.join("xtask").join("emu")),
-            );
-            Some(r)
-        }
-        Err(e) => {
-            t.record(false, format!("ruff check xtask/emu: {e}"));
-            None
-        }
+    let python = match venv_lock {
+        Some(_held) => venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK)),
+        None => emulator_venv(ws),
     };
-    println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
+    let ruff = python.map(|python| gate::ruff_in_venv(&python));
     // The first driver in a folder of its name (the new driver in a `new --path` workspace).
-    let Some(driver) = ws
+    let driver = ws
         .drivers
         .iter()
-        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name))
-    else {
-        return t.record(
-            false,
-            "the gate negatives: no driver in a folder of its name to break on purpose",
-        );
-    };
-    for c in gate::negatives(
-        &ws.root,
-        &ws.layout.gate_dir(),
-        &driver.name,
-        ruff.as_deref(),
-    ) {
-        t.result(c.what, c.result);
-    }
+        .find(|d| !d.fixture && d.variant.is_none() && d.dir == ws.root.join(&d.name));
+    // The negatives build in their own scratch copy and target directory (`target/gate`), so they
+    // run beside the checks of the workspace itself, which use the workspace's own (clippy's
+    // crate checks and ruff leave a core idle); their results are counted after them, in order.
+    std::thread::scope(|scope| {
+        let negatives = driver.map(|d| {
+            let ruff = ruff.as_ref().ok().map(std::path::PathBuf::as_path);
+            let gate_dir = ws.layout.gate_dir();
+            scope.spawn(move || gate::negatives(&ws.root, &gate_dir, &d.name, ruff))
+        });
+        t.result("cargo fmt --all --check", gate::fmt(&ws.root));
+        // Every driver and fixture, unless -p narrows it.
+        let all: Vec<&Driver> = ws
+            .drivers
+            .iter()
+            .filter(|d| packages.is_empty() || packages.contains(&d.name))
+            .collect();
+        for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
+            eprintln!("  {}...", run.describe());
+            t.result(
+                format!("{} -- -D warnings", run.describe()),
+                gate::clippy(&ws.root, &run, None),
+            );
+        }
+        match &ruff {
+            Ok(r) => t.result(
+                "ruff check xtask/emu",
+                gate::ruff(r, &ws.root.join("xtask").join("emu")),
+            ),
+            Err(e) => t.record(false, format!("ruff check xtask/emu: {e}")),
+        }
+        println!("  the gate on code broken on purpose (a scratch copy in target/gate)...");
+        let Some(negatives) = negatives else {
+            return t.record(
+                false,
+                "the gate negatives: no driver in a folder of its name to break on purpose",
+            );
+        };
+        match negatives.join() {
+            Ok(checks) => {
+                for c in checks {
+                    t.result(c.what, c.result);
+                }
+            }
+            Err(_) => t.record(false, "the gate negatives: their thread panicked"),
+        }
+    });
 }
 
 /// `cargo test -p common -p driver-package -p xtask`, then the harness's own unit tests (its
@@ -385,7 +506,7 @@ fn host_tests(ws: &Workspace, t: &mut Tally) {
         return;
     }
     println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
-    let ok = match Harness::locate(ws) {
+    let ok = match emulator_venv(ws).and_then(|_| Harness::locate(ws)) {
         Ok(h) => Command::new(&h.python)
             .args(["-m", "unittest", "discover", "-s"])
             .arg(&harness_tests)

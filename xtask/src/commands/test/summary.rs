@@ -6,7 +6,6 @@ use std::time::Instant;
 use crate::base::error::Result;
 use crate::base::files;
 use crate::base::process::{CpuSeconds, cpu_seconds, elapsed};
-use crate::base::workspace::Workspace;
 
 /// The tally of checks.
 #[derive(Debug, Default)]
@@ -19,7 +18,7 @@ pub(super) struct Tally {
 }
 
 /// What one stage cost: its checks, wall seconds and CPU seconds.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct StageTime {
     /// The stage's name (`gate`, `build`, ...).
     pub stage: String,
@@ -106,8 +105,8 @@ impl Tally {
 }
 
 /// The summary of a `cargo xtask test` run, written to `target/reports/test.json`
-/// (docs/reports/test.md).
-#[derive(Debug, serde::Serialize)]
+/// (docs/reports/test.md); a stage run beside the others (`beside.rs`) writes one too, read back.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TestReport {
     /// Version of this layout: 1.
     pub schema: u32,
@@ -129,10 +128,10 @@ pub(crate) struct TestReport {
     pub stage_times: Vec<StageTime>,
 }
 
-/// Writes the run's [`TestReport`] to `target/reports/test.json`; a failure to write it is a
-/// warning (the run's verdict is the closing line).
+/// Writes the run's [`TestReport`] to `path` (`target/reports/test.json`, or a part's report); a
+/// failure to write it is a warning (the run's verdict is the closing line).
 pub(super) fn write_summary(
-    ws: &Workspace,
+    path: &std::path::Path,
     stages: &[&str],
     packages: &[String],
     t: &Tally,
@@ -149,9 +148,8 @@ pub(super) fn write_summary(
         seconds: start.elapsed().as_secs_f64(),
         stage_times: t.stages.clone(),
     };
-    let path = ws.layout.report("test.json");
     let text = format!("{}\n", crate::commands::to_json(&report));
-    if let Err(e) = files::write_atomic(&path, text.as_bytes()) {
+    if let Err(e) = files::write_atomic(path, text.as_bytes()) {
         eprintln!(
             "  warning: the summary was not written to {}: {e}",
             path.display()
