@@ -143,17 +143,14 @@ pub fn plan_checks(ws: &Workspace, drivers: &[&crate::base::workspace::Driver]) 
 /// The loopback tests (`deploy/loopback.rs`, ignored in a plain `cargo test`), one check each.
 fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     let mut checks = Vec::new();
-    println!(
-        "  the loopback tests: cargo test -p xtask --bin xtask -- --ignored deploy::loopback::"
-    );
+    println!("  the loopback tests: cargo test -p xtask --lib -- --ignored deploy::loopback::");
     let out = crate::base::process::run(
         std::process::Command::new(crate::base::workspace::cargo())
             .args([
                 "test",
                 "-p",
                 "xtask",
-                "--bin",
-                "xtask",
+                "--lib",
                 "--",
                 "--ignored",
                 "deploy::loopback::",
