@@ -40,6 +40,7 @@ pub(crate) mod scratch;
 mod summary;
 mod templates;
 mod tidy;
+mod tidy_deps;
 mod tidy_layers;
 pub(crate) mod verify;
 
