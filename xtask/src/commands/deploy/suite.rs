@@ -143,11 +143,15 @@ pub fn plan_checks(ws: &Workspace, drivers: &[&crate::base::workspace::Driver]) 
 /// The loopback tests (`deploy/loopback.rs`, ignored in a plain `cargo test`), one check each.
 fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     let mut checks = Vec::new();
-    println!("  the loopback tests: cargo test -p xtask --lib -- --ignored deploy::loopback::");
+    println!(
+        "  the loopback tests: cargo test --profile host -p xtask --lib -- --ignored deploy::loopback::"
+    );
     let out = crate::base::process::run(
         std::process::Command::new(crate::base::workspace::cargo())
             .args([
                 "test",
+                "--profile",
+                "host",
                 "-p",
                 "xtask",
                 "--lib",
