@@ -142,16 +142,17 @@ pub fn plan_checks(ws: &Workspace, drivers: &[&crate::base::workspace::Driver]) 
 fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     let mut checks = Vec::new();
     println!(
-        "  the loopback tests: cargo test -p xtask --bin xtask -- --ignored deploy::loopback::"
+        "  the loopback tests: cargo test --profile host -p xtask --lib -- --ignored deploy::loopback::"
     );
     let out = crate::base::process::run(
         std::process::Command::new(crate::base::workspace::cargo())
             .args([
                 "test",
+                "--profile",
+                "host",
                 "-p",
                 "xtask",
-                "--bin",
-                "xtask",
+                "--lib",
                 "--",
                 "--ignored",
                 "deploy::loopback::",

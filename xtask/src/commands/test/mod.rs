@@ -8,8 +8,8 @@
 //! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
 //!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
 //!    on code broken on purpose, which must fail;
-//! 3. `host`: host unit tests (`cargo test -p common -p driver-package -p xtask`, and the
-//!    harness's `xtask/emu/tests`);
+//! 3. `host`: host unit tests (`cargo test --profile host -p common -p driver-package -p xtask`,
+//!    and the harness's `xtask/emu/tests`);
 //! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
 //!    lint gate);
 //! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
@@ -46,6 +46,7 @@ pub(crate) mod scratch;
 mod summary;
 mod templates;
 mod tidy;
+mod tidy_deps;
 mod tidy_layers;
 pub(crate) mod verify;
 
@@ -82,7 +83,7 @@ pub const STAGES: [(&str, &str); 11] = [
     ),
     (
         "host",
-        "host unit tests: cargo test -p common -p driver-package -p xtask",
+        "host unit tests: cargo test --profile host -p common -p driver-package -p xtask",
     ),
     (
         "build",
@@ -482,12 +483,15 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
     });
 }
 
-/// `cargo test -p common -p driver-package -p xtask`, then the harness's own unit tests (its
+/// `cargo test --profile host -p common -p driver-package -p xtask` (the profile `cargo xtask`
+/// itself was built with, so its dependencies are not compiled again), then the harness's own unit tests (its
 /// models' documented rules) with the venv's Python.
 fn host_tests(ws: &Workspace, t: &mut Tally) {
     let status = Command::new(cargo())
         .args([
             "test",
+            "--profile",
+            "host",
             "-p",
             "common",
             "-p",
@@ -499,7 +503,7 @@ fn host_tests(ws: &Workspace, t: &mut Tally) {
         .status();
     t.record(
         status.is_ok_and(|s| s.success()),
-        "host unit tests (cargo test -p common -p driver-package -p xtask)",
+        "host unit tests (cargo test --profile host -p common -p driver-package -p xtask)",
     );
     let harness_tests = ws.root.join("xtask").join("emu").join("tests");
     if !harness_tests.is_dir() {
