@@ -58,6 +58,13 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
             seen.insert(format!("{n:04}-{name}"), script);
         }
     };
+    // A wrapper is a function of its script (and the transport), and a host script of its
+    // argument vector: each is made once. Made again, it would be the same text, which `add`
+    // skips, so the scripts and their names are the same; only the encoding work is not
+    // repeated (`ps::encode`/`decode` for each of the ~1,000 plans' steps was most of this
+    // function's time: 5 s of xtask's CPU in the deploy stage, and again in the templates stage).
+    let mut wrapped: std::collections::HashSet<(bool, String)> = std::collections::HashSet::new();
+    let mut host_argvs: std::collections::HashSet<Vec<String>> = std::collections::HashSet::new();
     add("helpers".into(), plan::HELPERS.to_owned());
     // Each step file as it is on disk (with its comments), as one would run it by hand.
     add("file-prologue".into(), script::PROLOGUE_FILE.to_owned());
@@ -127,12 +134,13 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
                                     match &step.run {
                                         Run::Guest(script) => {
                                             add(name.clone(), script.clone());
-                                            if hv {
+                                            let fresh = wrapped.insert((hv, script.clone()));
+                                            if fresh && hv {
                                                 add(
                                                     format!("{name}-host"),
                                                     hyperv.guest_wrapper(script),
                                                 );
-                                            } else {
+                                            } else if fresh {
                                                 add(
                                                     format!("{name}-command-line"),
                                                     ps::command_line(script),
@@ -140,7 +148,9 @@ pub fn plan_scripts(packages: &[Package]) -> Result<BTreeMap<String, String>> {
                                             }
                                         }
                                         Run::Host { argv, .. } => {
-                                            if let Some(script) = host_script(argv) {
+                                            if host_argvs.insert(argv.clone())
+                                                && let Some(script) = host_script(argv)
+                                            {
                                                 add(format!("{name}-host"), script);
                                             }
                                         }
