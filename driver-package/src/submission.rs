@@ -8,20 +8,20 @@
 //! only": Microsoft regenerates it); every driver folder of one CAB must support the same set of
 //! architectures, which one CAB per architecture does. The page builds the CAB with MakeCab and a
 //! directive file whose `DestinationDir` puts each driver's files in its own folder; here the
-//! `cab` crate writes the same layout, names `DRIVER\FILE` (a backslash, as MakeCab stores
+//! [`cab`] module writes the same layout, names `DRIVER\FILE` (a backslash, as MakeCab stores
 //! them), one CAB folder, stored (uncompressed: see `write`), every file dated
 //! [`crate::package::build_time`] so the same packages give the same bytes.
 //!
 //! The CAB is then signed by its submitter with their EV code-signing certificate (signtool on
 //! Windows, or osslsigncode) and uploaded: this crate never holds that certificate.
 
-use std::io::{Cursor, Read};
 use std::time::SystemTime;
 
-use cab::{CabinetBuilder, CompressionType};
 use serde::Serialize;
 
-use crate::error::{Context, Error, Result, bail};
+use crate::error::{Result, bail};
+
+mod cab;
 
 /// The extensions a driver folder may hold, in the order they are written.
 pub const EXTENSIONS: [&str; 4] = ["sys", "inf", "cat", "pdb"];
@@ -51,15 +51,12 @@ pub fn write(drivers: &[DriverFiles], time: SystemTime) -> Result<Vec<u8>> {
     if drivers.is_empty() {
         bail!("no drivers for the submission CAB");
     }
-    let stamp = cab_time(time)?;
-    let mut builder = CabinetBuilder::new();
     // Stored, not compressed. The `cab` crate's MSZIP writer produced a block cabextract could
     // not decompress ("decompression error") for one of our debug `.pdb` files (found by the
-    // package stage's independent check); an uncompressed cabinet is a valid CAB (Microsoft's
-    // Cabinet format: CFFOLDER typeCompress 0, tcompTYPE_NONE), every data block still carries
-    // its checksum, and the submission's size does not matter.
-    let folder = builder.add_folder(CompressionType::None);
-    let mut contents = Vec::new();
+    // package stage's independent check); an uncompressed cabinet is a valid CAB ([MS-CAB]
+    // 2.2, typeCompress 0), every data block still carries its checksum, and the submission's
+    // size does not matter.
+    let mut entries = Vec::new();
     for d in drivers {
         check_name(&d.name)?;
         for ext in ["sys", "inf", "cat"] {
@@ -81,47 +78,20 @@ pub fn write(drivers: &[DriverFiles], time: SystemTime) -> Result<Vec<u8>> {
                     d.name
                 );
             }
-            let entry = folder.add_file(format!("{}\\{file}", d.name));
-            entry.set_datetime(stamp);
-            contents.push(bytes.as_slice());
+            entries.push((format!("{}\\{file}", d.name), bytes.as_slice()));
         }
     }
-    let mut writer = builder
-        .build(Cursor::new(Vec::new()))
-        .context("starting the CAB")?;
-    let mut next = contents.into_iter();
-    while let Some(mut file) = writer.next_file().context("writing the CAB")? {
-        let bytes = next
-            .next()
-            .ok_or_else(|| Error::new("the CAB writer asked for more files than were added"))?;
-        std::io::Write::write_all(&mut file, bytes).context("writing the CAB")?;
-    }
-    Ok(writer.finish().context("finishing the CAB")?.into_inner())
+    cab::write(&entries, time)
 }
 
-/// The files of the CAB `bytes`, each read through (the `cab` crate checks every data block's
-/// checksum): a CAB that does not read whole is refused.
+/// The files of the CAB `bytes`, each checked whole (every data block against its checksum):
+/// a CAB that does not read whole is refused.
 pub fn list(bytes: &[u8]) -> Result<Vec<Listed>> {
-    let mut cabinet =
-        cab::Cabinet::new(Cursor::new(bytes)).context("the file is not a readable CAB")?;
-    let names: Vec<String> = cabinet
-        .folder_entries()
-        .flat_map(cab::FolderEntry::file_entries)
-        .map(|f| f.name().to_owned())
-        .collect();
-    let mut listed = Vec::new();
-    for name in names {
-        let mut data = Vec::new();
-        cabinet
-            .read_file(&name)
-            .and_then(|mut r| r.read_to_end(&mut data))
-            .with_context(|| format!("the CAB's {name} does not read back"))?;
-        listed.push(Listed {
-            name,
-            size: data.len() as u64,
-        });
-    }
-    Ok(listed)
+    Ok(cab::read(bytes)
+        .map_err(|e| crate::error::Error::new(format!("the file is not a readable CAB: {e}")))?
+        .into_iter()
+        .map(|(name, size)| Listed { name, size })
+        .collect())
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -133,17 +103,6 @@ fn check_name(name: &str) -> Result<()> {
         bail!("`{name}` is not a plain ASCII file name for the submission CAB");
     }
     Ok(())
-}
-
-/// `time` as the CAB's date (UTC; the format has no zone and a resolution of two seconds).
-fn cab_time(time: SystemTime) -> Result<time::PrimitiveDateTime> {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .context("the build time is before 1970")?
-        .as_secs();
-    let secs = i64::try_from(secs).context("the build time")?;
-    let utc = time::OffsetDateTime::from_unix_timestamp(secs).context("the build time")?;
-    Ok(time::PrimitiveDateTime::new(utc.date(), utc.time()))
 }
 
 #[cfg(test)]
