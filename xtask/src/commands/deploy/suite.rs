@@ -30,8 +30,8 @@ fn missing_openssh() -> Vec<&'static str> {
 /// tests (the ssh transport and whole plans against a real OpenSSH server on 127.0.0.1),
 /// installing OpenSSH where it is missing and this machine lets us. Returns the checks, and why
 /// the loopback tests were skipped if they were (only when OpenSSH cannot be installed). Its
-/// tests give commands time limits of seconds: `cargo xtask test` runs this part when no other
-/// stage of it runs.
+/// tests give commands time limits of seconds, with room for a login on a busy machine:
+/// `cargo xtask test` runs them beside its other stages.
 pub fn loopback_suite(ws: &Workspace) -> (Vec<SuiteCheck>, Option<String>) {
     let mut checks = Vec::new();
     for (program, package) in [("sshd", "openssh-server"), ("ssh", "openssh-client")] {

@@ -33,31 +33,6 @@ pub(super) fn part_report() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The file whose existence tells a part that its turn has come (no other stage runs now):
-/// beside its report.
-fn turn_file(report: &Path) -> PathBuf {
-    report.with_extension("turn")
-}
-
-/// In a part, waits until the parent says the stage's turn has come ([`Beside::finish`]): what
-/// must not share the machine with the other stages (time limits of seconds) runs after this.
-/// Not a part, or a parent that has gone away: returns at once.
-pub(super) fn wait_for_turn() {
-    let Some(report) = part_report() else {
-        return;
-    };
-    let turn = turn_file(&report);
-    #[cfg(unix)]
-    let parent = std::os::unix::process::parent_id();
-    while !turn.exists() {
-        #[cfg(unix)]
-        if std::os::unix::process::parent_id() != parent {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// A stage running in a child process.
 pub(super) struct Beside {
     stage: &'static str,
@@ -72,9 +47,8 @@ pub(super) fn spawn(ws: &Workspace, stage: &'static str, packages: &[String]) ->
     let log = ws.layout.report(&format!("test-part-{stage}.log"));
     let report = ws.layout.report(&format!("test-part-{stage}.json"));
     let child = (|| -> Result<Child> {
-        // A report (or turn) left by an earlier run must not be taken for this one's.
+        // A report left by an earlier run must not be taken for this one's.
         files::remove_if_exists(&report)?;
-        files::remove_if_exists(&turn_file(&report))?;
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -109,13 +83,6 @@ impl Beside {
     /// Waits for the child, prints its output, and counts its checks and its stage's times in
     /// `t`. A child that did not report is one failed check, naming why.
     pub(super) fn finish(self, t: &mut Tally) {
-        // Its turn: what it kept for when no other stage runs ([`wait_for_turn`]) may run now.
-        if let Err(e) = files::write_atomic(&turn_file(&self.report), b"") {
-            t.record(
-                false,
-                format!("the {} stage, run beside the others: {e}", self.stage),
-            );
-        }
         let waited = self.child.and_then(|mut c| {
             c.wait()
                 .with_context(|| format!("waiting for the {} stage's process", self.stage))
@@ -254,12 +221,7 @@ mod tests {
             report: dir.join("part.json"),
         };
         let mut t = Tally::default();
-        assert!(!dir.join("part.turn").exists());
         b.finish(&mut t);
-        assert!(
-            dir.join("part.turn").exists(),
-            "finish gives the part its turn"
-        );
         assert_eq!(t.passed, 0);
         assert_eq!(t.failed.len(), 1);
         assert!(
