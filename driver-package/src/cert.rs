@@ -275,15 +275,7 @@ pub fn load(dir: &Path, now: SystemTime) -> Result<Signer> {
         ))
     })?;
     let cert = read_certificate(&files.cert)?;
-    let ours = RsaPublicKey::from(&key)
-        .to_public_key_der()
-        .context("encoding the public key")?;
-    let theirs = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .context("encoding the certificate's key")?;
-    if ours.as_bytes() != theirs.as_slice() {
+    if !key_is_certificates(&key, &cert)? {
         bail!(
             "the test certificate {} is not the certificate of the private key {}: create a new pair with `{new}`",
             files.cert.display(),
@@ -373,6 +365,20 @@ pub fn check_usable(cert: &Certificate, now: SystemTime, path: &Path) -> Result<
         );
     }
     Ok(())
+}
+
+/// Whether `cert` is the certificate of `key`: its subject public key is the key's public half
+/// (both DER-encoded and compared).
+pub(crate) fn key_is_certificates(key: &RsaPrivateKey, cert: &Certificate) -> Result<bool> {
+    let ours = RsaPublicKey::from(key)
+        .to_public_key_der()
+        .context("encoding the public key")?;
+    let theirs = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .context("encoding the certificate's key")?;
+    Ok(ours.as_bytes() == theirs.as_slice())
 }
 
 pub(crate) fn extended_key_usage(cert: &Certificate) -> Result<Option<ExtendedKeyUsage>> {

@@ -13,14 +13,14 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use der::{Decode, DecodePem, Encode};
+use der::{Decode, DecodePem};
+use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::pkcs8::DecodePrivateKey;
 use x509_cert::Certificate;
 
 use crate::cert;
-use crate::error::{Context, Error, Result, bail};
+use crate::error::{Error, Result, bail};
 use crate::pfx;
 use crate::pkcs7::{Signer, oid};
 
@@ -96,15 +96,7 @@ pub fn from_pem(key: &Path, cert_path: &Path, now: SystemTime) -> Result<Signer>
              certificate with --cert"
         ))
     })?;
-    let ours = RsaPublicKey::from(&key)
-        .to_public_key_der()
-        .context("encoding the public key")?;
-    let theirs = certificate
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .context("encoding the certificate's key")?;
-    if ours.as_bytes() != theirs.as_slice() {
+    if !cert::key_is_certificates(&key, &certificate)? {
         bail!(
             "the certificate {shown_cert} is not the certificate of the private key {shown_key}: \
              give the key and the certificate issued for it (for a chain, the signing \

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cert::tests::{scratch, test_key, test_signer};
+use der::Encode;
 use std::time::Duration;
 
 const PASSWORD: &str = "Secret-1";
