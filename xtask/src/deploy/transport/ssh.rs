@@ -176,28 +176,16 @@ impl Ssh {
         }
     }
 
-    /// The sftp batch that copies `items`: `put -r "LOCAL" "REMOTE"` per folder. Inside double
-    /// quotes sftp takes `\` as an escape, and `put` expands globs in the local path, so `\`, `"`
-    /// and the glob characters are escaped.
+    /// The sftp batch that copies `items`: `put -r "LOCAL" "REMOTE"` per folder, each path
+    /// quoted by [`sftp_quote`].
     pub fn sftp_batch(&self, items: &[Upload]) -> String {
-        let q = |s: &str| {
-            let mut out = String::from("\"");
-            for c in s.chars() {
-                if matches!(c, '\\' | '"' | '*' | '?' | '[' | ']') {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
-            out
-        };
         let mut batch = String::new();
         for u in items {
             let _ = writeln!(
                 batch,
                 "put -r {} {}",
-                q(&u.local.to_string_lossy()),
-                q(&self.sftp_path(&u.remote))
+                sftp_quote(&u.local.to_string_lossy()),
+                sftp_quote(&self.sftp_path(&u.remote))
             );
         }
         batch
@@ -282,24 +270,13 @@ impl Ssh {
         }
     }
 
-    /// The sftp batch that copies the file `remote` to `local`: `get "REMOTE" "LOCAL"`, quoted
-    /// as [`Ssh::sftp_batch`] quotes.
+    /// The sftp batch that copies the file `remote` to `local`: `get "REMOTE" "LOCAL"`, each
+    /// path quoted by [`sftp_quote`].
     pub fn sftp_get_batch(&self, remote: &str, local: &std::path::Path) -> String {
-        let q = |s: &str| {
-            let mut out = String::from("\"");
-            for c in s.chars() {
-                if matches!(c, '\\' | '"' | '*' | '?' | '[' | ']') {
-                    out.push('\\');
-                }
-                out.push(c);
-            }
-            out.push('"');
-            out
-        };
         format!(
             "get {} {}\n",
-            q(&self.sftp_path(remote)),
-            q(&local.to_string_lossy())
+            sftp_quote(&self.sftp_path(remote)),
+            sftp_quote(&local.to_string_lossy())
         )
     }
 
@@ -363,4 +340,18 @@ impl Transport for Ssh {
             self.sftp_batch(items)
         )
     }
+}
+
+/// `s` in double quotes for an sftp batch: inside them sftp takes `\` as an escape, and `put`
+/// and `get` expand globs in their paths, so `\`, `"` and the glob characters are escaped.
+fn sftp_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '*' | '?' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
