@@ -139,19 +139,6 @@ impl FakeVm {
                 }
             }
         };
-        let section = |out: &mut String, name: &str, code: Option<i32>, body: &str| {
-            match code {
-                Some(c) => {
-                    let _ = writeln!(out, "#xtask:section {name} exit={c}");
-                }
-                None => {
-                    let _ = writeln!(out, "#xtask:section {name}");
-                }
-            }
-            if !body.is_empty() {
-                let _ = writeln!(out, "{body}");
-            }
-        };
         let modules = |vm: &FakeVm, out: &mut String| {
             let list: Vec<&str> = if vm.hides_addresses {
                 // Every base zero: every name the kernel's.
@@ -532,6 +519,22 @@ impl FakeVm {
             self.services.remove(&svc);
         }
         (0, out)
+    }
+}
+
+/// Appends to `out` what a step's script prints for one of its output sections: the
+/// `#xtask:section NAME [exit=CODE]` line, then `body` (if any).
+fn section(out: &mut String, name: &str, code: Option<i32>, body: &str) {
+    match code {
+        Some(c) => {
+            let _ = writeln!(out, "#xtask:section {name} exit={c}");
+        }
+        None => {
+            let _ = writeln!(out, "#xtask:section {name}");
+        }
+    }
+    if !body.is_empty() {
+        let _ = writeln!(out, "{body}");
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::PsValue;
+use super::{PsValue, section};
 use crate::deploy::transport::{Lost, Output, TransportError};
 
 /// The state the debugging steps change.
@@ -66,20 +66,6 @@ impl Default for DebugVm {
             dumps: vec![(r"C:\Windows\MEMORY.DMP".to_owned(), 1 << 30, false)],
             downloaded: BTreeMap::new(),
         }
-    }
-}
-
-fn section(out: &mut String, name: &str, code: Option<i32>, body: &str) {
-    match code {
-        Some(c) => {
-            let _ = writeln!(out, "#xtask:section {name} exit={c}");
-        }
-        None => {
-            let _ = writeln!(out, "#xtask:section {name}");
-        }
-    }
-    if !body.is_empty() {
-        let _ = writeln!(out, "{body}");
     }
 }
 
