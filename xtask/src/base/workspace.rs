@@ -82,25 +82,38 @@ pub struct Workspace {
     pub drivers: Vec<Driver>,
 }
 
+/// `cargo metadata --offline --no-deps --format-version 1` of the workspace in `dir`: its
+/// members, root and target directory, without resolving dependencies.
+///
+/// # Return value
+///
+/// The parsed output; an error with cargo's own message when it fails.
+pub fn metadata(dir: &Path) -> Result<Value> {
+    let out = Command::new(cargo())
+        .args([
+            "metadata",
+            "--offline",
+            "--no-deps",
+            "--format-version",
+            "1",
+        ])
+        .current_dir(dir)
+        .output()
+        .context("running `cargo metadata` (is cargo on PATH?)")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed in {}:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")
+}
+
 impl Workspace {
     /// Reads the workspace that contains xtask with `cargo metadata`.
     pub fn load() -> Result<Self> {
-        let root = project_root();
-        let out = Command::new(cargo())
-            .args(["metadata", "--no-deps", "--format-version", "1"])
-            .current_dir(&root)
-            .output()
-            .context("running `cargo metadata` (is cargo on PATH?)")?;
-        if !out.status.success() {
-            bail!(
-                "`cargo metadata` failed in {}:\n{}",
-                root.display(),
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            );
-        }
-        let json: Value =
-            serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
-        Self::from_metadata(&json)
+        Self::from_metadata(&metadata(&project_root())?)
     }
 
     /// Builds the workspace from `cargo metadata --format-version 1` output.

@@ -251,26 +251,7 @@ fn expected_members(manifest: &str) -> Result<Vec<String>> {
 /// The workspace members `cargo metadata --offline` finds in `dir` (their folders relative to it,
 /// sorted).
 pub fn metadata_members(dir: &Path) -> Result<Vec<String>> {
-    let out = Command::new(crate::base::workspace::cargo())
-        .args([
-            "metadata",
-            "--offline",
-            "--no-deps",
-            "--format-version",
-            "1",
-        ])
-        .current_dir(dir)
-        .output()
-        .context("running `cargo metadata` (is cargo on PATH?)")?;
-    if !out.status.success() {
-        bail!(
-            "`cargo metadata` failed in {}:\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    let doc: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing `cargo metadata`'s output")?;
+    let doc = crate::base::workspace::metadata(dir)?;
     let root = PathBuf::from(doc["workspace_root"].as_str().unwrap_or_default());
     let mut members: Vec<String> = doc["packages"]
         .as_array()

@@ -17,7 +17,7 @@ use std::path::Path;
 use super::Tally;
 use crate::base::error::{Context, Result};
 use crate::base::layout::{Arch, Profile};
-use crate::base::workspace::{Driver, Workspace, cargo};
+use crate::base::workspace::{Driver, Workspace};
 use crate::commands::build;
 use crate::emulator::emulate::{self, Options, Outcome};
 use crate::template::generate::{self, Template};
@@ -242,25 +242,7 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
 /// The scratch copy read as a workspace (`cargo metadata --offline`): its drivers, the
 /// workspace's target directory.
 fn load_copy(ws: &Workspace, copy: &Path) -> Result<Workspace> {
-    let out = std::process::Command::new(cargo())
-        .args([
-            "metadata",
-            "--offline",
-            "--no-deps",
-            "--format-version",
-            "1",
-        ])
-        .current_dir(copy)
-        .output()
-        .context("running `cargo metadata` in the scratch copy")?;
-    if !out.status.success() {
-        crate::base::error::bail!(
-            "`cargo metadata` failed in {}:\n{}",
-            copy.display(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    let json = serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
+    let json = crate::base::workspace::metadata(copy)?;
     let copy_ws = Workspace::from_metadata(&json)?;
     if copy_ws.layout.target_dir != ws.layout.target_dir {
         crate::base::error::bail!(
