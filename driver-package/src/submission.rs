@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::error::{Result, bail};
+use crate::error::{Context, Result, bail};
 
 mod cab;
 
@@ -88,7 +88,7 @@ pub fn write(drivers: &[DriverFiles], time: SystemTime) -> Result<Vec<u8>> {
 /// a CAB that does not read whole is refused.
 pub fn list(bytes: &[u8]) -> Result<Vec<Listed>> {
     Ok(cab::read(bytes)
-        .map_err(|e| crate::error::Error::new(format!("the file is not a readable CAB: {e}")))?
+        .context("the file is not a readable CAB")?
         .into_iter()
         .map(|(name, size)| Listed { name, size })
         .collect())
