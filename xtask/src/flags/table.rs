@@ -679,8 +679,8 @@ Stages, in order (--stage runs only the named ones, and the builds they need):
                copy of the toolchain that really lacks them (rustup downloads them)
     gate       cargo fmt --check; clippy with warnings denied (host crates, every driver and
                fixture on x64 and arm64); ruff on the harness; each also on code broken on purpose
-    host       cargo test --profile host -p common -p driver-package -p xtask, and the
-               harness's unit tests (xtask/emu/tests)
+    host       cargo test --profile host -p common -p driver-package -p xtask (compiled by
+               clippy-driver: the gate's build), and the harness's unit tests (xtask/emu/tests)
     build      every driver for x64 and arm64, debug and release (each image linted)
     lint       the placed images linted again
     package    every driver signed and packaged, verified by osslsigncode (signatures, catalog

@@ -2,6 +2,7 @@
 //! and the loopback tests (the ssh transport and whole plans against a real OpenSSH server on
 //! 127.0.0.1), whose libtest output is read here.
 
+use crate::base::host_tests;
 use crate::base::layout::Arch;
 use crate::base::workspace::Workspace;
 use crate::deploy::{Install, plan, syntax};
@@ -144,20 +145,16 @@ fn loopback_checks(ws: &Workspace) -> Vec<SuiteCheck> {
     println!(
         "  the loopback tests: cargo test --profile host -p xtask --lib -- --ignored deploy::loopback::"
     );
+    // Compiled as the host stage compiles the tests (clippy-driver where installed), so that
+    // build is reused, not made again (`base::host_tests`).
+    let driver = host_tests::clippy_driver(&ws.root);
     let out = crate::base::process::run(
-        std::process::Command::new(crate::base::workspace::cargo())
-            .args([
-                "test",
-                "--profile",
-                "host",
-                "-p",
-                "xtask",
-                "--lib",
-                "--",
-                "--ignored",
-                "deploy::loopback::",
-            ])
-            .current_dir(&ws.root),
+        &mut host_tests::cargo_test(
+            &ws.root,
+            &["xtask"],
+            driver.as_deref(),
+            &["--lib", "--", "--ignored", "deploy::loopback::"],
+        ),
         crate::base::process::Options::default(),
     );
     let Ok(out) = out else {

@@ -3,19 +3,22 @@
 //! The workspace's Cargo.toml asks for clippy pedantic and `undocumented_unsafe_blocks = "deny"`;
 //! this is what runs them, with warnings denied:
 //! - `cargo fmt --all --check`;
-//! - `cargo clippy` for the host crates (all targets, tests included), and for every driver and
-//!   fixture on both Windows targets (each variant with its features);
+//! - clippy for the host crates (all targets, tests included), as their tests compile with
+//!   clippy-driver (`base::host_tests::lint`), and `cargo clippy` for every driver and fixture on
+//!   both Windows targets (each variant with its features);
 //! - `ruff check xtask/emu` (the harness), with the ruff pinned in the emulator venv's lock and the
 //!   rules of `xtask/emu/ruff.toml`.
 //!
 //! Each check is also run on a scratch copy broken on purpose ([`negatives`]): a driver whose
 //! unsafe blocks lost their `// SAFETY:` comments, a file formatted by hand, a harness module with
-//! an unused import. Each must fail, or the gate is not proven to catch anything.
+//! an unused import, a host crate with a needless `return`. Each must fail, or the gate is not
+//! proven to catch anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::base::error::{Error, Result, bail};
+use crate::base::host_tests;
 use crate::base::layout::Arch;
 use crate::base::process::tail;
 use crate::base::workspace::{Driver, cargo};
@@ -50,26 +53,25 @@ pub fn fmt(root: &Path) -> Result<()> {
     )
 }
 
-/// One `cargo clippy` invocation: packages, an optional target and features.
+/// One `cargo clippy` invocation of drivers: packages, a Windows target and features.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClippyRun {
     /// `-p` each.
     pub packages: Vec<String>,
-    /// `--target`; `None` for the host.
-    pub target: Option<Arch>,
+    /// `--target`.
+    pub target: Arch,
     /// `--features` (a variant's).
     pub features: Vec<String>,
-    /// `--all-targets` (the host crates: their tests too).
-    pub all_targets: bool,
 }
 
 impl ClippyRun {
     /// How the tally names it.
     pub fn describe(&self) -> String {
-        let mut s = format!("clippy -p {}", self.packages.join(" -p "));
-        if let Some(a) = self.target {
-            s = format!("{s} --target {}", a.triple());
-        }
+        let mut s = format!(
+            "clippy -p {} --target {}",
+            self.packages.join(" -p "),
+            self.target.triple()
+        );
         if !self.features.is_empty() {
             s = format!("{s} --features {}", self.features.join(","));
         }
@@ -77,15 +79,11 @@ impl ClippyRun {
     }
 }
 
-/// The clippy invocations that cover the host crates and every driver and fixture (each variant
-/// with its features) on both Windows targets.
-pub fn clippy_runs(host: &[&str], drivers: &[&Driver]) -> Vec<ClippyRun> {
-    let mut runs = vec![ClippyRun {
-        packages: host.iter().map(|s| (*s).to_owned()).collect(),
-        target: None,
-        features: Vec::new(),
-        all_targets: true,
-    }];
+/// The clippy invocations that cover every driver and fixture (each variant with its features) on
+/// both Windows targets. The host crates are linted as their tests compile
+/// (`base::host_tests::lint`).
+pub fn clippy_runs(drivers: &[&Driver]) -> Vec<ClippyRun> {
+    let mut runs = Vec::new();
     // Drivers without features share one run per target; each variant gets its own (cargo
     // unifies features across the packages of one run).
     let mut plain: Vec<String> = Vec::new();
@@ -103,17 +101,15 @@ pub fn clippy_runs(host: &[&str], drivers: &[&Driver]) -> Vec<ClippyRun> {
         if !plain.is_empty() {
             runs.push(ClippyRun {
                 packages: plain.clone(),
-                target: Some(arch),
+                target: arch,
                 features: Vec::new(),
-                all_targets: false,
             });
         }
         for (package, features) in &variants {
             runs.push(ClippyRun {
                 packages: vec![package.clone()],
-                target: Some(arch),
+                target: arch,
                 features: features.clone(),
-                all_targets: false,
             });
         }
     }
@@ -127,14 +123,9 @@ pub fn clippy(root: &Path, run: &ClippyRun, target_dir: Option<&Path>) -> Result
     for p in &run.packages {
         cmd.args(["-p", p]);
     }
-    if let Some(a) = run.target {
-        cmd.args(["--target", a.triple()]);
-    }
+    cmd.args(["--target", run.target.triple()]);
     if !run.features.is_empty() {
         cmd.args(["--features", &run.features.join(",")]);
-    }
-    if run.all_targets {
-        cmd.arg("--all-targets");
     }
     if let Some(dir) = target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
@@ -212,9 +203,8 @@ pub fn negatives(root: &Path, scratch: &Path, driver: &str, ruff_bin: Option<&Pa
         write(&lib, &stripped).and_then(|()| {
             let run = ClippyRun {
                 packages: vec![driver.to_owned()],
-                target: Some(Arch::X64),
+                target: Arch::X64,
                 features: Vec::new(),
-                all_targets: false,
             };
             expect_failure(
                 clippy(&ws, &run, Some(&target)),
@@ -261,6 +251,27 @@ pub fn negatives(root: &Path, scratch: &Path, driver: &str, ruff_bin: Option<&Pa
     };
     checks.push(Check {
         what: py_what,
+        result,
+    });
+
+    // 4. A clippy finding in a host crate, linted as its tests compile.
+    let host_what =
+        "gate negative: a needless `return` in common fails the host crates' clippy".to_owned();
+    let common = ws.join("common").join("src").join("lib.rs");
+    let result = std::fs::read_to_string(&common)
+        .map_err(|e| Error::new(format!("{}: {e}", common.display())))
+        .and_then(|text| {
+            let probe = "\n/// Probe of the gate.\n#[must_use]\npub fn gate_probe() -> u32 {\n    return 1;\n}\n";
+            write(&common, &format!("{text}{probe}"))?;
+            let result = expect_failure(
+                host_tests::lint(&ws, &["common"], Some(&target)),
+                "needless_return",
+            );
+            write(&common, &text)?;
+            result
+        });
+    checks.push(Check {
+        what: host_what,
         result,
     });
     checks

@@ -6,10 +6,10 @@
 //!    lacks them, and the proof on a copy of the toolchain that really lacks them
 //!    (`toolchain::prove_on_bare_copy`);
 //! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
-//!    crates and every driver and fixture on both Windows targets, ruff on the harness; and each
-//!    on code broken on purpose, which must fail;
+//!    crates (as their tests compile, `base::host_tests`) and every driver and fixture on both
+//!    Windows targets, ruff on the harness; and each on code broken on purpose, which must fail;
 //! 3. `host`: host unit tests (`cargo test --profile host -p common -p driver-package -p xtask`,
-//!    and the harness's `xtask/emu/tests`);
+//!    compiled by clippy-driver as the gate compiles them, and the harness's `xtask/emu/tests`);
 //! 4. `build`: every driver built for x64 and arm64, debug and release (each image through the
 //!    lint gate);
 //! 5. `lint`: the placed images linted again, as `cargo xtask lint` reads them;
@@ -55,10 +55,11 @@ use std::time::Instant;
 
 use crate::base::error::{Result, bail};
 use crate::base::files;
+use crate::base::host_tests;
 use crate::base::layout::{Arch, Profile};
 use crate::base::process::elapsed;
 use crate::base::toolchain::{self, Component};
-use crate::base::workspace::{Driver, Workspace, cargo};
+use crate::base::workspace::{Driver, Workspace};
 use crate::commands::build::{self, Built};
 use crate::commands::lint as lint_images;
 use crate::commands::package;
@@ -275,16 +276,19 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 }
 
 /// The host stage started beside the toolchain stage and the gate (`beside.rs`), when both the
-/// gate and the host stage run and this run is not itself a part of another. It needs nothing the
-/// toolchain stage installs (Windows targets, clippy, rustfmt: the host stage builds for the host
-/// with rustc and cargo), and the emulator venv its harness tests use is made by the gate: the
-/// venv's lock is taken here, before the host stage starts, and held until the gate has made it,
-/// so the host stage waits for it and finds it ready (never makes it itself).
+/// gate and the host stage run, this run is not itself a part of another, and the toolchain
+/// already has clippy-driver. Then it needs nothing the toolchain stage installs (the Windows
+/// targets are not for the host; clippy-driver, which compiles the host tests, is there: where it
+/// is missing the toolchain stage installs it, so the host stage waits for its turn), and the
+/// emulator venv its harness tests use is made by the gate: the venv's lock is taken here, before
+/// the host stage starts, and held until the gate has made it, so the host stage waits for it and
+/// finds it ready (never makes it itself).
 ///
 /// Why the host stage may run beside the gate: it reads the sources and the venv and writes only
-/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy and
-/// the host stage's `cargo test` take turns on it); the gate's negatives build in their own target
-/// directory (`target/gate`), and neither stage reads what the other writes.
+/// cargo's output, which cargo's own lock on the target directory guards (the gate's clippy of
+/// the host crates and the host stage's `cargo test` are one build, `base::host_tests`: whichever
+/// takes the lock first compiles, the other finds it done); the gate's negatives build in their
+/// own target directory (`target/gate`), and neither stage reads what the other writes.
 fn host_beside(
     ws: &Workspace,
     stages: &[&str],
@@ -294,6 +298,7 @@ fn host_beside(
     if !may_part || !stages.contains(&"gate") || !stages.contains(&"host") {
         return None;
     }
+    host_tests::clippy_driver(&ws.root)?;
     // Where the lock cannot be taken, the host stage runs in its turn.
     let lock = files::lock(&venv_lock_path(ws)).ok()?;
     Some((lock, beside::spawn(ws, "host", packages)))
@@ -450,13 +455,26 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
             .iter()
             .filter(|d| packages.is_empty() || packages.contains(&d.name))
             .collect();
-        for run in gate::clippy_runs(&["common", "driver-package", "xtask"], &all) {
+        for run in gate::clippy_runs(&all) {
             eprintln!("  {}...", run.describe());
             t.result(
                 format!("{} -- -D warnings", run.describe()),
                 gate::clippy(&ws.root, &run, None),
             );
         }
+        // After the drivers: the host stage, started beside, has usually compiled them by then
+        // (one build for both, `base::host_tests`), and this finds its warnings replayed.
+        eprintln!(
+            "  clippy -p {} (their tests compiled by clippy-driver)...",
+            host_tests::CRATES.join(" -p ")
+        );
+        t.result(
+            format!(
+                "clippy -p {} --all-targets -- -D warnings",
+                host_tests::CRATES.join(" -p ")
+            ),
+            host_tests::lint(&ws.root, &host_tests::CRATES, None),
+        );
         match &ruff {
             Ok(r) => t.result(
                 "ruff check xtask/emu",
@@ -483,23 +501,18 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
 }
 
 /// `cargo test --profile host -p common -p driver-package -p xtask` (the profile `cargo xtask`
-/// itself was built with, so its dependencies are not compiled again), then the harness's own unit tests (its
-/// models' documented rules) with the venv's Python.
+/// itself was built with, so its dependencies are not compiled again), compiled by clippy-driver
+/// as the gate's clippy compiles it (`base::host_tests`: one build for both); then the harness's
+/// own unit tests (its models' documented rules) with the venv's Python.
 fn host_tests(ws: &Workspace, t: &mut Tally) {
-    let status = Command::new(cargo())
-        .args([
-            "test",
-            "--profile",
-            "host",
-            "-p",
-            "common",
-            "-p",
-            "driver-package",
-            "-p",
-            "xtask",
-        ])
-        .current_dir(&ws.root)
-        .status();
+    let driver = host_tests::clippy_driver(&ws.root);
+    if driver.is_none() {
+        println!(
+            "  (no clippy-driver in the toolchain yet: the tests compile with rustc, unlinted)"
+        );
+    }
+    let status =
+        host_tests::cargo_test(&ws.root, &host_tests::CRATES, driver.as_deref(), &[]).status();
     t.record(
         status.is_ok_and(|s| s.success()),
         "host unit tests (cargo test --profile host -p common -p driver-package -p xtask)",
