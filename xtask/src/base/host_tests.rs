@@ -3,19 +3,26 @@
 //!
 //! `cargo clippy` is `cargo check` with clippy-driver as the compiler of the workspace's members
 //! (`RUSTC_WORKSPACE_WRAPPER`; clippy's `src/main.rs`). A check builds every dependency again, as
-//! metadata of its own that no build reuses: for xtask's dependencies that was about 40 s of CPU,
-//! a sixth of `cargo xtask test`'s (measured, ARCHITECTURE.md "Build profiles"). clippy-driver is
+//! metadata of its own that no build reuses: for xtask's dependencies that was about 40 s of CPU
+//! (measured, ARCHITECTURE.md "The host crates linted as their tests compile"). clippy-driver is
 //! rustc with clippy's lints registered, and it compiles as rustc does when cargo asks for code
-//! (Firefox lints its whole build this way, `build/cargo-clippy-wrapper`). So `cargo test --profile
-//! host` runs with it as the members' compiler: it lints common, driver-package and xtask (their
-//! libraries, binaries and tests: what `cargo clippy --all-targets` checks) while it compiles
-//! the tests, on the dependencies the first `cargo xtask` built in the same profile. The gate
-//! builds that way ([`lint`]: any warning fails it, as `-D warnings` would), the host stage runs the
-//! tests of the same build ([`cargo_test`]), and the deploy stage's loopback tests too; whichever
-//! comes first compiles, the others find it done. Cargo keeps the artifacts clippy-driver made
-//! apart from rustc's (the wrapper is part of their hash), so `cargo xtask` itself is not rebuilt.
+//! (Firefox lints its whole build this way, `build/cargo-clippy-wrapper`). So `cargo test
+//! --profile host` runs with it as the members' compiler: it lints common, driver-package and
+//! xtask while it compiles their tests, on the dependencies the first `cargo xtask` built in the
+//! same profile. The gate builds that way ([`lint`]: any warning fails it, as `-D warnings` would),
+//! the host stage runs the tests of the same build ([`run`]), and the deploy stage's loopback
+//! tests too ([`cargo_test`]); whichever comes first compiles, the others find it done. Cargo keeps
+//! what clippy-driver compiled apart from rustc's (the wrapper is part of the units' hash), so
+//! `cargo xtask` itself is not rebuilt.
 //!
-//! Where the toolchain has no clippy (the toolchain stage, beside which the host stage runs,
+//! One exception ([`Targets`]): a crate with a binary (xtask) keeps its integration tests, which
+//! run that binary, on rustc. Cargo builds a crate's binaries for its integration tests, and built
+//! by clippy-driver, xtask's binary would replace the `target/host/xtask` that is running this
+//! very test (on Windows, where a running program cannot be replaced, the build would fail). So
+//! `src/main.rs` (one call into the library) and `tests/cli.rs` are the only host code the gate
+//! does not lint.
+//!
+//! Where the toolchain has no clippy (the toolchain stage, beside which the host stage can run,
 //! installs it), the host stage's tests build with plain rustc: the same tests, not linted.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +33,7 @@ use serde::Deserialize;
 use crate::base::error::{Error, Result, bail};
 use crate::base::process::tail;
 use crate::base::toolchain::{Env, Toolchain};
-use crate::base::workspace::cargo;
+use crate::base::workspace::{cargo, metadata};
 
 /// The host crates: tested on the host, and linted there.
 pub const CRATES: [&str; 3] = ["common", "driver-package", "xtask"];
@@ -58,27 +65,101 @@ pub fn cargo_test(root: &Path, crates: &[&str], driver: Option<&Path>, args: &[&
     cmd
 }
 
-/// The gate's clippy of `crates` in `root`: their tests compiled by clippy-driver (`cargo test
-/// --no-run`, into `target_dir` when given). Fails on any warning or error, rustc's or clippy's,
-/// with the compiler's own words: the rules of `cargo clippy --all-targets -- -D warnings`. Cargo
+/// The host crates' test targets, split by the compiler that builds them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Targets {
+    /// The crates (`-p`).
+    pub crates: Vec<String>,
+    /// Compiled by clippy-driver: `--lib` and `--test NAME` for each integration test of a crate
+    /// without a binary.
+    pub linted: Vec<String>,
+    /// Compiled by rustc: `(crate, test)` for each integration test of a crate with a binary.
+    pub with_binary: Vec<(String, String)>,
+}
+
+impl Targets {
+    /// The targets of `crates` as `cargo metadata` (`metadata`, the workspace's) lists them.
+    ///
+    /// # Errors
+    /// A crate the metadata does not list.
+    pub fn of(metadata: &serde_json::Value, crates: &[&str]) -> Result<Self> {
+        let mut linted = vec!["--lib".to_owned()];
+        let mut with_binary = Vec::new();
+        let packages = metadata["packages"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        for name in crates {
+            let Some(package) = packages.iter().find(|p| p["name"] == *name) else {
+                bail!("`cargo metadata` lists no package {name}");
+            };
+            let targets = package["targets"].as_array().map_or(&[][..], Vec::as_slice);
+            let kind = |t: &serde_json::Value, k: &str| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|ks| ks.iter().any(|x| x == k))
+            };
+            let has_binary = targets.iter().any(|t| kind(t, "bin"));
+            for t in targets.iter().filter(|t| kind(t, "test")) {
+                let test = t["name"].as_str().unwrap_or_default().to_owned();
+                if has_binary {
+                    with_binary.push(((*name).to_owned(), test));
+                } else {
+                    linted.extend(["--test".to_owned(), test]);
+                }
+            }
+        }
+        Ok(Self {
+            crates: crates.iter().map(|c| (*c).to_owned()).collect(),
+            linted,
+            with_binary,
+        })
+    }
+
+    /// The host crates' targets in the workspace at `root`.
+    ///
+    /// # Errors
+    /// `cargo metadata` fails.
+    pub fn of_workspace(root: &Path) -> Result<Self> {
+        Self::of(&metadata(root)?, &CRATES)
+    }
+
+    /// How the gate names what it lints.
+    pub fn describe(&self) -> String {
+        let mut s = format!("clippy -p {} (libraries", self.crates.join(" -p "));
+        if self.linted.len() > 1 {
+            s.push_str(", integration tests");
+        }
+        s.push_str(" and unit tests)");
+        s
+    }
+
+    fn crate_refs(&self) -> Vec<&str> {
+        self.crates.iter().map(String::as_str).collect()
+    }
+
+    fn linted_refs(&self) -> Vec<&str> {
+        self.linted.iter().map(String::as_str).collect()
+    }
+}
+
+/// The gate's clippy of the host crates' `targets` in `root`: compiled by clippy-driver (`cargo
+/// test --no-run`, into `target_dir` when given). Fails on any warning or error, rustc's or
+/// clippy's, with the compiler's own words: the rules of `cargo clippy -- -D warnings`. Cargo
 /// replays the warnings of what it had already compiled, so a build the host stage made first is
 /// judged the same.
 ///
 /// # Errors
 /// No clippy-driver; cargo could not run; the code has findings.
-pub fn lint(root: &Path, crates: &[&str], target_dir: Option<&Path>) -> Result<()> {
+pub fn lint(root: &Path, targets: &Targets, target_dir: Option<&Path>) -> Result<()> {
     let Some(driver) = clippy_driver(root) else {
         bail!(
             "the toolchain has no clippy-driver: `rustup component add clippy` (the toolchain stage of \
              `cargo xtask test` adds it)"
         );
     };
-    let mut cmd = cargo_test(
-        root,
-        crates,
-        Some(&driver),
-        &["--no-run", "--message-format=json"],
-    );
+    let mut args = targets.linted_refs();
+    args.extend(["--no-run", "--message-format=json"]);
+    let mut cmd = cargo_test(root, &targets.crate_refs(), Some(&driver), &args);
     if let Some(dir) = target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
@@ -89,10 +170,7 @@ pub fn lint(root: &Path, crates: &[&str], target_dir: Option<&Path>) -> Result<(
     if findings.is_empty() && out.status.success() {
         return Ok(());
     }
-    let what = format!(
-        "clippy -p {} --all-targets -- -D warnings",
-        crates.join(" -p ")
-    );
+    let what = format!("{} -- -D warnings", targets.describe());
     if findings.is_empty() {
         bail!(
             "{what}: the build failed:\n{}",
@@ -103,6 +181,19 @@ pub fn lint(root: &Path, crates: &[&str], target_dir: Option<&Path>) -> Result<(
         "{what} found problems (fix them, or allow a lint where the code says why):\n{}",
         tail(findings.join("\n").trim(), 60)
     )
+}
+
+/// The host stage's tests of `targets` in `root`: those the gate lints, compiled by `driver` when
+/// given (the gate's build), then the integration tests of crates with a binary, by rustc.
+/// `true` when every test ran and passed.
+pub fn run(root: &Path, targets: &Targets, driver: Option<&Path>) -> bool {
+    let linted = cargo_test(root, &targets.crate_refs(), driver, &targets.linted_refs()).status();
+    let mut ok = linted.is_ok_and(|s| s.success());
+    for (krate, test) in &targets.with_binary {
+        let status = cargo_test(root, &[krate], None, &["--test", test]).status();
+        ok &= status.is_ok_and(|s| s.success());
+    }
+    ok
 }
 
 /// A line of cargo's `--message-format=json`, the fields read here.
@@ -234,5 +325,39 @@ mod tests {
             wrapper,
             Some(Path::new("/tc/bin/clippy-driver").as_os_str())
         );
+    }
+
+    #[test]
+    fn integration_tests_of_a_crate_with_a_binary_stay_on_rustc() {
+        let metadata = serde_json::json!({"packages": [
+            {"name": "common", "targets": [{"name": "common", "kind": ["lib"]}]},
+            {"name": "driver-package", "targets": [
+                {"name": "driver_package", "kind": ["lib"]},
+                {"name": "public_api", "kind": ["test"]},
+            ]},
+            {"name": "xtask", "targets": [
+                {"name": "xtask", "kind": ["lib"]},
+                {"name": "xtask", "kind": ["bin"]},
+                {"name": "cli", "kind": ["test"]},
+            ]},
+            {"name": "ex-callback", "targets": [{"name": "t", "kind": ["test"]}]},
+        ]});
+        let t = Targets::of(&metadata, &CRATES).unwrap();
+        assert_eq!(t.linted, ["--lib", "--test", "public_api"]);
+        assert_eq!(t.with_binary, [("xtask".to_owned(), "cli".to_owned())]);
+        assert_eq!(
+            t.describe(),
+            "clippy -p common -p driver-package -p xtask (libraries, integration tests and unit tests)"
+        );
+        let e = Targets::of(&metadata, &["nope"]).unwrap_err();
+        assert!(e.to_string().contains("no package nope"), "{e}");
+    }
+
+    #[test]
+    fn this_workspace_lints_all_but_the_binary_and_its_cli_test() {
+        let root = crate::base::workspace::project_root();
+        let t = Targets::of_workspace(&root).unwrap();
+        assert_eq!(t.with_binary, [("xtask".to_owned(), "cli".to_owned())]);
+        assert!(t.linted.iter().any(|a| a == "public_api"), "{:?}", t.linted);
     }
 }

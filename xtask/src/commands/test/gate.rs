@@ -21,6 +21,7 @@ use crate::base::error::{Error, Result, bail};
 use crate::base::host_tests;
 use crate::base::layout::Arch;
 use crate::base::process::tail;
+use crate::base::workspace::metadata;
 use crate::base::workspace::{Driver, cargo};
 
 /// One check of the gate and how it ended.
@@ -262,9 +263,10 @@ pub fn negatives(root: &Path, scratch: &Path, driver: &str, ruff_bin: Option<&Pa
         .map_err(|e| Error::new(format!("{}: {e}", common.display())))
         .and_then(|text| {
             let probe = "\n/// Probe of the gate.\n#[must_use]\npub fn gate_probe() -> u32 {\n    return 1;\n}\n";
+            let targets = host_tests::Targets::of(&metadata(&ws)?, &["common"])?;
             write(&common, &format!("{text}{probe}"))?;
             let result = expect_failure(
-                host_tests::lint(&ws, &["common"], Some(&target)),
+                host_tests::lint(&ws, &targets, Some(&target)),
                 "needless_return",
             );
             write(&common, &text)?;

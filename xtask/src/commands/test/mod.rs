@@ -464,17 +464,16 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
         }
         // After the drivers: the host stage, started beside, has usually compiled them by then
         // (one build for both, `base::host_tests`), and this finds its warnings replayed.
-        eprintln!(
-            "  clippy -p {} (their tests compiled by clippy-driver)...",
-            host_tests::CRATES.join(" -p ")
-        );
-        t.result(
-            format!(
-                "clippy -p {} --all-targets -- -D warnings",
-                host_tests::CRATES.join(" -p ")
-            ),
-            host_tests::lint(&ws.root, &host_tests::CRATES, None),
-        );
+        match host_tests::Targets::of_workspace(&ws.root) {
+            Ok(targets) => {
+                eprintln!("  {}, compiled by clippy-driver...", targets.describe());
+                t.result(
+                    format!("{} -- -D warnings", targets.describe()),
+                    host_tests::lint(&ws.root, &targets, None),
+                );
+            }
+            Err(e) => t.record(false, format!("clippy of the host crates: {e}")),
+        }
         match &ruff {
             Ok(r) => t.result(
                 "ruff check xtask/emu",
@@ -511,10 +510,15 @@ fn host_tests(ws: &Workspace, t: &mut Tally) {
             "  (no clippy-driver in the toolchain yet: the tests compile with rustc, unlinted)"
         );
     }
-    let status =
-        host_tests::cargo_test(&ws.root, &host_tests::CRATES, driver.as_deref(), &[]).status();
+    let ok = match host_tests::Targets::of_workspace(&ws.root) {
+        Ok(targets) => host_tests::run(&ws.root, &targets, driver.as_deref()),
+        Err(e) => {
+            println!("  {e}");
+            false
+        }
+    };
     t.record(
-        status.is_ok_and(|s| s.success()),
+        ok,
         "host unit tests (cargo test --profile host -p common -p driver-package -p xtask)",
     );
     let harness_tests = ws.root.join("xtask").join("emu").join("tests");
