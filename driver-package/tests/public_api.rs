@@ -89,8 +89,13 @@ fn errors_are_std_errors_that_name_the_cause() {
     assert!(e.contains("is missing"), "{e}");
 }
 
+/// One generated signer for the tests that need any (an RSA key takes seconds to generate
+/// unoptimized; `cert::generate` is still exercised, once).
 fn signer() -> driver_package::pkcs7::Signer {
-    cert::generate(SystemTime::now(), Duration::from_hours(1)).unwrap()
+    static SIGNER: std::sync::OnceLock<driver_package::pkcs7::Signer> = std::sync::OnceLock::new();
+    SIGNER
+        .get_or_init(|| cert::generate(SystemTime::now(), Duration::from_hours(1)).unwrap())
+        .clone()
 }
 
 #[test]
