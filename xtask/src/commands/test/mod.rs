@@ -30,10 +30,10 @@
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 //!
-//! Two stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
-//! core idle: `host` beside `toolchain` and the `gate`, `deploy` beside the stages after
-//! `package`. Their output is printed, and their checks counted, at their turn: as in a run in
-//! sequence.
+//! Three stages run beside others, in a child process (`beside.rs`), where one stage alone leaves
+//! a core idle: `host` beside `toolchain` and the `gate`, `deploy` beside the stages after
+//! `package`, `mutations` beside `emulate` and `fixtures`. Their output is printed, and their
+//! checks counted, at their turn: as in a run in sequence.
 
 mod beside;
 mod diagrams;
@@ -221,6 +221,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         t.timed("package", |t| package_stage(ws, &drivers, &built, t));
     }
     let deploy_beside = deploy_beside(ws, &stages, &drivers, part.is_some(), packages);
+    let mutations_beside = mutations_beside(ws, &stages, &drivers, part.is_some(), packages);
     if wants("emulate") && !drivers.is_empty() {
         header("emulate");
         t.timed("emulate", |t| {
@@ -242,7 +243,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     if wants("mutations") && !drivers.is_empty() {
         header("mutations");
-        t.timed("mutations", |t| emulated::check_mutations(ws, &drivers, t));
+        match mutations_beside {
+            Some(b) => b.finish(&mut t),
+            None => t.timed("mutations", |t| emulated::check_mutations(ws, &drivers, t)),
+        }
     }
     if wants("templates") {
         header("templates");
@@ -357,6 +361,32 @@ fn deploy_beside(
     // Where the venv cannot be made, the deploy stage runs in its turn and says why.
     emulator_venv(ws).ok()?;
     Some(beside::spawn(ws, "deploy", packages))
+}
+
+/// The mutations stage started beside the emulate and fixtures stages (`beside.rs`), when both it
+/// and one of them run and this run is not itself a part of another: the harness batches of those
+/// stages leave a core idle between drivers, and the mutants' builds use one. The mutations stage
+/// reads the drivers' sources and the harness's venv (made here first, so that no two processes
+/// make it); it builds its mutants in its own scratch workspace and target directory
+/// (`target/mutants/`) and writes its reports under names no other stage uses
+/// (`target/emu/DRIVER/mutant-NAME.json`, the batch plan with its process id). The emulate and
+/// fixtures stages read and write neither, and write nothing it reads. It is taken in at its turn,
+/// before the templates stage starts.
+fn mutations_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    drivers: &[&Driver],
+    is_part: bool,
+    packages: &[String],
+) -> Option<beside::Beside> {
+    let wants = |s: &str| stages.contains(&s);
+    let overlapped = wants("emulate") || wants("fixtures");
+    if is_part || drivers.is_empty() || !wants("mutations") || !overlapped {
+        return None;
+    }
+    // Where the venv cannot be made, the mutations stage runs in its turn and says why.
+    emulator_venv(ws).ok()?;
+    Some(beside::spawn(ws, "mutations", packages))
 }
 
 /// The VM plans of the real packages, then the loopback deploy tests (`deploy::suite`), run
