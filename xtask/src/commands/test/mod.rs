@@ -222,32 +222,15 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     let deploy_beside = deploy_beside(ws, &stages, &drivers, part.is_some(), packages);
     let mutations_beside = mutations_beside(ws, &stages, &drivers, part.is_some(), packages);
-    if wants("emulate") && !drivers.is_empty() {
-        header("emulate");
-        t.timed("emulate", |t| {
-            emulated::emulate_stage(ws, &drivers, &built, t);
-        });
-    }
-    if wants("fixtures") {
-        header("fixtures");
-        if fixtures.is_empty() {
-            println!(
-                "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
-            );
-        }
-        t.timed("fixtures", |t| {
-            if !fixtures.is_empty() {
-                emulated::check_fixtures(ws, &fixtures, t);
-            }
-        });
-    }
-    if wants("mutations") && !drivers.is_empty() {
-        header("mutations");
-        match mutations_beside {
-            Some(b) => b.finish(&mut t),
-            None => t.timed("mutations", |t| emulated::check_mutations(ws, &drivers, t)),
-        }
-    }
+    emulation_stages(
+        ws,
+        &stages,
+        (&drivers, &fixtures),
+        &built,
+        mutations_beside,
+        &mut header,
+        &mut t,
+    );
     if wants("templates") {
         header("templates");
         t.timed("templates", |t| templates::check(ws, packages, t));
@@ -277,6 +260,47 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         bail!("test: {} check(s) failed", t.failed.len());
     }
     Ok(())
+}
+
+/// The stages that run the drivers and their broken copies in the emulator, those of `stages`:
+/// emulate, fixtures, mutations (taken in from `mutations_beside` when it runs beside the other
+/// two).
+fn emulation_stages(
+    ws: &Workspace,
+    stages: &[&str],
+    (drivers, fixtures): (&[&Driver], &[&Driver]),
+    built: &[Built],
+    mutations_beside: Option<beside::Beside>,
+    header: &mut dyn FnMut(&str),
+    t: &mut Tally,
+) {
+    let wants = |s: &str| stages.contains(&s);
+    if wants("emulate") && !drivers.is_empty() {
+        header("emulate");
+        t.timed("emulate", |t| {
+            emulated::emulate_stage(ws, drivers, built, t);
+        });
+    }
+    if wants("fixtures") {
+        header("fixtures");
+        if fixtures.is_empty() {
+            println!(
+                "  skipped: no fixture package ([package.metadata.driver] fixture = true) selected"
+            );
+        }
+        t.timed("fixtures", |t| {
+            if !fixtures.is_empty() {
+                emulated::check_fixtures(ws, fixtures, t);
+            }
+        });
+    }
+    if wants("mutations") && !drivers.is_empty() {
+        header("mutations");
+        match mutations_beside {
+            Some(b) => b.finish(t),
+            None => t.timed("mutations", |t| emulated::check_mutations(ws, drivers, t)),
+        }
+    }
 }
 
 /// The host stage started beside the toolchain stage and the gate (`beside.rs`), when both the
