@@ -11,9 +11,9 @@
 //!
 //! Which stage runs beside which is decided in `mod.rs`: the host stage beside the toolchain
 //! stage and the gate (`host_beside`), the deploy stage beside the stages after the package stage
-//! (`deploy_beside`), the mutations stage beside the emulate and fixtures stages
-//! (`mutations_beside`); each says why the stage needs nothing the stages it overlaps write, and
-//! writes nothing they read. The emulator's venv, which both sides use, is made under a lock
+//! (`deploy_beside`), the mutations and templates stages beside the emulate and fixtures stages
+//! (`mutations_beside`, `templates_beside`); each says why the stage needs nothing the stages it
+//! overlaps write, and writes nothing they read. The emulator's venv, which both sides use, is made under a lock
 //! (`emulator_venv`).
 
 use std::path::{Path, PathBuf};

@@ -30,10 +30,10 @@
 //!     against a real OpenSSH server on 127.0.0.1 (`deploy::suite`; skipped, loudly, only
 //!     where OpenSSH cannot be installed).
 //!
-//! Three stages run beside others, in a child process (`beside.rs`), where one stage alone leaves
-//! a core idle: `host` beside `toolchain` and the `gate`, `deploy` beside the stages after
-//! `package`, `mutations` beside `emulate` and `fixtures`. Their output is printed, and their
-//! checks counted, at their turn: as in a run in sequence.
+//! Four stages run beside others, in a child process (`beside.rs`), where one stage alone leaves a
+//! core idle: `host` beside `toolchain` and the `gate`; `deploy`, `mutations` and `templates`
+//! beside `emulate`, `fixtures` and each other, from the end of `package`. Their output is
+//! printed, and their checks counted, at their turn: as in a run in sequence.
 
 mod beside;
 mod diagrams;
@@ -222,6 +222,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     let deploy_beside = deploy_beside(ws, &stages, &drivers, part.is_some(), packages);
     let mutations_beside = mutations_beside(ws, &stages, &drivers, part.is_some(), packages);
+    let templates_beside = templates_beside(ws, &stages, part.is_some(), packages);
     emulation_stages(
         ws,
         &stages,
@@ -233,7 +234,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     );
     if wants("templates") {
         header("templates");
-        t.timed("templates", |t| templates::check(ws, packages, t));
+        match templates_beside {
+            Some(b) => b.finish(&mut t),
+            None => t.timed("templates", |t| templates::check(ws, packages, t)),
+        }
     }
     if wants("deploy") && !drivers.is_empty() {
         header("deploy");
@@ -411,6 +415,32 @@ fn mutations_beside(
     // Where the venv cannot be made, the mutations stage runs in its turn and says why.
     emulator_venv(ws).ok()?;
     Some(beside::spawn(ws, "mutations", packages))
+}
+
+/// The templates stage started beside the emulate, fixtures and mutations stages (`beside.rs`),
+/// when one of them runs too, without `-p` (with it the stage is skipped), and this run is not
+/// itself a part of another. It makes its drivers in its own scratch copy of the workspace
+/// (`target/templates/`) under names of their own (`made-*`), so what it builds, places, packages
+/// and emulates (`target/drivers/*/*/made-*`, `target/packages/*/*/made-*`, `target/emu/made-*`)
+/// is nothing the stages it overlaps read or write, and it reads only the sources and the
+/// harness's venv (made here first, so that no two processes make it); the tools its packages'
+/// verification needs the package stage has installed. Its cargo shares the workspace's target
+/// directory, whose lock makes it and the loopback tests' cargo take turns: the wait costs time,
+/// never a verdict.
+fn templates_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    is_part: bool,
+    packages: &[String],
+) -> Option<beside::Beside> {
+    let wants = |s: &str| stages.contains(&s);
+    let overlapped = wants("emulate") || wants("fixtures") || wants("mutations");
+    if is_part || !packages.is_empty() || !wants("templates") || !overlapped {
+        return None;
+    }
+    // Where the venv cannot be made, the templates stage runs in its turn and says why.
+    emulator_venv(ws).ok()?;
+    Some(beside::spawn(ws, "templates", packages))
 }
 
 /// The VM plans of the real packages, then the loopback deploy tests (`deploy::suite`), run
