@@ -379,16 +379,9 @@ fn deploy_beside(
     is_part: bool,
     packages: &[String],
 ) -> Option<beside::Beside> {
-    let wants = |s: &str| stages.contains(&s);
-    let overlapped = ["emulate", "fixtures", "mutations", "templates"]
-        .iter()
-        .any(|s| wants(s));
-    if is_part || drivers.is_empty() || !wants("deploy") || !wants("package") || !overlapped {
-        return None;
-    }
-    // Where the venv cannot be made, the deploy stage runs in its turn and says why.
-    emulator_venv(ws).ok()?;
-    Some(beside::spawn(ws, "deploy", packages))
+    let runnable = !drivers.is_empty() && stages.contains(&"package");
+    let overlaps = ["emulate", "fixtures", "mutations", "templates"];
+    spawn_beside(ws, stages, "deploy", &overlaps, runnable, is_part, packages)
 }
 
 /// The mutations stage started beside the emulate and fixtures stages (`beside.rs`), when both it
@@ -398,8 +391,8 @@ fn deploy_beside(
 /// make it); it builds its mutants in its own scratch workspace and target directory
 /// (`target/mutants/`) and writes its reports under names no other stage uses
 /// (`target/emu/DRIVER/mutant-NAME.json`, the batch plan with its process id). The emulate and
-/// fixtures stages read and write neither, and write nothing it reads. It is taken in at its turn,
-/// before the templates stage starts.
+/// fixtures stages read and write neither, and write nothing it reads; neither does the templates
+/// stage beside it (`templates_beside`).
 fn mutations_beside(
     ws: &Workspace,
     stages: &[&str],
@@ -407,14 +400,16 @@ fn mutations_beside(
     is_part: bool,
     packages: &[String],
 ) -> Option<beside::Beside> {
-    let wants = |s: &str| stages.contains(&s);
-    let overlapped = wants("emulate") || wants("fixtures");
-    if is_part || drivers.is_empty() || !wants("mutations") || !overlapped {
-        return None;
-    }
-    // Where the venv cannot be made, the mutations stage runs in its turn and says why.
-    emulator_venv(ws).ok()?;
-    Some(beside::spawn(ws, "mutations", packages))
+    let overlaps = ["emulate", "fixtures"];
+    spawn_beside(
+        ws,
+        stages,
+        "mutations",
+        &overlaps,
+        !drivers.is_empty(),
+        is_part,
+        packages,
+    )
 }
 
 /// The templates stage started beside the emulate, fixtures and mutations stages (`beside.rs`),
@@ -433,14 +428,37 @@ fn templates_beside(
     is_part: bool,
     packages: &[String],
 ) -> Option<beside::Beside> {
+    let overlaps = ["emulate", "fixtures", "mutations"];
+    spawn_beside(
+        ws,
+        stages,
+        "templates",
+        &overlaps,
+        packages.is_empty(),
+        is_part,
+        packages,
+    )
+}
+
+/// `stage` started in a child process (`beside::spawn`) when it runs (`runnable`, and it is in
+/// `stages`), one of `overlaps` runs too, and this run is not itself a part of another. The
+/// emulator venv, which every such stage uses, is made first, so that no two processes make it;
+/// where it cannot be made, the stage runs in its turn and says why.
+fn spawn_beside(
+    ws: &Workspace,
+    stages: &[&str],
+    stage: &'static str,
+    overlaps: &[&str],
+    runnable: bool,
+    is_part: bool,
+    packages: &[String],
+) -> Option<beside::Beside> {
     let wants = |s: &str| stages.contains(&s);
-    let overlapped = wants("emulate") || wants("fixtures") || wants("mutations");
-    if is_part || !packages.is_empty() || !wants("templates") || !overlapped {
+    if is_part || !runnable || !wants(stage) || !overlaps.iter().any(|s| wants(s)) {
         return None;
     }
-    // Where the venv cannot be made, the templates stage runs in its turn and says why.
     emulator_venv(ws).ok()?;
-    Some(beside::spawn(ws, "templates", packages))
+    Some(beside::spawn(ws, stage, packages))
 }
 
 /// The VM plans of the real packages, then the loopback deploy tests (`deploy::suite`), run
