@@ -255,28 +255,43 @@ pub fn negatives(root: &Path, scratch: &Path, driver: &str, ruff_bin: Option<&Pa
         result,
     });
 
-    // 4. A clippy finding in a host crate, linted as its tests compile.
+    // 4. A clippy finding in a host crate, linted as its tests compile: a crate of its own with no
+    // dependency (a copy of `common` would compile windows-sys for the host, ~11 s of CPU).
     let host_what =
-        "gate negative: a needless `return` in common fails the host crates' clippy".to_owned();
-    let common = ws.join("common").join("src").join("lib.rs");
-    let result = std::fs::read_to_string(&common)
-        .map_err(|e| Error::new(format!("{}: {e}", common.display())))
-        .and_then(|text| {
-            let probe = "\n/// Probe of the gate.\n#[must_use]\npub fn gate_probe() -> u32 {\n    return 1;\n}\n";
-            let targets = host_tests::Targets::of(&metadata(&ws)?, &["common"])?;
-            write(&common, &format!("{text}{probe}"))?;
-            let result = expect_failure(
-                host_tests::lint(&ws, &targets, Some(&target)),
-                "needless_return",
-            );
-            write(&common, &text)?;
-            result
-        });
+        "gate negative: a needless `return` in a host crate fails the host crates' clippy"
+            .to_owned();
+    let probe = scratch.join("host-probe");
+    let result = write_probe(&probe).and_then(|()| {
+        let targets = host_tests::Targets::of(&metadata(&probe)?, &[PROBE])?;
+        expect_failure(
+            host_tests::lint(&probe, &targets, Some(&target)),
+            "needless_return",
+        )
+    });
     checks.push(Check {
         what: host_what,
         result,
     });
     checks
+}
+
+/// The host crate of negative 4: its package name.
+const PROBE: &str = "gate-probe";
+
+/// A workspace of its own in `dir` (the `host` profile of the suite's host tests, clippy's
+/// default lints) whose one crate returns with a needless `return`.
+fn write_probe(dir: &Path) -> Result<()> {
+    let manifest = format!(
+        "[package]\nname = \"{PROBE}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [workspace]\n\n[profile.host]\ninherits = \"dev\"\n"
+    );
+    std::fs::create_dir_all(dir.join("src"))
+        .map_err(|e| Error::new(format!("creating {}: {e}", dir.display())))?;
+    write(&dir.join("Cargo.toml"), &manifest)?;
+    write(
+        &dir.join("src").join("lib.rs"),
+        "//! Probe of the gate.\n\n/// One.\n#[must_use]\npub fn gate_probe() -> u32 {\n    return 1;\n}\n",
+    )
 }
 
 /// `Ok` when `result` is the failure expected, naming `needle`.
