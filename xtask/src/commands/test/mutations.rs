@@ -17,8 +17,8 @@
 //! ```
 //!
 //! The check copies the workspace's `Cargo.toml` (members cut down to `common` and the driver),
-//! `Cargo.lock`, `rust-toolchain.toml`, `.cargo/config.toml`, `common/` and the driver's folder to
-//! `target/mutants/ws/`, applies the edits there (an edit whose `find` is not in the file exactly
+//! `Cargo.lock`, `rust-toolchain.toml`, `common/` and the driver's folder to `target/mutants/ws/`
+//! (where cargo reads the workspace's own `.cargo/config.toml`, `scratch::workspace`), applies the edits there (an edit whose `find` is not in the file exactly
 //! once is an error: the mutation no longer matches the driver and must be updated), builds the
 //! mutant offline into `target/mutants/target/` (shared, so the dependencies build once), and runs
 //! the harness on it with the driver's own scenario. Files are rewritten only when their content

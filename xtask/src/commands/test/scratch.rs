@@ -15,8 +15,9 @@ pub type MemberTransform<'a> = &'a dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>
 pub type FileTransform<'a> = &'a dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>>;
 
 /// A scratch copy of the workspace at `root` in `to`: the root manifest with its members cut down
-/// to `members` (folders relative to `root`), the lock, the toolchain file, `.cargo/config.toml`,
-/// and each member's files, each passed through `transform(member, path in member, bytes)`.
+/// to `members` (folders relative to `root`), the lock, the toolchain file, `.cargo/config.toml`
+/// (unless `to` is inside `root`, where cargo reads the workspace's own), and each member's
+/// files, each passed through `transform(member, path in member, bytes)`.
 ///
 /// # Errors
 /// A file that cannot be read or written, or a manifest without a `members = [...]` line.
@@ -32,9 +33,20 @@ pub fn workspace(
         &to.join("Cargo.toml"),
         manifest_of(&manifest, members)?.as_bytes(),
     )?;
-    for file in ["Cargo.lock", "rust-toolchain.toml", ".cargo/config.toml"] {
+    for file in ["Cargo.lock", "rust-toolchain.toml"] {
         let bytes = std::fs::read(root.join(file)).with_context(|| format!("reading {file}"))?;
         sync(&to.join(file), &bytes)?;
+    }
+    // Cargo reads the `.cargo/config.toml` of every folder above the one it runs in and joins
+    // their arrays: a copy inside the workspace (under its target directory) already gets the
+    // workspace's, and a second one would give every build its rustflags twice (link arguments
+    // repeated, and every unit, windows-sys included, a different one from the real build's).
+    let config = Path::new(".cargo").join("config.toml");
+    if to.starts_with(root) {
+        crate::base::files::remove_if_exists(&to.join(&config))?;
+    } else {
+        let bytes = std::fs::read(root.join(&config)).context("reading .cargo/config.toml")?;
+        sync(&to.join(&config), &bytes)?;
     }
     for member in members {
         mirror(&root.join(member), &to.join(member), &|path, bytes| {
@@ -121,6 +133,38 @@ pub fn sync(path: &Path, content: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_inside_the_workspace_reads_its_cargo_config_and_has_none_of_its_own() {
+        let base =
+            std::env::temp_dir().join(format!("xtask-scratch-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        for (file, text) in [
+            ("Cargo.toml", "[workspace]\nmembers = [\"common\"]\n"),
+            ("Cargo.lock", "# lock\n"),
+            ("rust-toolchain.toml", "[toolchain]\n"),
+            (".cargo/config.toml", "[build]\nrustflags = [\"-Cx\"]\n"),
+            ("common/src/lib.rs", "//! c\n"),
+        ] {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), text).unwrap();
+        }
+        let inside = root.join("target").join("copy");
+        // A copy an older xtask made with the config, then made again.
+        std::fs::create_dir_all(inside.join(".cargo")).unwrap();
+        std::fs::write(inside.join(".cargo/config.toml"), "stale").unwrap();
+        workspace(&root, &inside, &["common"], &|_, _, b| Ok(b)).unwrap();
+        assert!(!inside.join(".cargo/config.toml").exists());
+        assert!(inside.join("common/src/lib.rs").is_file());
+        let outside = base.join("elsewhere");
+        workspace(&root, &outside, &["common"], &|_, _, b| Ok(b)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join(".cargo/config.toml")).unwrap(),
+            "[build]\nrustflags = [\"-Cx\"]\n"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn the_scratch_workspace_has_only_its_members() {

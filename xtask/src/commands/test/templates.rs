@@ -199,13 +199,20 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
         )?;
     }
     // Cargo's output in the workspace's target directory: the emulator's venv is found there, the
-    // kernel crates' builds are shared between runs.
-    let config = std::fs::read_to_string(ws.root.join(".cargo/config.toml"))
-        .context("reading .cargo/config.toml")?;
+    // kernel crates' builds (windows-sys among them) are shared with the build stage's. A copy
+    // inside the workspace reads the workspace's own `.cargo/config.toml` (cargo reads every
+    // folder's above it and joins their arrays): repeated here, every rustflag would be given twice
+    // and no unit shared (`scratch::workspace`).
     let target = ws.layout.target_dir.to_string_lossy().replace('\\', "/");
+    let mut config = String::new();
+    if !copy.starts_with(&ws.root) {
+        config = std::fs::read_to_string(ws.root.join(".cargo/config.toml"))
+            .context("reading .cargo/config.toml")?;
+        config.push('\n');
+    }
     crate::commands::test::scratch::sync(
         &copy.join(".cargo/config.toml"),
-        format!("{config}\n[build]\ntarget-dir = \"{target}\"\n").as_bytes(),
+        format!("{config}[build]\ntarget-dir = \"{target}\"\n").as_bytes(),
     )?;
     let mut sources: Vec<Source> = identity::sources(&ws.drivers)
         .into_iter()
