@@ -603,47 +603,77 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
 
 /// `cargo test --profile host -p common -p driver-package -p xtask` (the profile `cargo xtask`
 /// itself was built with, so its dependencies are not compiled again), compiled by clippy-driver
-/// as the gate's clippy compiles it (`base::host_tests`: one build for both); then the harness's
-/// own unit tests (its models' documented rules) with the venv's Python.
+/// as the gate's clippy compiles it (`base::host_tests`: one build for both); and beside it the
+/// harness's own unit tests (its models' documented rules) with the venv's Python.
 fn host_tests(ws: &Workspace, t: &mut Tally) {
-    let driver = host_tests::clippy_driver(&ws.root);
-    if driver.is_none() {
-        println!(
-            "  (no clippy-driver in the toolchain yet: the tests compile with rustc, unlinted)"
-        );
-    }
-    let ok = match host_tests::Targets::of_workspace(&ws.root) {
-        Ok(targets) => host_tests::run(&ws.root, &targets, driver.as_deref()),
-        Err(e) => {
-            println!("  {e}");
-            false
-        }
-    };
-    t.record(
-        ok,
-        "host unit tests (cargo test --profile host -p common -p driver-package -p xtask)",
-    );
+    // The harness's tests need the emulator venv, which the gate may still be making when this
+    // stage runs beside it: they run in a thread beside `cargo test`, and their output, captured,
+    // is printed after cargo's, as in a run in sequence.
     let harness_tests = ws.root.join("xtask").join("emu").join("tests");
-    if !harness_tests.is_dir() {
-        return;
-    }
-    println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
-    let ok = match emulator_venv(ws).and_then(|_| Harness::locate(ws)) {
-        Ok(h) => Command::new(&h.python)
-            .args(["-m", "unittest", "discover", "-s"])
-            .arg(&harness_tests)
-            .current_dir(&ws.root)
-            .status()
-            .is_ok_and(|s| s.success()),
-        Err(e) => {
-            println!("  {e}");
-            false
+    std::thread::scope(|scope| {
+        let harness = harness_tests
+            .is_dir()
+            .then(|| scope.spawn(|| harness_unit_tests(ws, &harness_tests)));
+        let driver = host_tests::clippy_driver(&ws.root);
+        if driver.is_none() {
+            println!(
+                "  (no clippy-driver in the toolchain yet: the tests compile with rustc, unlinted)"
+            );
         }
+        let ok = match host_tests::Targets::of_workspace(&ws.root) {
+            Ok(targets) => host_tests::run(&ws.root, &targets, driver.as_deref()),
+            Err(e) => {
+                println!("  {e}");
+                false
+            }
+        };
+        t.record(
+            ok,
+            "host unit tests (cargo test --profile host -p common -p driver-package -p xtask)",
+        );
+        let Some(harness) = harness else { return };
+        println!("  and the harness's unit tests: python -m unittest discover -s xtask/emu/tests");
+        let (ok, said) = harness.join().unwrap_or_else(|_| {
+            (
+                false,
+                "  the thread of the harness's tests panicked\n".into(),
+            )
+        });
+        print!("{said}");
+        t.record(
+            ok,
+            "harness unit tests (python -m unittest discover -s xtask/emu/tests)",
+        );
+    });
+}
+
+/// The harness's unit tests (`python -m unittest discover -s DIR` with the venv's Python, the venv
+/// made first if missing): whether they passed, and what they printed.
+fn harness_unit_tests(ws: &Workspace, dir: &std::path::Path) -> (bool, String) {
+    let harness = match emulator_venv(ws).and_then(|_| Harness::locate(ws)) {
+        Ok(h) => h,
+        Err(e) => return (false, format!("  {e}\n")),
     };
-    t.record(
-        ok,
-        "harness unit tests (python -m unittest discover -s xtask/emu/tests)",
-    );
+    match Command::new(&harness.python)
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(dir)
+        .current_dir(&ws.root)
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ),
+        Err(e) => (
+            false,
+            format!("  running {}: {e}\n", harness.python.display()),
+        ),
+    }
 }
 
 /// Every driver for both architectures and each of `profiles`; each image is linted before it is
