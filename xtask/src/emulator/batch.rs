@@ -10,7 +10,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::json;
 
@@ -88,9 +87,8 @@ pub fn run(
     }
     let text = serde_json::to_string_pretty(&plan(entries)).unwrap_or_default();
     files::write_atomic(plan_path, text.as_bytes())?;
-    let mut cmd = Command::new(&harness.python);
-    cmd.arg(&harness.script)
-        .arg("--batch")
+    let mut cmd = harness.command();
+    cmd.arg("--batch")
         .arg(plan_path)
         .arg("--jobs")
         .arg(jobs.max(1).to_string());

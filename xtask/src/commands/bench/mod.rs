@@ -394,9 +394,8 @@ fn emulator_rows(ws: &Workspace, wfp: &Driver) -> Result<Vec<Row>> {
         "  measuring the emulated kernel on {} (release)...",
         wfp.name
     );
-    let mut cmd = Command::new(&harness.python);
-    cmd.arg(&harness.script)
-        .arg("--image")
+    let mut cmd = harness.command();
+    cmd.arg("--image")
         .arg(&image)
         .arg("--scenario")
         .arg(&scenario)
