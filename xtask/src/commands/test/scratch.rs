@@ -15,7 +15,8 @@ pub type MemberTransform<'a> = &'a dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>
 pub type FileTransform<'a> = &'a dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>>;
 
 /// A scratch copy of the workspace at `root` in `to`: the root manifest with its members cut down
-/// to `members` (folders relative to `root`), the lock, the toolchain file, `.cargo/config.toml`
+/// to `members` (folders relative to `root`) and without the profile overrides of packages the copy
+/// does not build (cargo would warn of each at every build), the lock, the toolchain file, `.cargo/config.toml`
 /// (unless `to` is inside `root`, where cargo reads the workspace's own), and each member's
 /// files, each passed through `transform(member, path in member, bytes)`.
 ///
@@ -29,10 +30,10 @@ pub fn workspace(
 ) -> Result<()> {
     let manifest =
         std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
-    sync(
-        &to.join("Cargo.toml"),
-        manifest_of(&manifest, members)?.as_bytes(),
-    )?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let reached = packages_reached(root, members, &lock)?;
+    let manifest = without_other_overrides(&manifest_of(&manifest, members)?, &reached);
+    sync(&to.join("Cargo.toml"), manifest.as_bytes())?;
     for file in ["Cargo.lock", "rust-toolchain.toml"] {
         let bytes = std::fs::read(root.join(file)).with_context(|| format!("reading {file}"))?;
         sync(&to.join(file), &bytes)?;
@@ -83,6 +84,91 @@ pub fn manifest_of(manifest: &str, members: &[&str]) -> Result<String> {
         bail!("the workspace Cargo.toml has no `members = [...]` line to cut down");
     }
     Ok(out)
+}
+
+/// The packages a copy with `members` (folders under `root`) builds: the members, by the names
+/// their manifests give, and every package their dependencies reach in `lock` (Cargo.lock).
+///
+/// # Errors
+/// A member manifest or the lock that cannot be read as TOML.
+fn packages_reached(
+    root: &Path,
+    members: &[&str],
+    lock: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    use toml::Value;
+    let lock: Value = toml::from_str(lock).context("reading Cargo.lock")?;
+    let mut graph: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for p in lock
+        .get("package")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = p.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let deps = p.get("dependencies").and_then(Value::as_array);
+        // Each is "name", "name version" or "name version (source)".
+        let names = deps.into_iter().flatten().filter_map(Value::as_str);
+        graph
+            .entry(name.to_owned())
+            .or_default()
+            .extend(names.filter_map(|d| d.split(' ').next()).map(str::to_owned));
+    }
+    let mut todo = Vec::new();
+    for member in members {
+        let path = root.join(member).join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let manifest: Value =
+            toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+        let name = manifest.get("package").and_then(|p| p.get("name"));
+        todo.extend(name.and_then(Value::as_str).map(str::to_owned));
+        // Dependencies also come from the lock; the members' own cover one the lock lacks.
+        for table in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            if let Some(deps) = manifest.get(table).and_then(Value::as_table) {
+                todo.extend(deps.iter().map(|(key, spec)| {
+                    spec.get("package")
+                        .and_then(Value::as_str)
+                        .unwrap_or(key)
+                        .to_owned()
+                }));
+            }
+        }
+    }
+    let mut reached = std::collections::BTreeSet::new();
+    while let Some(name) = todo.pop() {
+        if reached.insert(name.clone()) {
+            todo.extend(graph.get(&name).into_iter().flatten().cloned());
+        }
+    }
+    Ok(reached)
+}
+
+/// `manifest` without its `[profile.PROFILE.package.NAME]` tables for a NAME not in `reached`
+/// (`"*"` stays): overrides that match nothing the copy builds.
+fn without_other_overrides(manifest: &str, reached: &std::collections::BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(manifest.len());
+    let mut skipping = false;
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            skipping = override_name(line).is_some_and(|n| n != "*" && !reached.contains(n));
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// NAME of a `[profile.PROFILE.package.NAME]` header (quotes removed), else `None`.
+fn override_name(header: &str) -> Option<&str> {
+    let inner = header.trim().strip_prefix("[profile.")?.strip_suffix(']')?;
+    let (_profile, name) = inner.split_once(".package.")?;
+    Some(name.trim_matches('"'))
 }
 
 /// Copies the files under `from` to `to` (skipping `target` and `__pycache__`), each through
@@ -145,6 +231,7 @@ mod tests {
             ("Cargo.lock", "# lock\n"),
             ("rust-toolchain.toml", "[toolchain]\n"),
             (".cargo/config.toml", "[build]\nrustflags = [\"-Cx\"]\n"),
+            ("common/Cargo.toml", "[package]\nname = \"common\"\n"),
             ("common/src/lib.rs", "//! c\n"),
         ] {
             std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
@@ -164,6 +251,43 @@ mod tests {
             "[build]\nrustflags = [\"-Cx\"]\n"
         );
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_copy_keeps_the_profile_overrides_of_what_it_builds_only() {
+        let root = crate::base::workspace::project_root();
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        let reached = packages_reached(&root, &["common", "cm-filter"], &lock).unwrap();
+        for p in ["common", "cm-filter", "windows-sys", "windows-link"] {
+            assert!(reached.contains(p), "{p} missing from {reached:?}");
+        }
+        for p in [
+            "xtask",
+            "driver-package",
+            "num-bigint-dig",
+            "sha2",
+            "ex-callback",
+        ] {
+            assert!(!reached.contains(p), "{p} in {reached:?}");
+        }
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let out = without_other_overrides(&manifest, &reached);
+        assert!(
+            out.contains("[profile.dev.package.\"*\"]\nopt-level = 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[profile.dev.package.windows-sys]\nopt-level = 1\n"),
+            "{out}"
+        );
+        assert!(!out.contains("[profile.dev.package.xtask]"), "{out}");
+        assert!(!out.contains("[profile.dev.package.sha1]"), "{out}");
+        // What follows a dropped table is kept.
+        assert!(out.contains("[profile.host]\ninherits = \"dev\""), "{out}");
+        assert!(out.contains("[profile.release]"), "{out}");
+        assert_eq!(override_name("[profile.dev.package.\"*\"]"), Some("*"));
+        assert_eq!(override_name("[profile.release]"), None);
+        assert_eq!(override_name("[workspace.package]"), None);
     }
 
     #[test]
