@@ -6,6 +6,7 @@
 use crate::base::error::Result;
 use crate::base::files;
 use crate::base::layout::{Arch, Profile};
+use crate::base::toolchain;
 use crate::base::workspace::{Driver, Workspace};
 use crate::commands::build::{self, Built};
 use crate::commands::test::{PROFILES, Tally, diagrams, fixtures};
@@ -320,6 +321,12 @@ pub(super) fn check_mutations(ws: &Workspace, drivers: &[&Driver], t: &mut Tally
                 mutations.len()
             ),
         );
+    }
+    // The mutants are built for x64: its standard library too, where the stage runs without the
+    // toolchain stage (`--stage mutations` in any rustup state).
+    let x64 = [Arch::X64];
+    if let Err(e) = toolchain::ensure_targets(&ws.root, &x64, &toolchain::Env::default()) {
+        return t.record(false, format!("mutations: {e}"));
     }
     let built = build_mutants(ws, drivers, &mutations, all_drivers, t);
     if built.is_empty() {

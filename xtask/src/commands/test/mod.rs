@@ -524,11 +524,13 @@ fn venv_lock_path(ws: &Workspace) -> std::path::PathBuf {
 /// (ruff's) is made first: under `venv_lock` when given (held since the host stage started beside,
 /// `host_beside`), else under its own (`emulator_venv`).
 fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Option<files::Lock>) {
-    if let Err(e) = toolchain::ensure_components(
-        &ws.root,
-        &[Component::Clippy, Component::Rustfmt],
-        &toolchain::Env::default(),
-    ) {
+    // Clippy checks the drivers for both Windows targets: their standard libraries too, where the
+    // gate runs without the toolchain stage (`--stage gate` in any rustup state).
+    let env = toolchain::Env::default();
+    let tools =
+        toolchain::ensure_components(&ws.root, &[Component::Clippy, Component::Rustfmt], &env)
+            .and_then(|()| toolchain::ensure_targets(&ws.root, &Arch::ALL, &env));
+    if let Err(e) = tools {
         return t.record(false, format!("the gate's tools: {e}"));
     }
     let python = match venv_lock {
