@@ -15,9 +15,9 @@ pub type MemberTransform<'a> = &'a dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>
 pub type FileTransform<'a> = &'a dyn Fn(&str, Vec<u8>) -> Result<Vec<u8>>;
 
 /// A scratch copy of the workspace at `root` in `to`: the root manifest with its members cut down
-/// to `members` (folders relative to `root`) and without the profile overrides of packages the copy
-/// does not build (cargo would warn of each at every build), the lock, the toolchain file, `.cargo/config.toml`
-/// (unless `to` is inside `root`, where cargo reads the workspace's own), and each member's
+/// to `members` (folders relative to `root`) and without the profile overrides of packages the
+/// copy does not build (cargo would warn of each at every build), the lock, the toolchain file,
+/// `.cargo/config.toml` where the copy needs its own ([`own_cargo_config`]), and each member's
 /// files, each passed through `transform(member, path in member, bytes)`.
 ///
 /// # Errors
@@ -38,16 +38,10 @@ pub fn workspace(
         let bytes = std::fs::read(root.join(file)).with_context(|| format!("reading {file}"))?;
         sync(&to.join(file), &bytes)?;
     }
-    // Cargo reads the `.cargo/config.toml` of every folder above the one it runs in and joins
-    // their arrays: a copy inside the workspace (under its target directory) already gets the
-    // workspace's, and a second one would give every build its rustflags twice (link arguments
-    // repeated, and every unit, windows-sys included, a different one from the real build's).
-    let config = Path::new(".cargo").join("config.toml");
-    if to.starts_with(root) {
-        crate::base::files::remove_if_exists(&to.join(&config))?;
-    } else {
-        let bytes = std::fs::read(root.join(&config)).context("reading .cargo/config.toml")?;
-        sync(&to.join(&config), &bytes)?;
+    let config = to.join(".cargo").join("config.toml");
+    match own_cargo_config(root, to)? {
+        Some(text) => sync(&config, text.as_bytes())?,
+        None => crate::base::files::remove_if_exists(&config)?,
     }
     for member in members {
         mirror(&root.join(member), &to.join(member), &|path, bytes| {
@@ -55,6 +49,25 @@ pub fn workspace(
         })?;
     }
     Ok(())
+}
+
+/// What a copy of the workspace at `root` made in `to` needs of the workspace's
+/// `.cargo/config.toml` (the kernel link configuration) in a file of its own: nothing when `to` is
+/// inside `root`, else its text. Cargo reads the `.cargo/config.toml` of every folder above the
+/// one it runs in and joins their arrays: a copy inside the workspace (under its target directory)
+/// already gets the workspace's, and a second one would give every build its rustflags twice (link
+/// arguments repeated, and every unit, windows-sys included, a different one from the real
+/// build's).
+///
+/// # Errors
+/// The workspace's `.cargo/config.toml` cannot be read.
+pub fn own_cargo_config(root: &Path, to: &Path) -> Result<Option<String>> {
+    if to.starts_with(root) {
+        return Ok(None);
+    }
+    std::fs::read_to_string(root.join(".cargo").join("config.toml"))
+        .context("reading .cargo/config.toml")
+        .map(Some)
 }
 
 /// The root `Cargo.toml` with its members cut down to `members` (`common` first if present) and

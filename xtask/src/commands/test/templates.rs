@@ -199,17 +199,12 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
         )?;
     }
     // Cargo's output in the workspace's target directory: the emulator's venv is found there, the
-    // kernel crates' builds (windows-sys among them) are shared with the build stage's. A copy
-    // inside the workspace reads the workspace's own `.cargo/config.toml` (cargo reads every
-    // folder's above it and joins their arrays): repeated here, every rustflag would be given twice
-    // and no unit shared (`scratch::workspace`).
+    // kernel crates' builds (windows-sys among them) are shared with the build stage's. The rest
+    // of the configuration only where the copy needs its own (`scratch::own_cargo_config`).
     let target = ws.layout.target_dir.to_string_lossy().replace('\\', "/");
-    let mut config = String::new();
-    if !copy.starts_with(&ws.root) {
-        config = std::fs::read_to_string(ws.root.join(".cargo/config.toml"))
-            .context("reading .cargo/config.toml")?;
-        config.push('\n');
-    }
+    let config = crate::commands::test::scratch::own_cargo_config(&ws.root, copy)?
+        .map(|c| c + "\n")
+        .unwrap_or_default();
     crate::commands::test::scratch::sync(
         &copy.join(".cargo/config.toml"),
         format!("{config}[build]\ntarget-dir = \"{target}\"\n").as_bytes(),
