@@ -22,8 +22,9 @@
 //! `src/main.rs` (one call into the library) and `tests/cli.rs` are the only host code the gate
 //! does not lint.
 //!
-//! Where the toolchain has no clippy (the toolchain stage, beside which the host stage can run,
-//! installs it), the host stage's tests build with plain rustc: the same tests, not linted.
+//! Where the toolchain has no clippy (the toolchain stage installs it; the host stage then waits
+//! for its turn instead of running beside), a host stage that finds none builds the tests with
+//! plain rustc: the same tests, not linted, and it says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,12 +41,9 @@ pub const CRATES: [&str; 3] = ["common", "driver-package", "xtask"];
 
 /// The toolchain's clippy-driver in `root` (rust-toolchain.toml applies there), if installed.
 pub fn clippy_driver(root: &Path) -> Option<PathBuf> {
-    let toolchain = Toolchain::of_workspace(root, &Env::default()).ok()?;
-    let exe = if cfg!(windows) { ".exe" } else { "" };
-    let driver = toolchain
-        .sysroot
-        .join("bin")
-        .join(format!("clippy-driver{exe}"));
+    let driver = Toolchain::of_workspace(root, &Env::default())
+        .ok()?
+        .program("clippy-driver");
     driver.is_file().then_some(driver)
 }
 

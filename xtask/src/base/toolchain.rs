@@ -121,11 +121,13 @@ impl Toolchain {
 
     /// Whether `component` is installed.
     pub fn has_component(&self, component: Component) -> bool {
+        self.program(component.program()).is_file()
+    }
+
+    /// Where the toolchain keeps the program `name` (`bin/NAME`, `.exe` on Windows).
+    pub fn program(&self, name: &str) -> PathBuf {
         let exe = if cfg!(windows) { ".exe" } else { "" };
-        self.sysroot
-            .join("bin")
-            .join(format!("{}{exe}", component.program()))
-            .is_file()
+        self.sysroot.join("bin").join(format!("{name}{exe}"))
     }
 }
 
