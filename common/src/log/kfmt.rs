@@ -85,9 +85,8 @@ impl LineBuffer {
         self.push(digits);
     }
 
-    /// Appends a counted UTF-16 string as UTF-8 (an unpaired surrogate becomes U+FFFD), right-
-    /// aligned in `width` characters as printf pads.
-    #[allow(clippy::cast_possible_truncation)] // each UTF-8 byte is masked or shifted into range
+    /// Appends a counted UTF-16 string as UTF-8 ([`Self::push_utf16`]), right-aligned in `width`
+    /// characters as printf pads.
     unsafe fn push_unicode_string(&mut self, address: usize, width: usize) {
         if address == 0 {
             self.push(b"(null)");
@@ -105,7 +104,18 @@ impl LineBuffer {
         for _ in units.len()..width {
             self.push(b" ");
         }
-        for c in char::decode_utf16(units.iter().copied()) {
+        self.push_utf16(units.iter().copied());
+    }
+
+    /// Appends UTF-16 code units as UTF-8 (an unpaired surrogate becomes U+FFFD), reading no
+    /// further once the line is full: a name can be 32,767 characters long (a `UNICODE_STRING`'s
+    /// `Length` is a `USHORT` of bytes) and the line holds a few hundred bytes, so a callback that
+    /// logs a name does work bounded by the line, not by the name.
+    #[allow(clippy::cast_possible_truncation)] // each UTF-8 byte is masked or shifted into range
+    fn push_utf16(&mut self, units: impl Iterator<Item = u16>) {
+        let mut chars = char::decode_utf16(units);
+        while !self.truncated() {
+            let Some(c) = chars.next() else { break };
             let c = u32::from(c.unwrap_or(char::REPLACEMENT_CHARACTER));
             // UTF-8 by hand: char::encode_utf8 can panic (with a formatted message).
             let bytes = [
@@ -235,6 +245,21 @@ mod tests {
         units[0] = 0xD800; // an unpaired surrogate
         assert!(fmt("%wZ", &[address]).starts_with('\u{FFFD}'));
         assert_eq!(fmt("%wZ", &[0]), "(null)");
+    }
+
+    #[test]
+    fn a_long_name_is_read_only_as_far_as_the_line_holds() {
+        let mut read = 0usize;
+        let units = core::iter::repeat_n(u16::from(b'k'), 32_767).inspect(|_| read += 1);
+        let mut b = LineBuffer::new();
+        b.push_utf16(units);
+        assert!(b.truncated());
+        // The units that fit, and the one that did not: nothing after it.
+        assert!(
+            read <= super::super::LINE_CAPACITY,
+            "read {read} of 32,767 code units for a {}-byte line",
+            super::super::LINE_CAPACITY
+        );
     }
 
     #[test]
