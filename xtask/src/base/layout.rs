@@ -63,14 +63,27 @@ impl fmt::Display for Profile {
 pub struct Layout {
     /// The cargo target directory.
     pub target_dir: PathBuf,
+    /// Where the tools xtask installs live (the emulator's venv, Mermaid's parser): the target
+    /// directory, except in a scratch copy of the workspace with a target directory of its own,
+    /// which uses its workspace's ([`Layout::with_tools_of`]).
+    pub tools_dir: PathBuf,
 }
 
 impl Layout {
     /// The layout under `target_dir`.
     pub fn new(target_dir: impl Into<PathBuf>) -> Self {
+        let target_dir = target_dir.into();
         Self {
-            target_dir: target_dir.into(),
+            tools_dir: target_dir.clone(),
+            target_dir,
         }
+    }
+
+    /// This layout, with the tools of `other` (a scratch copy using its workspace's venv).
+    #[must_use]
+    pub fn with_tools_of(mut self, other: &Layout) -> Self {
+        self.tools_dir.clone_from(&other.tools_dir);
+        self
     }
 
     /// The image cargo links for `driver`: a `.dll` named after the crate.
@@ -131,7 +144,18 @@ impl Layout {
 
     /// The Python venv of the emulator (and of the gate's ruff, the deploy tests' PowerShell parser).
     pub fn emu_venv(&self) -> PathBuf {
-        self.target_dir.join("emu-venv")
+        self.tools_dir.join("emu-venv")
+    }
+
+    /// The lock taken while the emulator's venv is made (two processes of one run never make it
+    /// at once).
+    pub fn emu_venv_lock(&self) -> PathBuf {
+        self.tools_dir.join("emu-venv.lock")
+    }
+
+    /// Mermaid's pinned parser, installed by npm.
+    pub fn mermaid_dir(&self) -> PathBuf {
+        self.tools_dir.join("mermaid")
     }
 
     /// The separate target directory of the clean-build benchmark.
@@ -198,6 +222,20 @@ mod tests {
             l.cargo_pdb("ex-callback", Arch::Arm64, Profile::Debug),
             Path::new("/w/target/aarch64-pc-windows-msvc/debug/ex_callback.pdb")
         );
+    }
+
+    #[test]
+    fn a_copy_builds_into_its_own_target_directory_with_its_workspaces_tools() {
+        let ws = Layout::new("/w/target");
+        assert_eq!(ws.emu_venv(), Path::new("/w/target/emu-venv"));
+        let copy = Layout::new("/w/target/templates/target").with_tools_of(&ws);
+        assert_eq!(
+            copy.placed_sys("made-ex", Arch::X64, Profile::Debug),
+            Path::new("/w/target/templates/target/drivers/x64/debug/made-ex/made-ex.sys")
+        );
+        assert_eq!(copy.emu_venv(), ws.emu_venv());
+        assert_eq!(copy.emu_venv_lock(), Path::new("/w/target/emu-venv.lock"));
+        assert_eq!(copy.mermaid_dir(), Path::new("/w/target/mermaid"));
     }
 
     #[test]

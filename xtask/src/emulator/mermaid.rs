@@ -50,7 +50,7 @@ pub fn prepare(ws: &Workspace) -> Result<std::result::Result<Parser, String>> {
         Err(why) => return Ok(Err(why)),
     };
     let source = ws.root.join("xtask").join("mermaid");
-    let dir = ws.layout.target_dir.join("mermaid");
+    let dir = ws.layout.mermaid_dir();
     let lock = std::fs::read(source.join("package-lock.json"))
         .with_context(|| format!("reading {}", source.join("package-lock.json").display()))?;
     let stamp = dir.join("node_modules").join(".xtask-lock");

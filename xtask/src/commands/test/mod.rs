@@ -332,7 +332,7 @@ fn host_beside(
     }
     host_tests::clippy_driver(&ws.root)?;
     // Where the lock cannot be taken, the host stage runs in its turn.
-    let lock = files::lock(&venv_lock_path(ws)).ok()?;
+    let lock = files::lock(&ws.layout.emu_venv_lock()).ok()?;
     Some((lock, beside::spawn(ws, "host", packages)))
 }
 
@@ -415,13 +415,11 @@ fn mutations_beside(
 /// The templates stage started beside the emulate, fixtures and mutations stages (`beside.rs`),
 /// when one of them runs too, without `-p` (with it the stage is skipped), and this run is not
 /// itself a part of another. It makes its drivers in its own scratch copy of the workspace
-/// (`target/templates/`) under names of their own (`made-*`), so what it builds, places, packages
-/// and emulates (`target/drivers/*/*/made-*`, `target/packages/*/*/made-*`, `target/emu/made-*`)
-/// is nothing the stages it overlaps read or write, and it reads only the sources and the
-/// harness's venv (made here first, so that no two processes make it); the tools its packages'
-/// verification needs the package stage has installed. Its cargo shares the workspace's target
-/// directory, whose lock makes it and the loopback tests' cargo take turns: the wait costs time,
-/// never a verdict.
+/// (`target/templates/`), builds them into its own target directory (`target/templates/target/`)
+/// under names of their own (`made-*`), so what it builds, places, packages and emulates is
+/// nothing the stages it overlaps read or write, and it reads only the sources and the harness's
+/// venv (made here first, so that no two processes make it); the tools its packages' verification
+/// needs the package stage has installed.
 fn templates_beside(
     ws: &Workspace,
     stages: &[&str],
@@ -511,13 +509,8 @@ fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
 /// processes of one run (a stage run beside the others, `beside.rs`) never make it at once: the
 /// second waits, then finds it ready.
 fn emulator_venv(ws: &Workspace) -> crate::base::error::Result<std::path::PathBuf> {
-    let _lock = files::lock(&venv_lock_path(ws))?;
+    let _lock = files::lock(&ws.layout.emu_venv_lock())?;
     venv::ensure(&ws.layout.emu_venv(), &ws.root.join(venv::LOCK))
-}
-
-/// The emulator venv's lock (`emulator_venv`).
-fn venv_lock_path(ws: &Workspace) -> std::path::PathBuf {
-    ws.layout.target_dir.join("emu-venv.lock")
 }
 
 /// rustfmt, clippy and ruff on the workspace, then on code broken on purpose. The emulator's venv

@@ -1,6 +1,6 @@
 //! The `templates` stage: `cargo xtask new` proven on every template. In a scratch copy of the
-//! workspace (`target/templates/ws/`, made by `scratch.rs`, its cargo output in the workspace's
-//! own target directory), one driver is made from each of the five templates, plus a second from
+//! workspace (`target/templates/ws/`, made by `scratch.rs`, its cargo output in
+//! `target/templates/target/`), one driver is made from each of the five templates, plus a second from
 //! ex-callback; the copy must pass the identity check (two drivers from the same template share
 //! nothing). Then one driver per template goes through what the other stages do to the samples,
 //! by their own functions: built for x64 and arm64 (debug), the images linted, signed, packaged
@@ -198,10 +198,9 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
             &|_, bytes| Ok(bytes),
         )?;
     }
-    // Cargo's output in the workspace's target directory: the emulator's venv is found there, the
-    // kernel crates' builds (windows-sys among them) are shared with the build stage's. The rest
-    // of the configuration only where the copy needs its own (`scratch::own_cargo_config`).
-    let target = ws.layout.target_dir.to_string_lossy().replace('\\', "/");
+    // Cargo's output in a target directory of the copy's own (`copy_target_dir`). The rest of the
+    // configuration only where the copy needs its own (`scratch::own_cargo_config`).
+    let target = copy_target_dir(ws).to_string_lossy().replace('\\', "/");
     let config = crate::commands::test::scratch::own_cargo_config(&ws.root, copy)?
         .map(|c| c + "\n")
         .unwrap_or_default();
@@ -241,18 +240,28 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
-/// The scratch copy read as a workspace (`cargo metadata --offline`): its drivers, the
-/// workspace's target directory.
+/// The copy's cargo target directory, `target/templates/target/`: not the workspace's. Cargo
+/// names a path crate's build by its path relative to the workspace's root, so the copy's
+/// `common` and the workspace's would be the same build: whichever built last would be the one
+/// cargo checks for changes, and after this stage an edit to the workspace's `common` went
+/// unseen (found on 2026-12-03: `cargo xtask build` kept an image of the old code).
+fn copy_target_dir(ws: &Workspace) -> std::path::PathBuf {
+    ws.layout.target_dir.join("templates").join("target")
+}
+
+/// The scratch copy read as a workspace (`cargo metadata --offline`): its drivers, its own target
+/// directory (`copy_target_dir`), the workspace's tools (the emulator's venv).
 fn load_copy(ws: &Workspace, copy: &Path) -> Result<Workspace> {
     let json = crate::base::workspace::metadata(copy)?;
-    let copy_ws = Workspace::from_metadata(&json)?;
-    if copy_ws.layout.target_dir != ws.layout.target_dir {
+    let mut copy_ws = Workspace::from_metadata(&json)?;
+    if copy_ws.layout.target_dir != copy_target_dir(ws) {
         crate::base::error::bail!(
-            "the scratch copy builds into {}, not the workspace's {}",
+            "the scratch copy builds into {}, not {}",
             copy_ws.layout.target_dir.display(),
-            ws.layout.target_dir.display()
+            copy_target_dir(ws).display()
         );
     }
+    copy_ws.layout = copy_ws.layout.with_tools_of(&ws.layout);
     Ok(copy_ws)
 }
 
