@@ -43,6 +43,7 @@ pub(crate) mod gate;
 pub(crate) mod mutations;
 mod own_cert;
 pub(crate) mod scratch;
+mod seed;
 mod summary;
 mod templates;
 mod tidy;

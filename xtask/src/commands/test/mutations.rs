@@ -198,6 +198,11 @@ pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<Pat
         },
     )?;
     let target = mutants.join("target");
+    let x64_debug = (
+        crate::base::layout::Arch::X64,
+        crate::base::layout::Profile::Debug,
+    );
+    super::seed::workspace_builds(ws, &target, &[x64_debug]);
     let triple = crate::base::layout::Arch::X64.triple();
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&copy)

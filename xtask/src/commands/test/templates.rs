@@ -71,6 +71,8 @@ pub(super) fn check(ws: &Workspace, packages: &[String], t: &mut Tally) {
         ),
         identity::check(&copy, &sources).map(|_| ()),
     );
+    let debug = [(Arch::X64, Profile::Debug), (Arch::Arm64, Profile::Debug)];
+    super::seed::workspace_builds(ws, &copy_target_dir(ws), &debug);
     match load_copy(ws, &copy) {
         Ok(copy_ws) => prove(&copy_ws, t),
         Err(e) => t.record(
