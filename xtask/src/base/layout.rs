@@ -173,27 +173,44 @@ impl Layout {
         self.target_dir.join("toolchain-check")
     }
 
+    /// The mutation check's scratch (its copy of the workspace, its builds, the mutants' images).
+    pub fn mutants_dir(&self) -> PathBuf {
+        self.target_dir.join("mutants")
+    }
+
+    /// The templates stage's scratch (its copy of the workspace, with its own target directory).
+    pub fn templates_dir(&self) -> PathBuf {
+        self.target_dir.join("templates")
+    }
+
+    /// The driver-submission CABs (`package --submission`).
+    pub fn submission_dir(&self) -> PathBuf {
+        self.target_dir.join("submission")
+    }
+
     /// `target/reports/NAME`: a command's report kept on disk (`test.json`).
     pub fn report(&self, name: &str) -> PathBuf {
         self.target_dir.join("reports").join(name)
     }
 
-    /// Every folder xtask writes under the target directory except the emulator's venv (and
-    /// cargo's own output): what `cargo xtask clean` removes.
+    /// Every folder xtask writes under the target directory except its tools (the emulator's venv,
+    /// Mermaid's parser) and cargo's own output: what `cargo xtask clean` removes. The scratch
+    /// copies of `cargo xtask test` (`mutants`, `templates`) go with their cargo output.
     pub fn xtask_dirs(&self) -> Vec<PathBuf> {
-        [
-            "drivers",
-            "packages",
-            "emu",
-            "sign-check",
-            "bench",
-            "gate",
-            "toolchain-check",
-            "reports",
-        ]
-        .iter()
-        .map(|d| self.target_dir.join(d))
-        .collect()
+        let mut dirs: Vec<PathBuf> = ["drivers", "packages", "emu", "reports"]
+            .iter()
+            .map(|d| self.target_dir.join(d))
+            .collect();
+        dirs.extend([
+            self.sign_check_dir(),
+            self.bench_target_dir(),
+            self.gate_dir(),
+            self.toolchain_check_dir(),
+            self.mutants_dir(),
+            self.templates_dir(),
+            self.submission_dir(),
+        ]);
+        dirs
     }
 }
 

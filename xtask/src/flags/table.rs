@@ -611,8 +611,8 @@ not a workspace driver's name or folder. Bad input is refused with nothing writt
         usage: &["clean [--all]"],
         about: "\
 Removes target/drivers (placed images), target/packages, target/emu (emulation reports) and the
-other scratch folders xtask writes under target/, but not cargo's own build output. Never touches
-the test certificate (see cert --help).",
+other scratch folders xtask writes under target/ (with the builds of test's scratch copies), but
+not the workspace's own cargo build output. Never touches the test certificate (see cert --help).",
         options: &[flag(
             "--all",
             "also the emulator's Python venv (target/emu-venv); the next emulation makes it again",

@@ -40,8 +40,7 @@ pub struct SubmissionEntry {
 /// Where the CAB of `arch` and `profile` goes.
 pub fn cab_path(ws: &Workspace, arch: Arch, profile: Profile) -> PathBuf {
     ws.layout
-        .target_dir
-        .join("submission")
+        .submission_dir()
         .join(arch.name())
         .join(profile.dir())
         .join(CAB_FILE)

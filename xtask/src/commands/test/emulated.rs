@@ -281,8 +281,7 @@ fn build_mutants<'m, 'd>(
         let image = crate::commands::test::mutations::build(ws, driver, m).and_then(|image| {
             let kept = ws
                 .layout
-                .target_dir
-                .join("mutants")
+                .mutants_dir()
                 .join("images")
                 .join(&m.name)
                 .join(image.file_name().unwrap_or_default());

@@ -167,7 +167,7 @@ pub fn apply(text: &str, file: &str, edits: &[Edit]) -> Result<String> {
 
 /// Builds the mutant of `driver` (x64, debug) and returns its image.
 pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<PathBuf> {
-    let mutants = ws.layout.target_dir.join("mutants");
+    let mutants = ws.layout.mutants_dir();
     let copy = mutants.join("ws");
     let dir_name = driver
         .dir

@@ -58,7 +58,7 @@ pub(super) fn check(ws: &Workspace, packages: &[String], t: &mut Tally) {
         t.skipped.push(what);
         return;
     }
-    let base = ws.layout.target_dir.join("templates");
+    let base = ws.layout.templates_dir();
     let copy = base.join("ws");
     let sources = match make(ws, &copy) {
         Ok(s) => s,
@@ -248,7 +248,7 @@ fn make(ws: &Workspace, copy: &Path) -> Result<Vec<Source>> {
 /// cargo checks for changes, and after this stage an edit to the workspace's `common` went
 /// unseen (found on 2026-12-03: `cargo xtask build` kept an image of the old code).
 fn copy_target_dir(ws: &Workspace) -> std::path::PathBuf {
-    ws.layout.target_dir.join("templates").join("target")
+    ws.layout.templates_dir().join("target")
 }
 
 /// The scratch copy read as a workspace (`cargo metadata --offline`): its drivers, its own target
