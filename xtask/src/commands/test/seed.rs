@@ -14,7 +14,8 @@
 //! (`.fingerprint/NAME-HASH/`) and its outputs (`deps/libCRATE-HASH.rlib`, `.rmeta`,
 //! `CRATE-HASH.d`). Those of each registry package are copied where the copy has none, each
 //! written whole (temporary file and rename), outputs first and fingerprint last, with their
-//! modification times, which cargo compares. Cargo checks each build's fingerprint before it uses
+//! modification times, which cargo compares, and under cargo's lock of each of the two folders
+//! (`.cargo-lock`, which cargo holds for a whole build), so never from or into a build in progress. Cargo checks each build's fingerprint before it uses
 //! it, so a copied build the copy would not have made is compiled again, as without the seed: the
 //! seed saves time and never changes a build. The layout is cargo's own and may change (the Cargo
 //! Book, "Build Cache": its structure is an internal detail); then nothing matches and the copy
@@ -63,6 +64,10 @@ pub fn registry_builds(
         let Ok(entries) = fs::read_dir(from.join(".fingerprint")) else {
             continue;
         };
+        // Under cargo's own locks of both folders (`.cargo-lock`, held for a whole build): never
+        // a build in progress, never into one.
+        let _from = files::lock(&from.join(".cargo-lock"))?;
+        let _to = files::lock(&to.join(".cargo-lock"))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some((package, hash)) = name.rsplit_once('-') else {
