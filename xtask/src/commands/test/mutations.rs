@@ -34,6 +34,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::base::error::{Context, Result, bail};
+use crate::base::layout::{Arch, Profile};
 use crate::base::workspace::{Driver, Workspace, cargo};
 use crate::commands::test::fixtures::Expect;
 
@@ -198,12 +199,8 @@ pub fn build(ws: &Workspace, driver: &Driver, mutation: &Mutation) -> Result<Pat
         },
     )?;
     let target = mutants.join("target");
-    let x64_debug = (
-        crate::base::layout::Arch::X64,
-        crate::base::layout::Profile::Debug,
-    );
-    super::seed::workspace_builds(ws, &target, &[x64_debug]);
-    let triple = crate::base::layout::Arch::X64.triple();
+    super::seed::workspace_builds(ws, &target, &[(Arch::X64, Profile::Debug)]);
+    let triple = Arch::X64.triple();
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&copy)
         .env("CARGO_TARGET_DIR", &target)

@@ -1,8 +1,8 @@
 //! The `templates` stage: `cargo xtask new` proven on every template. In a scratch copy of the
 //! workspace (`target/templates/ws/`, made by `scratch.rs`, its cargo output in
-//! `target/templates/target/`), one driver is made from each of the five templates, plus a second from
-//! ex-callback; the copy must pass the identity check (two drivers from the same template share
-//! nothing). Then one driver per template goes through what the other stages do to the samples,
+//! `target/templates/target/`), one driver is made from each of the five templates, plus a second
+//! from ex-callback; the copy must pass the identity check (two drivers from the same template
+//! share nothing). Then one driver per template goes through what the other stages do to the samples,
 //! by their own functions: built for x64 and arm64 (debug), the images linted, signed, packaged
 //! and verified, emulated with the fault sweep, and its VM plans made and their scripts parsed
 //! (`deploy --dry-run`). The second ex-callback copy and wfp-callout's copy's WDM variant are built
