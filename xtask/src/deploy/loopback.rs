@@ -1,7 +1,8 @@
 //! The ssh transport against a real OpenSSH server: each test starts `sshd -D -f <config> -e` on
 //! 127.0.0.1 and a free high port, with a throw-away host key, user key and authorized_keys in a
 //! scratch folder (nothing of the system's sshd or of `~/.ssh` is read or touched: the client
-//! runs with `-F /dev/null` and the scratch known_hosts and key), and stops it at the end.
+//! runs with `-F /dev/null` and the scratch known_hosts and key; the account's shell start-up
+//! files are not run), and stops it at the end.
 //!
 //! The server is Linux, so the transport is tested with POSIX commands: exit codes, stdout and
 //! stderr, a time limit, connection refused, a changed or unknown host key, a refused key, sftp
@@ -130,6 +131,12 @@ impl Sshd {
         if user == "root" && !Path::new("/run/sshd").exists() {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
+        // The server runs each command with the account's shell (`$SHELL -c`). Bash reads
+        // ~/.bashrc when it finds itself started by sshd at shell level 1 (SSH_SOURCE_BASHRC, as
+        // Debian builds it; bash's shell.c, run_startup_files), and an account's .bashrc can be
+        // costly (pyenv's init runs a dozen programs: two thirds of these tests' CPU on a machine
+        // with it) and can change PATH. A Windows VM's OpenSSH runs its default shell without
+        // either. `SHLVL=1` in the session makes bash's level 2, so it reads no start-up file.
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -141,7 +148,7 @@ impl Sshd {
                      AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
                      StrictModes no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
-                     Subsystem sftp internal-sftp\nSetEnv PATH={d}/bin:/usr/bin:/bin\n\
+                     Subsystem sftp internal-sftp\nSetEnv PATH={d}/bin:/usr/bin:/bin SHLVL=1\n\
                      MaxStartups 50\nLogLevel VERBOSE\n",
                     d = dir.display()
                 ),
@@ -265,6 +272,13 @@ fn loopback_commands_return_exit_codes_stdout_and_stderr() {
     assert_eq!(out.stderr, "to stderr\n");
     let out = c.exec("printf 'a b\\n'", secs(30)).unwrap();
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "a b\n"));
+    // Commands run in the environment the server declares, not one the account's shell start-up
+    // files made (`Sshd::start`: SHLVL).
+    let out = c.exec("printf '%s' \"$PATH\"", secs(30)).unwrap();
+    assert_eq!(
+        out.stdout,
+        format!("{}/bin:/usr/bin:/bin", sshd.dir.display())
+    );
 }
 
 #[test]
