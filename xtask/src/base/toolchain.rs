@@ -263,19 +263,64 @@ fn parse_active_toolchain(said: &str) -> Option<String> {
     said.split_whitespace().next().map(str::to_owned)
 }
 
+/// What the workspace's toolchain lacked, of what [`prove_on_bare_copy`] withholds, when a run
+/// began: when xtask then installed it into the real toolchain, that install is the proof for it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lacked {
+    /// The Windows targets it lacked.
+    pub targets: Vec<Arch>,
+    /// Whether it lacked clippy.
+    pub clippy: bool,
+}
+
+impl Lacked {
+    /// What `tc` lacks.
+    pub fn in_toolchain(tc: &Toolchain) -> Self {
+        Self {
+            targets: Arch::ALL
+                .iter()
+                .copied()
+                .filter(|a| !tc.has_target(*a))
+                .collect(),
+            clippy: !tc.has_component(Component::Clippy),
+        }
+    }
+
+    /// rustup's names of the components.
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .targets
+            .iter()
+            .map(|a| format!("rust-std-{}", a.triple()))
+            .collect();
+        if self.clippy {
+            names.push("clippy-preview".to_owned());
+        }
+        names
+    }
+}
+
 /// The proof, for `cargo xtask test`, that a toolchain which really lacks the Windows targets and
-/// clippy gets them from xtask: the workspace's toolchain is mirrored into a scratch `RUSTUP_HOME`
-/// without them (files hard-linked, rustup's own records copied and edited, the documentation
-/// left out), checked to lack them, then [`ensure_targets`] and [`ensure_components`] run against
-/// it (rustup downloads for real), and a `no_std` crate is compiled for each target with it.
+/// clippy gets them from xtask. What `installed_here` names, the workspace's toolchain lacked when
+/// this run began and xtask installed it (the toolchain stage, just before): that install was the
+/// proof for it. The rest is withheld: the workspace's toolchain is mirrored into a scratch
+/// `RUSTUP_HOME` without it (files hard-linked, rustup's own records copied and edited, the
+/// documentation left out), checked to lack it, then [`ensure_targets`] and [`ensure_components`]
+/// run against the copy (rustup downloads for real). Either way a `no_std` crate is then compiled
+/// for each target. On a fresh CI machine the run installs the targets itself, and the copy only
+/// needs clippy downloaded again, not the two standard libraries (about 4 s of CPU).
 ///
 /// # Return value
-/// What was installed, for the suite's report.
+/// What was shown, for the suite's report.
 ///
 /// # Errors
 /// Any step that did not do what a user needs; `Ok(None)` when rustup does not manage the
 /// workspace's toolchain (nothing to prove: the error path is what such a user sees).
-pub fn prove_on_bare_copy(root: &Path, scratch: &Path) -> Result<Option<String>> {
+pub fn prove_on_bare_copy(
+    root: &Path,
+    scratch: &Path,
+    installed_here: &Lacked,
+) -> Result<Option<String>> {
     let tc = Toolchain::of_workspace(root, &Env::default())?;
     let Some(name) = tc.rustup_name.clone() else {
         return Ok(None);
@@ -285,35 +330,78 @@ pub fn prove_on_bare_copy(root: &Path, scratch: &Path) -> Result<Option<String>>
         std::fs::remove_dir_all(&home)
             .map_err(|e| Error::new(format!("removing {}: {e}", home.display())))?;
     }
-    let sysroot = std::fs::canonicalize(&tc.sysroot)
-        .map_err(|e| Error::new(format!("{}: {e}", tc.sysroot.display())))?;
-    let copy = home.join("toolchains").join(&name);
-    let withheld: Vec<String> = Arch::ALL
-        .iter()
-        .map(|a| format!("rust-std-{}", a.triple()))
-        .chain(["clippy-preview".to_owned()])
-        .collect();
-    mirror(&sysroot, &copy, &sysroot, &withheld)?;
-    let env = Env {
-        rustup_home: Some(home.clone()),
+    let to_withhold = Lacked {
+        targets: Arch::ALL
+            .iter()
+            .copied()
+            .filter(|a| !installed_here.targets.contains(a))
+            .collect(),
+        clippy: !installed_here.clippy,
     };
-    let bare = Toolchain::of_workspace(root, &env)?;
-    if bare.sysroot != copy && std::fs::canonicalize(&bare.sysroot).ok() != Some(copy.clone()) {
-        bail!(
-            "with RUSTUP_HOME={} rustc's sysroot is {}, not the bare copy {}",
-            home.display(),
-            bare.sysroot.display(),
-            copy.display()
-        );
+    let withheld = to_withhold.names();
+    let mut shown = Vec::new();
+    let env = if withheld.is_empty() {
+        Env::default()
+    } else {
+        let sysroot = std::fs::canonicalize(&tc.sysroot)
+            .map_err(|e| Error::new(format!("{}: {e}", tc.sysroot.display())))?;
+        let copy = home.join("toolchains").join(&name);
+        mirror(&sysroot, &copy, &sysroot, &withheld)?;
+        let env = Env {
+            rustup_home: Some(home.clone()),
+        };
+        let bare = Toolchain::of_workspace(root, &env)?;
+        if bare.sysroot != copy && std::fs::canonicalize(&bare.sysroot).ok() != Some(copy.clone()) {
+            bail!(
+                "with RUSTUP_HOME={} rustc's sysroot is {}, not the bare copy {}",
+                home.display(),
+                bare.sysroot.display(),
+                copy.display()
+            );
+        }
+        if Lacked::in_toolchain(&bare) != to_withhold {
+            bail!(
+                "the bare copy {} does not lack exactly {}",
+                copy.display(),
+                withheld.join(", ")
+            );
+        }
+        ensure_targets(root, &Arch::ALL, &env)?;
+        ensure_components(root, &[Component::Clippy, Component::Rustfmt], &env)?;
+        shown.push(format!(
+            "{name} without {} got {} from xtask",
+            withheld.join(", "),
+            them(withheld.len())
+        ));
+        env
+    };
+    let here = installed_here.names();
+    if !here.is_empty() {
+        shown.push(format!(
+            "{name} lacked {} when this run began and got {} from xtask",
+            here.join(", "),
+            them(here.len())
+        ));
     }
-    if Arch::ALL.iter().any(|a| bare.has_target(*a)) || bare.has_component(Component::Clippy) {
-        bail!(
-            "the bare copy {} still has a Windows target or clippy",
-            copy.display()
-        );
+    compiles_for_both(root, scratch, &env)?;
+    if home.exists() {
+        std::fs::remove_dir_all(&home)
+            .map_err(|e| Error::new(format!("removing {}: {e}", home.display())))?;
     }
-    ensure_targets(root, &Arch::ALL, &env)?;
-    ensure_components(root, &[Component::Clippy, Component::Rustfmt], &env)?;
+    Ok(Some(format!(
+        "{}, and compiles for both targets",
+        shown.join("; ")
+    )))
+}
+
+fn them(n: usize) -> &'static str {
+    if n == 1 { "it" } else { "them" }
+}
+
+/// A `no_std` crate compiled for each Windows target by the toolchain `env` selects.
+fn compiles_for_both(root: &Path, scratch: &Path, env: &Env) -> Result<()> {
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| Error::new(format!("creating {}: {e}", scratch.display())))?;
     let src = scratch.join("probe.rs");
     std::fs::write(&src, "#![no_std]\npub fn probe() -> u32 { 1 }\n")
         .map_err(|e| Error::new(format!("writing {}: {e}", src.display())))?;
@@ -336,12 +424,7 @@ pub fn prove_on_bare_copy(root: &Path, scratch: &Path) -> Result<Option<String>>
             );
         }
     }
-    std::fs::remove_dir_all(&home)
-        .map_err(|e| Error::new(format!("removing {}: {e}", home.display())))?;
-    Ok(Some(format!(
-        "{name} without {} got them from xtask, and compiles for both targets",
-        withheld.join(", ")
-    )))
+    Ok(())
 }
 
 /// Copies the toolchain tree `from` to `to` as hard links, leaving out the documentation and the
@@ -490,6 +573,21 @@ mod tests {
         assert!(!tc.has_target(Arch::Arm64));
         assert!(tc.has_component(Component::Rustfmt));
         assert!(!tc.has_component(Component::Clippy));
+        // What the proof on a bare copy would withhold, and rustup's names for it.
+        let lacked = Lacked::in_toolchain(&tc);
+        assert_eq!(
+            lacked,
+            Lacked {
+                targets: vec![Arch::Arm64],
+                clippy: true
+            }
+        );
+        assert_eq!(
+            lacked.names(),
+            ["rust-std-aarch64-pc-windows-msvc", "clippy-preview"]
+        );
+        std::fs::write(sysroot.join(format!("bin/cargo-clippy{exe}")), "").unwrap();
+        assert!(Lacked::in_toolchain(&tc).names() == ["rust-std-aarch64-pc-windows-msvc"]);
         std::fs::remove_dir_all(&sysroot).unwrap();
     }
 

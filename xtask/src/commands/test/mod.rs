@@ -3,8 +3,8 @@
 //! some drivers or fixtures only; the closing line stays.
 //!
 //! 1. `toolchain`: the Windows targets, clippy and rustfmt installed where the pinned toolchain
-//!    lacks them, and the proof on a copy of the toolchain that really lacks them
-//!    (`toolchain::prove_on_bare_copy`);
+//!    lacks them, and the proof on a copy of the toolchain that really lacks those this run did
+//!    not install (`toolchain::prove_on_bare_copy`);
 //! 2. `gate`: the code's own rules (`gate`): rustfmt, clippy with warnings denied for the host
 //!    crates (as their tests compile, `base::host_tests`) and every driver and fixture on both
 //!    Windows targets, ruff on the harness; and each on code broken on purpose, which must fail;
@@ -481,16 +481,33 @@ fn deploy_stage(ws: &Workspace, drivers: &[&Driver], t: &mut Tally) {
 /// The toolchain's parts installed where missing, then the proof on a copy that lacks them.
 fn toolchain_stage(ws: &Workspace, t: &mut Tally) {
     let env = toolchain::Env::default();
+    // What the toolchain lacks now and xtask installs next is proven by that install itself.
+    let lacked = toolchain::Toolchain::of_workspace(&ws.root, &env)
+        .map(|tc| toolchain::Lacked::in_toolchain(&tc))
+        .unwrap_or_default();
+    let targets = toolchain::ensure_targets(&ws.root, &Arch::ALL, &env);
+    let targets_installed = targets.is_ok();
     t.result(
         "the Windows targets x86_64/aarch64-pc-windows-msvc are installed",
-        toolchain::ensure_targets(&ws.root, &Arch::ALL, &env),
+        targets,
     );
-    t.result(
-        "clippy and rustfmt are installed",
-        toolchain::ensure_components(&ws.root, &[Component::Clippy, Component::Rustfmt], &env),
+    let components =
+        toolchain::ensure_components(&ws.root, &[Component::Clippy, Component::Rustfmt], &env);
+    let clippy_installed = components.is_ok();
+    t.result("clippy and rustfmt are installed", components);
+    let installed_here = toolchain::Lacked {
+        targets: if targets_installed {
+            lacked.targets
+        } else {
+            Vec::new()
+        },
+        clippy: lacked.clippy && clippy_installed,
+    };
+    println!(
+        "  and on a copy of the toolchain without what this run did not install (rustup downloads it)..."
     );
-    println!("  and on a copy of the toolchain without them (rustup downloads them)...");
-    match toolchain::prove_on_bare_copy(&ws.root, &ws.layout.toolchain_check_dir()) {
+    let scratch = ws.layout.toolchain_check_dir();
+    match toolchain::prove_on_bare_copy(&ws.root, &scratch, &installed_here) {
         Ok(Some(what)) => t.result(what, Ok(())),
         Ok(None) => {
             let what = "the install on a bare toolchain: rustup does not manage this toolchain, \
