@@ -243,11 +243,19 @@ pub fn check(
 /// The check of `cargo xtask test`: (passed, what) for the plans of `packages` and for each
 /// broken sample.
 pub fn suite_checks(python: &Path, root: &Path, packages: &[Package]) -> Vec<(bool, String)> {
+    match plan_scripts(packages) {
+        Ok(scripts) => script_checks(python, root, &scripts),
+        Err(e) => vec![(false, format!("PowerShell syntax of the plans: {e}"))],
+    }
+}
+
+/// [`suite_checks`] of plan scripts already made (`plan_scripts`).
+fn script_checks(
+    python: &Path,
+    root: &Path,
+    scripts: &BTreeMap<String, String>,
+) -> Vec<(bool, String)> {
     let mut checks = Vec::new();
-    let scripts = match plan_scripts(packages) {
-        Ok(s) => s,
-        Err(e) => return vec![(false, format!("PowerShell syntax of the plans: {e}"))],
-    };
     let mut all = scripts.clone();
     for (name, script) in BROKEN {
         all.insert(format!("broken-{name}"), script.to_owned());
@@ -324,9 +332,9 @@ mod tests {
         ] {
             assert!(scripts.keys().any(|k| k.contains(part)), "no {part}");
         }
-        // One parse of them all, with the broken scripts (`suite_checks`, as the deploy stage runs
-        // it): the scripts' check first, naming each that does not parse.
-        let checks = suite_checks(&py, &ws.root, &packages);
+        // One parse of them all, with the broken scripts (as the deploy stage's `suite_checks`
+        // runs it): the scripts' check first, naming each that does not parse.
+        let checks = script_checks(&py, &ws.root, &scripts);
         assert!(
             checks[0]
                 .1
