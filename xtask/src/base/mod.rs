@@ -5,6 +5,7 @@ pub(crate) mod error;
 pub(crate) mod files;
 pub(crate) mod host_tests;
 pub(crate) mod layout;
+pub(crate) mod lockfile;
 pub(crate) mod process;
 pub(crate) mod toolchain;
 pub(crate) mod tools;

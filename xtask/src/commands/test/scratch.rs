@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::base::error::{Context, Result, bail};
+use crate::base::lockfile::Lockfile;
 
 /// What a member's file becomes in the copy: `(member, path in the member, bytes) -> bytes`.
 pub type MemberTransform<'a> = &'a dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>>;
@@ -31,7 +32,7 @@ pub fn workspace(
     let manifest =
         std::fs::read_to_string(root.join("Cargo.toml")).context("reading Cargo.toml")?;
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
-    let reached = packages_reached(root, members, &lock)?;
+    let reached = packages_reached(root, members, &Lockfile::parse(&lock)?)?;
     let manifest = without_other_overrides(&manifest_of(&manifest, members)?, &reached);
     sync(&to.join("Cargo.toml"), manifest.as_bytes())?;
     for file in ["Cargo.lock", "rust-toolchain.toml"] {
@@ -103,33 +104,18 @@ pub fn manifest_of(manifest: &str, members: &[&str]) -> Result<String> {
 /// their manifests give, and every package their dependencies reach in `lock` (Cargo.lock).
 ///
 /// # Errors
-/// A member manifest or the lock that cannot be read as TOML.
+/// A member manifest that cannot be read as TOML.
 fn packages_reached(
     root: &Path,
     members: &[&str],
-    lock: &str,
+    lock: &Lockfile,
 ) -> Result<std::collections::BTreeSet<String>> {
     use toml::Value;
-    let lock: Value = toml::from_str(lock).context("reading Cargo.lock")?;
-    let mut graph: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for p in lock
-        .get("package")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = p.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let deps = p.get("dependencies").and_then(Value::as_array);
-        // Each is "name", "name version" or "name version (source)".
-        let names = deps.into_iter().flatten().filter_map(Value::as_str);
-        graph
-            .entry(name.to_owned())
-            .or_default()
-            .extend(names.filter_map(|d| d.split(' ').next()).map(str::to_owned));
-    }
+    let graph: std::collections::BTreeMap<&str, Vec<&str>> = lock
+        .package
+        .iter()
+        .map(|p| (p.name.as_str(), p.dependency_names().collect()))
+        .collect();
     let mut todo = Vec::new();
     for member in members {
         let path = root.join(member).join("Cargo.toml");
@@ -154,7 +140,8 @@ fn packages_reached(
     let mut reached = std::collections::BTreeSet::new();
     while let Some(name) = todo.pop() {
         if reached.insert(name.clone()) {
-            todo.extend(graph.get(&name).into_iter().flatten().cloned());
+            let deps = graph.get(name.as_str()).into_iter().flatten();
+            todo.extend(deps.map(|d| (*d).to_owned()));
         }
     }
     Ok(reached)
@@ -270,6 +257,7 @@ mod tests {
     fn a_copy_keeps_the_profile_overrides_of_what_it_builds_only() {
         let root = crate::base::workspace::project_root();
         let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        let lock = Lockfile::parse(&lock).unwrap();
         let reached = packages_reached(&root, &["common", "cm-filter"], &lock).unwrap();
         for p in ["common", "cm-filter", "windows-sys", "windows-link"] {
             assert!(reached.contains(p), "{p} missing from {reached:?}");

@@ -28,6 +28,7 @@ use std::path::Path;
 use crate::base::error::{Context, Result};
 use crate::base::files;
 use crate::base::layout::{Arch, Profile};
+use crate::base::lockfile::{Locked, Lockfile};
 use crate::base::workspace::Workspace;
 
 /// [`registry_builds`] from the workspace `ws` into the scratch target directory `to`. A seed that
@@ -92,18 +93,11 @@ pub fn registry_builds(
 
 /// The packages `lock` takes from a registry (crates.io), by name.
 fn registry_packages(lock: &str) -> Result<BTreeSet<String>> {
-    let lock: toml::Value = toml::from_str(lock).context("reading Cargo.lock")?;
-    let packages = lock.get("package").and_then(toml::Value::as_array);
-    Ok(packages
+    Ok(Lockfile::parse(lock)?
+        .package
         .into_iter()
-        .flatten()
-        .filter(|p| {
-            p.get("source")
-                .and_then(toml::Value::as_str)
-                .is_some_and(|s| s.starts_with("registry+") || s.starts_with("sparse+"))
-        })
-        .filter_map(|p| p.get("name").and_then(toml::Value::as_str))
-        .map(str::to_owned)
+        .filter(Locked::is_from_registry)
+        .map(|p| p.name)
         .collect())
 }
 

@@ -33,21 +33,11 @@ const ONE_VERSION: &[(&str, &str)] = &[(
 
 /// `(name, version)` of every `[[package]]` in the lockfile `text`.
 fn packages(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut name = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line == "[[package]]" {
-            name = None;
-        } else if let Some(v) = line.strip_prefix("name = ") {
-            name = Some(v.trim_matches('"').to_owned());
-        } else if let Some(v) = line.strip_prefix("version = ")
-            && let Some(n) = name.take()
-        {
-            out.push((n, v.trim_matches('"').to_owned()));
-        }
-    }
-    out
+    let lock = crate::base::lockfile::Lockfile::parse(text).expect("a lockfile");
+    lock.package
+        .into_iter()
+        .map(|p| (p.name, p.version))
+        .collect()
 }
 
 /// Every rule the lockfile `text` breaks, each naming the crate and the fix.
