@@ -181,6 +181,40 @@ pub fn lint(root: &Path, targets: &Targets, target_dir: Option<&Path>) -> Result
     )
 }
 
+/// The host tool as `cargo xtask` builds it (`--profile host`, rustc, the library without its
+/// tests; driver-package with it): a warning or an error fails it, in the compiler's words.
+///
+/// [`lint`] compiles the host crates' tests, where what only a test uses is used; in the tool
+/// itself it is dead code, a warning every first `cargo xtask` prints. Cargo replays the warnings
+/// of a build it finds fresh, so after `cargo xtask` (which built this library) this compiles
+/// nothing.
+///
+/// # Errors
+/// Cargo could not run; the build has warnings or failed.
+pub fn tool_build(root: &Path) -> Result<()> {
+    let out = Command::new(cargo())
+        .args(["build", "--profile", "host", "-p", "xtask", "--lib"])
+        .arg("--message-format=json")
+        .current_dir(root)
+        .output()
+        .map_err(|e| Error::new(format!("running cargo build: {e}")))?;
+    let findings = findings(&String::from_utf8_lossy(&out.stdout));
+    if findings.is_empty() && out.status.success() {
+        return Ok(());
+    }
+    if findings.is_empty() {
+        bail!(
+            "the build failed:\n{}",
+            tail(String::from_utf8_lossy(&out.stderr).trim(), 30)
+        );
+    }
+    bail!(
+        "{} finding(s) in the host tool's own build (code only tests use needs #[cfg(test)]):\n{}",
+        findings.len(),
+        tail(findings.join("\n").trim(), 60)
+    )
+}
+
 /// The host stage's tests of `targets` in `root`: those the gate lints, compiled by `driver` when
 /// given (the gate's build), then the integration tests of crates with a binary, by rustc.
 /// `true` when every test ran and passed.

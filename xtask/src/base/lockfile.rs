@@ -19,6 +19,13 @@ pub struct Locked {
     /// Its name.
     pub name: String,
     /// Its version.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "read only by the lockfile's tidy test (tidy_deps.rs)"
+        )
+    )]
     pub version: String,
     /// Where it comes from (`registry+…`, `sparse+…`, `git+…`); none for the workspace's own
     /// crates and other path dependencies.

@@ -6,6 +6,8 @@
 //! - clippy for the host crates (all targets, tests included), as their tests compile with
 //!   clippy-driver (`base::host_tests::lint`), and `cargo clippy` for every driver and fixture on
 //!   both Windows targets (each variant with its features);
+//! - the host tool as `cargo xtask` builds it (not its tests) without a warning
+//!   (`base::host_tests::tool_build`: what only tests use is dead code there);
 //! - `ruff check xtask/emu` (the harness), with the ruff pinned in the emulator venv's lock and the
 //!   rules of `xtask/emu/ruff.toml`.
 //!

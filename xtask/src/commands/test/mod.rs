@@ -589,6 +589,10 @@ fn gate_stage(ws: &Workspace, packages: &[String], t: &mut Tally, venv_lock: Opt
             }
             Err(e) => t.record(false, format!("clippy of the host crates: {e}")),
         }
+        t.result(
+            "the host tool as `cargo xtask` builds it (not its tests) has no warnings",
+            host_tests::tool_build(&ws.root),
+        );
         match &ruff {
             Ok(r) => t.result(
                 "ruff check xtask/emu",
