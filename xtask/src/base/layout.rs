@@ -153,7 +153,7 @@ impl Layout {
         self.tools_dir.join("emu-venv.lock")
     }
 
-    /// Mermaid's pinned parser, installed by npm.
+    /// Mermaid's pinned parser (`emulator::mermaid`): parse.mjs and the unpacked package.
     pub fn mermaid_dir(&self) -> PathBuf {
         self.tools_dir.join("mermaid")
     }

@@ -1,7 +1,7 @@
 //! The emulate stage's diagram checks, fed by the reports that stage has just written (nothing is
 //! emulated twice): each driver README's embedded diagrams are what the current driver produces
 //! (emulator/readme.rs), and Mermaid's own parser accepts every one of them and rejects a broken
-//! one (emulator/mermaid.rs; skipped, and counted as skipped, without Node and npm).
+//! one (emulator/mermaid.rs; skipped, and counted as skipped, without Node, npm or tar).
 
 use crate::base::workspace::{Driver, Workspace};
 use crate::commands::test::Tally;
