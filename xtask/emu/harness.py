@@ -8,13 +8,6 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# unicorn 1.0.2 imports distutils only to find its library; the standard library's distutils answers
-# that as setuptools' copy (the venv's default) does, and imports a third as much. setuptools decides
-# which one when the interpreter starts (its distutils-precedence.pth), so xtask starts the harness
-# with this variable set (`Harness::command`): 0.2 s of CPU less per start. Set here too for what this
-# process starts; run by hand without it, the harness only starts slower.
-os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib')
-
 from emukernel import batch, bench  # noqa: E402
 from emukernel import run as runner  # noqa: E402
 from emukernel.errors import HarnessError  # noqa: E402

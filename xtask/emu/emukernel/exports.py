@@ -10,7 +10,6 @@ makes the same list, in the same order, of small objects with those four attribu
 values. tests/test_exports.py compares both on PE images with exports.
 """
 
-from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 import speakeasy.windows.common as _common
 
 

@@ -31,7 +31,6 @@ import logging
 import traceback
 from types import MethodType
 
-from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 import speakeasy.windows.common as _w
 import speakeasy.winenv.arch as _arch
 import unicorn.x86_const as _x

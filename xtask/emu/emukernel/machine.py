@@ -16,7 +16,6 @@ same thread.
 import struct
 from collections import Counter, deque
 
-from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 import speakeasy
 import speakeasy.winenv.arch as _arch
 

@@ -29,7 +29,6 @@ import os
 import threading
 import time
 
-from . import quickstart  # noqa: F401 - before speakeasy and unicorn (quickstart.py)
 from unicorn.unicorn import _uc
 
 

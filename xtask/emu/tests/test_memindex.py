@@ -6,11 +6,10 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib')
 
+# emukernel first: it imports unicorn as speakeasy cannot on Python 3.12 (emukernel/quickstart.py).
+from emukernel import memindex  # noqa: E402, I001
 from speakeasy.memmgr import MemMap, MemoryManager  # noqa: E402
-
-from emukernel import memindex  # noqa: E402
 
 PAGE = 0x1000
 
