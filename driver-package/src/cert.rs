@@ -456,11 +456,16 @@ pub(crate) mod tests {
     use super::*;
     use std::sync::OnceLock;
 
-    /// One key for the whole test binary (RSA key generation takes a while).
+    /// The tests' key: a throwaway RSA-2048 key made by OpenSSL, paired with no certificate of
+    /// testdata/ (testdata/pfx/README.md). Generating one (`RsaPrivateKey::new`, as [`generate`]
+    /// does; tests/public_api.rs and xtask's tests run that) is a prime search of 0.3 to 3 s of
+    /// CPU; reading this takes microseconds.
     pub(crate) fn test_key() -> RsaPrivateKey {
         static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS).unwrap())
-            .clone()
+        KEY.get_or_init(|| {
+            RsaPrivateKey::from_pkcs8_pem(include_str!("../testdata/test-key.pem")).unwrap()
+        })
+        .clone()
     }
 
     /// A signer with a certificate valid now.
