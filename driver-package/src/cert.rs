@@ -457,9 +457,9 @@ pub(crate) mod tests {
     use std::sync::OnceLock;
 
     /// The tests' key: a throwaway RSA-2048 key made by OpenSSL, paired with no certificate of
-    /// testdata/ (testdata/pfx/README.md). Generating one (`RsaPrivateKey::new`, as [`generate`]
-    /// does; tests/public_api.rs and xtask's tests run that) is a prime search of 0.3 to 3 s of
-    /// CPU; reading this takes microseconds.
+    /// the test data (driver-package/testdata/pfx/README.md). Generating one
+    /// (`RsaPrivateKey::new`, as [`generate`] does; tests/public_api.rs runs that) is a prime
+    /// search of 0.3 to 3 s of CPU; reading this takes microseconds.
     pub(crate) fn test_key() -> RsaPrivateKey {
         static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
         KEY.get_or_init(|| {

@@ -206,13 +206,20 @@ pub(crate) mod tests {
     use super::*;
     use crate::image::testimage::{Spec, build, good};
     use std::sync::OnceLock;
-    use std::time::{Duration, SystemTime};
 
-    /// One signer for the whole test binary (RSA key generation takes a while), valid now.
+    /// One signer for the whole test binary: the throwaway key and code-signing certificate
+    /// (valid until 2125) of driver-package/testdata/pfx/aes.pfx, made by OpenSSL (its README).
+    /// Generating a key, as `cert::generate` does for `cargo xtask cert`, is a prime search of 0.3
+    /// to 3 s of CPU; reading this takes milliseconds.
     pub(crate) fn test_signer() -> Signer {
         static SIGNER: OnceLock<Signer> = OnceLock::new();
         SIGNER
-            .get_or_init(|| cert::generate(SystemTime::now(), Duration::from_hours(24)).unwrap())
+            .get_or_init(|| {
+                let pfx = include_bytes!("../../../driver-package/testdata/pfx/aes.pfx");
+                driver_package::pfx::read(pfx, "Secret-1", "aes.pfx")
+                    .unwrap()
+                    .signer
+            })
             .clone()
     }
 
