@@ -108,7 +108,17 @@ mod tests {
             "a second holder got the lock while the first held it"
         );
         drop(held);
-        other.try_lock().unwrap();
+        // Free once dropped. A child another test is starting at this moment may still hold a
+        // copy of the descriptor, between its fork and its exec (the descriptor is close-on-exec):
+        // that copy shares the lock for a moment, so it is taken within a deadline, not at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Err(e) = other.try_lock() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock stayed held after its holder was dropped: {e}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // A lock file that cannot be made (its folder is a file) is an error naming it.
         fs::write(d.join("blocker"), b"").unwrap();
         let e = lock(&d.join("blocker/x.lock")).unwrap_err().to_string();

@@ -11,8 +11,12 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A fresh folder for one test: its own even when two tests running at once copy the same driver
+/// (`name`), which once made them remove each other's files.
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xtask-identity-{name}-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("xtask-identity-{name}-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
     d
