@@ -24,6 +24,9 @@ def main(argv=None):
                              'that call failing')
     parser.add_argument('--fault-phase', choices=('DriverEntry', 'DriverUnload'),
                         help='with --faults: only the fallible calls of this phase')
+    parser.add_argument('--no-variants', action='store_true',
+                        help="only the scenario run: not the scenario's variants (with --faults, "
+                             'the teardown sweep takes its calls from the scenario run alone)')
     parser.add_argument('--count-instructions', action='store_true',
                         help='count the instructions each callback executes inside the image')
     parser.add_argument('--jobs', type=int, default=1, metavar='N',
@@ -58,7 +61,8 @@ def main(argv=None):
             print('harness: error: %s' % e, file=sys.stderr)
             return 2
     entry = {'image': args.image, 'scenario': args.scenario, 'report': args.report, 'faults': args.faults,
-             'fault_phase': args.fault_phase, 'count_instructions': args.count_instructions}
+             'fault_phase': args.fault_phase, 'count_instructions': args.count_instructions,
+             'variants': not args.no_variants}
     code, error = run_one(entry, max(1, args.jobs), _progress)
     if error:
         print('harness: error: %s' % error, file=sys.stderr)
@@ -72,7 +76,8 @@ def run_one(entry, jobs, progress):
         scenario = _inputs(entry['image'], entry['scenario'])
         report = runner.run_all(os.path.abspath(entry['image']), scenario, entry['faults'],
                                 entry['count_instructions'], progress=progress,
-                                fault_phase=entry['fault_phase'], jobs=jobs)
+                                fault_phase=entry['fault_phase'], jobs=jobs,
+                                variants=entry['variants'])
     except HarnessError as e:
         return 2, str(e)
     _write_atomically(entry['report'], json.dumps(report, indent=2) + '\n')

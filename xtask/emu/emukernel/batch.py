@@ -9,7 +9,8 @@ the same report, written to the entry's `report` path.
 
 The plan, JSON: `{"schema": 1, "entries": [{"name": "ex-callback", "image": "...sys",
 "scenario": "...toml", "report": "...json", "faults": false, "fault_phase": null,
-"count_instructions": false}, ...]}` (`fault_phase`: null, "DriverEntry" or "DriverUnload").
+"count_instructions": false, "variants": true}, ...]}` (`fault_phase`: null, "DriverEntry" or
+"DriverUnload"; `variants`: false for the scenario run alone, as `--no-variants`).
 
 What it prints on stderr, one block per entry in the plan's order, each as soon as it and every
 earlier entry are done: `@entry NAME`, the entry's progress lines, `harness: error: ...` if it
@@ -26,7 +27,7 @@ from .forks import fork_map
 
 PLAN_SCHEMA = 1
 ENTRY_KEYS = {'name': str, 'image': str, 'scenario': str, 'report': str, 'faults': bool,
-              'fault_phase': (str, type(None)), 'count_instructions': bool}
+              'fault_phase': (str, type(None)), 'count_instructions': bool, 'variants': bool}
 FAULT_PHASES = (None, 'DriverEntry', 'DriverUnload')
 INTERNAL_ERROR = 70
 

@@ -291,8 +291,10 @@ class Run:
         return used
 
 
-def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None, jobs=1):
-    """The scenario run, then each variant and (with `faults`) each fault run, each on a fresh
+def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None, jobs=1,
+            variants=True):
+    """The scenario run, then (unless not `variants`) each variant of the scenario and (with
+    `faults`) each fault run, each on a fresh
     machine: the image is loaded once and every run is a child process forked from that loaded,
     never-run state (forks.py), up to `jobs` at a time; the report and the progress lines keep the
     same order whatever `jobs` is.
@@ -318,7 +320,7 @@ def run_all(image, scenario, faults, count_instructions, progress, fault_phase=N
     swept = [(offered[0], 0, scenario, offered[1])]
 
     tasks = [(image, v, None, count_instructions, True, 'scenario: %s' % v.name, 'scenario')
-             for v in scenario.variants]
+             for v in (scenario.variants if variants else ())]
     for report, used, offered, _first in _map(one, tasks, jobs, driver, progress):
         runs.append(report)
         routines.update({k: v for k, v in used.items() if k not in routines})

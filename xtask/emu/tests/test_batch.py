@@ -15,7 +15,7 @@ from emukernel.errors import HarnessError  # noqa: E402
 
 def entry(name, **changes):
     e = {'name': name, 'image': '/x/%s.sys' % name, 'scenario': '/x/scenario.toml', 'report': '/x/r.json',
-         'faults': False, 'fault_phase': None, 'count_instructions': False}
+         'faults': False, 'fault_phase': None, 'count_instructions': False, 'variants': True}
     e.update(changes)
     return e
 

@@ -50,6 +50,7 @@ fn plan(entries: &[Entry]) -> serde_json::Value {
                     (true, FaultPhase::DriverUnload) => Some("DriverUnload"),
                 },
                 "count_instructions": e.opts.count_instructions,
+                "variants": !e.opts.scenario_only,
             })
         })
         .collect();
@@ -238,5 +239,9 @@ mod tests {
         assert_eq!(p["entries"][0]["fault_phase"], "DriverUnload");
         assert_eq!(p["entries"][0]["faults"], true);
         assert_eq!(p["entries"][0]["count_instructions"], false);
+        assert_eq!(p["entries"][0]["variants"], true);
+        let mut alone = entry("b", Path::new("/r.json"));
+        alone.opts.scenario_only = true;
+        assert_eq!(plan(&[alone])["entries"][0]["variants"], false);
     }
 }

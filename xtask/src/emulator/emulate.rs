@@ -79,6 +79,8 @@ pub struct Options {
     pub fault_phase: FaultPhase,
     /// `--count-instructions`: instructions per callback invocation.
     pub count_instructions: bool,
+    /// `--no-variants`: the scenario run alone, not the scenario's variants.
+    pub scenario_only: bool,
 }
 
 /// How one driver's emulation ended.

@@ -14,7 +14,8 @@ use crate::emulator::batch;
 use crate::emulator::emulate::{self, FaultPhase, Harness, Options, Outcome};
 
 /// The signed x64 image of each package (driver, package folder, profile), run once in the
-/// emulator (no fault sweep), all in one harness batch.
+/// emulator (its scenario run: no variants, no fault sweep; the emulate stage runs those on the
+/// image before signing), all in one harness batch.
 pub(super) fn emulate_signed(
     ws: &Workspace,
     harness: &Result<Harness>,
@@ -57,7 +58,10 @@ pub(super) fn emulate_signed(
             report: ws
                 .layout
                 .emu_report(name, &format!("signed-{}", emulate::report_name(*profile))),
-            opts: Options::default(),
+            opts: Options {
+                scenario_only: true,
+                ..Options::default()
+            },
         })
         .collect();
     let plan = ws
