@@ -164,20 +164,10 @@ pub fn lint(root: &Path, targets: &Targets, target_dir: Option<&Path>) -> Result
     let out = cmd
         .output()
         .map_err(|e| Error::new(format!("running cargo test --no-run: {e}")))?;
-    let findings = findings(&String::from_utf8_lossy(&out.stdout));
-    if findings.is_empty() && out.status.success() {
-        return Ok(());
-    }
-    let what = format!("{} -- -D warnings", targets.describe());
-    if findings.is_empty() {
-        bail!(
-            "{what}: the build failed:\n{}",
-            tail(String::from_utf8_lossy(&out.stderr).trim(), 30)
-        );
-    }
-    bail!(
-        "{what} found problems (fix them, or allow a lint where the code says why):\n{}",
-        tail(findings.join("\n").trim(), 60)
+    judge(
+        &out,
+        &format!("{} -- -D warnings", targets.describe()),
+        "fix them, or allow a lint where the code says why",
     )
 }
 
@@ -198,19 +188,29 @@ pub fn tool_build(root: &Path) -> Result<()> {
         .current_dir(root)
         .output()
         .map_err(|e| Error::new(format!("running cargo build: {e}")))?;
+    judge(
+        &out,
+        "the host tool's own build (cargo build --profile host -p xtask --lib)",
+        "code only tests use needs #[cfg(test)]",
+    )
+}
+
+/// A build's verdict from its output (`--message-format=json`): `Ok` with no finding and
+/// success, else an error naming `what`: the build failed (the end of its stderr), or its
+/// findings in the compiler's words, with `advice`.
+fn judge(out: &std::process::Output, what: &str, advice: &str) -> Result<()> {
     let findings = findings(&String::from_utf8_lossy(&out.stdout));
     if findings.is_empty() && out.status.success() {
         return Ok(());
     }
     if findings.is_empty() {
         bail!(
-            "the build failed:\n{}",
+            "{what}: the build failed:\n{}",
             tail(String::from_utf8_lossy(&out.stderr).trim(), 30)
         );
     }
     bail!(
-        "{} finding(s) in the host tool's own build (code only tests use needs #[cfg(test)]):\n{}",
-        findings.len(),
+        "{what} found problems ({advice}):\n{}",
         tail(findings.join("\n").trim(), 60)
     )
 }
