@@ -206,7 +206,7 @@ fn download_and_unpack(
     staging: &Path,
     unpacked: &Path,
 ) -> Result<()> {
-    let out = process::run(
+    run_ok(
         Command::new(npm)
             .arg("pack")
             .arg(pin.spec())
@@ -218,18 +218,15 @@ fn download_and_unpack(
             timeout: Some(Duration::from_mins(10)),
             ..Options::default()
         },
+        &format!(
+            "`npm pack {}` failed (the registry unreachable?)",
+            pin.spec()
+        ),
     )?;
-    if !out.status.is_some_and(|s| s.success()) {
-        bail!(
-            "`npm pack {}` failed (the registry unreachable?): {}",
-            pin.spec(),
-            process::tail(&String::from_utf8_lossy(&out.stderr), 10)
-        );
-    }
     let tarball = tarball_in(staging)?;
     let bytes = fs::read(&tarball).with_context(|| format!("reading {}", tarball.display()))?;
     check_tarball(pin, &bytes)?;
-    let out = process::run(
+    run_ok(
         Command::new(tar)
             .arg("-xzf")
             .arg(&tarball)
@@ -240,20 +237,30 @@ fn download_and_unpack(
             timeout: Some(Duration::from_mins(2)),
             ..Options::default()
         },
-    )?;
-    if !out.status.is_some_and(|s| s.success()) {
-        bail!(
-            "unpacking {} with tar failed (is every file of xtask/mermaid/pin.toml in {}?): {}",
+        &format!(
+            "unpacking {} with tar failed (is every file of xtask/mermaid/pin.toml in {}?)",
             tarball.display(),
-            pin.spec(),
-            process::tail(&String::from_utf8_lossy(&out.stderr), 10)
-        );
-    }
+            pin.spec()
+        ),
+    )?;
     let entry = unpacked.join("package").join(&pin.entry);
     if !entry.is_file() {
         bail!("{} has no {}", pin.spec(), pin.entry);
     }
     Ok(())
+}
+
+/// `cmd` run as `opts` says, to a successful end: what it printed, or `failed` and the last lines
+/// of its stderr.
+fn run_ok(cmd: &mut Command, opts: Options<'_>, failed: &str) -> Result<process::Captured> {
+    let out = process::run(cmd, opts)?;
+    if !out.status.is_some_and(|s| s.success()) {
+        bail!(
+            "{failed}: {}",
+            process::tail(&String::from_utf8_lossy(&out.stderr), 10)
+        );
+    }
+    Ok(out)
 }
 
 /// The one tarball `npm pack` left in `staging`.
@@ -314,7 +321,7 @@ impl Parser {
             .map(|(name, text)| Input { name, text })
             .collect();
         let json = serde_json::to_vec(&input).context("writing the diagrams as JSON")?;
-        let out = process::run(
+        let out = run_ok(
             Command::new(&self.node)
                 .arg(SCRIPT)
                 .arg(&self.entry)
@@ -324,14 +331,11 @@ impl Parser {
                 timeout: Some(Duration::from_mins(2)),
                 ..Options::default()
             },
+            &format!(
+                "Mermaid's parser (node {}/{SCRIPT}) failed",
+                self.dir.display()
+            ),
         )?;
-        if !out.status.is_some_and(|s| s.success()) {
-            bail!(
-                "Mermaid's parser (node {}/{SCRIPT}) failed: {}",
-                self.dir.display(),
-                process::tail(&String::from_utf8_lossy(&out.stderr), 10)
-            );
-        }
         let verdicts: Vec<Output> = serde_json::from_slice(&out.stdout)
             .context("Mermaid's parser answered something that is not its JSON verdicts")?;
         if verdicts.len() != diagrams.len() {
