@@ -293,11 +293,10 @@ class Run:
 
 def run_all(image, scenario, faults, count_instructions, progress, fault_phase=None, jobs=1,
             variants=True):
-    """The scenario run, then (unless not `variants`) each variant of the scenario and (with
-    `faults`) each fault run, each on a fresh
-    machine: the image is loaded once and every run is a child process forked from that loaded,
-    never-run state (forks.py), up to `jobs` at a time; the report and the progress lines keep the
-    same order whatever `jobs` is.
+    """The scenario run, then each variant of the scenario (unless `variants` is false) and each
+    fault run (with `faults`), each on a fresh machine: the image is loaded once and every run is
+    a child process forked from that loaded, never-run state (forks.py), up to `jobs` at a time;
+    the report and the progress lines keep the same order whatever `jobs` is.
 
     The fault sweep fails each fallible call DriverEntry made in the scenario run, and (unless
     `fault_phase` is 'DriverEntry') each fallible call DriverUnload makes, in the cheapest scenario
